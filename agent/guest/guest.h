@@ -85,6 +85,10 @@ struct GuestRecord {
   BootMode last_boot = BootMode::kAuto;
   uint32_t last_boot_ms = 0;
   std::string accelerator;
+  // Per spec.ports entry (same order): the 127.0.0.1 port where the runtime exposes that guest
+  // port for the current instance; the agent's proxy forwards the published port there. Persisted
+  // so a restarted agent re-adopts a running instance without restarting it.
+  std::vector<uint16_t> backend_ports;
   TimePoint created_at{};
   TimePoint started_at{};
   TimePoint updated_at{};
