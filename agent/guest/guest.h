@@ -19,13 +19,22 @@ using Clock = std::chrono::system_clock;
 using TimePoint = Clock::time_point;
 
 enum class RuntimeKind { kVm, kMicroVm, kContainer };
-enum class GuestState { kPending, kStarting, kRunning, kStopping, kStopped, kCrashed, kRestarting, kFailed };
+enum class GuestState {
+  kPending,
+  kStarting,
+  kRunning,
+  kStopping,
+  kStopped,
+  kCrashed,
+  kRestarting,
+  kFailed
+};
 enum class RestartPolicy { kAlways, kOnFailure, kNever };
 enum class BootMode { kAuto, kCold, kSnapshot };
 
 std::string_view RuntimeKindName(RuntimeKind kind);  // "vm", "microvm", "container"
 std::string_view GuestStateName(GuestState state);   // "RUNNING", ...
-std::string_view BootModeName(BootMode mode);         // "auto", "cold", "snapshot"
+std::string_view BootModeName(BootMode mode);        // "auto", "cold", "snapshot"
 
 struct PortMapping {
   uint16_t guest_port = 0;
