@@ -1,0 +1,463 @@
+#include "agent/net/port_proxy.h"
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+
+#include "agent/net/port_allocator.h"
+
+namespace phoenix::agent::net {
+namespace {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using boost::system::error_code;
+using namespace std::chrono_literals;
+
+const asio::ip::address kLoopback = asio::ip::make_address_v4("127.0.0.1");
+
+// Runs the loop in this thread until `done` holds or `limit` passes; returns done().
+bool RunUntil(asio::io_context& io, const std::function<bool()>& done,
+              std::chrono::milliseconds limit = 5s) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done() && std::chrono::steady_clock::now() < deadline) {
+    if (io.stopped()) {
+      io.restart();
+    }
+    io.run_for(5ms);
+  }
+  return done();
+}
+
+// Runs the loop for `duration` (to observe that something does NOT happen).
+void RunFor(asio::io_context& io, std::chrono::milliseconds duration) {
+  auto deadline = std::chrono::steady_clock::now() + duration;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (io.stopped()) {
+      io.restart();
+    }
+    io.run_for(5ms);
+  }
+}
+
+size_t OpenFdCount() {
+  size_t n = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    ++n;
+  }
+  return n;
+}
+
+// A backend for the tests: accepts on 127.0.0.1 and runs `serve` on each connection.
+class TestServer {
+ public:
+  using Serve = std::function<void(std::shared_ptr<tcp::socket>)>;
+
+  TestServer(asio::io_context& io, Serve serve, uint16_t port = 0)
+      : state_(std::make_shared<State>(io, std::move(serve))) {
+    tcp::endpoint endpoint(kLoopback, port);
+    state_->acceptor.open(endpoint.protocol());
+    state_->acceptor.set_option(tcp::acceptor::reuse_address(true));
+    state_->acceptor.bind(endpoint);
+    state_->acceptor.listen();
+    Accept(state_);
+  }
+  ~TestServer() {
+    error_code ignored;
+    state_->acceptor.close(ignored);
+  }
+
+  tcp::endpoint endpoint() const { return state_->acceptor.local_endpoint(); }
+  int connections() const { return state_->connections; }
+
+ private:
+  struct State {
+    State(asio::io_context& io, Serve serve) : acceptor(io), serve(std::move(serve)) {}
+    tcp::acceptor acceptor;
+    Serve serve;
+    int connections = 0;
+  };
+
+  static void Accept(std::shared_ptr<State> state) {
+    state->acceptor.async_accept([state](const error_code& ec, tcp::socket socket) {
+      if (ec) {
+        return;
+      }
+      ++state->connections;
+      state->serve(std::make_shared<tcp::socket>(std::move(socket)));
+      Accept(state);
+    });
+  }
+
+  std::shared_ptr<State> state_;
+};
+
+// Echoes everything; closes after the client's EOF (all echoes are written by then).
+void ServeEcho(std::shared_ptr<tcp::socket> socket) {
+  auto buffer = std::make_shared<std::array<char, 8192>>();
+  socket->async_read_some(asio::buffer(*buffer), [socket, buffer](const error_code& ec, size_t n) {
+    if (ec) {
+      return;  // EOF or error: dropping the last reference closes the socket
+    }
+    asio::async_write(*socket, asio::buffer(buffer->data(), n),
+                      [socket](const error_code& write_ec, size_t) {
+                        if (!write_ec) {
+                          ServeEcho(socket);
+                        }
+                      });
+  });
+}
+
+// HTTP/1.0-ish: reads the whole request until the client's EOF (half-close), then answers
+// "<name> got <n> bytes" and closes.
+TestServer::Serve ReplyAfterEof(std::string name) {
+  return [name](std::shared_ptr<tcp::socket> socket) {
+    auto request = std::make_shared<std::string>();
+    asio::async_read(*socket, asio::dynamic_buffer(*request),
+                     [socket, request, name](const error_code& ec, size_t) {
+                       if (ec != asio::error::eof) {
+                         return;
+                       }
+                       auto reply = std::make_shared<std::string>(
+                           name + " got " + std::to_string(request->size()) + " bytes");
+                       asio::async_write(*socket, asio::buffer(*reply),
+                                         [socket, reply](const error_code&, size_t) {});
+                     });
+  };
+}
+
+// A test client: reads everything into `received` until EOF or error.
+struct Client {
+  explicit Client(asio::io_context& io) : socket(io) {}
+
+  void Connect(uint16_t port) {
+    socket.async_connect(tcp::endpoint(kLoopback, port), [this](const error_code& ec) {
+      connect_error = ec;
+      connected = !ec;
+      if (connected) {
+        ReadAll();
+      }
+    });
+  }
+  void ReadAll() {
+    socket.async_read_some(asio::buffer(buffer), [this](const error_code& ec, size_t n) {
+      if (ec) {
+        closed = true;
+        read_error = ec;
+        return;
+      }
+      received.append(buffer.data(), n);
+      ReadAll();
+    });
+  }
+  void Write(std::string data) {
+    auto payload = std::make_shared<std::string>(std::move(data));
+    asio::async_write(socket, asio::buffer(*payload),
+                      [this, payload](const error_code& ec, size_t n) {
+                        write_error = ec;
+                        written += n;
+                      });
+  }
+  void ShutdownSend() { socket.shutdown(tcp::socket::shutdown_send); }
+
+  tcp::socket socket;
+  std::array<char, 16384> buffer;
+  std::string received;
+  size_t written = 0;
+  bool connected = false;
+  bool closed = false;
+  error_code connect_error, read_error, write_error;
+};
+
+std::string Payload(size_t size) {
+  std::string s(size, '\0');
+  uint32_t x = 12345;
+  for (char& c : s) {
+    x = x * 1103515245 + 12345;
+    c = static_cast<char>(x >> 24);
+  }
+  return s;
+}
+
+std::unique_ptr<PortProxy> MustListen(asio::io_context& io, ProxyOptions options = {}) {
+  Result<std::unique_ptr<PortProxy>> proxy = PortProxy::Listen(io, "127.0.0.1", 0, options);
+  EXPECT_TRUE(proxy.has_value()) << proxy.error().ToString();
+  return proxy.has_value() ? std::move(*proxy) : nullptr;
+}
+
+TEST(PortProxyTest, ListenPicksAPortWhenGivenZero) {
+  asio::io_context io;
+  auto proxy = MustListen(io);
+  ASSERT_NE(proxy, nullptr);
+  EXPECT_NE(proxy->port(), 0);
+}
+
+TEST(PortProxyTest, ListenRejectsMalformedAddress) {
+  asio::io_context io;
+  auto proxy = PortProxy::Listen(io, "localhost:80", 0);
+  ASSERT_FALSE(proxy.has_value());
+  EXPECT_EQ(proxy.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(proxy.error().field, "host_ip");
+}
+
+TEST(PortProxyTest, ListenOnTakenPortIsAlreadyExists) {
+  asio::io_context io;
+  auto first = MustListen(io);
+  ASSERT_NE(first, nullptr);
+  auto second = PortProxy::Listen(io, "127.0.0.1", first->port());
+  ASSERT_FALSE(second.has_value());
+  EXPECT_EQ(second.error().code, ErrorCode::kAlreadyExists);
+  EXPECT_EQ(second.error().field, "");
+  EXPECT_NE(second.error().message.find("127.0.0.1:" + std::to_string(first->port())),
+            std::string::npos)
+      << second.error().message;
+}
+
+TEST(PortProxyTest, ForwardsMegabytesBothWaysAndHalfCloses) {
+  asio::io_context io;
+  TestServer echo(io, ServeEcho);
+  auto proxy = MustListen(io);
+  ASSERT_NE(proxy, nullptr);
+  proxy->SetBackend(echo.endpoint());
+
+  const std::string payload = Payload(4 * 1024 * 1024);
+  Client client(io);
+  client.Connect(proxy->port());
+  ASSERT_TRUE(RunUntil(io, [&] { return client.connected; }));
+  client.Write(payload);
+  ASSERT_TRUE(RunUntil(
+      io, [&] { return client.received.size() >= payload.size(); }, 20s))
+      << "received " << client.received.size();
+  EXPECT_TRUE(client.received == payload);
+  EXPECT_FALSE(client.closed);
+
+  // Our EOF reaches the echo server, which closes; its EOF comes back to us.
+  client.ShutdownSend();
+  ASSERT_TRUE(RunUntil(io, [&] { return client.closed; }));
+  EXPECT_EQ(client.read_error, asio::error::eof);
+  ASSERT_TRUE(RunUntil(io, [&] { return proxy->stats().active == 0; }));
+
+  ProxyStats stats = proxy->stats();
+  EXPECT_EQ(stats.accepted, 1u);
+  EXPECT_EQ(stats.failed, 0u);
+  EXPECT_EQ(stats.bytes_in, payload.size());
+  EXPECT_EQ(stats.bytes_out, payload.size());
+}
+
+TEST(PortProxyTest, ClientHalfCloseStillGetsTheResponse) {
+  asio::io_context io;
+  TestServer server(io, ReplyAfterEof("A"));
+  auto proxy = MustListen(io);
+  ASSERT_NE(proxy, nullptr);
+  proxy->SetBackend(server.endpoint());
+
+  Client client(io);
+  client.Connect(proxy->port());
+  ASSERT_TRUE(RunUntil(io, [&] { return client.connected; }));
+  client.Write("GET / HTTP/1.0\r\n\r\n");
+  ASSERT_TRUE(RunUntil(io, [&] { return client.written == 18; }));
+  client.ShutdownSend();
+  ASSERT_TRUE(RunUntil(io, [&] { return client.closed; }));
+  EXPECT_EQ(client.received, "A got 18 bytes");
+  EXPECT_EQ(client.read_error, asio::error::eof);
+}
+
+TEST(PortProxyTest, HeldConnectionIsForwardedOnceABackendIsSet) {
+  asio::io_context io;
+  TestServer echo(io, ServeEcho);
+  auto proxy = MustListen(io);
+  ASSERT_NE(proxy, nullptr);
+
+  Client client(io);
+  client.Connect(proxy->port());
+  ASSERT_TRUE(RunUntil(io, [&] { return client.connected; }));
+  client.Write("hello");
+  RunFor(io, 100ms);
+  EXPECT_EQ(client.received, "");
+  EXPECT_FALSE(client.closed);
+  EXPECT_EQ(proxy->stats().active, 1u);
+  EXPECT_EQ(echo.connections(), 0);
+
+  proxy->SetBackend(echo.endpoint());
+  ASSERT_TRUE(RunUntil(io, [&] { return client.received == "hello"; }));
+  EXPECT_EQ(proxy->stats().failed, 0u);
+}
+
+TEST(PortProxyTest, HeldConnectionIsClosedAfterHoldTimeout) {
+  asio::io_context io;
+  auto proxy = MustListen(io, {.hold_timeout = 150ms});
+  ASSERT_NE(proxy, nullptr);
+
+  Client client(io);
+  auto start = std::chrono::steady_clock::now();
+  client.Connect(proxy->port());
+  ASSERT_TRUE(RunUntil(io, [&] { return client.closed; }));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 150ms);
+  ProxyStats stats = proxy->stats();
+  EXPECT_EQ(stats.accepted, 1u);
+  EXPECT_EQ(stats.failed, 1u);
+  EXPECT_EQ(stats.active, 0u);
+}
+
+TEST(PortProxyTest, NewConnectionsGoToTheNewBackend) {
+  asio::io_context io;
+  TestServer a(io, ReplyAfterEof("A"));
+  TestServer b(io, ReplyAfterEof("B"));
+  auto proxy = MustListen(io);
+  ASSERT_NE(proxy, nullptr);
+
+  auto ask = [&](const char* expected) {
+    Client client(io);
+    client.Connect(proxy->port());
+    ASSERT_TRUE(RunUntil(io, [&] { return client.connected; }));
+    client.ShutdownSend();
+    ASSERT_TRUE(RunUntil(io, [&] { return client.closed; }));
+    EXPECT_EQ(client.received, std::string(expected) + " got 0 bytes");
+  };
+  proxy->SetBackend(a.endpoint());
+  ask("A");
+  proxy->SetBackend(b.endpoint());
+  ask("B");
+  EXPECT_EQ(a.connections(), 1);
+  EXPECT_EQ(b.connections(), 1);
+}
+
+TEST(PortProxyTest, UnreachableBackendClosesClientAndCountsFailure) {
+  asio::io_context io;
+  Result<uint16_t> dead_port = PickFreeLoopbackPort();  // nothing listens there
+  ASSERT_TRUE(dead_port.has_value()) << dead_port.error().ToString();
+  auto proxy = MustListen(io, {.connect_attempts = 3, .retry_backoff = 10ms});
+  ASSERT_NE(proxy, nullptr);
+  proxy->SetBackend(tcp::endpoint(kLoopback, *dead_port));
+
+  Client client(io);
+  client.Connect(proxy->port());
+  ASSERT_TRUE(RunUntil(io, [&] { return client.closed; }));
+  EXPECT_EQ(client.received, "");
+  ProxyStats stats = proxy->stats();
+  EXPECT_EQ(stats.failed, 1u);
+  EXPECT_EQ(stats.active, 0u);
+  EXPECT_EQ(stats.bytes_in, 0u);
+}
+
+TEST(PortProxyTest, RetriesUntilTheBackendPortOpens) {
+  asio::io_context io;
+  Result<uint16_t> port = PickFreeLoopbackPort();
+  ASSERT_TRUE(port.has_value()) << port.error().ToString();
+  auto proxy = MustListen(io, {.connect_attempts = 20, .retry_backoff = 10ms});
+  ASSERT_NE(proxy, nullptr);
+  proxy->SetBackend(tcp::endpoint(kLoopback, *port));
+
+  Client client(io);
+  client.Connect(proxy->port());
+  ASSERT_TRUE(RunUntil(io, [&] { return client.connected; }));
+  client.Write("late");
+  RunFor(io, 50ms);  // at least one refused attempt
+  EXPECT_FALSE(client.closed);
+
+  TestServer echo(io, ServeEcho, *port);  // the "restored guest" opens its port
+  ASSERT_TRUE(RunUntil(io, [&] { return client.received == "late"; }));
+  EXPECT_EQ(proxy->stats().failed, 0u);
+}
+
+TEST(PortProxyTest, SurvivesClientReset) {
+  asio::io_context io;
+  TestServer echo(io, ServeEcho);
+  auto proxy = MustListen(io);
+  ASSERT_NE(proxy, nullptr);
+  proxy->SetBackend(echo.endpoint());
+
+  Client client(io);
+  client.Connect(proxy->port());
+  ASSERT_TRUE(RunUntil(io, [&] { return client.connected; }));
+  client.Write("x");
+  ASSERT_TRUE(RunUntil(io, [&] { return client.received == "x"; }));
+  client.socket.set_option(asio::socket_base::linger(true, 0));  // close() sends RST
+  client.Write(Payload(1 << 20));
+  client.socket.close();
+  ASSERT_TRUE(RunUntil(io, [&] { return proxy->stats().active == 0; }));
+
+  // Still serving.
+  Client next(io);
+  next.Connect(proxy->port());
+  ASSERT_TRUE(RunUntil(io, [&] { return next.connected; }));
+  next.Write("y");
+  EXPECT_TRUE(RunUntil(io, [&] { return next.received == "y"; }));
+}
+
+TEST(PortProxyTest, SurvivesBackendReset) {
+  asio::io_context io;
+  TestServer resetter(io, [](std::shared_ptr<tcp::socket> socket) {
+    socket->set_option(asio::socket_base::linger(true, 0));
+    socket->close();
+  });
+  auto proxy = MustListen(io);
+  ASSERT_NE(proxy, nullptr);
+  proxy->SetBackend(resetter.endpoint());
+
+  Client client(io);
+  client.Connect(proxy->port());
+  ASSERT_TRUE(RunUntil(io, [&] { return client.connected; }));
+  client.Write(Payload(1 << 20));
+  ASSERT_TRUE(RunUntil(io, [&] { return client.closed; }));
+  ASSERT_TRUE(RunUntil(io, [&] { return proxy->stats().active == 0; }));
+}
+
+TEST(PortProxyTest, CloseWithActiveConnectionsReleasesEveryFd) {
+  asio::io_context io;
+  TestServer echo(io, ServeEcho);
+  const size_t baseline = OpenFdCount();
+
+  auto proxy = MustListen(io);
+  ASSERT_NE(proxy, nullptr);
+  proxy->SetBackend(echo.endpoint());
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 3; ++i) {
+    clients.push_back(std::make_unique<Client>(io));
+    clients.back()->Connect(proxy->port());
+  }
+  ASSERT_TRUE(RunUntil(
+      io, [&] { return std::ranges::all_of(clients, [](auto& c) { return c->connected; }); }));
+  for (auto& c : clients) {
+    c->Write("ping");
+  }
+  ASSERT_TRUE(RunUntil(io, [&] {
+    return std::ranges::all_of(clients, [](auto& c) { return c->received == "ping"; });
+  }));
+  // One held connection too (no backend).
+  proxy->SetBackend(std::nullopt);
+  clients.push_back(std::make_unique<Client>(io));
+  clients.back()->Connect(proxy->port());
+  ASSERT_TRUE(RunUntil(io, [&] { return proxy->stats().active == 4; }));
+
+  proxy->Close();
+  EXPECT_EQ(proxy->stats().active, 0u);
+  proxy.reset();  // queued completions must not touch it (ASan would catch it)
+  ASSERT_TRUE(RunUntil(
+      io, [&] { return std::ranges::all_of(clients, [](auto& c) { return c->closed; }); }));
+  clients.clear();
+  EXPECT_TRUE(RunUntil(io, [&] { return OpenFdCount() == baseline; }))
+      << OpenFdCount() << " fds open, " << baseline << " before";
+}
+
+TEST(PortProxyTest, DestroyWithoutRunningTheLoopAgain) {
+  // Completions still queued when both the proxy and the loop go away are destroyed, not run.
+  auto io = std::make_unique<asio::io_context>();
+  TestServer echo(*io, ServeEcho);
+  auto proxy = MustListen(*io, {.hold_timeout = 10s});
+  ASSERT_NE(proxy, nullptr);
+  Client client(*io);
+  client.Connect(proxy->port());
+  ASSERT_TRUE(RunUntil(*io, [&] { return proxy->stats().active == 1; }));
+  proxy.reset();
+}
+
+}  // namespace
+}  // namespace phoenix::agent::net
