@@ -1,0 +1,39 @@
+// Node inventory: who this host is (name, zone, labels) and what it has (vCPUs, memory). Read once
+// at agent start; the reconciler admits guests against the capacity.
+//
+// Thread-safety: plain functions and values.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "proto/support/error.h"
+
+namespace phoenix::agent {
+
+struct NodeIdentity {
+  std::string name;  // default: the host name
+  std::string zone = "default";
+  std::map<std::string, std::string> labels;
+};
+
+struct HostCapacity {
+  uint32_t vcpus = 0;
+  uint64_t memory_mib = 0;
+};
+
+// Parses /proc/meminfo text: MemTotal in MiB.
+[[nodiscard]] Result<uint64_t> ParseMemTotalMib(std::string_view meminfo);
+
+// Online CPUs and MemTotal of this host.
+[[nodiscard]] Result<HostCapacity> ReadHostCapacity();
+
+// The host name (gethostname), or "localhost" if it cannot be read.
+std::string HostName();
+
+// Parses "k=v,k2=v2" into labels; an entry without '=' is an error naming it.
+[[nodiscard]] Result<std::map<std::string, std::string>> ParseLabels(std::string_view text);
+
+}  // namespace phoenix::agent
