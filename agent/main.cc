@@ -1,1 +1,226 @@
-int main() { return 0; }
+// phoenix-agent: runs guests on this host and serves the AgentService gRPC API.
+//
+// Threads: the main thread runs the event loop (Boost.Asio io_context) that owns all guest state
+// and carries libvirt's events; a small worker pool runs blocking runtime calls; gRPC runs its own
+// threads and hands work to the loop. Guests keep running when the agent stops: a restarted agent
+// re-adopts them.
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <spdlog/spdlog.h>
+
+#include "agent/api/agent_service.h"
+#include "agent/image/image_store.h"
+#include "agent/node/node_info.h"
+#include "agent/reconcile/guest_manager.h"
+#include "agent/runtime/libvirt/libvirt_runtime.h"
+#include "agent/state/agent_store.h"
+#include "proto/support/logging.h"
+
+namespace {
+
+constexpr char kVersion[] = "0.1.0";
+
+constexpr char kUsage[] =
+    R"(phoenix-agent: runs guests (VMs now; micro-VMs and containers later) on this host,
+restarts them from their golden image when they crash, and serves the Phoenix agent API over gRPC.
+
+Usage: phoenix-agent [flags]
+
+Flags:
+  --listen ADDR        gRPC address (default 127.0.0.1:7070). Loopback only: the agent has no TLS
+                       yet, so it refuses to listen anywhere a remote host could reach it.
+                       Port 0 picks a free port (see --port-file).
+  --state-dir DIR      everything the agent keeps: guest records, event log, image store, golden
+                       snapshots, guest overlays and logs (default /var/lib/phoenix/agent)
+  --recipes DIR        image recipes for `phoenixctl image build` (default: images/ next to the
+                       agent binary's source tree, or PHOENIX_RECIPES)
+  --node NAME          node name (default: host name)
+  --zone ZONE          availability zone (default "default")
+  --labels K=V,...     node labels
+  --libvirt-uri URI    libvirt connection (default qemu:///system)
+  --port-file FILE     write the port the agent listens on to FILE once it serves
+  --log-level LEVEL    trace, debug, info, warn, error (default info)
+  --help               this text
+
+Examples:
+  phoenix-agent --state-dir /var/lib/phoenix/agent
+  phoenix-agent --listen 127.0.0.1:0 --port-file /tmp/agent.port --state-dir /tmp/phx
+Then: phoenixctl node info; phoenixctl image build demo; phoenixctl guest run web --image demo ...
+)";
+
+struct Flags {
+  std::string listen = "127.0.0.1:7070";
+  std::filesystem::path state_dir = "/var/lib/phoenix/agent";
+  std::filesystem::path recipes;
+  std::string node;
+  std::string zone = "default";
+  std::string labels;
+  std::string libvirt_uri = "qemu:///system";
+  std::filesystem::path port_file;
+  std::string log_level = "info";
+};
+
+[[noreturn]] void UsageError(const std::string& message) {
+  std::fprintf(stderr, "phoenix-agent: %s\nRun phoenix-agent --help for usage.\n", message.c_str());
+  std::exit(2);
+}
+
+Flags ParseFlags(int argc, char** argv) {
+  Flags f;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    }
+    std::string value;
+    if (auto eq = arg.find('='); eq != std::string::npos) {
+      value = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      UsageError("flag " + arg + " needs a value");
+    }
+    if (arg == "--listen")
+      f.listen = value;
+    else if (arg == "--state-dir")
+      f.state_dir = value;
+    else if (arg == "--recipes")
+      f.recipes = value;
+    else if (arg == "--node")
+      f.node = value;
+    else if (arg == "--zone")
+      f.zone = value;
+    else if (arg == "--labels")
+      f.labels = value;
+    else if (arg == "--libvirt-uri")
+      f.libvirt_uri = value;
+    else if (arg == "--port-file")
+      f.port_file = value;
+    else if (arg == "--log-level")
+      f.log_level = value;
+    else
+      UsageError("unknown flag " + arg);
+  }
+  return f;
+}
+
+bool IsLoopbackAddress(const std::string& listen) {
+  return listen.starts_with("127.") || listen.starts_with("[::1]:") ||
+         listen.starts_with("localhost:");
+}
+
+int Fatal(const std::string& what, const phoenix::Error& e) {
+  spdlog::critical("{}: {}", what, e.ToString());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace phoenix;
+  using namespace phoenix::agent;
+  Flags flags = ParseFlags(argc, argv);
+  InitLogging("phoenix-agent", flags.log_level);
+  if (!IsLoopbackAddress(flags.listen)) {
+    UsageError("--listen " + flags.listen +
+               " is not a loopback address: the agent API has no TLS yet, so it only listens on "
+               "127.0.0.0/8 or [::1]");
+  }
+  if (flags.recipes.empty()) {
+    const char* env = std::getenv("PHOENIX_RECIPES");
+    flags.recipes = env != nullptr ? std::filesystem::path(env)
+                                   : std::filesystem::path(PHOENIX_SOURCE_DIR) / "images";
+  }
+  NodeIdentity identity;
+  identity.name = flags.node.empty() ? HostName() : flags.node;
+  identity.zone = flags.zone;
+  auto labels = ParseLabels(flags.labels);
+  if (!labels) UsageError("--labels: " + labels.error().message);
+  identity.labels = *labels;
+  auto capacity = ReadHostCapacity();
+  if (!capacity) return Fatal("reading host capacity", capacity.error());
+
+  std::error_code ec;
+  std::filesystem::create_directories(flags.state_dir, ec);
+  if (ec) {
+    spdlog::critical("creating state dir {}: {}", flags.state_dir.string(), ec.message());
+    return 1;
+  }
+  auto store = AgentStore::Open(flags.state_dir / "agent.db");
+  if (!store) return Fatal("opening the agent's database", store.error());
+  auto images = ImageStore::Open(flags.state_dir / "images");
+  if (!images) return Fatal("opening the image store", images.error());
+
+  boost::asio::io_context loop;
+  auto work = boost::asio::make_work_guard(loop);
+  boost::asio::thread_pool pool(4);
+
+  LibvirtRuntime::Options libvirt_options;
+  libvirt_options.uri = flags.libvirt_uri;
+  libvirt_options.state_dir = flags.state_dir / "golden";
+  LibvirtRuntime libvirt(loop, libvirt_options);
+  std::map<RuntimeKind, Runtime*> runtimes = {{RuntimeKind::kVm, &libvirt}};
+  spdlog::info("vm runtime: {}", libvirt.Describe());
+
+  EventHub hub((*store)->LastSequence());
+  GuestManager::Options manager_options;
+  manager_options.guests_dir = flags.state_dir / "guests";
+  manager_options.capacity = {capacity->vcpus, capacity->memory_mib};
+  GuestManager manager(loop, pool, **store, **images, runtimes, hub, manager_options);
+  if (auto r = manager.Recover(); !r) return Fatal("recovering guests", r.error());
+
+  api::AgentServiceImpl::Options api_options{identity, *capacity, flags.state_dir, flags.recipes,
+                                             kVersion};
+  api::AgentServiceImpl service(manager, **images, **store, hub, runtimes, api_options);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(flags.listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) {
+    spdlog::critical("cannot listen on {} (in use, or not a valid address)", flags.listen);
+    return 1;
+  }
+  spdlog::warn(
+      "insecure development mode: the API has no authentication and listens on loopback only");
+  spdlog::info("phoenix-agent {} serving on port {} (node {}, zone {}, state {})", kVersion, port,
+               identity.name, identity.zone, flags.state_dir.string());
+  if (!flags.port_file.empty()) {
+    std::ofstream out(flags.port_file.string() + ".tmp");
+    out << port << "\n";
+    out.close();
+    std::filesystem::rename(flags.port_file.string() + ".tmp", flags.port_file, ec);
+  }
+
+  boost::asio::signal_set signals(loop, SIGINT, SIGTERM);
+  std::thread shutdown_thread;
+  signals.async_wait([&](const boost::system::error_code& error, int signo) {
+    if (error) return;
+    spdlog::info("signal {}: shutting down (guests keep running)", signo);
+    // gRPC's Shutdown waits for handlers, and handlers wait for the loop: never call it here.
+    shutdown_thread = std::thread([&] {
+      server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+      work.reset();
+      loop.stop();
+    });
+  });
+  loop.run();
+  if (shutdown_thread.joinable()) shutdown_thread.join();
+  pool.join();
+  spdlog::info("phoenix-agent stopped");
+  return 0;
+}

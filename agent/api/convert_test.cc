@@ -1,0 +1,89 @@
+#include "agent/api/convert.h"
+
+#include <gtest/gtest.h>
+
+namespace phoenix::agent::api {
+namespace {
+
+TEST(ConvertTest, AppliesDefaults) {
+  v1::GuestSpec in;
+  in.set_name("web");
+  in.set_image("demo");
+  in.add_ports()->set_guest_port(80);
+  in.mutable_health()->mutable_http()->set_port(80);
+  auto s = SpecFromProto(in);
+  ASSERT_TRUE(s) << s.error().ToString();
+  EXPECT_EQ(s->runtime, RuntimeKind::kVm);
+  EXPECT_EQ(s->vcpus, 1u);
+  EXPECT_EQ(s->memory_mib, 256u);
+  EXPECT_EQ(s->ports.at(0).host_ip, "127.0.0.1");
+  EXPECT_EQ(s->health.kind, HealthCheck::Kind::kHttp);
+  EXPECT_EQ(s->health.path, "/health");
+  EXPECT_EQ(s->restart.policy, RestartPolicy::kAlways);
+  EXPECT_EQ(s->boot_mode, BootMode::kAuto);
+}
+
+TEST(ConvertTest, RejectsPortsOutOfRangeNamingTheField) {
+  v1::GuestSpec in;
+  in.add_ports()->set_guest_port(80);
+  in.add_ports()->set_guest_port(70000);
+  auto s = SpecFromProto(in);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().field, "spec.ports[1].guest_port");
+}
+
+TEST(ConvertTest, RejectsEmptyHealth) {
+  v1::GuestSpec in;
+  in.mutable_health()->set_interval_ms(1000);
+  auto s = SpecFromProto(in);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().field, "spec.health");
+}
+
+TEST(ConvertTest, SpecRoundTrips) {
+  GuestSpec spec;
+  spec.name = "api";
+  spec.runtime = RuntimeKind::kContainer;
+  spec.image = "demo:v2";
+  spec.vcpus = 2;
+  spec.memory_mib = 512;
+  spec.command = {"/bin/sh", "-c", "echo hi"};
+  spec.env = {{"A", "1"}};
+  spec.ports = {{8080, 18080, "127.0.0.1"}};
+  spec.health = {HealthCheck::Kind::kTcp, 8080, "/health", 500, 400, 2, 30000};
+  spec.restart = {RestartPolicy::kOnFailure, 100, 5000};
+  spec.boot_mode = BootMode::kCold;
+  v1::GuestSpec wire;
+  SpecToProto(spec, &wire);
+  auto back = SpecFromProto(wire);
+  ASSERT_TRUE(back) << back.error().ToString();
+  EXPECT_EQ(*back, spec);
+}
+
+TEST(ConvertTest, EventTypesMatchTheWire) {
+  // EventType values are the wire values: the API casts between them.
+  static_assert(static_cast<int>(EventType::kGuestCreated) == v1::EVENT_TYPE_GUEST_CREATED);
+  static_assert(static_cast<int>(EventType::kRuntimeConnected) == v1::EVENT_TYPE_RUNTIME_CONNECTED);
+  static_assert(static_cast<int>(EventType::kSnapshotCreated) == v1::EVENT_TYPE_SNAPSHOT_CREATED);
+  EventRecord e{7, Clock::now(), EventType::kGuestCrashed, "web", "qemu killed"};
+  v1::Event out;
+  EventToProto(e, &out);
+  EXPECT_EQ(out.type(), v1::EVENT_TYPE_GUEST_CRASHED);
+  EXPECT_EQ(out.sequence(), 7u);
+}
+
+TEST(ConvertTest, GuestCarriesEndpoints) {
+  GuestRecord rec;
+  rec.spec.name = "web";
+  rec.spec.ports = {{80, 18080, "127.0.0.1"}};
+  rec.state = GuestState::kRunning;
+  v1::Guest out;
+  GuestToProto(rec, "node-1", &out);
+  ASSERT_EQ(out.endpoints_size(), 1);
+  EXPECT_EQ(out.endpoints(0).host_port(), 18080u);
+  EXPECT_EQ(out.state(), v1::GUEST_STATE_RUNNING);
+  EXPECT_EQ(out.node(), "node-1");
+}
+
+}  // namespace
+}  // namespace phoenix::agent::api

@@ -1,0 +1,257 @@
+// End to end: the real phoenix-agent binary on an ephemeral port with a private state dir, real
+// libvirtd and QEMU (KVM where usable, else TCG), the demo golden image. Walks the promise of the
+// agent: a guest serves, is killed, rises from its golden image with its writes gone, survives an
+// agent SIGKILL without being duplicated, and leaves nothing behind when deleted.
+#include <signal.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include "phoenix/v1/agent.grpc.pb.h"
+#include "tests/integration/support/http.h"
+#include "tests/integration/support/process.h"
+
+namespace phoenix {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using testing::ChildProcess;
+using testing::HttpGet;
+using testing::RunCommand;
+
+std::string Env(const char* name) {
+  const char* v = std::getenv(name);
+  return v == nullptr ? "" : v;
+}
+
+// Waits until `pred` holds, polling; bounded.
+bool WaitFor(const std::function<bool()>& pred, std::chrono::seconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(250ms);
+  }
+  return pred();
+}
+
+std::vector<std::string> PhoenixDomains(const std::string& prefix) {
+  auto r = RunCommand({"virsh", "-q", "-c", "qemu:///system", "list", "--all", "--name"});
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos < r.output.size()) {
+    size_t nl = r.output.find('\n', pos);
+    std::string line = r.output.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+    if (line.rfind(prefix, 0) == 0) out.push_back(line);
+    if (nl == std::string::npos) break;
+    pos = nl + 1;
+  }
+  return out;
+}
+
+class AgentE2ETest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const std::string image_dir = Env("PHOENIX_DEMO_IMAGE_DIR");
+    ASSERT_FALSE(image_dir.empty()) << "PHOENIX_DEMO_IMAGE_DIR is not set (run through ctest)";
+    if (!fs::exists(fs::path(image_dir) / "manifest.env")) {
+      auto built = RunCommand({Env("PHOENIX_DEMO_RECIPE"), image_dir});
+      ASSERT_EQ(built.exit_code, 0) << "building the demo image failed:\n" << built.output;
+    }
+    state_dir_ = fs::path(Env("PHOENIX_TEST_TMP")) / ("agent-e2e-" + std::to_string(getpid()));
+    fs::remove_all(state_dir_);
+    fs::create_directories(state_dir_);
+    StartAgent();
+    v1::ImportImageRequest req;
+    req.set_directory(image_dir);
+    req.set_name("demo");
+    v1::Image image;
+    grpc::ClientContext ctx;
+    grpc::Status s = stub_->ImportImage(&ctx, req, &image);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+
+  static void TearDownTestSuite() {
+    agent_.KillAndWait(SIGTERM, 10s);
+    // Leave no guest behind even when a test failed midway.
+    for (const auto& d : PhoenixDomains("phx-e2e-")) {
+      RunCommand({"virsh", "-c", "qemu:///system", "destroy", d});
+    }
+    fs::remove_all(state_dir_);
+  }
+
+  static void StartAgent() {
+    const fs::path port_file = state_dir_ / "agent.port";
+    fs::remove(port_file);
+    auto child = ChildProcess::Spawn(
+        {Env("PHOENIX_AGENT_BIN"), "--listen", "127.0.0.1:0", "--state-dir", state_dir_.string(),
+         "--port-file", port_file.string(), "--log-level", "debug"},
+        (state_dir_ / "agent.log").string());
+    ASSERT_TRUE(child) << child.error().ToString();
+    agent_ = std::move(*child);
+    auto port = testing::WaitForIntFile(port_file.string(), 60s);
+    ASSERT_TRUE(port) << "agent did not start; see " << (state_dir_ / "agent.log");
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(*port),
+                                   grpc::InsecureChannelCredentials());
+    stub_ = v1::AgentService::NewStub(channel_);
+  }
+
+  static grpc::Status Get(const std::string& name, v1::Guest* out) {
+    grpc::ClientContext ctx;
+    v1::GetGuestRequest req;
+    req.set_name(name);
+    return stub_->GetGuest(&ctx, req, out);
+  }
+
+  static v1::GuestSpec WebSpec(const std::string& name) {
+    v1::GuestSpec spec;
+    spec.set_name(name);
+    spec.set_image("demo");
+    spec.set_memory_mib(256);
+    spec.add_ports()->set_guest_port(80);
+    auto* health = spec.mutable_health();
+    health->mutable_http()->set_port(80);
+    health->set_interval_ms(500);
+    health->set_timeout_ms(400);
+    spec.set_boot_mode(v1::BOOT_MODE_SNAPSHOT);
+    return spec;
+  }
+
+  static inline fs::path state_dir_;
+  static inline ChildProcess agent_;
+  static inline std::shared_ptr<grpc::Channel> channel_;
+  static inline std::unique_ptr<v1::AgentService::Stub> stub_;
+};
+
+TEST_F(AgentE2ETest, RejectsBadSpecsNamingTheField) {
+  struct Case {
+    std::function<void(v1::GuestSpec&)> mutate;
+    grpc::StatusCode code;
+    std::string needle;
+  };
+  std::vector<Case> cases = {
+      {[](v1::GuestSpec& s) { s.set_name("Bad_Name"); }, grpc::INVALID_ARGUMENT, "spec.name"},
+      {[](v1::GuestSpec& s) { s.set_memory_mib(8); }, grpc::INVALID_ARGUMENT, "spec.memory_mib"},
+      {[](v1::GuestSpec& s) { s.mutable_ports(0)->set_guest_port(70000); }, grpc::INVALID_ARGUMENT,
+       "spec.ports[0].guest_port"},
+      {[](v1::GuestSpec& s) { s.set_image("no-such-image"); }, grpc::NOT_FOUND, "spec.image"},
+      {[](v1::GuestSpec& s) { s.set_memory_mib(64u << 20); }, grpc::RESOURCE_EXHAUSTED,
+       "spec.memory_mib"},
+  };
+  for (const Case& c : cases) {
+    v1::RunGuestRequest req;
+    *req.mutable_spec() = WebSpec("e2e-bad");
+    c.mutate(*req.mutable_spec());
+    v1::Guest out;
+    grpc::ClientContext ctx;
+    grpc::Status s = stub_->RunGuest(&ctx, req, &out);
+    EXPECT_EQ(s.error_code(), c.code) << s.error_message();
+    EXPECT_NE(s.error_message().find(c.needle), std::string::npos) << s.error_message();
+  }
+  // Nothing was left behind by the refused requests.
+  EXPECT_TRUE(PhoenixDomains("phx-e2e-bad").empty());
+  v1::Guest out;
+  EXPECT_EQ(Get("e2e-bad", &out).error_code(), grpc::NOT_FOUND);
+}
+
+TEST_F(AgentE2ETest, GuestRisesFromGoldenImageAndSurvivesAgentRestart) {
+  const std::string name = "e2e-web";
+  {
+    v1::RunGuestRequest req;
+    *req.mutable_spec() = WebSpec(name);
+    v1::Guest out;
+    grpc::ClientContext ctx;
+    grpc::Status s = stub_->RunGuest(&ctx, req, &out);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    ASSERT_EQ(out.endpoints_size(), 1);
+    // A duplicate name is refused.
+    grpc::ClientContext ctx2;
+    v1::Guest dup;
+    EXPECT_EQ(stub_->RunGuest(&ctx2, req, &dup).error_code(), grpc::ALREADY_EXISTS);
+  }
+  v1::Guest guest;
+  // First start prepares the golden snapshot (one boot to the ready marker), then restores it.
+  ASSERT_TRUE(WaitFor([&] { return Get(name, &guest).ok() && guest.healthy(); }, 600s))
+      << guest.DebugString();
+  const uint16_t port = static_cast<uint16_t>(guest.endpoints(0).host_port());
+  EXPECT_EQ(guest.state(), v1::GUEST_STATE_RUNNING);
+  EXPECT_EQ(guest.last_boot(), v1::BOOT_MODE_SNAPSHOT);
+
+  auto health = HttpGet(port, "/health");
+  ASSERT_TRUE(health) << health.error().ToString();
+  EXPECT_EQ(health->status, 200);
+  auto wrote = HttpGet(port, "/cgi-bin/write?name=proof&data=phoenix");
+  ASSERT_TRUE(wrote) << wrote.error().ToString();
+  ASSERT_EQ(wrote->status, 200) << wrote->body;
+  auto read = HttpGet(port, "/cgi-bin/read?name=proof");
+  ASSERT_TRUE(read);
+  EXPECT_NE(read->body.find("phoenix"), std::string::npos);
+
+  // SIGKILL the guest's QEMU through the chaos API.
+  const std::string first_instance = guest.instance();
+  v1::KillGuestResponse killed;
+  {
+    grpc::ClientContext ctx;
+    v1::KillGuestRequest req;
+    req.set_name(name);
+    grpc::Status s = stub_->KillGuest(&ctx, req, &killed);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  EXPECT_GT(killed.pid(), 0);
+  EXPECT_TRUE(WaitFor([&] { return !testing::ProcessAlive(killed.pid()); }, 10s));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return Get(name, &guest).ok() && guest.restart_count() == 1 &&
+               guest.state() == v1::GUEST_STATE_RUNNING && guest.healthy();
+      },
+      300s))
+      << guest.DebugString();
+  EXPECT_NE(guest.instance(), first_instance);
+  EXPECT_EQ(guest.endpoints(0).host_port(), port) << "the published port survives restarts";
+  // Risen from the golden image: the file written before the crash is gone, the image's is there.
+  auto gone = HttpGet(port, "/cgi-bin/read?name=proof");
+  ASSERT_TRUE(gone) << gone.error().ToString();
+  EXPECT_EQ(gone->status, 404) << gone->body;
+  auto golden = HttpGet(port, "/cgi-bin/read?name=golden.txt");
+  ASSERT_TRUE(golden);
+  EXPECT_EQ(golden->status, 200);
+
+  // SIGKILL the agent and start it again: the guest is re-adopted, not restarted nor duplicated.
+  const std::string instance = guest.instance();
+  ASSERT_TRUE(agent_.KillAndWait(SIGKILL, 10s));
+  EXPECT_EQ(PhoenixDomains("phx-" + name + "-"), std::vector<std::string>{instance})
+      << "guests keep running while the agent is away";
+  StartAgent();
+  ASSERT_TRUE(WaitFor([&] { return Get(name, &guest).ok() && guest.healthy(); }, 120s))
+      << guest.DebugString();
+  EXPECT_EQ(guest.instance(), instance);
+  EXPECT_EQ(guest.restart_count(), 1u);
+  EXPECT_EQ(PhoenixDomains("phx-" + name + "-"), std::vector<std::string>{instance});
+  auto again = HttpGet(port, "/health");
+  ASSERT_TRUE(again) << again.error().ToString();
+  EXPECT_EQ(again->status, 200);
+
+  // Delete leaves no domain and no overlay.
+  const fs::path guest_dir = state_dir_ / "guests" / guest.id();
+  EXPECT_TRUE(fs::exists(guest_dir));
+  {
+    grpc::ClientContext ctx;
+    v1::DeleteGuestRequest req;
+    req.set_name(name);
+    v1::DeleteGuestResponse resp;
+    grpc::Status s = stub_->DeleteGuest(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  EXPECT_TRUE(PhoenixDomains("phx-" + name + "-").empty());
+  EXPECT_FALSE(fs::exists(guest_dir));
+  EXPECT_EQ(Get(name, &guest).error_code(), grpc::NOT_FOUND);
+}
+
+}  // namespace
+}  // namespace phoenix
