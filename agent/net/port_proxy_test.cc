@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
@@ -27,10 +28,12 @@ const asio::ip::address kLoopback = asio::ip::make_address_v4("127.0.0.1");
 bool RunUntil(asio::io_context& io, const std::function<bool()>& done,
               std::chrono::milliseconds limit = 5s) {
   auto deadline = std::chrono::steady_clock::now() + limit;
+  // Keeps run_for waiting out its slice when nothing is pending instead of returning at once.
+  auto guard = asio::make_work_guard(io);
+  if (io.stopped()) {
+    io.restart();
+  }
   while (!done() && std::chrono::steady_clock::now() < deadline) {
-    if (io.stopped()) {
-      io.restart();
-    }
     io.run_for(5ms);
   }
   return done();
@@ -38,13 +41,8 @@ bool RunUntil(asio::io_context& io, const std::function<bool()>& done,
 
 // Runs the loop for `duration` (to observe that something does NOT happen).
 void RunFor(asio::io_context& io, std::chrono::milliseconds duration) {
-  auto deadline = std::chrono::steady_clock::now() + duration;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (io.stopped()) {
-      io.restart();
-    }
-    io.run_for(5ms);
-  }
+  RunUntil(
+      io, [] { return false; }, duration);
 }
 
 size_t OpenFdCount() {
