@@ -1,0 +1,561 @@
+#include "tools/phoenixctl/cli.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cstdio>
+#include <ctime>
+#include <limits>
+
+#include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/time_util.h>
+
+namespace phoenix::ctl {
+
+namespace {
+
+size_t EditDistance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string Lower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c == '_') c = '-';
+  }
+  return out;
+}
+
+// "GUEST_STATE_RUNNING" -> "running".
+std::string EnumSuffix(const std::string& full, std::string_view prefix) {
+  std::string_view rest = full;
+  if (rest.starts_with(prefix)) rest.remove_prefix(prefix.size());
+  return Lower(rest);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Flags
+
+void FlagSet::Value(std::string name, Setter setter, std::string short_name, bool repeated) {
+  PHX_CHECK(!flags_.contains(name));
+  if (!short_name.empty()) short_names_[short_name] = name;
+  flags_[std::move(name)] = Flag{false, repeated, std::move(setter)};
+}
+
+void FlagSet::Bool(std::string name, bool* target) {
+  PHX_CHECK(!flags_.contains(name));
+  flags_[std::move(name)] = Flag{true, false, [target](std::string_view value) -> Result<void> {
+                                   if (value == "true" || value == "1") {
+                                     *target = true;
+                                   } else if (value == "false" || value == "0") {
+                                     *target = false;
+                                   } else {
+                                     return InvalidArgument("", "expects true or false");
+                                   }
+                                   return {};
+                                 }};
+}
+
+void FlagSet::String(std::string name, std::string* target, std::string short_name) {
+  Value(
+      std::move(name),
+      [target](std::string_view value) -> Result<void> {
+        if (value.empty()) return InvalidArgument("", "must not be empty");
+        *target = std::string(value);
+        return {};
+      },
+      std::move(short_name));
+}
+
+void FlagSet::Strings(std::string name, std::vector<std::string>* target) {
+  Value(
+      std::move(name),
+      [target](std::string_view value) -> Result<void> {
+        target->emplace_back(value);
+        return {};
+      },
+      {}, /*repeated=*/true);
+}
+
+void FlagSet::UInt(std::string name, uint64_t max, std::optional<uint64_t>* target) {
+  Value(std::move(name), [target, max](std::string_view value) -> Result<void> {
+    auto parsed = ParseUInt(value, max);
+    if (!parsed) return std::unexpected(parsed.error());
+    *target = *parsed;
+    return {};
+  });
+}
+
+void FlagSet::Duration(std::string name, std::optional<std::chrono::milliseconds>* target) {
+  Value(std::move(name), [target](std::string_view value) -> Result<void> {
+    auto parsed = ParseDuration(value);
+    if (!parsed) return std::unexpected(parsed.error());
+    *target = *parsed;
+    return {};
+  });
+}
+
+bool FlagSet::WasSet(std::string_view name) const {
+  auto it = seen_.find(std::string(name));
+  return it != seen_.end() && it->second > 0;
+}
+
+std::string FlagSet::Suggest(std::string_view unknown) const {
+  std::string best;
+  size_t best_distance = std::numeric_limits<size_t>::max();
+  for (const auto& [name, flag] : flags_) {
+    size_t d = EditDistance(unknown, name);
+    if (d < best_distance) {
+      best_distance = d;
+      best = name;
+    }
+  }
+  // A suggestion that needs more edits than half the word is noise.
+  if (best.empty() || best_distance > std::max<size_t>(2, unknown.size() / 2)) return {};
+  return best;
+}
+
+Result<FlagSet::Parsed> FlagSet::Parse(std::span<const std::string> args) const {
+  seen_.clear();
+  Parsed parsed;
+  // Help wins over everything else so that a half-typed command line still shows it.
+  for (const std::string& arg : args) {
+    if (arg == "--") break;
+    if (stop_at_positional_ && !arg.starts_with("-")) break;
+    if (arg == "-h" || arg == "--help") {
+      parsed.help = true;
+      return parsed;
+    }
+  }
+  const std::string help_hint = " (see 'phoenixctl " + command_ + " --help')";
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg == "--") {
+      if (!allow_trailing_) {
+        return InvalidArgument("", "'phoenixctl " + command_ + "' takes no arguments after '--'");
+      }
+      parsed.trailing.assign(args.begin() + static_cast<ptrdiff_t>(i) + 1, args.end());
+      break;
+    }
+    if (arg.size() < 2 || arg[0] != '-') {
+      if (stop_at_positional_) {
+        parsed.positionals.assign(args.begin() + static_cast<ptrdiff_t>(i), args.end());
+        break;
+      }
+      parsed.positionals.push_back(arg);
+      continue;
+    }
+    std::string name;
+    std::optional<std::string> inline_value;
+    if (arg.starts_with("--")) {
+      std::string_view body = std::string_view(arg).substr(2);
+      size_t eq = body.find('=');
+      if (eq != std::string_view::npos) {
+        inline_value = std::string(body.substr(eq + 1));
+        body = body.substr(0, eq);
+      }
+      name = std::string(body);
+    } else {
+      auto it = short_names_.find(arg.substr(1));
+      if (it == short_names_.end()) {
+        return InvalidArgument(
+            "", "unknown flag " + arg + " for 'phoenixctl " + command_ + "'" + help_hint);
+      }
+      name = it->second;
+    }
+    auto flag = flags_.find(name);
+    if (flag == flags_.end()) {
+      std::string suggestion = Suggest(name);
+      return InvalidArgument(
+          "", "unknown flag --" + name + " for 'phoenixctl " + command_ + "'" +
+                  (suggestion.empty() ? "" : "; did you mean --" + suggestion + "?") + help_hint);
+    }
+    if (!flag->second.repeated && seen_[name] > 0) {
+      return InvalidArgument("", "--" + name + " given more than once");
+    }
+    std::string value;
+    if (inline_value) {
+      value = *inline_value;
+    } else if (flag->second.is_bool) {
+      value = "true";
+    } else {
+      if (i + 1 >= args.size()) return InvalidArgument("", "--" + name + " needs a value");
+      value = args[++i];
+    }
+    auto set = flag->second.setter(value);
+    if (!set) {
+      return InvalidArgument("", "--" + name + " " + value + ": " + set.error().message);
+    }
+    ++seen_[name];
+  }
+  return parsed;
+}
+
+void AddGlobalFlags(FlagSet& flags, GlobalOptions& options) {
+  if (!flags.Has("endpoint")) {
+    flags.Value("endpoint", [&options](std::string_view value) -> Result<void> {
+      if (value.empty() || value.find(':') == std::string_view::npos) {
+        return InvalidArgument("", "expects HOST:PORT, e.g. 127.0.0.1:7070");
+      }
+      options.endpoint = std::string(value);
+      return {};
+    });
+  }
+  auto set_timeout = [&options](std::string_view value) -> Result<void> {
+    auto parsed = ParseDuration(value);
+    if (!parsed) return std::unexpected(parsed.error());
+    if (parsed->count() == 0) return InvalidArgument("", "must be positive");
+    options.rpc_timeout = *parsed;
+    options.rpc_timeout_set = true;
+    return {};
+  };
+  if (!flags.Has("timeout")) flags.Value("timeout", set_timeout);
+  if (!flags.Has("rpc-timeout")) flags.Value("rpc-timeout", set_timeout);
+  if (!flags.Has("output")) {
+    flags.Value(
+        "output",
+        [&options](std::string_view value) -> Result<void> {
+          if (value == "json") {
+            options.output = OutputFormat::kJson;
+          } else if (value == "table") {
+            options.output = OutputFormat::kTable;
+          } else {
+            return InvalidArgument("", "expects table or json");
+          }
+          return {};
+        },
+        "o");
+  }
+}
+
+Result<uint64_t> ParseUInt(std::string_view text, uint64_t max) {
+  uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
+    return InvalidArgument("", "expects a non-negative integer");
+  }
+  if (value > max) return InvalidArgument("", "must be at most " + std::to_string(max));
+  return value;
+}
+
+Result<std::chrono::milliseconds> ParseDuration(std::string_view text) {
+  // One or more <integer><unit> parts ("1m30s"); a bare number is ambiguous, so it is refused.
+  if (text.empty()) return InvalidArgument("", "expects a duration like 500ms, 10s, 2m or 1h");
+  std::chrono::milliseconds total{0};
+  std::string_view rest = text;
+  while (!rest.empty()) {
+    uint64_t number = 0;
+    auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), number);
+    if (ec != std::errc() || end == rest.data()) {
+      return InvalidArgument("", "expects a duration like 500ms, 10s, 2m or 1h");
+    }
+    rest.remove_prefix(static_cast<size_t>(end - rest.data()));
+    uint64_t scale = 0;
+    for (auto [unit, ms] : {std::pair<std::string_view, uint64_t>{"ms", 1},
+                            {"s", 1000},
+                            {"m", 60'000},
+                            {"h", 3'600'000}}) {
+      if (rest.starts_with(unit)) {  // "ms" is tried before "m"
+        scale = ms;
+        rest.remove_prefix(unit.size());
+        break;
+      }
+    }
+    if (scale == 0) {
+      return InvalidArgument("", "needs a unit (ms, s, m or h), e.g. 10s");
+    }
+    if (number > 7 * 24 * 3'600'000ULL / scale) return InvalidArgument("", "is longer than a week");
+    total += std::chrono::milliseconds(number * scale);
+  }
+  return total;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Context
+
+std::string Context::Endpoint() const {
+  if (!options_.endpoint.empty()) return options_.endpoint;
+  if (!env_endpoint_.empty()) return env_endpoint_;
+  return std::string(kDefaultEndpoint);
+}
+
+v1::AgentService::StubInterface& Context::Stub() {
+  if (!stub_) {
+    stub_ = v1::AgentService::NewStub(
+        grpc::CreateChannel(Endpoint(), grpc::InsecureChannelCredentials()));
+  }
+  return *stub_;
+}
+
+std::unique_ptr<grpc::ClientContext> Context::UnaryContext() const {
+  return ContextWithDeadline(options_.rpc_timeout);
+}
+
+std::unique_ptr<grpc::ClientContext> Context::ContextWithDeadline(
+    std::chrono::milliseconds timeout) const {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() + timeout);
+  return context;
+}
+
+int Context::RpcError(const grpc::Status& status) {
+  err_ << "error: " << status.error_message() << " (" << StatusCodeName(status.error_code())
+       << ")\n";
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    err_ << "hint: is phoenix-agent running at " << Endpoint()
+         << "? start it with tools/quickstart, or point --endpoint / $PHOENIX_ENDPOINT at it\n";
+  } else if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    err_ << "hint: the agent did not answer within " << FormatMillis(options_.rpc_timeout)
+         << "; raise it with --rpc-timeout\n";
+  }
+  return kExitRpcError;
+}
+
+int Context::Failure(const Error& error) {
+  return RpcError(grpc::Status(static_cast<grpc::StatusCode>(error.code), error.ToString()));
+}
+
+int Context::UsageError(std::string_view command, std::string_view message) {
+  err_ << "error: " << message << "\n";
+  err_ << "see 'phoenixctl " << command << " --help'\n";
+  return kExitUsage;
+}
+
+std::optional<FlagSet::Parsed> ParseCommandLine(Context& ctx, FlagSet& flags,
+                                                std::span<const std::string> args,
+                                                std::string_view help_text, int* exit_code) {
+  AddGlobalFlags(flags, ctx.options());
+  auto parsed = flags.Parse(args);
+  if (!parsed) {
+    ctx.err() << "error: " << parsed.error().message << "\n";
+    *exit_code = kExitUsage;
+    return std::nullopt;
+  }
+  if (parsed->help) {
+    ctx.out() << help_text;
+    *exit_code = kExitOk;
+    return std::nullopt;
+  }
+  return std::move(*parsed);
+}
+
+int DispatchGroup(Context& ctx, std::string_view group, std::string_view group_help,
+                  const std::map<std::string, CommandFn, std::less<>>& commands,
+                  std::span<const std::string> args) {
+  if (args.empty()) {
+    ctx.err() << group_help;
+    return kExitUsage;
+  }
+  if (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+    ctx.out() << group_help;
+    return kExitOk;
+  }
+  auto it = commands.find(args[0]);
+  if (it == commands.end()) {
+    std::string known;
+    for (const auto& [name, fn] : commands) known += (known.empty() ? "" : ", ") + name;
+    return ctx.UsageError(group, "unknown command '" + args[0] + "' for 'phoenixctl " +
+                                     std::string(group) + "' (commands: " + known + ")");
+  }
+  return it->second(ctx, args.subspan(1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+void Table::AddRow(std::vector<std::string> cells) {
+  PHX_CHECK(cells.size() == headers_.size());
+  rows_.push_back(std::move(cells));
+}
+
+void Table::Render(std::ostream& out) const {
+  std::vector<size_t> widths(headers_.size());
+  auto measure = [&widths](const std::vector<std::string>& row) {
+    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+  };
+  measure(headers_);
+  for (const auto& row : rows_) measure(row);
+  auto print = [&](const std::vector<std::string>& row) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 3, ' ');
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out << line << "\n";
+  };
+  print(headers_);
+  for (const auto& row : rows_) print(row);
+}
+
+Result<std::string> ToJson(const google::protobuf::Message& message, bool multiline) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = multiline;
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = true;
+  std::string json;
+  auto status = google::protobuf::util::MessageToJsonString(message, &json, options);
+  if (!status.ok()) return Internal("converting the answer to JSON: " + status.ToString());
+  while (!json.empty() && json.back() == '\n') json.pop_back();
+  return json;
+}
+
+int PrintJson(Context& ctx, const google::protobuf::Message& message, bool multiline) {
+  auto json = ToJson(message, multiline);
+  if (!json) return ctx.Failure(json.error());
+  ctx.out() << *json << "\n";
+  return kExitOk;
+}
+
+std::string_view StatusCodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK:
+      return "OK";
+    case grpc::StatusCode::CANCELLED:
+      return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN:
+      return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND:
+      return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED:
+      return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL:
+      return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS:
+      return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    default:
+      return "UNKNOWN";
+  }
+}
+
+std::string RuntimeName(v1::Runtime runtime) {
+  if (runtime == v1::RUNTIME_UNSPECIFIED) return "-";
+  return EnumSuffix(v1::Runtime_Name(runtime), "RUNTIME_");
+}
+
+std::string GuestStateName(v1::GuestState state) {
+  if (state == v1::GUEST_STATE_UNSPECIFIED) return "-";
+  return EnumSuffix(v1::GuestState_Name(state), "GUEST_STATE_");
+}
+
+std::string BootModeName(v1::BootMode mode) {
+  if (mode == v1::BOOT_MODE_UNSPECIFIED) return "auto";
+  return EnumSuffix(v1::BootMode_Name(mode), "BOOT_MODE_");
+}
+
+std::string RestartPolicyName(v1::RestartPolicy policy) {
+  if (policy == v1::RESTART_POLICY_UNSPECIFIED) return "always";
+  return EnumSuffix(v1::RestartPolicy_Name(policy), "RESTART_POLICY_");
+}
+
+std::string EventTypeName(v1::EventType type) {
+  std::string name = EnumSuffix(v1::EventType_Name(type), "EVENT_TYPE_");
+  if (name.starts_with("guest-")) name.erase(0, 6);
+  return name;
+}
+
+Result<v1::Runtime> ParseRuntime(std::string_view text) {
+  if (text == "vm") return v1::RUNTIME_VM;
+  if (text == "microvm") return v1::RUNTIME_MICROVM;
+  if (text == "container") return v1::RUNTIME_CONTAINER;
+  return InvalidArgument("", "expects vm, microvm or container");
+}
+
+Result<v1::BootMode> ParseBootMode(std::string_view text) {
+  if (text == "auto") return v1::BOOT_MODE_AUTO;
+  if (text == "cold") return v1::BOOT_MODE_COLD;
+  if (text == "snapshot") return v1::BOOT_MODE_SNAPSHOT;
+  return InvalidArgument("", "expects auto, cold or snapshot");
+}
+
+Result<v1::RestartPolicy> ParseRestartPolicy(std::string_view text) {
+  if (text == "always") return v1::RESTART_POLICY_ALWAYS;
+  if (text == "on-failure") return v1::RESTART_POLICY_ON_FAILURE;
+  if (text == "never") return v1::RESTART_POLICY_NEVER;
+  return InvalidArgument("", "expects always, on-failure or never");
+}
+
+std::string EndpointUrl(const v1::Endpoint& endpoint) {
+  std::string host = endpoint.host_ip().empty() ? "127.0.0.1" : endpoint.host_ip();
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  return "http://" + host + ":" + std::to_string(endpoint.host_port());
+}
+
+std::string FormatAge(const google::protobuf::Timestamp& then,
+                      std::chrono::system_clock::time_point now) {
+  if (then.seconds() == 0 && then.nanos() == 0) return "-";
+  int64_t seconds =
+      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count() -
+      then.seconds();
+  if (seconds < 0) seconds = 0;  // clocks of agent and client disagree slightly
+  if (seconds < 120) return std::to_string(seconds) + "s";
+  if (seconds < 120 * 60) return std::to_string(seconds / 60) + "m";
+  if (seconds < 48 * 3600) return std::to_string(seconds / 3600) + "h";
+  return std::to_string(seconds / 86400) + "d";
+}
+
+std::string FormatTime(const google::protobuf::Timestamp& time) {
+  if (time.seconds() == 0 && time.nanos() == 0) return "-";
+  std::time_t seconds = static_cast<std::time_t>(time.seconds());
+  std::tm local{};
+  if (localtime_r(&seconds, &local) == nullptr) return std::to_string(time.seconds());
+  char buffer[64];
+  size_t n = std::strftime(buffer, sizeof(buffer), "%Y-%m-%d %H:%M:%S", &local);
+  std::snprintf(buffer + n, sizeof(buffer) - n, ".%03d", time.nanos() / 1'000'000);
+  return buffer;
+}
+
+std::string FormatBytes(uint64_t bytes) {
+  if (bytes < 1024) return std::to_string(bytes) + " B";
+  const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes);
+  int unit = -1;
+  while (value >= 1024 && unit < 3) {
+    value /= 1024;
+    ++unit;
+  }
+  char buffer[32];
+  std::snprintf(buffer, sizeof(buffer), "%.1f %s", value, units[unit]);
+  return buffer;
+}
+
+std::string FormatMillis(std::chrono::milliseconds duration) {
+  auto ms = duration.count();
+  if (ms % 1000 != 0) return std::to_string(ms) + "ms";
+  return std::to_string(ms / 1000) + "s";
+}
+
+}  // namespace phoenix::ctl

@@ -1,0 +1,201 @@
+// Shared plumbing of phoenixctl: strict flag parsing, the global options and the connection to the
+// agent (Context), output helpers (aligned tables, JSON, names of proto enums, ages, endpoints) and
+// the one place that turns failures into messages and exit codes.
+//
+// Every command is a function `int Command(Context&, std::span<const std::string> args)` that
+// writes only to ctx.out()/ctx.err() and talks only through ctx.Stub(), so tests run commands
+// against an in-process server and capture their output.
+//
+// Threading: a Context belongs to the thread running the command. Stub() is thread-safe once
+// created (gRPC stubs are), which the bench's event reader relies on.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <ostream>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <google/protobuf/message.h>
+#include <google/protobuf/timestamp.pb.h>
+#include <grpcpp/grpcpp.h>
+
+#include "phoenix/v1/agent.grpc.pb.h"
+#include "proto/support/error.h"
+
+namespace phoenix::ctl {
+
+namespace v1 = ::phoenix::v1;
+
+inline constexpr std::string_view kDefaultEndpoint = "127.0.0.1:7070";
+inline constexpr std::string_view kEndpointEnv = "PHOENIX_ENDPOINT";
+inline constexpr std::chrono::milliseconds kDefaultRpcTimeout{30000};
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitRpcError = 1;  // the agent said no, or could not be reached
+inline constexpr int kExitUsage = 2;     // the command line is wrong
+
+enum class OutputFormat { kTable, kJson };
+
+struct GlobalOptions {
+  std::string endpoint;  // --endpoint; empty means $PHOENIX_ENDPOINT, else kDefaultEndpoint
+  std::chrono::milliseconds rpc_timeout = kDefaultRpcTimeout;
+  bool rpc_timeout_set = false;  // lets long calls (image build) pick a larger default
+  OutputFormat output = OutputFormat::kTable;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Flags
+
+// A strict parser for one command's flags: `--name value`, `--name=value`, boolean `--name`,
+// registered short aliases (`-o json`), positionals, and everything after `--` as trailing
+// arguments when the command allows it. Unknown flags, missing values and repeated single-valued
+// flags are errors (code kInvalidArgument) naming the flag and suggesting the closest known one.
+class FlagSet {
+ public:
+  using Setter = std::function<Result<void>(std::string_view value)>;
+
+  explicit FlagSet(std::string command) : command_(std::move(command)) {}
+
+  // name without dashes ("image"); short_name is one letter or empty.
+  void Value(std::string name, Setter setter, std::string short_name = {}, bool repeated = false);
+  void Bool(std::string name, bool* target);
+  void String(std::string name, std::string* target, std::string short_name = {});
+  void Strings(std::string name, std::vector<std::string>* target);  // repeatable
+  void UInt(std::string name, uint64_t max, std::optional<uint64_t>* target);
+  void Duration(std::string name, std::optional<std::chrono::milliseconds>* target);
+  bool Has(std::string_view name) const { return flags_.contains(std::string(name)); }
+
+  void AllowTrailing() { allow_trailing_ = true; }
+  // Stop at the first positional and hand it and the rest back untouched (the global flags that
+  // precede a command).
+  void StopAtPositional() { stop_at_positional_ = true; }
+
+  struct Parsed {
+    bool help = false;
+    std::vector<std::string> positionals;
+    std::vector<std::string> trailing;  // after "--"
+  };
+  [[nodiscard]] Result<Parsed> Parse(std::span<const std::string> args) const;
+
+  bool WasSet(std::string_view name) const;
+
+ private:
+  struct Flag {
+    bool is_bool = false;
+    bool repeated = false;
+    Setter setter;
+  };
+  std::string Suggest(std::string_view unknown) const;
+
+  std::string command_;
+  std::map<std::string, Flag> flags_;
+  std::map<std::string, std::string> short_names_;  // "o" -> "output"
+  mutable std::map<std::string, int> seen_;
+  bool allow_trailing_ = false;
+  bool stop_at_positional_ = false;
+};
+
+// Registers --endpoint, --timeout (unless the command has its own), --rpc-timeout and -o/--output.
+void AddGlobalFlags(FlagSet& flags, GlobalOptions& options);
+
+[[nodiscard]] Result<std::chrono::milliseconds> ParseDuration(std::string_view text);
+[[nodiscard]] Result<uint64_t> ParseUInt(std::string_view text, uint64_t max);
+
+// ---------------------------------------------------------------------------------------------
+// Context: output streams, options, connection
+
+class Context {
+ public:
+  Context(std::ostream& out, std::ostream& err, std::string env_endpoint)
+      : out_(out), err_(err), env_endpoint_(std::move(env_endpoint)) {}
+
+  std::ostream& out() { return out_; }
+  std::ostream& err() { return err_; }
+  GlobalOptions& options() { return options_; }
+  bool json() const { return options_.output == OutputFormat::kJson; }
+
+  // --endpoint, else $PHOENIX_ENDPOINT, else kDefaultEndpoint.
+  std::string Endpoint() const;
+  // Dials lazily (after the flags are parsed). Insecure: the agent listens on loopback in dev mode.
+  v1::AgentService::StubInterface& Stub();
+
+  // A client context carrying the unary deadline.
+  std::unique_ptr<grpc::ClientContext> UnaryContext() const;
+  std::unique_ptr<grpc::ClientContext> ContextWithDeadline(std::chrono::milliseconds timeout) const;
+
+  // "error: <message> (<CODE>)" plus a hint for UNAVAILABLE / DEADLINE_EXCEEDED; returns 1.
+  int RpcError(const grpc::Status& status);
+  int Failure(const Error& error);
+  // "error: <message>" and where to read help; returns 2.
+  int UsageError(std::string_view command, std::string_view message);
+
+ private:
+  std::ostream& out_;
+  std::ostream& err_;
+  std::string env_endpoint_;
+  GlobalOptions options_;
+  std::unique_ptr<v1::AgentService::StubInterface> stub_;
+};
+
+// Parses a command's flags with the global flags added; on `--help` prints help_text and returns
+// kExitOk through *exit_code, on a bad flag reports it and returns kExitUsage. Returns the parse
+// result only when the command should go on.
+std::optional<FlagSet::Parsed> ParseCommandLine(Context& ctx, FlagSet& flags,
+                                                std::span<const std::string> args,
+                                                std::string_view help_text, int* exit_code);
+
+// Runs a subcommand from a table; `group` is "guest" etc. Prints the group help on --help, on a
+// missing or unknown subcommand (then exit 2).
+using CommandFn = std::function<int(Context&, std::span<const std::string>)>;
+int DispatchGroup(Context& ctx, std::string_view group, std::string_view group_help,
+                  const std::map<std::string, CommandFn, std::less<>>& commands,
+                  std::span<const std::string> args);
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+// Columns aligned on their widest cell, separated by three spaces, no trailing blanks.
+class Table {
+ public:
+  explicit Table(std::vector<std::string> headers) : headers_(std::move(headers)) {}
+  void AddRow(std::vector<std::string> cells);
+  void Render(std::ostream& out) const;
+
+ private:
+  std::vector<std::string> headers_;
+  std::vector<std::vector<std::string>> rows_;
+};
+
+// Proto field names, enums by name, zero values included. multiline=false gives one line.
+[[nodiscard]] Result<std::string> ToJson(const google::protobuf::Message& message, bool multiline);
+// Writes the JSON and a newline; on a conversion error reports it and returns 1.
+int PrintJson(Context& ctx, const google::protobuf::Message& message, bool multiline = true);
+
+std::string_view StatusCodeName(grpc::StatusCode code);
+std::string RuntimeName(v1::Runtime runtime);             // "vm", "microvm", "container", "-"
+std::string GuestStateName(v1::GuestState state);         // "running", ...
+std::string BootModeName(v1::BootMode mode);              // "auto", "cold", "snapshot"
+std::string RestartPolicyName(v1::RestartPolicy policy);  // "always", "on-failure", "never"
+std::string EventTypeName(v1::EventType type);            // "running", "image-added", ...
+[[nodiscard]] Result<v1::Runtime> ParseRuntime(std::string_view text);
+[[nodiscard]] Result<v1::BootMode> ParseBootMode(std::string_view text);
+[[nodiscard]] Result<v1::RestartPolicy> ParseRestartPolicy(std::string_view text);
+
+// "http://127.0.0.1:8080" (empty host = 127.0.0.1; IPv6 bracketed).
+std::string EndpointUrl(const v1::Endpoint& endpoint);
+// "42s", "7m", "3h", "5d"; "-" for an unset timestamp.
+std::string FormatAge(const google::protobuf::Timestamp& then,
+                      std::chrono::system_clock::time_point now);
+// Local time "2024-05-01 10:00:00.123"; "-" when unset.
+std::string FormatTime(const google::protobuf::Timestamp& time);
+std::string FormatBytes(uint64_t bytes);                       // "512 B", "3.2 MiB"
+std::string FormatMillis(std::chrono::milliseconds duration);  // "10s", "1500ms"
+
+}  // namespace phoenix::ctl
