@@ -1,0 +1,1063 @@
+// Stored image manifest (manifests/sha256/<hex>, <hex> = sha256 of the file), format 1:
+//
+//   PHOENIX_IMAGE=1
+//   KERNEL=sha256:<hex> <size>
+//   INITRD=sha256:<hex> <size>
+//   DISK=sha256:<hex> <size>          (only when the image has one)
+//   ROOTFS=sha256:<tree hex> <size>   (only when the image has one; size = sum of regular files)
+//   CMDLINE=<kernel command line>
+//   READY_MARKER=<marker>
+//   COMMAND=<arguments separated by single spaces>
+//   RUNTIMES=<vm,microvm,container in the recipe's order>
+//
+// Keys always appear in this order, so equal content gives an equal id. Names and tags are
+// references to an image, not part of it: they live in tags/ only.
+#include "agent/image/image_store.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <optional>
+#include <set>
+#include <thread>
+#include <utility>
+
+extern char** environ;
+
+namespace phoenix::agent {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr size_t kHexLen = 64;
+constexpr size_t kMinIdPrefix = 12;
+constexpr size_t kTailLines = 20;
+constexpr size_t kMaxLineBytes = 64 * 1024;
+
+class UniqueFd {
+ public:
+  explicit UniqueFd(int fd = -1) : fd_(fd) {}
+  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& o) noexcept {
+    if (this != &o) {
+      Reset();
+      fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
+  }
+  ~UniqueFd() { Reset(); }
+  int get() const { return fd_; }
+  int Release() { return std::exchange(fd_, -1); }
+  void Reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_;
+};
+
+// OpenSSL only fails these calls when out of memory: a broken invariant, not an I/O error.
+class Sha256 {
+ public:
+  Sha256() : ctx_(EVP_MD_CTX_new()) {
+    PHX_CHECK(ctx_ != nullptr);
+    PHX_CHECK(EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) == 1);
+  }
+  ~Sha256() { EVP_MD_CTX_free(ctx_); }
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+  void Update(std::string_view data) {
+    PHX_CHECK(EVP_DigestUpdate(ctx_, data.data(), data.size()) == 1);
+  }
+  std::string HexDigest() {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    PHX_CHECK(EVP_DigestFinal_ex(ctx_, md, &len) == 1);
+    static constexpr char kDigits[] = "0123456789abcdef";
+    std::string hex;
+    for (unsigned int i = 0; i < len; ++i) {
+      hex.push_back(kDigits[md[i] >> 4]);
+      hex.push_back(kDigits[md[i] & 0xf]);
+    }
+    return hex;
+  }
+
+ private:
+  EVP_MD_CTX* ctx_;
+};
+
+std::string HashString(std::string_view s) {
+  Sha256 h;
+  h.Update(s);
+  return h.HexDigest();
+}
+
+bool IsLowerHex(std::string_view s) {
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+Result<void> WriteAll(int fd, std::string_view data, const fs::path& what) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError("writing " + what.string());
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return {};
+}
+
+Result<std::string> ReadSmallFile(const fs::path& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) {
+    int err = errno;
+    if (err == ENOENT) return NotFound(path.string() + " does not exist");
+    return ErrnoError("opening " + path.string(), err);
+  }
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError("reading " + path.string());
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+    if (out.size() > 1024 * 1024) return Internal(path.string() + " is unexpectedly large");
+  }
+  return out;
+}
+
+Result<void> FsyncPath(const fs::path& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECTORY));
+  if (fd.get() < 0) return ErrnoError("opening directory " + path.string());
+  if (::fsync(fd.get()) != 0) return ErrnoError("fsync " + path.string());
+  return {};
+}
+
+Result<void> MakeDir(const fs::path& path) {
+  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
+    return ErrnoError("creating directory " + path.string());
+  }
+  return {};
+}
+
+// Makes every directory under `path` writable so a tree with read-only directories can be removed
+// without root, then removes it.
+void RemoveTree(const fs::path& path) {
+  std::error_code ec;
+  if (fs::is_directory(fs::symlink_status(path, ec))) {
+    ::chmod(path.c_str(), 0700);
+    for (auto it = fs::recursive_directory_iterator(path, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (it->is_directory(ec) && !it->is_symlink(ec)) ::chmod(it->path().c_str(), 0700);
+    }
+  }
+  fs::remove_all(path, ec);
+  if (ec) spdlog::warn("image store: removing {}: {}", path.string(), ec.message());
+}
+
+TimePoint FromTimespec(const struct timespec& ts) {
+  return TimePoint(std::chrono::duration_cast<Clock::duration>(
+      std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec)));
+}
+
+// Reads `fd` to the end, feeding the hash and (when out_fd >= 0) copying to out_fd.
+Result<uint64_t> HashAndCopy(int fd, const fs::path& src, Sha256& hash, int out_fd,
+                             const fs::path& dst) {
+  std::vector<char> buf(1 << 20);
+  uint64_t total = 0;
+  for (;;) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError("reading " + src.string());
+    }
+    if (n == 0) break;
+    std::string_view chunk(buf.data(), static_cast<size_t>(n));
+    hash.Update(chunk);
+    if (out_fd >= 0) PHX_TRY(WriteAll(out_fd, chunk, dst));
+    total += static_cast<uint64_t>(n);
+  }
+  return total;
+}
+
+struct TreeEntry {
+  std::string rel;  // "." for the root, else a relative generic path
+  mode_t mode = 0;  // full st_mode
+};
+
+Result<std::vector<TreeEntry>> ListTree(const fs::path& dir) {
+  std::vector<TreeEntry> entries;
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) return ErrnoError("stat " + dir.string());
+  if (!S_ISDIR(st.st_mode)) return InvalidArgument("", dir.string() + " is not a directory");
+  entries.push_back({".", st.st_mode});
+  std::error_code ec;
+  fs::recursive_directory_iterator it(dir, fs::directory_options::none, ec);
+  for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    const fs::path& p = it->path();
+    if (::lstat(p.c_str(), &st) != 0) return ErrnoError("lstat " + p.string());
+    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
+      return InvalidArgument("", p.string() +
+                                     ": only directories, regular files and symlinks can be part "
+                                     "of an image root filesystem");
+    }
+    entries.push_back({p.lexically_relative(dir).generic_string(), st.st_mode});
+  }
+  if (ec) return Internal("walking " + dir.string() + ": " + ec.message());
+  // Byte order of the relative paths: a parent always sorts before its children.
+  std::sort(entries.begin() + 1, entries.end(),
+            [](const TreeEntry& a, const TreeEntry& b) { return a.rel < b.rel; });
+  return entries;
+}
+
+Result<std::string> ReadLink(const fs::path& p) {
+  std::string target(4096, '\0');
+  ssize_t n = ::readlink(p.c_str(), target.data(), target.size());
+  if (n < 0) return ErrnoError("readlink " + p.string());
+  if (static_cast<size_t>(n) == target.size()) return Internal(p.string() + ": symlink too long");
+  target.resize(static_cast<size_t>(n));
+  return target;
+}
+
+std::string LengthPrefixed(std::string_view s) {
+  return std::to_string(s.size()) + ":" + std::string(s);
+}
+
+std::string FormatMode(mode_t mode) {
+  char buf[8];
+  std::snprintf(buf, sizeof(buf), "%04o", static_cast<unsigned>(mode & 07777));
+  return buf;
+}
+
+Result<void> CopyTree(const fs::path& src, const fs::path& dst,
+                      const std::vector<TreeEntry>& entries) {
+  for (const auto& e : entries) {
+    if (e.rel == ".") continue;
+    fs::path from = src / e.rel;
+    fs::path to = dst / e.rel;
+    if (S_ISDIR(e.mode)) {
+      // Owner-writable until everything below exists; the real mode is set afterwards.
+      if (::mkdir(to.c_str(), 0700) != 0) return ErrnoError("creating " + to.string());
+    } else if (S_ISLNK(e.mode)) {
+      auto target = ReadLink(from);
+      if (!target) return std::unexpected(target.error());
+      if (::symlink(target->c_str(), to.c_str()) != 0) return ErrnoError("symlink " + to.string());
+    } else {
+      UniqueFd in(::open(from.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+      if (in.get() < 0) return ErrnoError("opening " + from.string());
+      UniqueFd out(::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+      if (out.get() < 0) return ErrnoError("creating " + to.string());
+      Sha256 unused;
+      auto n = HashAndCopy(in.get(), from, unused, out.get(), to);
+      if (!n) return std::unexpected(n.error());
+      if (::fchmod(out.get(), e.mode & 07777) != 0) return ErrnoError("chmod " + to.string());
+    }
+  }
+  for (auto it = entries.rbegin(); it != entries.rend(); ++it) {
+    if (!S_ISDIR(it->mode)) continue;
+    fs::path to = it->rel == "." ? dst : dst / it->rel;
+    if (::chmod(to.c_str(), it->mode & 07777) != 0) return ErrnoError("chmod " + to.string());
+  }
+  return {};
+}
+
+// The parsed form of a stored image manifest.
+struct StoredManifest {
+  struct Blob {
+    std::string hex;
+    uint64_t size = 0;
+  };
+  std::map<std::string, Blob> blobs;  // kind ("kernel", ...) -> blob
+  std::string cmdline;
+  std::string ready_marker;
+  std::vector<std::string> command;
+  std::vector<RuntimeKind> runtimes;
+};
+
+constexpr std::pair<std::string_view, std::string_view> kBlobKeys[] = {
+    {"KERNEL", "kernel"}, {"INITRD", "initrd"}, {"DISK", "disk"}, {"ROOTFS", "rootfs"}};
+
+std::string Join(const std::vector<std::string>& parts, std::string_view sep) {
+  std::string out;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (i > 0) out += sep;
+    out += parts[i];
+  }
+  return out;
+}
+
+Result<StoredManifest> ParseStoredManifest(std::string_view text, std::string_view hex) {
+  StoredManifest m;
+  auto corrupt = [&](std::string why) {
+    return Internal("image sha256:" + std::string(hex) + " has a damaged manifest: " + why);
+  };
+  bool header = false;
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
+    size_t eq = line.find('=');
+    if (eq == std::string_view::npos) return corrupt("line \"" + std::string(line) + "\"");
+    std::string_view key = line.substr(0, eq);
+    std::string_view value = line.substr(eq + 1);
+    if (!header) {
+      if (key != "PHOENIX_IMAGE" || value != "1") return corrupt("unknown format");
+      header = true;
+      continue;
+    }
+    bool is_blob = false;
+    for (auto [k, kind] : kBlobKeys) {
+      if (key != k) continue;
+      is_blob = true;
+      size_t sp = value.find(' ');
+      if (!value.starts_with("sha256:") || sp != 7 + kHexLen) return corrupt(std::string(key));
+      StoredManifest::Blob b;
+      b.hex = std::string(value.substr(7, kHexLen));
+      std::string size(value.substr(sp + 1));
+      char* end = nullptr;
+      errno = 0;
+      b.size = std::strtoull(size.c_str(), &end, 10);
+      if (!IsLowerHex(b.hex) || errno != 0 || size.empty() || *end != '\0') {
+        return corrupt(std::string(key));
+      }
+      m.blobs.emplace(std::string(kind), std::move(b));
+    }
+    if (is_blob) continue;
+    if (key == "CMDLINE") {
+      m.cmdline = value;
+    } else if (key == "READY_MARKER") {
+      m.ready_marker = value;
+    } else if (key == "COMMAND") {
+      std::string_view rest = value;
+      while (!rest.empty()) {
+        size_t sp = rest.find(' ');
+        m.command.emplace_back(rest.substr(0, sp));
+        if (sp == std::string_view::npos) break;
+        rest = rest.substr(sp + 1);
+      }
+    } else if (key == "RUNTIMES") {
+      std::string_view rest = value;
+      while (!rest.empty()) {
+        size_t comma = rest.find(',');
+        auto kind = ParseRuntimeKind(rest.substr(0, comma));
+        if (!kind) return corrupt(kind.error().message);
+        m.runtimes.push_back(*kind);
+        if (comma == std::string_view::npos) break;
+        rest = rest.substr(comma + 1);
+      }
+    } else {
+      return corrupt("unknown key " + std::string(key));
+    }
+  }
+  if (!header || !m.blobs.contains("kernel") || !m.blobs.contains("initrd")) {
+    return corrupt("incomplete");
+  }
+  return m;
+}
+
+}  // namespace
+
+Result<std::string> HashFile(const fs::path& file) {
+  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return ErrnoError("opening " + file.string());
+  Sha256 h;
+  auto n = HashAndCopy(fd.get(), file, h, -1, {});
+  if (!n) return std::unexpected(n.error());
+  return h.HexDigest();
+}
+
+Result<std::string> HashTree(const fs::path& dir, uint64_t* total_size) {
+  auto entries = ListTree(dir);
+  if (!entries) return std::unexpected(entries.error());
+  Sha256 tree;
+  tree.Update("phoenix-tree-v1\n");
+  uint64_t total = 0;
+  for (const auto& e : *entries) {
+    fs::path p = e.rel == "." ? dir : dir / e.rel;
+    std::string payload;
+    char type = 'd';
+    if (S_ISLNK(e.mode)) {
+      type = 'l';
+      auto target = ReadLink(p);
+      if (!target) return std::unexpected(target.error());
+      payload = std::move(*target);
+    } else if (S_ISREG(e.mode)) {
+      type = 'f';
+      UniqueFd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+      if (fd.get() < 0) return ErrnoError("opening " + p.string());
+      Sha256 h;
+      auto n = HashAndCopy(fd.get(), p, h, -1, {});
+      if (!n) return std::unexpected(n.error());
+      total += *n;
+      payload = h.HexDigest();
+    }
+    // Length prefixes keep the encoding unambiguous whatever bytes a name or target holds.
+    tree.Update(std::string(1, type) + " " + FormatMode(e.mode) + " " + LengthPrefixed(e.rel) +
+                " " + LengthPrefixed(payload) + "\n");
+  }
+  if (total_size != nullptr) *total_size = total;
+  return tree.HexDigest();
+}
+
+Result<std::unique_ptr<ImageStore>> ImageStore::Open(const fs::path& root) {
+  return Open(root, Options{});
+}
+
+Result<std::unique_ptr<ImageStore>> ImageStore::Open(const fs::path& root, const Options& options) {
+  if (root.empty()) return InvalidArgument("root", "empty path");
+  fs::path abs = fs::absolute(root).lexically_normal();
+  std::error_code ec;
+  fs::create_directories(abs, ec);
+  if (ec) return Internal("image store: creating " + abs.string() + ": " + ec.message());
+  for (const char* sub :
+       {"blobs", "blobs/sha256", "manifests", "manifests/sha256", "tags", "tmp"}) {
+    auto made = MakeDir(abs / sub);
+    if (!made) return std::unexpected(made.error().Wrap("image store"));
+  }
+  fs::path lock_path = abs / "lock";
+  UniqueFd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (lock.get() < 0) return ErrnoError("image store: opening " + lock_path.string());
+  if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) {
+      return Unavailable("image store " + abs.string() +
+                         " is in use by another ImageStore (another phoenix-agent?)");
+    }
+    return ErrnoError("image store: locking " + lock_path.string());
+  }
+  // Whatever is in tmp/ is a leftover of an import or build that a crash interrupted.
+  for (auto it = fs::directory_iterator(abs / "tmp", ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    RemoveTree(it->path());
+  }
+  if (ec) return Internal("image store: cleaning " + (abs / "tmp").string() + ": " + ec.message());
+  return std::unique_ptr<ImageStore>(new ImageStore(abs, lock.Release(), options));
+}
+
+ImageStore::ImageStore(fs::path root, int lock_fd, Options options)
+    : root_(std::move(root)), lock_fd_(lock_fd), options_(options) {}
+
+ImageStore::~ImageStore() { ::close(lock_fd_); }
+
+Result<fs::path> ImageStore::MakeTempPath(std::string_view prefix) const {
+  // mkdtemp gives a unique, private name; callers use it as a directory or a path inside it.
+  std::string templ = (root_ / "tmp" / (std::string(prefix) + "XXXXXX")).string();
+  if (::mkdtemp(templ.data()) == nullptr) return ErrnoError("creating a temporary directory");
+  return fs::path(templ);
+}
+
+Result<ImageStore::StoredBlob> ImageStore::StoreFile(const fs::path& src, bool may_link) {
+  auto tmp_dir = MakeTempPath("blob-");
+  if (!tmp_dir) return std::unexpected(tmp_dir.error());
+  struct Cleanup {
+    fs::path dir;
+    ~Cleanup() { RemoveTree(dir); }
+  } cleanup{*tmp_dir};
+  fs::path tmp = *tmp_dir / "data";
+
+  StoredBlob blob;
+  Sha256 hash;
+  bool linked = false;
+  struct stat st {};
+  // A hard link is only safe for files nobody writes again (a finished build's output), and
+  // link() would link a symlink itself, so only regular files qualify.
+  if (may_link && ::lstat(src.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+      ::link(src.c_str(), tmp.c_str()) == 0) {
+    linked = true;
+    UniqueFd fd(::open(tmp.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.get() < 0) return ErrnoError("opening " + tmp.string());
+    auto n = HashAndCopy(fd.get(), src, hash, -1, {});
+    if (!n) return std::unexpected(n.error());
+    blob.size = *n;
+    if (::fchmod(fd.get(), 0444) != 0) return ErrnoError("chmod " + tmp.string());
+    if (::fsync(fd.get()) != 0) return ErrnoError("fsync " + tmp.string());
+  }
+  if (!linked) {
+    UniqueFd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
+    if (in.get() < 0) return ErrnoError("opening " + src.string());
+    UniqueFd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (out.get() < 0) return ErrnoError("creating " + tmp.string());
+    // Hashing the bytes as they are written means the id always matches what is stored.
+    auto n = HashAndCopy(in.get(), src, hash, out.get(), tmp);
+    if (!n) return std::unexpected(n.error());
+    blob.size = *n;
+    if (::fchmod(out.get(), 0444) != 0) return ErrnoError("chmod " + tmp.string());
+    if (::fsync(out.get()) != 0) return ErrnoError("fsync " + tmp.string());
+  }
+  blob.hex = hash.HexDigest();
+  fs::path final_path = root_ / "blobs" / "sha256" / blob.hex;
+  if (::lstat(final_path.c_str(), &st) == 0) return blob;  // already stored: idempotent
+  // rename over an identical blob from a concurrent import is harmless.
+  if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
+    return ErrnoError("storing " + src.string() + " as " + final_path.string());
+  }
+  return blob;
+}
+
+Result<ImageStore::StoredBlob> ImageStore::StoreTree(const fs::path& src) {
+  StoredBlob blob;
+  auto hex = HashTree(src, &blob.size);
+  if (!hex) return std::unexpected(hex.error());
+  blob.hex = *hex;
+  fs::path final_path = root_ / "blobs" / "sha256" / blob.hex;
+  struct stat st {};
+  if (::lstat(final_path.c_str(), &st) == 0) return blob;
+
+  auto tmp_dir = MakeTempPath("tree-");
+  if (!tmp_dir) return std::unexpected(tmp_dir.error());
+  struct Cleanup {
+    fs::path dir;
+    ~Cleanup() { RemoveTree(dir); }
+  } cleanup{*tmp_dir};
+  fs::path tmp = *tmp_dir / "tree";
+  if (::mkdir(tmp.c_str(), 0700) != 0) return ErrnoError("creating " + tmp.string());
+  auto entries = ListTree(src);
+  if (!entries) return std::unexpected(entries.error());
+  PHX_TRY(CopyTree(src, tmp, *entries));
+  // Verify the copy: catches a source that changed while it was copied.
+  auto copied = HashTree(tmp);
+  if (!copied) return std::unexpected(copied.error());
+  if (*copied != blob.hex) {
+    return FailedPrecondition("root filesystem " + src.string() +
+                              " changed while it was imported; import it again");
+  }
+  // A directory rename is only durable with its contents, so flush everything first.
+  UniqueFd root_fd(::open(root_.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECTORY));
+  if (root_fd.get() < 0 || ::syncfs(root_fd.get()) != 0)
+    return ErrnoError("syncfs " + root_.string());
+  if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
+    if (errno == EEXIST || errno == ENOTEMPTY) return blob;  // a concurrent import stored it
+    return ErrnoError("storing " + src.string() + " as " + final_path.string());
+  }
+  return blob;
+}
+
+Result<std::string> ImageStore::StoreManifest(const std::string& text) {
+  std::string hex = HashString(text);
+  fs::path final_path = root_ / "manifests" / "sha256" / hex;
+  struct stat st {};
+  if (::lstat(final_path.c_str(), &st) == 0) return hex;
+  auto tmp_dir = MakeTempPath("manifest-");
+  if (!tmp_dir) return std::unexpected(tmp_dir.error());
+  struct Cleanup {
+    fs::path dir;
+    ~Cleanup() { RemoveTree(dir); }
+  } cleanup{*tmp_dir};
+  fs::path tmp = *tmp_dir / "manifest";
+  {
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444));
+    if (fd.get() < 0) return ErrnoError("creating " + tmp.string());
+    PHX_TRY(WriteAll(fd.get(), text, tmp));
+    if (::fsync(fd.get()) != 0) return ErrnoError("fsync " + tmp.string());
+  }
+  if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
+    return ErrnoError("storing manifest " + final_path.string());
+  }
+  PHX_TRY(FsyncPath(final_path.parent_path()));
+  return hex;
+}
+
+Result<void> ImageStore::WriteTag(const std::string& name, const std::string& tag,
+                                  const std::string& id) {
+  fs::path dir = root_ / "tags" / name;
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0) {
+    PHX_TRY(MakeDir(dir));
+    PHX_TRY(FsyncPath(dir.parent_path()));
+  }
+  auto tmp_dir = MakeTempPath("tag-");
+  if (!tmp_dir) return std::unexpected(tmp_dir.error());
+  struct Cleanup {
+    fs::path dir;
+    ~Cleanup() { RemoveTree(dir); }
+  } cleanup{*tmp_dir};
+  fs::path tmp = *tmp_dir / "tag";
+  {
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (fd.get() < 0) return ErrnoError("creating " + tmp.string());
+    PHX_TRY(WriteAll(fd.get(), id + "\n", tmp));
+    if (::fsync(fd.get()) != 0) return ErrnoError("fsync " + tmp.string());
+  }
+  fs::path final_path = dir / tag;
+  if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
+    return ErrnoError("writing tag " + final_path.string());
+  }
+  return FsyncPath(dir);
+}
+
+Result<ImageRecord> ImageStore::Import(const fs::path& dir, const std::string& name,
+                                       const std::string& tag) {
+  return ImportInternal(dir, name, tag, /*may_link=*/false);
+}
+
+Result<ImageRecord> ImageStore::ImportInternal(const fs::path& dir, const std::string& name_in,
+                                               const std::string& tag_in, bool may_link) {
+  auto fail = [&](const Error& e) {
+    return std::unexpected(e.Wrap("importing image from " + dir.string()));
+  };
+  auto manifest = LoadImageManifest(dir);
+  if (!manifest) return fail(manifest.error());
+  std::string name = name_in.empty() ? manifest->name : name_in;
+  std::string tag = tag_in.empty() ? std::string(kDefaultTag) : tag_in;
+  if (!IsValidImageName(name)) {
+    return InvalidArgument("name",
+                           "\"" + name + "\" is not a valid image name ([a-z0-9][a-z0-9._-]*)");
+  }
+  if (!IsValidImageTag(tag)) {
+    return InvalidArgument("tag",
+                           "\"" + tag + "\" is not a valid tag ([A-Za-z0-9_][A-Za-z0-9._-]*)");
+  }
+
+  // The long part (hashing and copying) runs without the mutex: blobs are content-addressed and
+  // appear by atomic rename, so concurrent imports cannot conflict.
+  std::string text = "PHOENIX_IMAGE=1\n";
+  const std::pair<std::string_view, const std::string*> files[] = {{"KERNEL", &manifest->kernel},
+                                                                   {"INITRD", &manifest->initrd},
+                                                                   {"DISK", &manifest->disk},
+                                                                   {"ROOTFS", &manifest->rootfs}};
+  for (auto [key, rel] : files) {
+    if (rel->empty()) continue;
+    auto blob = key == "ROOTFS" ? StoreTree(dir / *rel) : StoreFile(dir / *rel, may_link);
+    if (!blob) return fail(blob.error().Wrap(std::string(key) + " " + *rel));
+    text += std::string(key) + "=sha256:" + blob->hex + " " + std::to_string(blob->size) + "\n";
+  }
+  text += "CMDLINE=" + manifest->cmdline + "\n";
+  text += "READY_MARKER=" + manifest->ready_marker + "\n";
+  text += "COMMAND=" + Join(manifest->command, " ") + "\n";
+  std::vector<std::string> runtimes;
+  for (RuntimeKind k : manifest->runtimes) runtimes.emplace_back(RuntimeKindName(k));
+  text += "RUNTIMES=" + Join(runtimes, ",") + "\n";
+
+  // The manifest and tag must never reach the disk before the blobs they name.
+  UniqueFd root_fd(::open(root_.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECTORY));
+  if (root_fd.get() < 0 || ::syncfs(root_fd.get()) != 0) {
+    return fail(ErrnoError("syncfs " + root_.string()).error());
+  }
+
+  std::lock_guard lock(mu_);
+  auto hex = StoreManifest(text);
+  if (!hex) return fail(hex.error());
+  auto tagged = WriteTag(name, tag, "sha256:" + *hex);
+  if (!tagged) return fail(tagged.error());
+  auto record = LoadImage(*hex);
+  if (!record) return fail(record.error());
+  record->name = name;
+  record->tag = tag;
+  spdlog::info("image store: {}:{} -> {} (from {})", name, tag, record->id, dir.string());
+  return record;
+}
+
+Result<ImageRecord> ImageStore::LoadImage(const std::string& hex) const {
+  fs::path path = root_ / "manifests" / "sha256" / hex;
+  auto text = ReadSmallFile(path);
+  if (!text) return std::unexpected(text.error());
+  if (HashString(*text) != hex) {
+    return Internal("image sha256:" + hex + " is damaged: its manifest " + path.string() +
+                    " does not match its id");
+  }
+  auto m = ParseStoredManifest(*text, hex);
+  if (!m) return std::unexpected(m.error());
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return ErrnoError("stat " + path.string());
+
+  ImageRecord r;
+  r.id = "sha256:" + hex;
+  r.created_at = FromTimespec(st.st_mtim);
+  r.runtimes = m->runtimes;
+  r.artifacts.image_id = r.id;
+  r.artifacts.cmdline = m->cmdline;
+  r.artifacts.ready_marker = m->ready_marker;
+  r.artifacts.command = m->command;
+  for (auto [key, kind] : kBlobKeys) {
+    auto it = m->blobs.find(std::string(kind));
+    if (it == m->blobs.end()) continue;
+    fs::path blob = root_ / "blobs" / "sha256" / it->second.hex;
+    if (::lstat(blob.c_str(), &st) != 0) {
+      return Internal("image " + r.id + " is damaged: its " + std::string(kind) + " blob " +
+                      blob.string() + " is missing");
+    }
+    if (kind == "kernel") r.artifacts.kernel = blob;
+    if (kind == "initrd") r.artifacts.initrd = blob;
+    if (kind == "disk") r.artifacts.disk = blob;
+    if (kind == "rootfs") r.artifacts.rootfs = blob;
+    r.files.push_back({std::string(kind), blob.string(), it->second.size, it->second.hex});
+  }
+  return r;
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> ImageStore::ListTagsLocked() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::error_code ec;
+  for (auto n = fs::directory_iterator(root_ / "tags", ec); !ec && n != fs::directory_iterator();
+       n.increment(ec)) {
+    std::string name = n->path().filename().string();
+    if (!IsValidImageName(name)) continue;
+    std::error_code tec;
+    for (auto t = fs::directory_iterator(n->path(), tec); !tec && t != fs::directory_iterator();
+         t.increment(tec)) {
+      std::string tag = t->path().filename().string();
+      if (IsValidImageTag(tag)) out.emplace_back(name, tag);
+    }
+    if (tec) return Internal("listing " + n->path().string() + ": " + tec.message());
+  }
+  if (ec) return Internal("listing " + (root_ / "tags").string() + ": " + ec.message());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Result<std::string> ImageStore::ReadTagLocked(const std::string& name,
+                                              const std::string& tag) const {
+  fs::path path = root_ / "tags" / name / tag;
+  auto text = ReadSmallFile(path);
+  if (!text) return std::unexpected(text.error());
+  std::string_view v = *text;
+  if (v.ends_with('\n')) v.remove_suffix(1);
+  if (!v.starts_with("sha256:") || v.size() != 7 + kHexLen || !IsLowerHex(v.substr(7))) {
+    return Internal("tag " + path.string() + " is damaged");
+  }
+  return std::string(v.substr(7));
+}
+
+Result<std::vector<std::string>> ImageStore::ListImageHexLocked() const {
+  std::vector<std::string> out;
+  std::error_code ec;
+  fs::path dir = root_ / "manifests" / "sha256";
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    std::string hex = it->path().filename().string();
+    if (hex.size() == kHexLen && IsLowerHex(hex)) out.push_back(std::move(hex));
+  }
+  if (ec) return Internal("listing " + dir.string() + ": " + ec.message());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string ImageStore::DescribeImagesLocked() const {
+  auto tags = ListTagsLocked();
+  if (!tags) return "(cannot list images: " + tags.error().message + ")";
+  if (tags->empty()) return "no images have been imported";
+  std::string out = "images:";
+  for (const auto& [name, tag] : *tags) {
+    auto hex = ReadTagLocked(name, tag);
+    out += " " + name + ":" + tag;
+    if (hex) out += " (sha256:" + hex->substr(0, kMinIdPrefix) + ")";
+    out += ",";
+  }
+  out.pop_back();
+  return out;
+}
+
+Result<ImageRecord> ImageStore::Resolve(std::string_view ref) const {
+  std::lock_guard lock(mu_);
+  return ResolveLocked(ref);
+}
+
+Result<ImageRecord> ImageStore::ResolveLocked(std::string_view ref) const {
+  std::string quoted = "\"" + std::string(ref) + "\"";
+  if (ref.starts_with("sha256:")) {
+    std::string_view prefix = ref.substr(7);
+    if (prefix.size() < kMinIdPrefix || prefix.size() > kHexLen || !IsLowerHex(prefix)) {
+      return InvalidArgument("image", "image id " + quoted + " must be sha256: followed by " +
+                                          std::to_string(kMinIdPrefix) +
+                                          " to 64 lowercase hex digits");
+    }
+    auto all = ListImageHexLocked();
+    if (!all) return std::unexpected(all.error());
+    std::vector<std::string> matches;
+    for (const auto& hex : *all) {
+      if (std::string_view(hex).starts_with(prefix)) matches.push_back(hex);
+    }
+    if (matches.empty())
+      return NotFound("image " + quoted + " not found; " + DescribeImagesLocked());
+    if (matches.size() > 1) {
+      std::string list;
+      for (const auto& m : matches) list += " sha256:" + m;
+      return InvalidArgument("image", "image id prefix " + quoted + " is ambiguous:" + list);
+    }
+    auto record = LoadImage(matches[0]);
+    if (!record) return std::unexpected(record.error());
+    auto tags = ListTagsLocked();
+    if (!tags) return std::unexpected(tags.error());
+    for (const auto& [name, tag] : *tags) {
+      auto hex = ReadTagLocked(name, tag);
+      if (hex && *hex == matches[0]) {
+        record->name = name;
+        record->tag = tag;
+        break;
+      }
+    }
+    return record;
+  }
+
+  size_t colon = ref.find(':');
+  std::string name(ref.substr(0, colon));
+  std::string tag = colon == std::string_view::npos ? std::string(kDefaultTag)
+                                                    : std::string(ref.substr(colon + 1));
+  if (!IsValidImageName(name) || !IsValidImageTag(tag)) {
+    return InvalidArgument("image",
+                           "image reference " + quoted + " is not name, name:tag or sha256:<hex>");
+  }
+  auto hex = ReadTagLocked(name, tag);
+  if (!hex) {
+    if (hex.error().code == ErrorCode::kNotFound) {
+      return NotFound("image " + quoted + " not found; " + DescribeImagesLocked());
+    }
+    return std::unexpected(hex.error());
+  }
+  auto record = LoadImage(*hex);
+  if (!record) return std::unexpected(record.error());
+  record->name = name;
+  record->tag = tag;
+  return record;
+}
+
+Result<std::vector<ImageRecord>> ImageStore::List() const {
+  std::lock_guard lock(mu_);
+  std::vector<ImageRecord> out;
+  std::set<std::string> tagged;
+  auto tags = ListTagsLocked();
+  if (!tags) return std::unexpected(tags.error());
+  for (const auto& [name, tag] : *tags) {
+    auto hex = ReadTagLocked(name, tag);
+    if (!hex) return std::unexpected(hex.error());
+    auto record = LoadImage(*hex);
+    if (!record) return std::unexpected(record.error());
+    record->name = name;
+    record->tag = tag;
+    tagged.insert(*hex);
+    out.push_back(std::move(*record));
+  }
+  auto all = ListImageHexLocked();
+  if (!all) return std::unexpected(all.error());
+  for (const auto& hex : *all) {
+    if (tagged.contains(hex)) continue;
+    auto record = LoadImage(hex);
+    if (!record) return std::unexpected(record.error());
+    out.push_back(std::move(*record));
+  }
+  return out;
+}
+
+namespace {
+
+bool IsValidRecipeName(std::string_view recipe) {
+  return !recipe.empty() && std::all_of(recipe.begin(), recipe.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+  });
+}
+
+std::string ListRecipes(const fs::path& recipes_dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(recipes_dir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    std::error_code fec;
+    if (fs::is_regular_file(it->path() / "build.sh", fec)) {
+      names.push_back(it->path().filename().string());
+    }
+  }
+  std::sort(names.begin(), names.end());
+  if (names.empty()) return "no recipes in " + recipes_dir.string();
+  return "recipes: " + Join(names, ", ");
+}
+
+// Splits a byte stream into lines for the callback, remembering the last few for error messages.
+class LineSplitter {
+ public:
+  explicit LineSplitter(const std::function<void(std::string_view)>& on_line) : on_line_(on_line) {}
+  void Feed(std::string_view data) {
+    for (char c : data) {
+      if (c == '\n') {
+        Emit();
+      } else {
+        partial_.push_back(c);
+        if (partial_.size() >= kMaxLineBytes) Emit();
+      }
+    }
+  }
+  void Finish() {
+    if (!partial_.empty()) Emit();
+  }
+  std::string Tail() const {
+    std::string out;
+    for (const auto& l : tail_) out += "\n  " + l;
+    return out;
+  }
+
+ private:
+  void Emit() {
+    if (!partial_.empty() && partial_.back() == '\r') partial_.pop_back();
+    if (on_line_) on_line_(partial_);
+    tail_.push_back(std::move(partial_));
+    if (tail_.size() > kTailLines) tail_.pop_front();
+    partial_.clear();
+  }
+  const std::function<void(std::string_view)>& on_line_;
+  std::string partial_;
+  std::deque<std::string> tail_;
+};
+
+}  // namespace
+
+Result<ImageRecord> ImageStore::Build(const fs::path& recipes_dir, const std::string& recipe,
+                                      const std::string& name, const std::string& tag,
+                                      const std::function<void(std::string_view line)>& on_line) {
+  if (!IsValidRecipeName(recipe)) {
+    return InvalidArgument("recipe", "recipe name \"" + recipe + "\" must match [a-z0-9-]+");
+  }
+  fs::path recipe_dir = fs::absolute(recipes_dir) / recipe;
+  fs::path script = recipe_dir / "build.sh";
+  struct stat st {};
+  if (::stat(script.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return NotFound("image recipe \"" + recipe + "\" not found (no " + script.string() + "); " +
+                    ListRecipes(recipes_dir));
+  }
+  if (::access(script.c_str(), X_OK) != 0) {
+    return FailedPrecondition(script.string() + " is not executable");
+  }
+  auto out_dir = MakeTempPath("build-");
+  if (!out_dir) return std::unexpected(out_dir.error());
+  struct Cleanup {
+    fs::path dir;
+    ~Cleanup() { RemoveTree(dir); }
+  } cleanup{*out_dir};
+
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return ErrnoError("pipe2");
+  UniqueFd read_end(fds[0]);
+  UniqueFd write_end(fds[1]);
+
+  // posix_spawn rather than fork: the agent is multi-threaded, and nothing that is unsafe after
+  // fork may run before exec.
+  posix_spawn_file_actions_t actions;
+  posix_spawnattr_t attr;
+  if (int rc = posix_spawn_file_actions_init(&actions); rc != 0)
+    return ErrnoError("posix_spawn", rc);
+  if (int rc = posix_spawnattr_init(&attr); rc != 0) {
+    posix_spawn_file_actions_destroy(&actions);
+    return ErrnoError("posix_spawnattr_init", rc);
+  }
+  struct SpawnCleanup {
+    posix_spawn_file_actions_t* a;
+    posix_spawnattr_t* b;
+    ~SpawnCleanup() {
+      posix_spawn_file_actions_destroy(a);
+      posix_spawnattr_destroy(b);
+    }
+  } spawn_cleanup{&actions, &attr};
+  sigset_t no_signals;
+  sigset_t all_signals;
+  sigemptyset(&no_signals);
+  sigfillset(&all_signals);
+  int rc = 0;
+  if ((rc = posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)) != 0 ||
+      (rc = posix_spawn_file_actions_adddup2(&actions, write_end.get(), 1)) != 0 ||
+      (rc = posix_spawn_file_actions_adddup2(&actions, write_end.get(), 2)) != 0 ||
+      (rc = posix_spawn_file_actions_addchdir_np(&actions, recipe_dir.c_str())) != 0 ||
+      // Its own process group, so a timeout kills the whole build; default signal dispositions
+      // and mask, whatever the agent's threads changed.
+      (rc = posix_spawnattr_setpgroup(&attr, 0)) != 0 ||
+      (rc = posix_spawnattr_setsigmask(&attr, &no_signals)) != 0 ||
+      (rc = posix_spawnattr_setsigdefault(&attr, &all_signals)) != 0 ||
+      (rc = posix_spawnattr_setflags(
+           &attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)) != 0) {
+    return ErrnoError("preparing to run " + script.string(), rc);
+  }
+  std::string arg0 = script.string();
+  std::string arg1 = out_dir->string();
+  char* argv[] = {arg0.data(), arg1.data(), nullptr};
+  pid_t pid = 0;
+  rc = posix_spawn(&pid, arg0.c_str(), &actions, &attr, argv, environ);
+  if (rc != 0) return ErrnoError("running " + script.string(), rc);
+  write_end.Reset();
+  spdlog::info("image store: building recipe {} (pid {}) into {}", recipe, pid, out_dir->string());
+
+  LineSplitter lines(on_line);
+  const auto deadline = std::chrono::steady_clock::now() + options_.build_timeout;
+  bool exited = false;
+  std::optional<std::chrono::steady_clock::time_point> drain_deadline;
+  bool timed_out = false;
+  bool eof = false;
+  char buf[8192];
+  while (!eof) {
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline || (drain_deadline && now >= *drain_deadline)) {
+      timed_out = !drain_deadline.has_value();
+      break;
+    }
+    pollfd p{read_end.get(), POLLIN, 0};
+    int n = ::poll(&p, 1, 100);
+    if (n < 0 && errno != EINTR) {
+      int err = errno;
+      ::kill(-pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+      return ErrnoError("poll", err);
+    }
+    if (n > 0) {
+      ssize_t got = ::read(read_end.get(), buf, sizeof(buf));
+      if (got > 0) {
+        lines.Feed(std::string_view(buf, static_cast<size_t>(got)));
+      } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
+        eof = true;
+      }
+    }
+    if (!exited) {
+      // WNOWAIT leaves the zombie in place, so its pid (and process group id) cannot be reused
+      // before the group is killed below.
+      siginfo_t info{};
+      if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+          info.si_pid == pid) {
+        exited = true;
+        // A background process the recipe left behind may hold the pipe open: read what is
+        // buffered for a short while, then stop waiting for it.
+        drain_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+      }
+    }
+  }
+  lines.Finish();
+  // Nothing of the build may outlive it: kill its process group (ESRCH when already gone).
+  ::kill(-pid, SIGKILL);
+  int wstatus = 0;
+  while (::waitpid(pid, &wstatus, 0) < 0) {
+    if (errno != EINTR) return ErrnoError("waiting for " + script.string());
+  }
+  const std::optional<int> status = wstatus;
+  if (timed_out) {
+    return MakeError(ErrorCode::kDeadlineExceeded,
+                     "image recipe " + recipe + " did not finish within " +
+                         std::to_string(options_.build_timeout.count()) +
+                         "s; last output:" + lines.Tail());
+  }
+  if (!WIFEXITED(*status) || WEXITSTATUS(*status) != 0) {
+    std::string how =
+        WIFEXITED(*status)
+            ? "exit status " + std::to_string(WEXITSTATUS(*status))
+            : "signal " + std::to_string(WIFSIGNALED(*status) ? WTERMSIG(*status) : 0);
+    return Internal("image recipe " + recipe + " failed with " + how +
+                    "; last output:" + lines.Tail());
+  }
+  auto record = ImportInternal(*out_dir, name, tag, /*may_link=*/true);
+  if (!record) return std::unexpected(record.error().Wrap("image recipe " + recipe));
+  return record;
+}
+
+}  // namespace phoenix::agent
