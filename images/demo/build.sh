@@ -42,8 +42,27 @@ done
 busybox=$(dpkg-query -L busybox-static 2>/dev/null | grep -m1 '/bin/busybox$') ||
   die "busybox-static is not installed: run tools/install-deps"
 
-kpkg=${PHOENIX_KERNEL_PACKAGE:-$(apt-cache depends linux-image-amd64 2>/dev/null |
-  awk '/Depends: linux-image-[0-9]/ { print $2; exit }')}
+# The kernel package linux-image-amd64 points at. Asking apt costs seconds on a busy machine, so
+# the answer is cached until the package lists change (apt-get update).
+resolve_kernel_package() {
+  local lists key cached
+  lists=$(stat -c %Y /var/lib/apt/lists 2>/dev/null || echo none)
+  key="lists=$lists"
+  if [[ -f $cache/kernel-package ]]; then
+    read -r cached <"$cache/kernel-package" || true
+    if [[ ${cached% *} == "$key" && -n ${cached##* } ]]; then
+      echo "${cached##* }"
+      return
+    fi
+  fi
+  local pkg
+  pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+  [[ -n $pkg ]] || return 0
+  mkdir -p "$cache"
+  echo "$key $pkg" >"$cache/kernel-package"
+  echo "$pkg"
+}
+kpkg=${PHOENIX_KERNEL_PACKAGE:-$(resolve_kernel_package)}
 [[ -n $kpkg ]] || die "cannot resolve linux-image-amd64 to a kernel package (apt-get update?)"
 kver=${kpkg#linux-image-}
 
@@ -69,6 +88,7 @@ deb=$(find "$cache/debs" -maxdepth 1 -name "${kpkg}_*_amd64.deb" | sort | tail -
 if [[ -z $deb ]]; then
   log "downloading $kpkg (one time, ~70 MB) into $cache/debs"
   dl=$(mktemp -d "$cache/debs/.download.XXXXXX")
+  chmod 755 "$dl" # apt drops to user _apt for the download when it can
   trap 'rm -rf "$dl"' EXIT
   if ! (cd "$dl" && apt-get download -q "$kpkg"); then
     log "apt-get download failed; running apt-get update and retrying"
