@@ -28,6 +28,7 @@
 
 #include "phoenix/v1/agent.grpc.pb.h"
 #include "proto/support/error.h"
+#include "proto/support/grpc_status.h"
 
 namespace phoenix::ctl {
 

@@ -6,8 +6,12 @@
 #include <string>
 #include <vector>
 
+#include "tools/phoenixctl/bench_command.h"
 #include "tools/phoenixctl/cli.h"
+#include "tools/phoenixctl/events_command.h"
 #include "tools/phoenixctl/guest_commands.h"
+#include "tools/phoenixctl/image_commands.h"
+#include "tools/phoenixctl/node_command.h"
 
 namespace phoenix::ctl {
 namespace {
@@ -69,7 +73,8 @@ int Main(int argc, char** argv) {
     return kExitUsage;
   }
   static const std::map<std::string, CommandFn, std::less<>> kGroups = {
-      {"guest", RunGuestGroup},
+      {"guest", RunGuestGroup}, {"image", RunImageGroup}, {"events", RunEventsCommand},
+      {"node", RunNodeGroup},   {"bench", RunBenchGroup},
   };
   const std::string& group = parsed->positionals[0];
   if (group == "help") {
