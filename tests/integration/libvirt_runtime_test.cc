@@ -1,0 +1,355 @@
+// LibvirtRuntime against the real libvirtd and QEMU with the demo image: cold boot, crash
+// detection, golden snapshot, several instances restored from one snapshot at once, isolation of
+// their disks, and cleanup. Prints the boot/restore timings it measures.
+//
+// Environment: PHOENIX_DEMO_IMAGE_DIR (built on demand with PHOENIX_DEMO_RECIPE when missing),
+// PHOENIX_TEST_TMP (scratch root), PHOENIX_LIBVIRT_ACCEL=kvm|tcg to override KVM detection.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <condition_variable>
+#include <cstdlib>
+#include <fstream>
+#include <future>
+#include <sstream>
+#include <thread>
+
+#include "agent/runtime/libvirt/libvirt_runtime.h"
+#include "tests/integration/support/http.h"
+#include "tests/integration/support/process.h"
+
+namespace phoenix::agent::libvirt {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+std::string Env(const char* name, std::string fallback = {}) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? v : fallback;
+}
+
+long Ms(Clock::duration d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+}
+
+uint16_t FreeLoopbackPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  PHX_CHECK(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  PHX_CHECK(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  socklen_t len = sizeof addr;
+  PHX_CHECK(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+std::map<std::string, std::string> ReadManifest(const fs::path& file) {
+  std::map<std::string, std::string> m;
+  std::ifstream f(file);
+  for (std::string line; std::getline(f, line);) {
+    auto eq = line.find('=');
+    if (eq != std::string::npos) m[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  return m;
+}
+
+bool FileContains(const fs::path& p, const std::string& needle) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str().find(needle) != std::string::npos;
+}
+
+template <typename Pred>
+bool WaitFor(Pred pred, std::chrono::milliseconds limit, std::chrono::milliseconds step = 100ms) {
+  auto deadline = Clock::now() + limit;
+  while (Clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(step);
+  }
+  return pred();
+}
+
+bool Healthy(uint16_t port) {
+  auto r = phoenix::testing::HttpGet(port, "/health", 2s);
+  return r && r->status == 200;
+}
+
+class LibvirtRuntimeTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    work_ =
+        std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
+            io_.get_executor());
+    io_thread_ = std::thread([] { io_.run(); });
+    root_ = fs::path(Env("PHOENIX_TEST_TMP", "/var/tmp")) /
+            ("libvirt_runtime_test." + std::to_string(::getpid()));
+    fs::create_directories(root_);
+    // QEMU runs as libvirt-qemu: it must reach overlays, logs and the golden snapshot.
+    for (fs::path p = root_; p != p.root_path(); p = p.parent_path()) {
+      fs::permissions(p, fs::perms::others_exec | fs::perms::group_exec, fs::perm_options::add);
+    }
+    LibvirtRuntimeOptions options;
+    options.state_dir = root_ / "state";
+    std::string accel = Env("PHOENIX_LIBVIRT_ACCEL");
+    if (accel == "tcg") options.force_accelerator = Accelerator::kTcg;
+    if (accel == "kvm") options.force_accelerator = Accelerator::kKvm;
+    runtime_ = std::make_unique<LibvirtRuntime>(io_, options);
+    runtime_->Watch([](const RuntimeEvent& e) {
+      std::lock_guard lock(events_mu_);
+      events_.push_back(e);
+      events_cv_.notify_all();
+    });
+  }
+
+  static void TearDownTestSuite() {
+    // Destroy the runtime on the io thread, as its contract asks.
+    std::promise<void> done;
+    boost::asio::post(io_, [&] {
+      runtime_.reset();
+      done.set_value();
+    });
+    done.get_future().wait();
+    work_.reset();
+    io_.stop();
+    io_thread_.join();
+    std::error_code ec;
+    fs::remove_all(root_, ec);
+  }
+
+  void SetUp() override {
+    if (!runtime_->Available()) {
+      GTEST_SKIP() << "libvirtd is not reachable (" << runtime_->Describe()
+                   << "); run `tools/libvirtd start` (tools/test does) to run this test";
+    }
+    fs::path dir = Env("PHOENIX_DEMO_IMAGE_DIR");
+    ASSERT_FALSE(dir.empty()) << "PHOENIX_DEMO_IMAGE_DIR is not set (ctest sets it)";
+    if (!fs::exists(dir / "manifest.env")) {
+      std::string recipe = Env("PHOENIX_DEMO_RECIPE");
+      ASSERT_FALSE(recipe.empty()) << "no demo image at " << dir << " and no PHOENIX_DEMO_RECIPE";
+      auto r = phoenix::testing::RunCommand({recipe, dir.string()});
+      ASSERT_EQ(r.exit_code, 0) << "building the demo image failed:\n" << r.output;
+    }
+    auto m = ReadManifest(dir / "manifest.env");
+    image_.image_id = "sha256:libvirt-runtime-test-demo";
+    image_.kernel = dir / m["KERNEL"];
+    image_.initrd = dir / m["INITRD"];
+    image_.disk = dir / m["DISK"];
+    image_.cmdline = m["CMDLINE"];
+    image_.ready_marker = m["READY_MARKER"];
+    ASSERT_FALSE(image_.ready_marker.empty());
+    std::cout << "[ accel    ] " << runtime_->Describe() << "\n";
+  }
+
+  InstanceSpec Spec(const std::string& suffix, BootMode mode) {
+    InstanceSpec s;
+    s.instance = "phx-lvtest-" + std::to_string(::getpid()) + "-" + suffix;
+    s.guest_id = "guest-" + suffix;
+    s.guest_name = "lvtest-" + suffix;
+    s.image = image_;
+    s.vcpus = 1;
+    s.memory_mib = 256;
+    s.ports = {{.guest_port = 80, .host_port = FreeLoopbackPort()}};
+    s.guest_dir = root_ / "guests" / suffix;
+    s.log_path = s.guest_dir / "console.log";
+    s.boot_mode = mode;
+    fs::create_directories(s.guest_dir);
+    fs::permissions(s.guest_dir, fs::perms::others_exec | fs::perms::group_exec,
+                    fs::perm_options::add);
+    return s;
+  }
+
+  // Waits for the kStopped event of `instance`.
+  static std::optional<RuntimeEvent> WaitStopped(const std::string& instance,
+                                                 std::chrono::milliseconds limit) {
+    std::unique_lock lock(events_mu_);
+    std::optional<RuntimeEvent> found;
+    events_cv_.wait_for(lock, limit, [&] {
+      for (const auto& e : events_) {
+        if (e.kind == RuntimeEvent::Kind::kStopped && e.instance == instance) found = e;
+      }
+      return found.has_value();
+    });
+    return found;
+  }
+
+  static bool Listed(const std::string& instance, std::string* guest_id = nullptr) {
+    auto list = runtime_->List();
+    EXPECT_TRUE(list.has_value()) << list.error().message;
+    if (!list) return false;
+    for (const auto& s : *list) {
+      if (s.instance == instance) {
+        if (guest_id) *guest_id = s.guest_id;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  void ExpectGone(const InstanceSpec& s) {
+    EXPECT_FALSE(Listed(s.instance)) << s.instance << " still exists";
+    EXPECT_FALSE(fs::exists(s.guest_dir / (s.instance + ".qcow2"))) << "overlay left behind";
+    EXPECT_FALSE(fs::exists(s.guest_dir / (s.instance + ".save"))) << "save clone left behind";
+    EXPECT_FALSE(fs::exists(root_ / "state" / "run" / s.instance)) << "run record left behind";
+  }
+
+  static inline boost::asio::io_context io_;
+  static inline std::unique_ptr<
+      boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>
+      work_;
+  static inline std::thread io_thread_;
+  static inline std::unique_ptr<LibvirtRuntime> runtime_;
+  static inline fs::path root_;
+  static inline std::mutex events_mu_;
+  static inline std::condition_variable events_cv_;
+  static inline std::vector<RuntimeEvent> events_;
+  ImageArtifacts image_;
+};
+
+TEST_F(LibvirtRuntimeTest, StartWithMissingKernelLeavesNothingBehind) {
+  InstanceSpec s = Spec("nokernel", BootMode::kCold);
+  s.image.kernel = root_ / "no-such-kernel";
+  auto r = runtime_->Start(s);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message.find("no-such-kernel"), std::string::npos) << r.error().message;
+  ExpectGone(s);
+  // Only the agent's console log (appended across instances) may exist.
+  std::string left;
+  for (const auto& e : fs::directory_iterator(s.guest_dir)) {
+    if (e.path() != s.log_path) left += e.path().filename().string() + " ";
+  }
+  EXPECT_EQ(left, "") << "left behind in the guest dir";
+}
+
+TEST_F(LibvirtRuntimeTest, ColdBootCrashGoldenSnapshotAndIsolatedRestores) {
+  // ---- cold boot ----
+  InstanceSpec cold = Spec("cold", BootMode::kCold);
+  auto t0 = Clock::now();
+  auto info = runtime_->Start(cold);
+  ASSERT_TRUE(info.has_value()) << info.error().message;
+  EXPECT_EQ(info->boot, BootMode::kCold);
+  EXPECT_GT(info->pid, 0);
+  ASSERT_TRUE(WaitFor([&] { return FileContains(cold.log_path, image_.ready_marker); }, 240s))
+      << "no ready marker in " << cold.log_path;
+  auto marker_ms = Ms(Clock::now() - t0);
+  ASSERT_TRUE(WaitFor([&] { return Healthy(cold.ports[0].host_port); }, 60s, 200ms));
+  auto healthy_ms = Ms(Clock::now() - t0);
+  std::cout << "[ measure  ] " << info->accelerator << " cold boot: running after "
+            << info->start_duration.count() << " ms, ready marker after " << marker_ms
+            << " ms, HTTP healthy after " << healthy_ms << " ms\n";
+  std::string guest_id;
+  EXPECT_TRUE(Listed(cold.instance, &guest_id));
+  EXPECT_EQ(guest_id, cold.guest_id);
+
+  // ---- crash drill ----
+  auto killed = runtime_->Kill(cold.instance);
+  ASSERT_TRUE(killed.has_value()) << killed.error().message;
+  EXPECT_EQ(*killed, info->pid);
+  auto stopped = WaitStopped(cold.instance, 30s);
+  ASSERT_TRUE(stopped.has_value()) << "no stop event after SIGKILL";
+  EXPECT_TRUE(stopped->crashed) << stopped->reason;
+  EXPECT_NE(stopped->reason.find("SIGKILL"), std::string::npos) << stopped->reason;
+  ASSERT_TRUE(runtime_->Destroy(cold.instance).has_value());
+  ASSERT_TRUE(runtime_->Destroy(cold.instance).has_value()) << "Destroy is idempotent";
+  ExpectGone(cold);
+
+  // ---- golden snapshot ----
+  t0 = Clock::now();
+  auto golden = runtime_->PrepareGolden(image_, 1, 256);
+  ASSERT_TRUE(golden.has_value()) << golden.error().message;
+  std::cout << "[ measure  ] PrepareGolden (boot to marker + save) " << Ms(Clock::now() - t0)
+            << " ms\n";
+  ASSERT_TRUE(runtime_->HasGolden(image_, 1, 256));
+  t0 = Clock::now();
+  ASSERT_TRUE(runtime_->PrepareGolden(image_, 1, 256).has_value());
+  EXPECT_LT(Ms(Clock::now() - t0), 1000) << "second PrepareGolden must return at once";
+
+  // ---- two restores from one snapshot at once ----
+  InstanceSpec a = Spec("snap-a", BootMode::kSnapshot);
+  InstanceSpec b = Spec("snap-b", BootMode::kAuto);
+  t0 = Clock::now();
+  auto fa = std::async(std::launch::async, [&] { return runtime_->Start(a); });
+  auto fb = std::async(std::launch::async, [&] { return runtime_->Start(b); });
+  auto ia = fa.get();
+  auto ib = fb.get();
+  ASSERT_TRUE(ia.has_value()) << ia.error().message;
+  ASSERT_TRUE(ib.has_value()) << ib.error().message;
+  EXPECT_EQ(ia->boot, BootMode::kSnapshot);
+  EXPECT_EQ(ib->boot, BootMode::kSnapshot);
+  ASSERT_TRUE(WaitFor(
+      [&] { return Healthy(a.ports[0].host_port) && Healthy(b.ports[0].host_port); }, 60s, 50ms));
+  std::cout << "[ measure  ] " << ia->accelerator << " two concurrent restores: running after "
+            << ia->start_duration.count() << " / " << ib->start_duration.count()
+            << " ms, both HTTP healthy after " << Ms(Clock::now() - t0) << " ms\n";
+
+  // ---- disks are private ----
+  auto w = phoenix::testing::HttpGet(a.ports[0].host_port, "/cgi-bin/write?name=x&data=y");
+  ASSERT_TRUE(w.has_value()) << w.error().message;
+  EXPECT_EQ(w->status, 200) << w->body;
+  auto ra = phoenix::testing::HttpGet(a.ports[0].host_port, "/cgi-bin/read?name=x");
+  ASSERT_TRUE(ra.has_value());
+  EXPECT_EQ(ra->status, 200);
+  EXPECT_NE(ra->body.find('y'), std::string::npos) << ra->body;
+  auto rb = phoenix::testing::HttpGet(b.ports[0].host_port, "/cgi-bin/read?name=x");
+  ASSERT_TRUE(rb.has_value());
+  EXPECT_EQ(rb->status, 404) << "written in a, visible in b: " << rb->body;
+
+  InstanceSpec c = Spec("snap-c", BootMode::kAuto);
+  t0 = Clock::now();
+  auto ic = runtime_->Start(c);
+  ASSERT_TRUE(ic.has_value()) << ic.error().message;
+  EXPECT_EQ(ic->boot, BootMode::kSnapshot);
+  ASSERT_TRUE(WaitFor([&] { return Healthy(c.ports[0].host_port); }, 60s, 20ms));
+  std::cout << "[ measure  ] " << ic->accelerator << " single restore: running after "
+            << ic->start_duration.count() << " ms, HTTP healthy after " << Ms(Clock::now() - t0)
+            << " ms\n";
+  auto rc = phoenix::testing::HttpGet(c.ports[0].host_port, "/cgi-bin/read?name=x");
+  ASSERT_TRUE(rc.has_value());
+  EXPECT_EQ(rc->status, 404) << "a fresh restored instance sees a's write: " << rc->body;
+
+  EXPECT_TRUE(Listed(a.instance, &guest_id));
+  EXPECT_EQ(guest_id, a.guest_id);
+
+  // ---- cleanup: our own destroys are not crashes ----
+  for (const InstanceSpec* s : {&a, &b, &c}) {
+    ASSERT_TRUE(runtime_->Destroy(s->instance).has_value());
+    ExpectGone(*s);
+    auto ev = WaitStopped(s->instance, 10s);
+    ASSERT_TRUE(ev.has_value()) << "no stop event for " << s->instance;
+    EXPECT_FALSE(ev->crashed) << ev->reason;
+  }
+}
+
+TEST_F(LibvirtRuntimeTest, StopShutsDownCleanlyAndUnknownInstances) {
+  EXPECT_EQ(runtime_->Stop("phx-lvtest-none", 100ms).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(runtime_->Kill("phx-lvtest-none").error().code, ErrorCode::kNotFound);
+  EXPECT_TRUE(runtime_->Destroy("phx-lvtest-none").has_value());
+
+  InstanceSpec s = Spec("stop", BootMode::kAuto);
+  auto info = runtime_->Start(s);
+  ASSERT_TRUE(info.has_value()) << info.error().message;
+  ASSERT_TRUE(WaitFor([&] { return Healthy(s.ports[0].host_port); }, 240s, 200ms));
+  auto t0 = Clock::now();
+  ASSERT_TRUE(runtime_->Stop(s.instance, 60s).has_value());
+  std::cout << "[ measure  ] Stop (ACPI shutdown) took " << Ms(Clock::now() - t0) << " ms\n";
+  auto ev = WaitStopped(s.instance, 10s);
+  ASSERT_TRUE(ev.has_value());
+  EXPECT_FALSE(ev->crashed) << ev->reason;
+  EXPECT_FALSE(Listed(s.instance));
+  EXPECT_TRUE(fs::exists(s.guest_dir / (s.instance + ".qcow2"))) << "Stop keeps the files";
+  ASSERT_TRUE(runtime_->Destroy(s.instance).has_value());
+  ExpectGone(s);
+}
+
+}  // namespace
+}  // namespace phoenix::agent::libvirt
