@@ -1,0 +1,323 @@
+#include "agent/reconcile/guest_manager.h"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <fstream>
+#include <functional>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "agent/runtime/testing/fake_runtime.h"
+
+namespace phoenix::agent {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+
+// The manager with real stores in a temp dir, a fake runtime and its loop on a thread.
+class GuestManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/phx-manager-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    fs::create_directories(dir_ / "src");
+    std::ofstream(dir_ / "src" / "vmlinux") << "kernel";
+    std::ofstream(dir_ / "src" / "initrd.img") << "initrd";
+    std::ofstream(dir_ / "src" / "manifest.env")
+        << "PHOENIX_IMAGE_FORMAT=1\nNAME=demo\nKERNEL=vmlinux\nINITRD=initrd.img\n"
+           "CMDLINE=console=ttyS0\nREADY_MARKER=PHOENIX-READY\nRUNTIMES=vm\n";
+    auto store = AgentStore::Open(dir_ / "agent.db");
+    ASSERT_TRUE(store) << store.error().ToString();
+    store_ = std::move(*store);
+    auto images = ImageStore::Open(dir_ / "images");
+    ASSERT_TRUE(images) << images.error().ToString();
+    images_ = std::move(*images);
+    auto imported = images_->Import(dir_ / "src", "demo", "latest");
+    ASSERT_TRUE(imported) << imported.error().ToString();
+    StartManager();
+  }
+
+  void TearDown() override {
+    StopManager();
+    images_.reset();
+    store_.reset();
+    fs::remove_all(dir_);
+  }
+
+  void StartManager() {
+    loop_ = std::make_unique<boost::asio::io_context>();
+    runtime_ = std::make_unique<testing::FakeRuntime>(*loop_);
+    StartManagerOn();
+  }
+
+  void StopManager() {
+    if (!thread_.joinable()) return;
+    work_.reset();
+    loop_->stop();
+    thread_.join();
+    pool_->join();
+    manager_.reset();
+  }
+
+  // A restart of the agent: same stores, the instances keep running, a new loop and manager.
+  void RestartAgent() {
+    StopManager();
+    auto running = runtime_->running();
+    runtime_.reset();
+    loop_ = std::make_unique<boost::asio::io_context>();
+    runtime_ = std::make_unique<testing::FakeRuntime>(*loop_);
+    for (const auto& [instance, guest_id] : running) runtime_->AddRunning(instance, guest_id);
+    StartManagerOn();
+  }
+
+  void StartManagerOn() {
+    pool_ = std::make_unique<boost::asio::thread_pool>(2);
+    hub_ = std::make_unique<EventHub>(store_->LastSequence());
+    GuestManager::Options options;
+    options.guests_dir = dir_ / "guests";
+    options.capacity = {4, 4096};
+    options.stable_after = 50ms;
+    options.call_timeout = 10s;
+    manager_ = std::make_unique<GuestManager>(
+        *loop_, *pool_, *store_, *images_,
+        std::map<RuntimeKind, Runtime*>{{RuntimeKind::kVm, runtime_.get()}}, *hub_, options);
+    ASSERT_TRUE(manager_->Recover());
+    work_ = std::make_unique<WorkGuard>(loop_->get_executor());
+    thread_ = std::thread([this] { loop_->run(); });
+  }
+
+  static GuestSpec Spec(const std::string& name) {
+    GuestSpec s;
+    s.name = name;
+    s.image = "demo";
+    s.ports = {{80, 0, "127.0.0.1"}};
+    s.restart.initial_backoff_ms = 20;
+    s.restart.max_backoff_ms = 100;
+    return s;
+  }
+
+  // Polls the guest until `pred` holds (bounded).
+  GuestRecord WaitGuest(const std::string& name,
+                        const std::function<bool(const GuestRecord&)>& pred) {
+    GuestRecord last;
+    for (int i = 0; i < 500; ++i) {
+      auto g = manager_->Get(name);
+      if (g) {
+        last = *g;
+        if (pred(last)) return last;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    ADD_FAILURE() << "guest " << name << " never reached the expected state; last state "
+                  << GuestStateName(last.state) << " reason: " << last.last_exit_reason;
+    return last;
+  }
+
+  std::vector<EventType> EventTypes(const std::string& guest) {
+    std::vector<EventType> out;
+    auto events = store_->EventsSince(1, 1000);
+    for (const auto& e : *events) {
+      if (e.guest == guest) out.push_back(e.type);
+    }
+    return out;
+  }
+
+  static bool Running(const GuestRecord& g) { return g.state == GuestState::kRunning; }
+
+  using WorkGuard = boost::asio::executor_work_guard<boost::asio::io_context::executor_type>;
+  fs::path dir_;
+  std::unique_ptr<AgentStore> store_;
+  std::unique_ptr<ImageStore> images_;
+  std::unique_ptr<boost::asio::io_context> loop_;
+  std::unique_ptr<boost::asio::thread_pool> pool_;
+  std::unique_ptr<testing::FakeRuntime> runtime_;
+  std::unique_ptr<EventHub> hub_;
+  std::unique_ptr<GuestManager> manager_;
+  std::unique_ptr<WorkGuard> work_;
+  std::thread thread_;
+};
+
+TEST_F(GuestManagerTest, RunStartsAFreshInstanceAndPublishesPorts) {
+  auto rec = manager_->Run(Spec("web"));
+  ASSERT_TRUE(rec) << rec.error().ToString();
+  EXPECT_NE(rec->spec.ports[0].host_port, 0) << "an automatic host port is allocated";
+  GuestRecord g = WaitGuest("web", Running);
+  EXPECT_EQ(g.instance, "phx-web-1");
+  EXPECT_TRUE(g.healthy) << "without a health check a running guest counts as healthy";
+  ASSERT_EQ(runtime_->starts().size(), 1u);
+  const InstanceSpec spec = runtime_->starts()[0];
+  EXPECT_EQ(spec.guest_id, g.id);
+  EXPECT_EQ(spec.ports.at(0).guest_port, 80);
+  EXPECT_EQ(spec.ports.at(0).host_port, g.backend_ports.at(0));
+  EXPECT_NE(spec.ports.at(0).host_port, g.spec.ports[0].host_port)
+      << "the runtime gets a private backend port; users keep the published one";
+  EXPECT_THAT(EventTypes("web"), ElementsAre(EventType::kGuestCreated, EventType::kGuestStarting,
+                                             EventType::kGuestRunning));
+}
+
+TEST_F(GuestManagerTest, RefusesDuplicatesUnknownImagesAndOvercommit) {
+  ASSERT_TRUE(manager_->Run(Spec("web")));
+  auto dup = manager_->Run(Spec("web"));
+  ASSERT_FALSE(dup);
+  EXPECT_EQ(dup.error().code, ErrorCode::kAlreadyExists);
+
+  GuestSpec unknown = Spec("other");
+  unknown.image = "nope";
+  auto r = manager_->Run(unknown);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(r.error().field, "spec.image");
+
+  GuestSpec big = Spec("big");
+  big.memory_mib = 4096;  // 256 MiB are taken by "web"
+  auto b = manager_->Run(big);
+  ASSERT_FALSE(b);
+  EXPECT_EQ(b.error().code, ErrorCode::kResourceExhausted);
+  EXPECT_EQ(b.error().field, "spec.memory_mib");
+  EXPECT_EQ(runtime_->starts().size(), 1u) << "refused guests never reach the runtime";
+}
+
+TEST_F(GuestManagerTest, CrashDestroysTheInstanceAndStartsAFreshOne) {
+  ASSERT_TRUE(manager_->Run(Spec("web")));
+  WaitGuest("web", Running);
+  runtime_->Crash("phx-web-1");
+  GuestRecord g = WaitGuest("web", [](const GuestRecord& g) {
+    return g.state == GuestState::kRunning && g.instance == "phx-web-2";
+  });
+  EXPECT_EQ(g.restart_count, 1u);
+  EXPECT_EQ(g.last_exit_reason, "crashed");
+  EXPECT_THAT(runtime_->destroys(), ElementsAre("phx-web-1"))
+      << "the crashed instance's overlay is discarded";
+  auto events = EventTypes("web");
+  EXPECT_NE(std::find(events.begin(), events.end(), EventType::kGuestCrashed), events.end());
+  EXPECT_NE(std::find(events.begin(), events.end(), EventType::kGuestRestarting), events.end());
+}
+
+TEST_F(GuestManagerTest, KillGoesThroughTheCrashPath) {
+  ASSERT_TRUE(manager_->Run(Spec("web")));
+  WaitGuest("web", Running);
+  auto pid = manager_->Kill("web");
+  ASSERT_TRUE(pid) << pid.error().ToString();
+  EXPECT_EQ(*pid, 4242);
+  GuestRecord g = WaitGuest("web", [](const GuestRecord& g) {
+    return g.state == GuestState::kRunning && g.restart_count == 1;
+  });
+  EXPECT_EQ(g.instance, "phx-web-2");
+}
+
+TEST_F(GuestManagerTest, CrashLoopBacksOffAndNeverPolicyFails) {
+  GuestSpec spec = Spec("loop");
+  ASSERT_TRUE(manager_->Run(spec));
+  WaitGuest("loop", Running);
+  runtime_->Crash("phx-loop-1");
+  WaitGuest("loop", [](const GuestRecord& g) { return g.instance == "phx-loop-2" && Running(g); });
+  runtime_->Crash("phx-loop-2");
+  GuestRecord g = WaitGuest(
+      "loop", [](const GuestRecord& g) { return g.instance == "phx-loop-3" && Running(g); });
+  EXPECT_EQ(g.restart_count, 2u);
+  auto events = store_->EventsSince(1, 1000);
+  std::vector<std::string> restarts;
+  for (const auto& e : *events) {
+    if (e.type == EventType::kGuestRestarting) restarts.push_back(e.message);
+  }
+  EXPECT_THAT(restarts, ElementsAre("restart 1 from the golden image in 0 ms",
+                                    "restart 2 from the golden image in 20 ms"));
+
+  GuestSpec never = Spec("once");
+  never.restart.policy = RestartPolicy::kNever;
+  ASSERT_TRUE(manager_->Run(never));
+  WaitGuest("once", Running);
+  runtime_->Crash("phx-once-1");
+  GuestRecord f =
+      WaitGuest("once", [](const GuestRecord& g) { return g.state == GuestState::kFailed; });
+  EXPECT_EQ(f.restart_count, 0u);
+  EXPECT_TRUE(f.instance.empty());
+}
+
+TEST_F(GuestManagerTest, CleanExitWithOnFailurePolicyStops) {
+  GuestSpec spec = Spec("job");
+  spec.restart.policy = RestartPolicy::kOnFailure;
+  ASSERT_TRUE(manager_->Run(spec));
+  WaitGuest("job", Running);
+  runtime_->Crash("phx-job-1", /*crashed=*/false);
+  GuestRecord g =
+      WaitGuest("job", [](const GuestRecord& g) { return g.state == GuestState::kStopped; });
+  EXPECT_EQ(g.restart_count, 0u);
+}
+
+TEST_F(GuestManagerTest, TransientStartFailureRetriesPermanentOneFails) {
+  runtime_->FailNextStart(Error{ErrorCode::kUnavailable, "libvirtd went away", ""});
+  ASSERT_TRUE(manager_->Run(Spec("web")));
+  GuestRecord g = WaitGuest("web", [](const GuestRecord& g) { return Running(g); });
+  EXPECT_EQ(runtime_->starts().size(), 2u);
+  EXPECT_EQ(g.instance, "phx-web-2");
+
+  runtime_->FailNextStart(Error{ErrorCode::kNotFound, "kernel missing", ""});
+  ASSERT_TRUE(manager_->Run(Spec("broken")));
+  GuestRecord b =
+      WaitGuest("broken", [](const GuestRecord& g) { return g.state == GuestState::kFailed; });
+  EXPECT_NE(b.last_exit_reason.find("kernel missing"), std::string::npos);
+  // An explicit start tries again.
+  ASSERT_TRUE(manager_->Start("broken"));
+  WaitGuest("broken", Running);
+}
+
+TEST_F(GuestManagerTest, StopThenStartAndDelete) {
+  ASSERT_TRUE(manager_->Run(Spec("web")));
+  WaitGuest("web", Running);
+  auto stopped = manager_->Stop("web", 1s);
+  ASSERT_TRUE(stopped) << stopped.error().ToString();
+  EXPECT_EQ(stopped->state, GuestState::kStopped);
+  EXPECT_TRUE(stopped->instance.empty());
+  EXPECT_THAT(runtime_->stops(), ElementsAre("phx-web-1"));
+  EXPECT_THAT(runtime_->running(), IsEmpty());
+  auto killed = manager_->Kill("web");
+  ASSERT_FALSE(killed);
+  EXPECT_EQ(killed.error().code, ErrorCode::kFailedPrecondition);
+
+  ASSERT_TRUE(manager_->Start("web"));
+  GuestRecord g = WaitGuest("web", Running);
+  EXPECT_EQ(g.instance, "phx-web-2");
+
+  auto id = g.id;
+  ASSERT_TRUE(manager_->Delete("web"));
+  EXPECT_THAT(runtime_->running(), IsEmpty());
+  EXPECT_EQ(manager_->Get("web").error().code, ErrorCode::kNotFound);
+  EXPECT_TRUE(store_->LoadGuests()->empty());
+  EXPECT_FALSE(fs::exists(dir_ / "guests" / id));
+}
+
+TEST_F(GuestManagerTest, RestartedAgentAdoptsRunningInstanceWithoutDuplicating) {
+  ASSERT_TRUE(manager_->Run(Spec("web")));
+  GuestRecord before = WaitGuest("web", Running);
+  RestartAgent();
+  GuestRecord after = WaitGuest("web", Running);
+  EXPECT_EQ(after.instance, before.instance);
+  EXPECT_EQ(after.spec.ports[0].host_port, before.spec.ports[0].host_port);
+  EXPECT_TRUE(runtime_->starts().empty()) << "adopted, not restarted";
+  EXPECT_EQ(runtime_->running().size(), 1u);
+  auto events = EventTypes("web");
+  EXPECT_EQ(events.back(), EventType::kGuestAdopted);
+}
+
+TEST_F(GuestManagerTest, RestartedAgentRestartsVanishedAndRemovesLeftoverInstances) {
+  ASSERT_TRUE(manager_->Run(Spec("web")));
+  GuestRecord before = WaitGuest("web", Running);
+  StopManager();
+  // While the agent was down its guest died, and a leftover of an interrupted start remained.
+  runtime_->Crash(before.instance);
+  runtime_->AddRunning("phx-web-7", before.id);
+  RestartAgent();
+  GuestRecord after = WaitGuest("web", [](const GuestRecord& g) { return Running(g); });
+  EXPECT_NE(after.instance, before.instance);
+  EXPECT_NE(after.instance, "phx-web-7");
+  EXPECT_EQ(runtime_->running().size(), 1u) << "exactly one instance of the guest runs";
+}
+
+}  // namespace
+}  // namespace phoenix::agent
