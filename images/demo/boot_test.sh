@@ -38,6 +38,7 @@ for tool in qemu-system-x86_64 qemu-img curl python3 e2fsck debugfs; do
 done
 
 "$src/build.sh" "$out"
+out=$(cd "$out" && pwd) # the overlay names its backing file: make it absolute
 
 # ---- the manifest is the image's contract: read everything from it ----
 declare -A manifest
@@ -113,7 +114,7 @@ start_qemu() {
     -kernel "$kernel" -initrd "$initrd" -append "${manifest[CMDLINE]} phoenix.instance=$instance" \
     -drive "file=$tmp/overlay.qcow2,format=qcow2,if=none,id=d0" -device virtio-blk-pci,drive=d0 \
     -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$port-:80" -device virtio-net-pci,netdev=n0,romfile= \
-    -serial "file:$tmp/serial.log" -monitor "unix:$tmp/monitor.sock,server,nowait" \
+    -serial "file:$tmp/serial.log" -qmp "unix:$tmp/qmp.sock,server=on,wait=off" \
     </dev/null >"$tmp/qemu.log" 2>&1 &
   qemu_pid=$!
 }
@@ -132,6 +133,8 @@ done
 deadline=$((t_start + ready_timeout * 1000))
 until grep -q "$marker" "$tmp/serial.log" 2>/dev/null; do
   kill -0 "$qemu_pid" 2>/dev/null || fail "QEMU exited before $marker"
+  # A vCPU that KVM cannot run stops the VM without exiting QEMU: fail now, not at the deadline.
+  ! grep -q 'KVM internal error' "$tmp/qemu.log" || fail "KVM cannot run this guest (PHOENIX_QEMU_ACCEL=tcg?)"
   (($(now_ms) < deadline)) || fail "no $marker within ${ready_timeout} s"
   sleep 0.05
 done
@@ -180,14 +183,29 @@ expect_code "/cgi-bin/read?name=escape" 404
 
 # ---- graceful stop: ACPI power button ----
 t_stop=$(now_ms)
-python3 - "$tmp/monitor.sock" <<'PY' || fail "cannot send system_powerdown to the QEMU monitor"
-import socket, sys
+# QMP rather than the human monitor: it acknowledges the command, so closing the socket cannot
+# race with QEMU reading it.
+python3 - "$tmp/qmp.sock" <<'PY' || fail "QEMU did not accept system_powerdown on QMP"
+import json, socket, sys
 s = socket.socket(socket.AF_UNIX)
 s.settimeout(10)
 s.connect(sys.argv[1])
-s.recv(4096)  # banner
-s.sendall(b"system_powerdown\n")
-s.recv(4096)
+f = s.makefile("rwb")
+def command(name):
+    f.write(json.dumps({"execute": name}).encode() + b"\n")
+    f.flush()
+    while True:  # skip asynchronous events until the command's answer
+        line = f.readline()
+        if not line:
+            sys.exit(f"QMP closed before answering {name}")
+        reply = json.loads(line)
+        if "return" in reply:
+            return
+        if "error" in reply:
+            sys.exit(f"QMP {name}: {reply['error']}")
+json.loads(f.readline())  # greeting
+command("qmp_capabilities")
+command("system_powerdown")
 PY
 deadline=$((t_stop + poweroff_timeout * 1000))
 while kill -0 "$qemu_pid" 2>/dev/null; do

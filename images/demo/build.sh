@@ -70,7 +70,7 @@ kver=${kpkg#linux-image-}
 recipe_files=("$src/build.sh" "$src/kernel_deb.py" "$src/mkcpio.py")
 while IFS= read -r -d '' f; do recipe_files+=("$f"); done < <(find "$src/app" "$src/vm" -type f -print0 | sort -z)
 stamp=$({
-  echo "$kpkg ${root_modules[*]} $epoch $(stat -L -c %s "$busybox")"
+  echo "$kpkg ${root_modules[*]} $epoch $(sha256sum <"$busybox")"
   for f in "${recipe_files[@]}"; do echo "${f#"$src"/} $(stat -c %a "$f") $(sha256sum <"$f")"; done
 } | sha256sum | cut -d' ' -f1)
 artifacts=(vmlinux vmlinuz initrd.img disk.qcow2 rootfs manifest.env)
