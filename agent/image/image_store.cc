@@ -425,8 +425,9 @@ Result<std::unique_ptr<ImageStore>> ImageStore::Open(const fs::path& root) {
 
 Result<std::unique_ptr<ImageStore>> ImageStore::Open(const fs::path& root, const Options& options) {
   if (root.empty()) return InvalidArgument("root", "empty path");
-  fs::path abs = fs::absolute(root).lexically_normal();
   std::error_code ec;
+  fs::path abs = fs::absolute(root, ec).lexically_normal();
+  if (ec) return Internal("image store: resolving " + root.string() + ": " + ec.message());
   fs::create_directories(abs, ec);
   if (ec) return Internal("image store: creating " + abs.string() + ": " + ec.message());
   for (const char* sub :
@@ -924,7 +925,9 @@ Result<ImageRecord> ImageStore::Build(const fs::path& recipes_dir, const std::st
   if (!IsValidRecipeName(recipe)) {
     return InvalidArgument("recipe", "recipe name \"" + recipe + "\" must match [a-z0-9-]+");
   }
-  fs::path recipe_dir = fs::absolute(recipes_dir) / recipe;
+  std::error_code ec;
+  fs::path recipe_dir = fs::absolute(recipes_dir, ec) / recipe;
+  if (ec) return Internal("resolving " + recipes_dir.string() + ": " + ec.message());
   fs::path script = recipe_dir / "build.sh";
   struct stat st {};
   if (::stat(script.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {

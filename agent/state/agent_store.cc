@@ -1,5 +1,7 @@
 #include "agent/state/agent_store.h"
 
+#include <sqlite3.h>
+
 #include <array>
 #include <chrono>
 #include <functional>

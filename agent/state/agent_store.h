@@ -21,8 +21,6 @@
 // database written by a newer agent (kFailedPrecondition) rather than misreading it.
 #pragma once
 
-#include <sqlite3.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -36,6 +34,9 @@
 #include "agent/guest/event.h"
 #include "agent/guest/guest.h"
 #include "proto/support/error.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
 
 namespace phoenix::agent {
 
