@@ -1,12 +1,17 @@
 #include "agent/image/image_store.h"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -452,6 +457,76 @@ TEST(ImageStoreTest, ConcurrentImportsAndResolves) {
     EXPECT_EQ(got->id, results[i % 2]->id);
   }
   EXPECT_NE(results[0]->id, results[1]->id);
+}
+
+// A writer process imports new content under one tag in a loop and is SIGKILLed at a random
+// moment: the tag must still resolve to a complete image, at least as new as the last import the
+// writer acknowledged.
+TEST(ImageStoreTest, ATagNeverPointsAtAnIncompleteImageAfterSigkill) {
+  TempDir tmp;
+  fs::path root = tmp.path() / "images";
+  fs::path src = tmp.path() / "src";
+  MakeImageDir(src, "K-0");
+  ASSERT_TRUE(MustOpen(root)->Import(src, "demo", "latest").has_value());
+  std::mt19937 rng(std::random_device{}());
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    int fds[2];
+    ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      ::close(fds[0]);
+      auto store = ImageStore::Open(root);
+      if (!store) _exit(2);
+      for (uint32_t i = 1; i < 10000; ++i) {
+        WriteFile(src / "vmlinux", "K-" + std::to_string(round * 10000 + i));
+        if (!(*store)->Import(src, "demo", "latest")) _exit(3);
+        if (::write(fds[1], &i, sizeof(i)) != static_cast<ssize_t>(sizeof(i))) _exit(4);
+      }
+      _exit(0);
+    }
+    ::close(fds[1]);
+    const size_t kill_after = std::uniform_int_distribution<size_t>(1, 5)(rng);
+    uint32_t last_acked = 0;
+    size_t acks = 0;
+    bool killed = false;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (!killed && acks >= kill_after) {
+        ::usleep(std::uniform_int_distribution<useconds_t>(0, 20000)(rng));
+        ASSERT_EQ(::kill(pid, SIGKILL), 0);
+        killed = true;
+      }
+      pollfd p{fds[0], POLLIN, 0};
+      if (::poll(&p, 1, 1000) < 0) break;
+      if ((p.revents & (POLLIN | POLLHUP)) == 0) continue;
+      uint32_t id = 0;
+      ssize_t got = ::read(fds[0], &id, sizeof(id));
+      if (got <= 0) break;
+      ASSERT_EQ(got, static_cast<ssize_t>(sizeof(id)));
+      last_acked = id;
+      ++acks;
+    }
+    ::close(fds[0]);
+    if (!killed) ::kill(pid, SIGKILL);
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(killed) << "the writer did not acknowledge " << kill_after << " imports in time";
+
+    auto store = MustOpen(root);
+    EXPECT_EQ(CountEntries(root / "tmp"), 0u);
+    auto rec = store->Resolve("demo");
+    ASSERT_TRUE(rec.has_value()) << rec.error().ToString();
+    std::string kernel = ReadFile(rec->artifacts.kernel);
+    ASSERT_THAT(kernel, StartsWith("K-"));
+    EXPECT_GE(std::stoul(kernel.substr(2)), round * 10000u + last_acked);
+    for (const auto& f : rec->files) {
+      auto hash = f.kind == "rootfs" ? HashTree(f.path) : HashFile(f.path);
+      ASSERT_TRUE(hash.has_value()) << hash.error().ToString();
+      EXPECT_EQ(*hash, f.sha256) << f.kind;
+    }
+  }
 }
 
 // Recipes: tiny shell scripts in a recipes dir made by the test.
