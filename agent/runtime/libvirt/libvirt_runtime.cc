@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "agent/runtime/libvirt/asio_event_loop.h"
+#include "agent/runtime/libvirt/capabilities.h"
 #include "agent/runtime/libvirt/qemu_img.h"
 #include "agent/runtime/libvirt/save_image.h"
 
@@ -177,14 +178,20 @@ Result<void> LibvirtRuntime::Connect() {
   if (virConnectSetKeepAlive(c, options_.keepalive_interval_s, options_.keepalive_count) < 0) {
     spdlog::warn("libvirt: keepalive not available on {}: {}", options_.uri, LastLibvirtMessage());
   }
-  // Detect, don't configure: KVM when libvirt can describe a kvm domain on this host.
-  Accelerator accel = Accelerator::kTcg;
-  std::string note = "tcg (libvirt reports no usable KVM)";
-  if (char* caps = virConnectGetDomainCapabilities(c, nullptr, "x86_64", nullptr, "kvm", 0)) {
-    free(caps);
-    accel = Accelerator::kKvm;
-    note = "kvm";
+  // Detect, don't configure (see capabilities.h).
+  bool kvm_domain = false;
+  if (char* dc = virConnectGetDomainCapabilities(c, nullptr, "x86_64", nullptr, "kvm", 0)) {
+    free(dc);
+    kvm_domain = true;
   }
+  std::string host_caps;
+  if (char* caps = virConnectGetCapabilities(c)) {
+    host_caps = caps;
+    free(caps);
+  }
+  AcceleratorChoice choice = ChooseAccelerator(kvm_domain, host_caps);
+  Accelerator accel = choice.accel;
+  std::string note = choice.description;
   virResetLastError();
   if (options_.force_accelerator) {
     accel = *options_.force_accelerator;
@@ -593,8 +600,9 @@ Result<InstanceInfo> LibvirtRuntime::Start(const InstanceSpec& spec) {
     if (domain_created) {
       DomainRef d{virDomainLookupByName(c, spec.instance.c_str())};
       if (d.d != nullptr) {
+        // The instance never ran as far as the caller knows: no stop event for it.
         std::lock_guard lock(mu_);
-        stopping_.insert(spec.instance);
+        reported_.insert(spec.instance);
       }
       if (d.d != nullptr) virDomainDestroy(d.d);
       virResetLastError();
