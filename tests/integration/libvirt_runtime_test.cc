@@ -7,14 +7,18 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <condition_variable>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <future>
 #include <sstream>
@@ -84,6 +88,101 @@ bool Healthy(uint16_t port) {
   auto r = phoenix::testing::HttpGet(port, "/health", 2s);
   return r && r->status == 200;
 }
+
+// A Unix-socket proxy in front of libvirtd's socket: stopping it cuts this test's connection
+// without disturbing libvirtd or anyone else using it.
+class UnixProxy {
+ public:
+  UnixProxy(fs::path listen, fs::path target)
+      : listen_(std::move(listen)), target_(std::move(target)) {}
+  ~UnixProxy() { Stop(); }
+
+  void Start() {
+    fs::remove(listen_);
+    listener_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    PHX_CHECK(listener_ >= 0);
+    sockaddr_un addr = Addr(listen_);
+    PHX_CHECK(::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    PHX_CHECK(::listen(listener_, 16) == 0);
+    PHX_CHECK(::pipe2(wake_, O_CLOEXEC) == 0);
+    thread_ = std::thread([this] { Run(); });
+  }
+
+  void Stop() {
+    if (!thread_.joinable()) return;
+    PHX_CHECK(::write(wake_[1], "x", 1) == 1);
+    thread_.join();
+    for (int fd : {listener_, wake_[0], wake_[1]}) ::close(fd);
+  }
+
+ private:
+  static sockaddr_un Addr(const fs::path& p) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    PHX_CHECK(p.string().size() < sizeof addr.sun_path);
+    std::strcpy(addr.sun_path, p.c_str());
+    return addr;
+  }
+
+  void Run() {
+    std::vector<std::pair<int, int>> pairs;  // client, upstream
+    for (;;) {
+      std::vector<pollfd> fds{{wake_[0], POLLIN, 0}, {listener_, POLLIN, 0}};
+      for (auto [a, b] : pairs) {
+        fds.push_back({a, POLLIN, 0});
+        fds.push_back({b, POLLIN, 0});
+      }
+      if (::poll(fds.data(), fds.size(), 1000) < 0) continue;
+      if (fds[0].revents) break;
+      if (fds[1].revents & POLLIN) {
+        int client = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+        int up = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un addr = Addr(target_);
+        if (client >= 0 && up >= 0 &&
+            ::connect(up, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+          pairs.emplace_back(client, up);
+        } else {
+          ::close(client);
+          ::close(up);
+        }
+      }
+      std::vector<std::pair<int, int>> alive;
+      for (size_t i = 0; i < pairs.size(); ++i) {
+        bool ok = Pump(fds[2 + 2 * i], pairs[i].second) && Pump(fds[3 + 2 * i], pairs[i].first);
+        if (ok) {
+          alive.push_back(pairs[i]);
+        } else {
+          ::close(pairs[i].first);
+          ::close(pairs[i].second);
+        }
+      }
+      pairs = std::move(alive);
+    }
+    for (auto [a, b] : pairs) {
+      ::close(a);
+      ::close(b);
+    }
+  }
+
+  // Copies what `from` has to `to`; false when the pair is finished.
+  static bool Pump(const pollfd& from, int to) {
+    if (from.revents == 0) return true;
+    char buf[65536];
+    ssize_t n = ::read(from.fd, buf, sizeof buf);
+    if (n <= 0) return false;
+    for (ssize_t done = 0; done < n;) {
+      ssize_t w = ::write(to, buf + done, static_cast<size_t>(n - done));
+      if (w <= 0) return false;
+      done += w;
+    }
+    return true;
+  }
+
+  fs::path listen_, target_;
+  int listener_ = -1;
+  int wake_[2] = {-1, -1};
+  std::thread thread_;
+};
 
 class LibvirtRuntimeTest : public ::testing::Test {
  protected:
@@ -349,6 +448,61 @@ TEST_F(LibvirtRuntimeTest, StopShutsDownCleanlyAndUnknownInstances) {
   EXPECT_TRUE(fs::exists(s.guest_dir / (s.instance + ".qcow2"))) << "Stop keeps the files";
   ASSERT_TRUE(runtime_->Destroy(s.instance).has_value());
   ExpectGone(s);
+}
+
+// Losing libvirtd: kDisconnected, kUnavailable with a hint while away, then reconnection with
+// kConnected once it is back.
+TEST_F(LibvirtRuntimeTest, ReconnectsAfterLosingLibvirtd) {
+  UnixProxy proxy(root_ / "libvirt-proxy.sock", "/run/libvirt/libvirt-sock");
+  proxy.Start();
+  LibvirtRuntimeOptions options;
+  options.uri = "qemu+unix:///system?socket=" + (root_ / "libvirt-proxy.sock").string();
+  options.state_dir = root_ / "reconnect-state";
+  options.reconnect_min = 100ms;
+  options.reconnect_max = 400ms;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<RuntimeEvent::Kind> kinds;
+  auto rt = std::make_unique<LibvirtRuntime>(io_, options);
+  rt->Watch([&](const RuntimeEvent& e) {
+    std::lock_guard lock(mu);
+    kinds.push_back(e.kind);
+    cv.notify_all();
+  });
+  auto wait_kind = [&](RuntimeEvent::Kind k) {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, 20s, [&] { return std::ranges::count(kinds, k) > 0; });
+  };
+  ASSERT_TRUE(rt->Available()) << rt->Describe();
+  ASSERT_TRUE(rt->List().has_value());
+
+  auto cut = Clock::now();
+  proxy.Stop();
+  ASSERT_TRUE(wait_kind(RuntimeEvent::Kind::kDisconnected)) << "no kDisconnected";
+  std::cout << "[ measure  ] disconnect noticed after " << Ms(Clock::now() - cut) << " ms\n";
+  EXPECT_FALSE(rt->Available());
+  auto list = rt->List();
+  ASSERT_FALSE(list.has_value());
+  EXPECT_EQ(list.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(list.error().message.find("tools/libvirtd start"), std::string::npos)
+      << list.error().message;
+  EXPECT_EQ(rt->Start(Spec("offline", BootMode::kCold)).error().code, ErrorCode::kUnavailable);
+  std::this_thread::sleep_for(500ms);  // a few failed attempts with backoff
+
+  auto back = Clock::now();
+  proxy.Start();
+  ASSERT_TRUE(wait_kind(RuntimeEvent::Kind::kConnected)) << "no kConnected";
+  std::cout << "[ measure  ] reconnected " << Ms(Clock::now() - back)
+            << " ms after libvirtd came back\n";
+  EXPECT_TRUE(rt->Available());
+  EXPECT_TRUE(rt->List().has_value());
+
+  std::promise<void> done;
+  boost::asio::post(io_, [&] {
+    rt.reset();
+    done.set_value();
+  });
+  done.get_future().wait();
 }
 
 }  // namespace
