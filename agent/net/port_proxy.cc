@@ -263,6 +263,12 @@ void ProxyCore::OnAccept(const error_code& ec, tcp::socket socket) {
     return;
   }
   ++stats_.accepted;
+  if (sessions_.size() >= options_.max_connections) {
+    ++stats_.rejected;  // `socket` closes as it goes out of scope
+    spdlog::warn("proxy {}: {} connections open, closing a new one", name_, sessions_.size());
+    Accept();
+    return;
+  }
   ++stats_.active;
   auto session = std::make_shared<Session>(shared_from_this(), std::move(socket));
   sessions_.emplace(session.get(), session);
@@ -319,6 +325,9 @@ Result<std::unique_ptr<PortProxy>> PortProxy::Listen(asio::io_context& io,
   }
   if (options.connect_attempts < 1) {
     return InvalidArgument("connect_attempts", "must be at least 1");
+  }
+  if (options.max_connections < 1) {
+    return InvalidArgument("max_connections", "must be at least 1");
   }
   const std::string where = EndpointString(address, port);
   tcp::endpoint endpoint(address, port);

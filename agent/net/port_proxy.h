@@ -12,6 +12,7 @@
 //  other)
 //    and one fixed 16 KiB buffer per direction: a slow reader stalls its writer (TCP backpressure)
 //    instead of growing a queue. A reset or error on either side closes both sockets.
+//  - At most ProxyOptions::max_connections are open; further clients are closed on accept.
 //  - Connections already forwarding keep their backend when SetBackend changes it; only new and
 //    still-waiting connections use the new one.
 //
@@ -45,12 +46,16 @@ struct ProxyOptions {
   int connect_attempts = 5;
   // Wait before the second attempt; doubles for each further one.
   std::chrono::milliseconds retry_backoff{100};
+  // Open connections (held ones included) beyond which new clients are closed at once: while a
+  // guest restarts, held connections must not exhaust the agent's file descriptors.
+  size_t max_connections = 1024;
 };
 
 struct ProxyStats {
   uint64_t accepted = 0;   // client connections accepted since Listen
   uint64_t active = 0;     // open now: waiting, connecting or forwarding
   uint64_t failed = 0;     // closed without reaching a backend (none set in time, or unreachable)
+  uint64_t rejected = 0;   // closed on accept because max_connections were open
   uint64_t bytes_in = 0;   // client -> backend, bytes delivered
   uint64_t bytes_out = 0;  // backend -> client, bytes delivered
 };

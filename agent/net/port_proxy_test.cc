@@ -365,6 +365,27 @@ TEST(PortProxyTest, RetriesUntilTheBackendPortOpens) {
   EXPECT_EQ(proxy->stats().failed, 0u);
 }
 
+TEST(PortProxyTest, ConnectionsBeyondTheLimitAreClosed) {
+  asio::io_context io;
+  auto proxy = MustListen(io, {.max_connections = 2});
+  ASSERT_NE(proxy, nullptr);
+  std::vector<std::unique_ptr<Client>> held;
+  for (int i = 0; i < 2; ++i) {
+    held.push_back(std::make_unique<Client>(io));
+    held.back()->Connect(proxy->port());
+  }
+  ASSERT_TRUE(RunUntil(io, [&] { return proxy->stats().active == 2; }));
+  Client extra(io);
+  extra.Connect(proxy->port());
+  ASSERT_TRUE(RunUntil(io, [&] { return extra.closed; }));
+  ProxyStats stats = proxy->stats();
+  EXPECT_EQ(stats.accepted, 3u);
+  EXPECT_EQ(stats.rejected, 1u);
+  EXPECT_EQ(stats.active, 2u);
+  EXPECT_FALSE(held[0]->closed);
+  EXPECT_FALSE(held[1]->closed);
+}
+
 TEST(PortProxyTest, SurvivesClientReset) {
   asio::io_context io;
   TestServer echo(io, ServeEcho);
