@@ -134,6 +134,7 @@ class UnixProxy {
       }
       if (::poll(fds.data(), fds.size(), 1000) < 0) continue;
       if (fds[0].revents) break;
+      const size_t polled = pairs.size();  // a pair accepted below was not polled yet
       if (fds[1].revents & POLLIN) {
         int client = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
         int up = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -148,7 +149,8 @@ class UnixProxy {
       }
       std::vector<std::pair<int, int>> alive;
       for (size_t i = 0; i < pairs.size(); ++i) {
-        bool ok = Pump(fds[2 + 2 * i], pairs[i].second) && Pump(fds[3 + 2 * i], pairs[i].first);
+        bool ok = i >= polled ||
+                  (Pump(fds[2 + 2 * i], pairs[i].second) && Pump(fds[3 + 2 * i], pairs[i].first));
         if (ok) {
           alive.push_back(pairs[i]);
         } else {
