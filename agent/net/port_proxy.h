@@ -9,9 +9,8 @@
 //    the same hold timeout, because a restored guest's port may take a moment to open. Then the
 //    client is closed and counted in ProxyStats::failed.
 //  - Forwarding is full duplex with half-close (EOF on one side becomes shutdown(send) on the
-//  other)
-//    and one fixed 16 KiB buffer per direction: a slow reader stalls its writer (TCP backpressure)
-//    instead of growing a queue. A reset or error on either side closes both sockets.
+//    other) and one fixed 16 KiB buffer per direction: a slow reader stalls its writer (TCP
+//    backpressure) instead of growing a queue. A reset or error on either side closes both.
 //  - At most ProxyOptions::max_connections are open; further clients are closed on accept.
 //  - Connections already forwarding keep their backend when SetBackend changes it; only new and
 //    still-waiting connections use the new one.
