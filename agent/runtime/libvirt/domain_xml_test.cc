@@ -33,6 +33,8 @@ struct Case {
   std::vector<std::string> absent;
 };
 
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
 class DomainXmlTest : public ::testing::TestWithParam<Case> {};
 
 TEST_P(DomainXmlTest, Renders) {
