@@ -481,6 +481,15 @@ Result<void> LibvirtRuntime::BootGolden(virConnectPtr conn, const ImageArtifacts
       return Internal("the golden boot stopped before its ready marker; console: " +
                       Tail(g.log, 2000));
     }
+    int state = 0, reason = 0;
+    if (virDomainGetState(dom.d, &state, &reason, 0) == 0 && state == VIR_DOMAIN_PAUSED) {
+      // QEMU pauses a guest it cannot run on (e.g. "KVM internal error: emulation failure").
+      destroy();
+      return Internal(
+          fmt::format("QEMU paused the golden boot (reason {}) before its ready marker; see "
+                      "/var/log/libvirt/qemu/{}.log; console: {}",
+                      reason, g.domain, Tail(g.log, 2000)));
+    }
     if (SteadyClock::now() > deadline) {
       destroy();
       return MakeError(
