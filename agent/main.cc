@@ -168,10 +168,10 @@ int main(int argc, char** argv) {
   auto work = boost::asio::make_work_guard(loop);
   boost::asio::thread_pool pool(4);
 
-  LibvirtRuntime::Options libvirt_options;
+  libvirt::LibvirtRuntimeOptions libvirt_options;
   libvirt_options.uri = flags.libvirt_uri;
-  libvirt_options.state_dir = flags.state_dir / "golden";
-  LibvirtRuntime libvirt(loop, libvirt_options);
+  libvirt_options.state_dir = flags.state_dir / "vm";
+  libvirt::LibvirtRuntime libvirt(loop, libvirt_options);
   std::map<RuntimeKind, Runtime*> runtimes = {{RuntimeKind::kVm, &libvirt}};
   spdlog::info("vm runtime: {}", libvirt.Describe());
 

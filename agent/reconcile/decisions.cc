@@ -50,8 +50,13 @@ AdoptionPlan PlanAdoption(const std::vector<GuestRecord>& records,
       plan.restart.push_back(r.id);
     }
   }
+  std::set<std::string> ours;
+  for (const GuestRecord& r : records) ours.insert(r.id);
   for (const InstanceStatus& i : instances) {
-    if (!kept.contains(i.instance)) plan.destroy.push_back(i.instance);
+    // Only instances of our own guests are ours to remove: several agents (a test's, a
+    // quickstart's) may share one libvirtd, and a guest's instance is destroyed before its record
+    // is deleted, so an unknown guest id belongs to someone else.
+    if (ours.contains(i.guest_id) && !kept.contains(i.instance)) plan.destroy.push_back(i.instance);
   }
   return plan;
 }

@@ -37,12 +37,13 @@ RestartDecision DecideRestart(const RestartSpec& spec, ExitCause cause,
 struct AdoptionPlan {
   std::vector<std::string> adopt;    // guest ids whose recorded instance still runs: keep it
   std::vector<std::string> restart;  // guest ids that should run but whose instance is gone
-  std::vector<std::string> destroy;  // instance names to remove (leftovers, orphans, duplicates)
+  std::vector<std::string> destroy;  // instances of our guests to remove (leftovers, duplicates)
 };
 
-// Records are the agent's persisted guests; instances what the runtimes report. An instance is kept
-// only when it is the one its guest's record names and the guest should run: anything else would
-// be a duplicate or an orphan.
+// Records are the agent's persisted guests; instances what the runtimes report. An instance of one
+// of our guests is kept only when it is the one the guest's record names and the guest should run:
+// anything else would be a duplicate. Instances of unknown guests belong to other agents sharing
+// the host's libvirtd and are left alone.
 AdoptionPlan PlanAdoption(const std::vector<GuestRecord>& records,
                           const std::vector<InstanceStatus>& instances);
 

@@ -113,18 +113,19 @@ TEST(PlanAdoptionTest, NeverKeepsTwoInstancesOfOneGuest) {
   EXPECT_THAT(plan.destroy, ElementsAre("phx-web-3"));
 }
 
-TEST(PlanAdoptionTest, DestroysOrphansAndStoppedGuestsInstances) {
+TEST(PlanAdoptionTest, DestroysStoppedGuestsInstancesButNotOtherAgents) {
   auto plan =
       PlanAdoption({Record("g1", "phx-a-1", false, GuestState::kStopping), Record("g2", "", true)},
-                   {Instance("phx-a-1", "g1", true), Instance("phx-zombie-9", "gone", true),
+                   {Instance("phx-a-1", "g1", true), Instance("phx-other-9", "someone-elses", true),
                     Instance("phx-golden-x", "", false)});
   EXPECT_THAT(plan.adopt, IsEmpty());
   EXPECT_THAT(plan.restart, ElementsAre("g2"));
-  EXPECT_THAT(plan.destroy, UnorderedElementsAre("phx-a-1", "phx-zombie-9", "phx-golden-x"));
+  EXPECT_THAT(plan.destroy, ElementsAre("phx-a-1"));
 }
 
 TEST(PlanAdoptionTest, InstanceOfAnotherGuestIsNotAdopted) {
-  auto plan = PlanAdoption({Record("g1", "phx-web-3", true)}, {Instance("phx-web-3", "g2", true)});
+  auto plan = PlanAdoption({Record("g1", "phx-web-3", true), Record("g2", "", false)},
+                           {Instance("phx-web-3", "g2", true)});
   EXPECT_THAT(plan.adopt, IsEmpty());
   EXPECT_THAT(plan.restart, ElementsAre("g1"));
   EXPECT_THAT(plan.destroy, ElementsAre("phx-web-3"));

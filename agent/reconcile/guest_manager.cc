@@ -493,10 +493,8 @@ void GuestManager::HandleExit(Entry& e, ExitCause cause, std::string reason) {
   e.rec.consecutive_failures += cause == ExitCause::kExited ? 0 : 1;
   e.rec.last_exit_reason = reason;
   e.rec.state = GuestState::kCrashed;
-  if (cause != ExitCause::kStartFailed) {
-    Emit(cause == ExitCause::kExited ? EventType::kGuestStopped : EventType::kGuestCrashed, name,
-         (instance.empty() ? "" : instance + ": ") + reason);
-  }
+  Emit(cause == ExitCause::kExited ? EventType::kGuestStopped : EventType::kGuestCrashed, name,
+       (instance.empty() ? "" : instance + ": ") + reason);
   Persist(e);
 
   auto decide = [this, name, cause]() {
