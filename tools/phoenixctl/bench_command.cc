@@ -327,6 +327,7 @@ int BenchRestart(Context& ctx, std::span<const std::string> args) {
     return ctx.UsageError(kCommand, "--boot " + boot + ": expects cold, snapshot or both");
   }
 
+  InstallInterruptHandler();  // Ctrl-C ends the current wait, and the guests are still deleted
   RestartBench bench(ctx, wait.value_or(std::chrono::seconds(300)));
   BenchReport report;
   if (!guest.empty()) {

@@ -165,6 +165,23 @@ TEST(BenchRestartTest, TimeoutWhenTheGuestNeverComesBackStillDeletesIt) {
   EXPECT_TRUE(agent.killed().empty());
 }
 
+TEST(BenchRestartTest, CtrlCStillDeletesTheCreatedGuest) {
+  FakeAgent agent;  // never reports the guest healthy
+  std::thread interrupter([] {
+    std::this_thread::sleep_for(150ms);
+    SetInterruptedForTest(true);
+  });
+  auto start = std::chrono::steady_clock::now();
+  auto result =
+      RunCli(RunBenchGroup, agent.endpoint(), {"restart", "--boot", "cold", "--timeout", "30s"});
+  interrupter.join();
+  SetInterruptedForTest(false);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.err, HasSubstr("interrupted (CANCELLED)"));
+  EXPECT_THAT(agent.deleted(), ::testing::ElementsAre("bench-vm-cold"));
+}
+
 TEST(BenchRestartTest, FailedAfterKillIsReported) {
   FakeAgent agent;
   v1::Guest guest;

@@ -1,7 +1,9 @@
 #include "tools/phoenixctl/cli.h"
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
+#include <csignal>
 #include <cstdio>
 #include <ctime>
 #include <limits>
@@ -372,6 +374,23 @@ int DispatchGroup(Context& ctx, std::string_view group, std::string_view group_h
   }
   return it->second(ctx, args.subspan(1));
 }
+
+namespace {
+std::atomic<bool> interrupted{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "the SIGINT handler needs a lock-free flag");
+void OnInterrupt(int) { interrupted.store(true); }
+}  // namespace
+
+void InstallInterruptHandler() {
+  struct sigaction action {};
+  action.sa_handler = OnInterrupt;
+  action.sa_flags = SA_RESETHAND;  // a second Ctrl-C is not ignored
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);  // only fails for invalid arguments
+}
+
+bool Interrupted() { return interrupted.load(); }
+void SetInterruptedForTest(bool value) { interrupted.store(value); }
 
 // ---------------------------------------------------------------------------------------------
 // Output

@@ -159,6 +159,13 @@ int DispatchGroup(Context& ctx, std::string_view group, std::string_view group_h
                   const std::map<std::string, CommandFn, std::less<>>& commands,
                   std::span<const std::string> args);
 
+// Ctrl-C for commands that must clean up (bench restart deletes the guests it created): after
+// InstallInterruptHandler the first SIGINT only raises a flag that their waits check; a second one
+// ends the process as usual.
+void InstallInterruptHandler();
+bool Interrupted();
+void SetInterruptedForTest(bool interrupted);
+
 // ---------------------------------------------------------------------------------------------
 // Output
 

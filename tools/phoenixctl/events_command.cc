@@ -85,7 +85,12 @@ void EventFeed::ReadLoop() {
 
 Result<v1::Event> EventFeed::Next(Clock::time_point deadline) {
   std::unique_lock lock(mu_);
-  cv_.wait_until(lock, deadline, [this] { return !queue_.empty() || done_; });
+  // Waits in short slices so that an interrupted command (Ctrl-C) still gets to clean up.
+  while (queue_.empty() && !done_ && Clock::now() < deadline) {
+    if (Interrupted()) return MakeError(ErrorCode::kCancelled, "interrupted");
+    cv_.wait_until(lock, std::min(deadline, Clock::now() + std::chrono::milliseconds(100)),
+                   [this] { return !queue_.empty() || done_; });
+  }
   if (!queue_.empty()) {
     v1::Event event = std::move(queue_.front());
     queue_.pop_front();

@@ -35,7 +35,7 @@ class EventFeed {
   EventFeed& operator=(const EventFeed&) = delete;
 
   // The next event; DEADLINE_EXCEEDED when none arrives before `deadline`; the stream's status
-  // (or UNAVAILABLE "event stream ended") once the stream is over.
+  // (or UNAVAILABLE "event stream ended") once the stream is over; CANCELLED once Interrupted().
   [[nodiscard]] Result<v1::Event> Next(Clock::time_point deadline);
 
  private:

@@ -192,7 +192,9 @@ v1::Guest MakeGuest(std::string name, v1::GuestState state, bool healthy, uint32
   guest.set_state(state);
   guest.set_healthy(healthy);
   guest.set_restart_count(3);
-  *guest.mutable_created_at() = google::protobuf::util::TimeUtil::GetCurrentTime();
+  // Three hours and a bit ago: the AGE column reads "3h" however slowly the test runs.
+  *guest.mutable_created_at() = google::protobuf::util::TimeUtil::GetCurrentTime() -
+                                google::protobuf::util::TimeUtil::SecondsToDuration(3 * 3600 + 600);
   if (host_port != 0) {
     v1::Endpoint* endpoint = guest.add_endpoints();
     endpoint->set_guest_port(80);
@@ -212,9 +214,9 @@ TEST(GuestLsTest, PrintsAnAlignedTableSortedByName) {
             "NAME          RUNTIME   STATE        HEALTH    RESTARTS   ENDPOINT                "
             "IMAGE   AGE\n"
             "api-backend   vm        restarting   -         3          -                       "
-            "demo    0s\n"
+            "demo    3h\n"
             "web           vm        running      healthy   3          http://127.0.0.1:8080   "
-            "demo    0s\n");
+            "demo    3h\n");
 }
 
 TEST(GuestLsTest, JsonIsOneDocument) {
