@@ -71,6 +71,12 @@ CREATE TABLE guest_ports (
   host_ip TEXT NOT NULL,
   PRIMARY KEY (guest_id, position)
 ) STRICT, WITHOUT ROWID;
+CREATE TABLE guest_backend_ports (
+  guest_id TEXT NOT NULL REFERENCES guests(id) ON DELETE CASCADE,
+  position INTEGER NOT NULL,
+  port INTEGER NOT NULL,
+  PRIMARY KEY (guest_id, position)
+) STRICT, WITHOUT ROWID;
 CREATE TABLE events (
   sequence INTEGER PRIMARY KEY AUTOINCREMENT,
   time_us INTEGER NOT NULL,
@@ -376,6 +382,7 @@ Result<void> AgentStore::DeleteGuestLocked(const std::string& id) {
       "DELETE FROM guest_command WHERE guest_id = ?1",
       "DELETE FROM guest_env WHERE guest_id = ?1",
       "DELETE FROM guest_ports WHERE guest_id = ?1",
+      "DELETE FROM guest_backend_ports WHERE guest_id = ?1",
       "DELETE FROM guests WHERE id = ?1",
   };
   for (auto sql : kDeletes) {
@@ -459,6 +466,15 @@ Result<void> AgentStore::PutGuestLocked(const GuestRecord& r) {
                 .Bind(4, int64_t{p.host_port})
                 .Bind(5, p.host_ip)
                 .Run("inserting the ports of guest " + r.id));
+  }
+  for (size_t i = 0; i < r.backend_ports.size(); ++i) {
+    auto q =
+        Prepare("INSERT INTO guest_backend_ports (guest_id, position, port) VALUES (?1, ?2, ?3)");
+    if (!q) return std::unexpected(q.error());
+    PHX_TRY(q->Bind(1, r.id)
+                .Bind(2, static_cast<int64_t>(i))
+                .Bind(3, int64_t{r.backend_ports[i]})
+                .Run("inserting the backend ports of guest " + r.id));
   }
   return {};
 }
@@ -575,6 +591,16 @@ Result<std::vector<GuestRecord>> AgentStore::LoadGuests() {
       m.host_port = static_cast<uint16_t>(p->Int(2));
       m.host_ip = p->Text(3);
       out[it->second].spec.ports.push_back(std::move(m));
+    }
+    auto b = Prepare("SELECT guest_id, port FROM guest_backend_ports ORDER BY guest_id, position");
+    if (!b) return std::unexpected(b.error());
+    for (;;) {
+      auto row = b->Step("loading guest backend ports");
+      if (!row) return std::unexpected(row.error());
+      if (!*row) break;
+      auto it = by_id.find(b->Text(0));
+      if (it == by_id.end()) continue;
+      out[it->second].backend_ports.push_back(static_cast<uint16_t>(b->Int(1)));
     }
     return out;
   };

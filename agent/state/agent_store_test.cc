@@ -84,6 +84,7 @@ GuestRecord FullRecord(const std::string& id) {
   r.last_boot = BootMode::kCold;
   r.last_boot_ms = 1234;
   r.accelerator = "tcg";
+  r.backend_ports = {40001, 65535};
   r.created_at = Micros(1700000000123456);
   r.started_at = Micros(-5);  // before the epoch
   r.updated_at = Micros(1700000009999999);
