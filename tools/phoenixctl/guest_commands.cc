@@ -55,7 +55,7 @@ Flags:
   --publish [[HOSTIP:]HOSTPORT:]GUESTPORT
                                forward a host port to a guest port; repeatable. HOSTPORT 0 or
                                omitted: the agent picks a free port. HOSTIP default 127.0.0.1
-  --health-http PORT[/PATH]    HTTP health check: GET PATH on guest port PORT must answer 2xx
+  --health-http PORT[/PATH]    HTTP health check: GET PATH on guest port PORT must answer 2xx/3xx
                                (PATH default /health). The port must also be published.
   --health-tcp PORT            TCP health check: guest port PORT must accept connections
   --health-interval DURATION   time between probes (default 1s; minimum 100ms)
