@@ -61,6 +61,11 @@ struct InstanceSpec {
 struct InstanceInfo {
   std::string instance;
   int pid = 0;                        // hypervisor / container init pid on this host
+  // Where the guest ports are reachable: empty = on the host's 127.0.0.1 at PortForward.host_port
+  // (VMs); otherwise a network namespace file (e.g. /run/phoenix/netns/<instance>) in which the
+  // guest listens on 127.0.0.1:<guest_port> itself (containers). The agent's proxy and health
+  // probes connect from inside that namespace, so no bridge or address management is needed.
+  std::filesystem::path netns;
   BootMode boot = BootMode::kCold;    // how it actually started: kCold or kSnapshot
   std::chrono::milliseconds start_duration{0};
   std::string accelerator;            // "kvm" / "tcg" for VMs; empty otherwise
@@ -73,6 +78,7 @@ struct InstanceStatus {
   std::string guest_id;
   bool running = false;
   int pid = 0;
+  std::filesystem::path netns;  // as in InstanceInfo
 };
 
 struct RuntimeEvent {
