@@ -81,7 +81,8 @@ class GuestManagerTest : public ::testing::Test {
     GuestManager::Options options;
     options.guests_dir = dir_ / "guests";
     options.capacity = {4, 4096};
-    options.stable_after = 30s;  // no test relies on the reset; a short one races the crash loop test
+    options.stable_after =
+        30s;  // no test relies on the reset; a short one races the crash loop test
     options.call_timeout = 10s;
     manager_ = std::make_unique<GuestManager>(
         *loop_, *pool_, *store_, *images_,
@@ -180,6 +181,18 @@ TEST_F(GuestManagerTest, RefusesDuplicatesUnknownImagesAndOvercommit) {
   EXPECT_EQ(b.error().code, ErrorCode::kResourceExhausted);
   EXPECT_EQ(b.error().field, "spec.memory_mib");
   EXPECT_EQ(runtime_->starts().size(), 1u) << "refused guests never reach the runtime";
+}
+
+TEST_F(GuestManagerTest, RuntimeUnreachableIsUnavailableWithAHintAndLeavesNothing) {
+  runtime_->SetAvailable(false);
+  auto r = manager_->Run(Spec("web"));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(r.error().message.find("tools/libvirtd start"), std::string::npos) << r.error().message;
+  EXPECT_TRUE(store_->LoadGuests()->empty());
+  EXPECT_EQ(manager_->Get("web").error().code, ErrorCode::kNotFound);
+  runtime_->SetAvailable(true);
+  EXPECT_TRUE(manager_->Run(Spec("web")));
 }
 
 TEST_F(GuestManagerTest, CrashDestroysTheInstanceAndStartsAFreshOne) {

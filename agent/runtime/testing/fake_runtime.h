@@ -80,6 +80,10 @@ class FakeRuntime : public Runtime {
   }
 
   // --- test controls ---
+  void SetAvailable(bool available) {
+    std::lock_guard lock(mu_);
+    available_ = available;
+  }
   void FailNextStart(Error e) {
     std::lock_guard lock(mu_);
     start_errors_.push_back(std::move(e));
