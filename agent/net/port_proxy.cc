@@ -11,6 +11,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 
+#include "agent/net/netns_connect.h"
+
 namespace phoenix::agent::net {
 
 namespace asio = boost::asio;
@@ -32,10 +34,6 @@ std::string EndpointString(const asio::ip::address& address, uint16_t port) {
   return ip + ":" + std::to_string(port);
 }
 
-std::string EndpointString(const tcp::endpoint& endpoint) {
-  return EndpointString(endpoint.address(), endpoint.port());
-}
-
 }  // namespace
 
 namespace detail {
@@ -49,14 +47,14 @@ class ProxyCore : public std::enable_shared_from_this<ProxyCore> {
       : io_(io), acceptor_(io), accept_retry_timer_(io), options_(options) {}
 
   void Accept();
-  void SetBackend(std::optional<tcp::endpoint> backend);
+  void SetBackend(std::optional<Backend> backend);
   void Close();
   void Forget(Session* session) { sessions_.erase(session); }
 
   asio::io_context& io() { return io_; }
   tcp::acceptor& acceptor() { return acceptor_; }
   const ProxyOptions& options() const { return options_; }
-  const std::optional<tcp::endpoint>& backend() const { return backend_; }
+  const std::optional<Backend>& backend() const { return backend_; }
   ProxyStats& stats() { return stats_; }
   const std::string& name() const { return name_; }
   void set_name(std::string name) { name_ = std::move(name); }
@@ -68,7 +66,7 @@ class ProxyCore : public std::enable_shared_from_this<ProxyCore> {
   tcp::acceptor acceptor_;
   asio::steady_timer accept_retry_timer_;
   ProxyOptions options_;
-  std::optional<tcp::endpoint> backend_;
+  std::optional<Backend> backend_;
   // Sessions are owned here until they close; completions hold extra references while pending.
   std::unordered_map<Session*, std::shared_ptr<Session>> sessions_;
   ProxyStats stats_;
@@ -115,6 +113,7 @@ class Session : public std::enable_shared_from_this<Session> {
     auto self = shared_from_this();  // Forget() may drop the owning reference
     phase_ = Phase::kClosed;
     error_code ignored;
+    connect_.Cancel();
     client_.close(ignored);
     backend_.close(ignored);
     hold_timer_.cancel();
@@ -143,33 +142,33 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     phase_ = Phase::kConnecting;
     ++attempts_;
-    tcp::endpoint endpoint = *core_->backend();
-    error_code ignored;
-    backend_.close(ignored);  // a failed connect leaves the socket unusable; reopen on connect
-    backend_.async_connect(
-        endpoint, [this, self = shared_from_this(), endpoint](const error_code& ec) {
-          if (phase_ != Phase::kConnecting) {
-            return;
-          }
-          if (!ec) {
-            StartForwarding();
-            return;
-          }
-          std::string why = "connect " + EndpointString(endpoint) + ": " + ec.message();
-          if (attempts_ >= core_->options().connect_attempts) {
-            Fail(why);
-            return;
-          }
-          spdlog::debug("proxy {}: {} (attempt {}), retrying", core_->name(), why, attempts_);
-          phase_ = Phase::kBackoff;
-          retry_timer_.expires_after(core_->options().retry_backoff *
-                                     (1 << std::min(attempts_ - 1, 10)));
-          retry_timer_.async_wait([this, self](const error_code& timer_ec) {
-            if (!timer_ec && phase_ == Phase::kBackoff) {
-              Connect();
-            }
-          });
-        });
+    connect_.Cancel();
+    connect_ = AsyncConnect(core_->io(), *core_->backend(),
+                            [this, self = shared_from_this()](Result<tcp::socket> socket) {
+                              if (phase_ != Phase::kConnecting) {
+                                return;
+                              }
+                              if (socket) {
+                                backend_ = std::move(*socket);
+                                StartForwarding();
+                                return;
+                              }
+                              const std::string& why = socket.error().message;
+                              if (attempts_ >= core_->options().connect_attempts) {
+                                Fail(why);
+                                return;
+                              }
+                              spdlog::debug("proxy {}: {} (attempt {}), retrying", core_->name(),
+                                            why, attempts_);
+                              phase_ = Phase::kBackoff;
+                              retry_timer_.expires_after(core_->options().retry_backoff *
+                                                         (1 << std::min(attempts_ - 1, 10)));
+                              retry_timer_.async_wait([this, self](const error_code& timer_ec) {
+                                if (!timer_ec && phase_ == Phase::kBackoff) {
+                                  Connect();
+                                }
+                              });
+                            });
   }
 
   void StartForwarding() {
@@ -225,7 +224,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   std::shared_ptr<ProxyCore> core_;
   tcp::socket client_;
-  tcp::socket backend_;
+  tcp::socket backend_;  // connected by connect_, then forwarded to
+  ConnectCanceller connect_;
   asio::steady_timer hold_timer_;
   asio::steady_timer retry_timer_;
   Pipe upstream_;    // client -> backend
@@ -276,7 +276,7 @@ void ProxyCore::OnAccept(const error_code& ec, tcp::socket socket) {
   Accept();
 }
 
-void ProxyCore::SetBackend(std::optional<tcp::endpoint> backend) {
+void ProxyCore::SetBackend(std::optional<Backend> backend) {
   backend_ = std::move(backend);
   if (!backend_ || closed_) {
     return;
@@ -358,7 +358,7 @@ Result<std::unique_ptr<PortProxy>> PortProxy::Listen(asio::io_context& io,
   if (ec) {
     return Unavailable("listen on " + where + ": getsockname: " + ec.message());
   }
-  core->set_name(EndpointString(bound));
+  core->set_name(EndpointString(bound.address(), bound.port()));
   core->Accept();
   return std::unique_ptr<PortProxy>(new PortProxy(std::move(core), bound.port()));
 }
@@ -368,7 +368,7 @@ PortProxy::PortProxy(std::shared_ptr<detail::ProxyCore> core, uint16_t port)
 
 PortProxy::~PortProxy() { Close(); }
 
-void PortProxy::SetBackend(std::optional<tcp::endpoint> backend) {
+void PortProxy::SetBackend(std::optional<Backend> backend) {
   core_->SetBackend(std::move(backend));
 }
 

@@ -1,6 +1,8 @@
 // PortProxy: one published port. A userspace TCP proxy from a stable host address (127.0.0.1 by
-// default) to the guest's current endpoint (QEMU hostfwd port, container netns address, micro-VM
-// tap address), so the URL users hold survives guest restarts and works the same for every runtime.
+// default) to the guest's current backend (QEMU hostfwd port, 127.0.0.1 inside a container's own
+// network namespace, micro-VM tap address), so the URL users hold survives guest restarts and works
+// the same for every runtime. Backends in another network namespace are reached through
+// AsyncConnect (netns_connect.h).
 //
 // Behaviour:
 //  - While no backend is set (guest restarting), accepted connections are held, up to
@@ -30,6 +32,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include "agent/net/backend.h"
 #include "proto/support/error.h"
 
 namespace phoenix::agent::net {
@@ -78,7 +81,11 @@ class PortProxy {
 
   // Where new connections go; std::nullopt holds them (guest not running). Held connections are
   // forwarded immediately when a backend is set.
-  void SetBackend(std::optional<boost::asio::ip::tcp::endpoint> backend);
+  void SetBackend(std::optional<Backend> backend);
+  // A backend in the agent's own network namespace.
+  void SetBackend(const boost::asio::ip::tcp::endpoint& endpoint) {
+    SetBackend(Backend{endpoint, {}});
+  }
 
   ProxyStats stats() const;
 

@@ -13,6 +13,7 @@
 #include <boost/asio/write.hpp>
 
 #include "agent/net/port_allocator.h"
+#include "agent/net/testing/test_netns.h"
 
 namespace phoenix::agent::net {
 namespace {
@@ -65,6 +66,12 @@ class TestServer {
     state_->acceptor.set_option(tcp::acceptor::reuse_address(true));
     state_->acceptor.bind(endpoint);
     state_->acceptor.listen();
+    Accept(state_);
+  }
+  // Serves on an already listening socket (e.g. one made inside a test network namespace).
+  TestServer(asio::io_context& io, Serve serve, int listening_fd)
+      : state_(std::make_shared<State>(io, std::move(serve))) {
+    state_->acceptor.assign(tcp::v4(), listening_fd);
     Accept(state_);
   }
   ~TestServer() {
@@ -476,6 +483,170 @@ TEST(PortProxyTest, DestroyWithoutRunningTheLoopAgain) {
   client.Connect(proxy->port());
   ASSERT_TRUE(RunUntil(*io, [&] { return proxy->stats().active == 1; }));
   proxy.reset();
+}
+
+// Guests with their own network namespace: the backend is 127.0.0.1 *inside* it.
+class PortProxyNetnsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (std::string why = testing::NetnsSkipReason(); !why.empty()) {
+      GTEST_SKIP() << why;
+    }
+    Result<std::unique_ptr<testing::TestNetns>> netns = testing::TestNetns::Create();
+    ASSERT_TRUE(netns.has_value()) << netns.error().ToString();
+    netns_ = std::move(*netns);
+    // Free on the host too, so a connect on the host's loopback is refused.
+    Result<uint16_t> port = PickFreeLoopbackPort();
+    ASSERT_TRUE(port.has_value()) << port.error().ToString();
+    port_ = *port;
+  }
+
+  void ServeInside(TestServer::Serve serve) {
+    Result<int> fd = netns_->Listen(port_);
+    ASSERT_TRUE(fd.has_value()) << fd.error().ToString();
+    server_ = std::make_unique<TestServer>(io_, std::move(serve), *fd);
+  }
+
+  Backend Inside() const { return Backend{tcp::endpoint(kLoopback, port_), netns_->path()}; }
+
+  asio::io_context io_;
+  std::unique_ptr<testing::TestNetns> netns_;
+  uint16_t port_ = 0;
+  std::unique_ptr<TestServer> server_;  // declared after netns_: closes first
+};
+
+TEST_F(PortProxyNetnsTest, ForwardsToTheServerInsideTheNamespace) {
+  ServeInside(ServeEcho);
+  auto proxy = MustListen(io_);
+  ASSERT_NE(proxy, nullptr);
+  proxy->SetBackend(Inside());
+
+  const std::string payload = Payload(256 * 1024);
+  Client client(io_);
+  client.Connect(proxy->port());
+  ASSERT_TRUE(RunUntil(io_, [&] { return client.connected; }));
+  client.Write(payload);
+  ASSERT_TRUE(RunUntil(io_, [&] { return client.received.size() >= payload.size(); }))
+      << "received " << client.received.size();
+  EXPECT_TRUE(client.received == payload);
+  client.ShutdownSend();
+  ASSERT_TRUE(RunUntil(io_, [&] { return client.closed; }));
+  EXPECT_EQ(client.read_error, asio::error::eof);
+  ASSERT_TRUE(RunUntil(io_, [&] { return proxy->stats().active == 0; }));
+  EXPECT_EQ(proxy->stats().failed, 0u);
+  EXPECT_EQ(proxy->stats().bytes_in, payload.size());
+  EXPECT_EQ(server_->connections(), 1);
+}
+
+TEST_F(PortProxyNetnsTest, SameEndpointWithoutTheNamespaceIsTheHostsLoopback) {
+  ServeInside(ServeEcho);
+  auto proxy = MustListen(io_, {.connect_attempts = 2, .retry_backoff = 10ms});
+  ASSERT_NE(proxy, nullptr);
+  proxy->SetBackend(tcp::endpoint(kLoopback, port_));
+
+  Client client(io_);
+  client.Connect(proxy->port());
+  ASSERT_TRUE(RunUntil(io_, [&] { return client.closed; }));
+  EXPECT_EQ(proxy->stats().failed, 1u);
+  EXPECT_EQ(server_->connections(), 0);
+}
+
+TEST_F(PortProxyNetnsTest, HeldConnectionFollowsTheBackendIntoTheNamespace) {
+  ServeInside(ReplyAfterEof("inside"));
+  auto proxy = MustListen(io_);
+  ASSERT_NE(proxy, nullptr);
+
+  Client client(io_);
+  client.Connect(proxy->port());
+  ASSERT_TRUE(RunUntil(io_, [&] { return client.connected; }));
+  client.Write("abc");
+  RunFor(io_, 50ms);
+  EXPECT_EQ(server_->connections(), 0);
+
+  proxy->SetBackend(Inside());
+  ASSERT_TRUE(RunUntil(io_, [&] { return client.written == 3; }));
+  client.ShutdownSend();
+  ASSERT_TRUE(RunUntil(io_, [&] { return client.closed; }));
+  EXPECT_EQ(client.received, "inside got 3 bytes");
+}
+
+TEST_F(PortProxyNetnsTest, RetriesUntilThePortOpensInsideTheNamespace) {
+  auto proxy = MustListen(io_, {.connect_attempts = 20, .retry_backoff = 10ms});
+  ASSERT_NE(proxy, nullptr);
+  proxy->SetBackend(Inside());
+
+  Client client(io_);
+  client.Connect(proxy->port());
+  ASSERT_TRUE(RunUntil(io_, [&] { return client.connected; }));
+  client.Write("late");
+  RunFor(io_, 50ms);  // at least one refused attempt
+  EXPECT_FALSE(client.closed);
+
+  ServeInside(ServeEcho);
+  ASSERT_TRUE(RunUntil(io_, [&] { return client.received == "late"; }));
+  EXPECT_EQ(proxy->stats().failed, 0u);
+}
+
+TEST_F(PortProxyNetnsTest, MissingNamespaceFileClosesTheClient) {
+  auto proxy = MustListen(io_, {.connect_attempts = 2, .retry_backoff = 10ms});
+  ASSERT_NE(proxy, nullptr);
+  proxy->SetBackend(
+      Backend{tcp::endpoint(kLoopback, port_), netns_->path().parent_path() / "no-such-ns"});
+
+  Client client(io_);
+  client.Connect(proxy->port());
+  ASSERT_TRUE(RunUntil(io_, [&] { return client.closed; }));
+  EXPECT_EQ(client.received, "");
+  ProxyStats stats = proxy->stats();
+  EXPECT_EQ(stats.failed, 1u);
+  EXPECT_EQ(stats.active, 0u);
+}
+
+TEST_F(PortProxyNetnsTest, CloseReleasesEveryFd) {
+  ServeInside(ServeEcho);
+  {
+    // Starts the netns helper thread (it keeps one fd for good) before the baseline.
+    auto warm = MustListen(io_);
+    ASSERT_NE(warm, nullptr);
+    warm->SetBackend(Inside());
+    Client client(io_);
+    client.Connect(warm->port());
+    ASSERT_TRUE(RunUntil(io_, [&] { return client.connected; }));
+    client.Write("w");
+    ASSERT_TRUE(RunUntil(io_, [&] { return client.received == "w"; }));
+  }
+  RunFor(io_, 20ms);
+  const size_t baseline = OpenFdCount();
+
+  auto proxy = MustListen(io_);
+  ASSERT_NE(proxy, nullptr);
+  proxy->SetBackend(Inside());
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 3; ++i) {
+    clients.push_back(std::make_unique<Client>(io_));
+    clients.back()->Connect(proxy->port());
+  }
+  ASSERT_TRUE(RunUntil(
+      io_, [&] { return std::ranges::all_of(clients, [](auto& c) { return c->connected; }); }));
+  for (auto& c : clients) {
+    c->Write("ping");
+  }
+  ASSERT_TRUE(RunUntil(io_, [&] {
+    return std::ranges::all_of(clients, [](auto& c) { return c->received == "ping"; });
+  }));
+  // One more, perhaps still connecting when the proxy closes.
+  clients.push_back(std::make_unique<Client>(io_));
+  clients.back()->Connect(proxy->port());
+  ASSERT_TRUE(RunUntil(io_, [&] { return proxy->stats().accepted == 4; }));
+
+  proxy->Close();
+  EXPECT_EQ(proxy->stats().active, 0u);
+  proxy.reset();
+  ASSERT_TRUE(RunUntil(
+      io_, [&] { return std::ranges::all_of(clients, [](auto& c) { return c->closed; }); }));
+  clients.clear();
+  EXPECT_TRUE(RunUntil(io_, [&] { return OpenFdCount() == baseline; }))
+      << OpenFdCount() << " fds open, " << baseline << " before";
 }
 
 }  // namespace

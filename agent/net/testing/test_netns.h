@@ -1,0 +1,178 @@
+// TestNetns: a fresh network namespace for tests, holding only `lo` (brought up), pinned by a bind
+// mount on a file in a private temp dir, so tests name it by path the way a runtime names an
+// instance's /run/phoenix/netns/<instance>. Needs root (CAP_SYS_ADMIN).
+//
+// Everything that must happen inside the namespace runs on a short-lived thread of its own, which
+// enters the namespace and ends; the calling thread (the test's event loop) never changes
+// namespace. Test-only. Create and destroy on one thread; destroy after every socket made inside.
+#pragma once
+
+#include <fcntl.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <thread>
+
+#include "proto/support/error.h"
+
+namespace phoenix::agent::net::testing {
+
+class TestNetns {
+ public:
+  // Creates the namespace, with lo up, pinned at <temp dir>/ns.
+  [[nodiscard]] static Result<std::unique_ptr<TestNetns>> Create() {
+    std::string dir_template =
+        (std::filesystem::temp_directory_path() / "phx-netns-test-XXXXXX").string();
+    if (::mkdtemp(dir_template.data()) == nullptr) {
+      return ErrnoError("mkdtemp " + dir_template);
+    }
+    std::unique_ptr<TestNetns> netns(new TestNetns(dir_template));
+    int fd = ::open(netns->path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      return ErrnoError("create " + netns->path_.string());
+    }
+    ::close(fd);
+    Result<void> made = OnThread([&]() -> Result<void> {
+      if (::unshare(CLONE_NEWNET) != 0) {
+        return ErrnoError("unshare(CLONE_NEWNET)");
+      }
+      if (::mount("/proc/thread-self/ns/net", netns->path_.c_str(), nullptr, MS_BIND, nullptr) !=
+          0) {
+        return ErrnoError("bind-mount the new netns on " + netns->path_.string());
+      }
+      netns->mounted_ = true;
+      return BringLoopbackUp();
+    });
+    if (!made) {
+      return std::unexpected(made.error());
+    }
+    return netns;
+  }
+
+  ~TestNetns() {
+    if (mounted_) {
+      ::umount2(path_.c_str(), MNT_DETACH);
+    }
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+
+  TestNetns(const TestNetns&) = delete;
+  TestNetns& operator=(const TestNetns&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+
+  // A TCP socket listening on 127.0.0.1:port inside the namespace (port 0: the kernel picks). The
+  // caller owns the fd (e.g. hands it to tcp::acceptor::assign). With a tiny backlog and nobody
+  // accepting, further connects hang (the kernel drops their SYNs): a connect that stays in flight.
+  [[nodiscard]] Result<int> Listen(uint16_t port, int backlog = SOMAXCONN) const {
+    int listener = -1;
+    Result<void> done = InNetns([&]() -> Result<void> {
+      int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (fd < 0) {
+        return ErrnoError("socket");
+      }
+      int one = 1;
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_port = htons(port);
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+          ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+          ::listen(fd, backlog) != 0) {
+        auto error =
+            ErrnoError("listen on 127.0.0.1:" + std::to_string(port) + " in " + path_.string());
+        ::close(fd);
+        return error;
+      }
+      listener = fd;
+      return {};
+    });
+    if (!done) {
+      return std::unexpected(done.error());
+    }
+    return listener;
+  }
+
+ private:
+  explicit TestNetns(const std::filesystem::path& dir) : dir_(dir), path_(dir / "ns") {}
+
+  // Runs `fn` on a new thread inside this namespace.
+  Result<void> InNetns(const std::function<Result<void>()>& fn) const {
+    return OnThread([&]() -> Result<void> {
+      int ns = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+      if (ns < 0) {
+        return ErrnoError("open " + path_.string());
+      }
+      int rc = ::setns(ns, CLONE_NEWNET);
+      int err = errno;
+      ::close(ns);
+      if (rc != 0) {
+        return ErrnoError("setns " + path_.string(), err);
+      }
+      return fn();
+    });
+  }
+
+  // Runs `fn` on a thread of its own, which may change namespaces freely: it ends right after.
+  static Result<void> OnThread(const std::function<Result<void>()>& fn) {
+    Result<void> result;
+    try {
+      std::thread thread([&] { result = fn(); });
+      thread.join();
+    } catch (const std::system_error& e) {
+      return Internal(std::string("test netns thread: ") + e.what());
+    }
+    return result;
+  }
+
+  static Result<void> BringLoopbackUp() {
+    int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      return ErrnoError("socket for SIOCSIFFLAGS");
+    }
+    ifreq ifr{};
+    std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+    Result<void> result;
+    if (::ioctl(fd, SIOCGIFFLAGS, &ifr) != 0) {
+      result = ErrnoError("SIOCGIFFLAGS lo");
+    } else {
+      ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+      if (::ioctl(fd, SIOCSIFFLAGS, &ifr) != 0) {
+        result = ErrnoError("SIOCSIFFLAGS lo up");
+      }
+    }
+    ::close(fd);
+    return result;
+  }
+
+  std::filesystem::path dir_;
+  std::filesystem::path path_;
+  bool mounted_ = false;
+};
+
+// For tests that need a real namespace: the reason to skip, or empty when they can run.
+inline std::string NetnsSkipReason() {
+  if (::geteuid() != 0) {
+    return "needs root to create network namespaces (setns needs CAP_SYS_ADMIN)";
+  }
+  return "";
+}
+
+}  // namespace phoenix::agent::net::testing
