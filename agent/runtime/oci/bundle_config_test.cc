@@ -1,0 +1,154 @@
+#include "agent/runtime/oci/bundle_config.h"
+
+#include <gtest/gtest.h>
+
+namespace phoenix::agent::oci {
+namespace {
+
+InstanceSpec Spec() {
+  InstanceSpec s;
+  s.instance = "phx-web-3";
+  s.guest_name = "Web_Front";
+  s.vcpus = 2;
+  s.memory_mib = 64;
+  s.image.command = {"/bin/demo-web"};
+  s.env = {{"COLOR", "blue"}, {"EMPTY", ""}};
+  return s;
+}
+
+BundleDetails Details() {
+  return BundleDetails{.netns = "/var/lib/phoenix/oci/netns/phx-web-3",
+                       .cgroups_path = "/phoenix/phx-web-3"};
+}
+
+const Json& At(const Json& j, std::initializer_list<const char*> path) {
+  const Json* cur = &j;
+  for (const char* key : path) {
+    cur = cur->Find(key);
+    EXPECT_NE(cur, nullptr) << key;
+    if (cur == nullptr) {
+      static const Json kNull;
+      return kNull;
+    }
+  }
+  return *cur;
+}
+
+std::vector<std::string> Strings(const Json& j) {
+  std::vector<std::string> out;
+  for (const Json& x : j.as_array()) out.push_back(x.as_string());
+  return out;
+}
+
+TEST(BundleConfigTest, ProcessFromSpec) {
+  auto c = BundleConfig(Spec(), Details());
+  ASSERT_TRUE(c.has_value()) << c.error().message;
+  EXPECT_EQ(Strings(At(*c, {"process", "args"})), std::vector<std::string>{"/bin/demo-web"});
+  EXPECT_EQ(
+      Strings(At(*c, {"process", "env"})),
+      (std::vector<std::string>{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                                "HOME=/", "PHOENIX_INSTANCE=phx-web-3", "PHOENIX_RUNTIME=container",
+                                "COLOR=blue", "EMPTY="}));
+  EXPECT_EQ(At(*c, {"process", "cwd"}).as_string(), "/");
+  EXPECT_EQ(At(*c, {"hostname"}).as_string(), "web-front");
+  EXPECT_EQ(At(*c, {"process", "terminal"}).as_bool(), false);
+}
+
+TEST(BundleConfigTest, SpecCommandOverridesImageCommand) {
+  InstanceSpec s = Spec();
+  s.command = {"sh", "-c", "head -c 200m /dev/zero | tail"};
+  auto c = BundleConfig(s, Details());
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(Strings(At(*c, {"process", "args"})), s.command);
+}
+
+TEST(BundleConfigTest, UnprivilegedUserWithoutCapabilities) {
+  auto c = BundleConfig(Spec(), Details());
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(At(*c, {"process", "user", "uid"}).as_number(), 65534);
+  EXPECT_EQ(At(*c, {"process", "user", "gid"}).as_number(), 65534);
+  EXPECT_TRUE(At(*c, {"process", "noNewPrivileges"}).as_bool());
+  for (const char* set : {"bounding", "effective", "inheritable", "permitted", "ambient"}) {
+    EXPECT_TRUE(At(*c, {"process", "capabilities", set}).as_array().empty()) << set;
+  }
+  // Low ports through the instance's own netns instead of a capability.
+  EXPECT_EQ(At(*c, {"linux", "sysctl", "net.ipv4.ip_unprivileged_port_start"}).as_string(), "0");
+}
+
+TEST(BundleConfigTest, NamespacesJoinTheInstanceNetns) {
+  auto c = BundleConfig(Spec(), Details());
+  ASSERT_TRUE(c.has_value());
+  std::map<std::string, std::string> ns;
+  for (const Json& n : At(*c, {"linux", "namespaces"}).as_array()) {
+    ns[n.StringOr("type")] = n.StringOr("path");
+  }
+  EXPECT_EQ(ns, (std::map<std::string, std::string>{{"pid", ""},
+                                                    {"network", Details().netns.string()},
+                                                    {"ipc", ""},
+                                                    {"uts", ""},
+                                                    {"mount", ""}}));
+}
+
+TEST(BundleConfigTest, CgroupLimits) {
+  BundleDetails d = Details();
+  auto c = BundleConfig(Spec(), d);
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(At(*c, {"linux", "cgroupsPath"}).as_string(), "/phoenix/phx-web-3");
+  EXPECT_EQ(At(*c, {"linux", "resources", "memory", "limit"}).as_number(), 64.0 * 1024 * 1024);
+  EXPECT_EQ(At(*c, {"linux", "resources", "memory"}).Find("swap"), nullptr);
+  EXPECT_EQ(At(*c, {"linux", "resources", "cpu", "quota"}).as_number(), 200000);
+  EXPECT_EQ(At(*c, {"linux", "resources", "cpu", "period"}).as_number(), 100000);
+  EXPECT_EQ(At(*c, {"linux", "resources", "pids", "limit"}).as_number(), 256);
+  d.limit_swap = true;
+  d.pids_limit = 32;
+  c = BundleConfig(Spec(), d);
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(At(*c, {"linux", "resources", "memory", "swap"}).as_number(), 64.0 * 1024 * 1024);
+  EXPECT_EQ(At(*c, {"linux", "resources", "pids", "limit"}).as_number(), 32);
+}
+
+TEST(BundleConfigTest, WritableOverlayRootAndHardenedProcSys) {
+  auto c = BundleConfig(Spec(), Details());
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(At(*c, {"root", "path"}).as_string(), "rootfs");
+  EXPECT_FALSE(At(*c, {"root", "readonly"}).as_bool());
+  auto masked = Strings(At(*c, {"linux", "maskedPaths"}));
+  EXPECT_NE(std::find(masked.begin(), masked.end(), "/proc/kcore"), masked.end());
+  auto ro = Strings(At(*c, {"linux", "readonlyPaths"}));
+  EXPECT_NE(std::find(ro.begin(), ro.end(), "/proc/sys"), ro.end());
+  bool sys_ro = false;
+  for (const Json& m : At(*c, {"mounts"}).as_array()) {
+    if (m.StringOr("destination") != "/sys") continue;
+    auto opts = Strings(*m.Find("options"));
+    sys_ro = std::find(opts.begin(), opts.end(), "ro") != opts.end();
+  }
+  EXPECT_TRUE(sys_ro);
+}
+
+TEST(BundleConfigTest, RejectsUnrunnableSpecs) {
+  InstanceSpec s = Spec();
+  s.image.command.clear();
+  EXPECT_EQ(BundleConfig(s, Details()).error().field, "command");
+  s = Spec();
+  s.memory_mib = 0;
+  EXPECT_EQ(BundleConfig(s, Details()).error().field, "memory_mib");
+  s = Spec();
+  s.vcpus = 0;
+  EXPECT_EQ(BundleConfig(s, Details()).error().field, "vcpus");
+  s = Spec();
+  s.env = {{"A=B", "x"}};
+  EXPECT_EQ(BundleConfig(s, Details()).error().field, "env");
+  BundleDetails d = Details();
+  d.netns = "relative/netns";
+  EXPECT_EQ(BundleConfig(Spec(), d).error().field, "netns");
+}
+
+TEST(BundleConfigTest, Hostnames) {
+  EXPECT_EQ(HostnameFor("phx-web-3"), "phx-web-3");
+  EXPECT_EQ(HostnameFor("My Web__App!"), "my-web-app");
+  EXPECT_EQ(HostnameFor("--"), "phoenix");
+  EXPECT_EQ(HostnameFor(std::string(100, 'a')).size(), 63u);
+}
+
+}  // namespace
+}  // namespace phoenix::agent::oci

@@ -1,0 +1,127 @@
+// OciRuntime: the Runtime that runs guests as OCI containers with crun (preferred) or runc, each
+// instance fresh from the image's read-only golden rootfs.
+//
+// Per instance (see docs/containers.md):
+//   <guest_dir>/<instance>/          the OCI bundle: config.json (BundleConfig), rootfs/ = an
+//                                    overlayfs (lower: the golden rootfs, upper/ + work/ fresh per
+//                                    instance, so nothing a previous instance wrote survives), and
+//                                    oci.log (crun/runc's own messages)
+//   <state_dir>/netns/<instance>     the instance's own network namespace (lo only); the guest
+//                                    listens on 127.0.0.1:<guest_port> inside it
+//                                    (InstanceInfo.netns)
+//   <state_dir>/run/<instance>       the RunRecord, written first, removed last
+//   cgroup "/phoenix/<instance>"     memory, CPU and pids limits
+// The container's stdout/stderr are appended to spec.log_path. A failed Start removes all of it.
+//
+// Host detection (never configuration): the cgroup layout (cgroup_layout.h) and which tool exists.
+// crun 1.8 refuses hybrid v1+v2 hosts, so there `crun run` runs as
+// `unshare -m --propagation private sh -c 'umount /sys/fs/cgroup/unified && exec crun ...'`.
+//
+// Watching: the container init is not our child (run --detach). Each running instance has a pidfd
+// on its init registered on the io_context; when it becomes readable the runtime emits exactly one
+// kStopped, classified by ClassifyStop (stop_reason.h). Instances found by List after an agent
+// restart are watched from then on (re-adoption), recognised by the init's start time.
+//
+// Threading: see runtime.h. Events are emitted on the io_context thread. Destroy the runtime on the
+// io_context thread or after the io_context stopped running.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "agent/runtime/oci/cgroup_layout.h"
+#include "agent/runtime/oci/run_record.h"
+#include "agent/runtime/runtime.h"
+
+namespace phoenix::agent::oci {
+
+struct OciRuntimeOptions {
+  std::filesystem::path state_dir;  // run records and netns files
+  std::string oci_tool;             // "crun", "runc" or empty: detect (crun preferred)
+  std::filesystem::path cgroup_root = "/sys/fs/cgroup";
+  uint32_t uid = 65534;  // the guest's user and group (nobody/nogroup)
+  uint32_t gid = 65534;
+  uint32_t pids_limit = 256;
+  // Top-level directories of the rootfs handed to the guest user in each instance's upper dir
+  // (copy-up + chown), so a non-root guest can write its state where the image expects it
+  // (images/README: "/data").
+  std::vector<std::string> guest_owned_dirs = {"data"};
+  std::chrono::milliseconds tool_timeout{30000};  // per crun/runc invocation
+};
+
+class OciRuntime final : public Runtime {
+ public:
+  OciRuntime(boost::asio::io_context& io, OciRuntimeOptions options);
+  ~OciRuntime() override;
+  OciRuntime(const OciRuntime&) = delete;
+  OciRuntime& operator=(const OciRuntime&) = delete;
+
+  RuntimeKind kind() const override { return RuntimeKind::kContainer; }
+  std::string Describe() const override;
+  bool Available() const override { return available_; }
+  void Watch(std::function<void(const RuntimeEvent&)> on_event) override;
+
+  Result<InstanceInfo> Start(const InstanceSpec& spec) override;
+  Result<void> Stop(const std::string& instance, std::chrono::milliseconds grace) override;
+  Result<void> Destroy(const std::string& instance) override;
+  Result<int> Kill(const std::string& instance) override;
+  Result<std::vector<InstanceStatus>> List() override;
+  // Containers start in milliseconds from the rootfs: there is no memory snapshot to prepare.
+  Result<void> PrepareGolden(const ImageArtifacts& image, uint32_t vcpus,
+                             uint32_t memory_mib) override;
+
+  const std::string& tool() const { return tool_; }  // "crun" / "runc" / "" when none
+  CgroupLayout cgroup_layout() const { return layout_; }
+  std::filesystem::path NetnsFile(const std::string& instance) const;
+  std::filesystem::path RunRecordFile(const std::string& instance) const;
+
+ private:
+  struct Shared;
+  struct Tracked;
+  struct ContainerState {
+    std::string id, status;
+    int pid = 0;
+  };
+
+  // argv to run `tool` with `args`; wraps `run` for crun on hybrid hosts.
+  // Errors when the tool is not installed.
+  Result<std::vector<std::string>> ToolArgv(const std::string& tool,
+                                            const std::vector<std::string>& args,
+                                            bool creates_cgroups = false) const;
+  // nullopt when the container does not exist.
+  Result<std::optional<ContainerState>> State(const std::string& tool, const std::string& id);
+  Result<std::vector<ContainerState>> ListContainers(const std::string& tool);
+  // Removes everything `record` names, in reverse order of creation. Idempotent.
+  Result<void> Teardown(const RunRecord& record);
+  Result<void> GiveDirsToGuest(const std::filesystem::path& root) const;
+  // The tracked init of a running instance, adopting it (pidfd + watcher) when not yet tracked.
+  Result<std::shared_ptr<Tracked>> TrackedFor(const std::string& instance);
+  std::shared_ptr<Tracked> Adopt(const RunRecord& record, int pid);
+  void WatchInit(const std::string& instance, const std::shared_ptr<Tracked>& tracked);
+  void OnInitExited(const std::string& instance, const std::shared_ptr<Tracked>& tracked);
+  void Emit(const RuntimeEvent& event);
+
+  boost::asio::io_context& io_;
+  const OciRuntimeOptions options_;
+  std::shared_ptr<Shared> shared_;
+  // Set once in the constructor.
+  std::string tool_;
+  CgroupLayout layout_ = CgroupLayout::kLegacy;
+  bool limit_swap_ = false;
+  std::string description_;
+  bool available_ = false;
+
+  mutable std::mutex mu_;
+  std::function<void(const RuntimeEvent&)> on_event_;
+  std::map<std::string, std::shared_ptr<Tracked>> tracked_;  // running instances being watched
+  std::set<std::string> starting_;
+};
+
+}  // namespace phoenix::agent::oci
