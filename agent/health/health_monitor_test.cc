@@ -7,6 +7,8 @@
 #include <boost/asio/executor_work_guard.hpp>
 
 #include "agent/health/testing/test_http_server.h"
+#include "agent/net/port_allocator.h"
+#include "agent/net/testing/test_netns.h"
 
 namespace phoenix::agent::health {
 namespace {
@@ -207,6 +209,39 @@ TEST_F(HealthMonitorTest, StartRejectsBadParameters) {
   EXPECT_EQ(field_of(monitor_.Start(no_port, kInterval, 1, 0ms, Record())), "target.port");
   EXPECT_EQ(field_of(monitor_.Start(Target(), kInterval, 1, 0ms, nullptr)), "on_change");
   EXPECT_FALSE(monitor_.running());
+}
+
+TEST(HealthMonitorNetnsTest, ProbesInsideTheGuestsNamespace) {
+  if (std::string why = net::testing::NetnsSkipReason(); !why.empty()) {
+    GTEST_SKIP() << why;
+  }
+  asio::io_context io;
+  Result<std::unique_ptr<net::testing::TestNetns>> netns = net::testing::TestNetns::Create();
+  ASSERT_TRUE(netns.has_value()) << netns.error().ToString();
+  Result<uint16_t> port = net::PickFreeLoopbackPort();  // nothing on the host's loopback
+  ASSERT_TRUE(port.has_value()) << port.error().ToString();
+  Result<int> fd = (*netns)->Listen(*port);
+  ASSERT_TRUE(fd.has_value()) << fd.error().ToString();
+  TestHttpServer server(io, *fd);
+  server.Respond(HttpResponse(200));
+
+  std::vector<Verdict> seen;
+  HealthMonitor monitor(io);
+  ProbeTarget target{.kind = ProbeTarget::Kind::kHttp, .port = *port, .timeout = 1s};
+  target.netns = (*netns)->path();
+  ASSERT_TRUE(
+      monitor.Start(target, kInterval, 2, 0ms, [&](Verdict v) { seen.push_back(v); }).has_value());
+  ASSERT_TRUE(RunUntil(io, [&] { return seen.size() == 1; }));
+  EXPECT_TRUE(seen[0].healthy);
+  EXPECT_EQ(seen[0].detail, "HTTP 200");
+
+  server.Shutdown();
+  ASSERT_TRUE(RunUntil(io, [&] { return seen.size() == 2; }));
+  EXPECT_FALSE(seen[1].healthy);
+  EXPECT_EQ(seen[1].detail, "connect 127.0.0.1:" + std::to_string(*port) + " in netns " +
+                                (*netns)->path().string() +
+                                ": connection refused (2 consecutive failures)");
+  monitor.Stop();
 }
 
 }  // namespace

@@ -10,6 +10,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 
+#include "agent/net/netns_connect.h"
+
 namespace phoenix::agent::health {
 
 namespace asio = boost::asio;
@@ -115,20 +117,22 @@ class ProbeOperation : public std::enable_shared_from_this<ProbeOperation> {
         Finish(false, "timed out after " + std::to_string(target_.timeout.count()) + " ms");
       }
     });
-    socket_.async_connect(endpoint_, [this, self](const error_code& connect_ec) {
-      if (finished_) {
-        return;
-      }
-      if (connect_ec) {
-        Finish(false, "connect " + peer_ + ": " + Lowercased(connect_ec.message()));
-        return;
-      }
-      if (target_.kind == ProbeTarget::Kind::kTcp) {
-        Finish(true, "connected to " + peer_);
-        return;
-      }
-      SendRequest();
-    });
+    connect_ = net::AsyncConnect(io_, net::Backend{endpoint_, target_.netns},
+                                 [this, self](Result<tcp::socket> socket) {
+                                   if (finished_) {
+                                     return;
+                                   }
+                                   if (!socket) {
+                                     Finish(false, socket.error().message);
+                                     return;
+                                   }
+                                   socket_ = std::move(*socket);
+                                   if (target_.kind == ProbeTarget::Kind::kTcp) {
+                                     Finish(true, "connected to " + peer_);
+                                     return;
+                                   }
+                                   SendRequest();
+                                 });
   }
 
   void Cancel() {
@@ -230,11 +234,13 @@ class ProbeOperation : public std::enable_shared_from_this<ProbeOperation> {
   void Release() {
     error_code ignored;
     timer_.cancel();
+    connect_.Cancel();
     socket_.close(ignored);
   }
 
   asio::io_context& io_;
-  tcp::socket socket_;
+  net::ConnectCanceller connect_;
+  tcp::socket socket_;  // from connect_ once connected
   asio::steady_timer timer_;
   ProbeTarget target_;
   std::function<void(ProbeResult)> done_;

@@ -5,7 +5,9 @@
 // "Connection: close", and read only the status line (at most kMaxStatusLineBytes); 200-399 is
 // healthy, the body is never read. The whole probe, connect included, is bounded by
 // ProbeTarget::timeout. Hosts are IP literals: the agent probes addresses it assigned, and name
-// resolution would need a resolver thread.
+// resolution would need a resolver thread. With ProbeTarget::netns set, the probe connects from
+// inside that network namespace (a guest listening on its own 127.0.0.1), through
+// net::AsyncConnect; everything after the connect is the same.
 //
 // Threading: call RunProbe on the loop thread. `done` runs exactly once, on the loop, never inside
 // RunProbe itself, unless the probe is cancelled through the returned ProbeCanceller first.
@@ -14,6 +16,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -31,12 +34,15 @@ struct ProbeTarget {
   uint16_t port = 0;
   std::string path = "/health";  // HTTP only
   std::chrono::milliseconds timeout{1000};
+  // Network namespace file to connect in (/run/phoenix/netns/<instance>); empty = the agent's own.
+  std::filesystem::path netns;
 };
 
 struct ProbeResult {
   bool ok = false;
   // For people: "HTTP 200", "HTTP 503", "connect 127.0.0.1:41234: connection refused",
-  // "timed out after 1000 ms".
+  // "connect 127.0.0.1:8080 in netns /run/phoenix/netns/x: connection refused",
+  // "no such namespace file /run/phoenix/netns/x", "timed out after 1000 ms".
   std::string detail;
   std::chrono::microseconds latency{0};
 };

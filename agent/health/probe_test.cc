@@ -1,5 +1,6 @@
 #include "agent/health/probe.h"
 
+#include <filesystem>
 #include <functional>
 #include <vector>
 
@@ -7,6 +8,8 @@
 #include <boost/asio/executor_work_guard.hpp>
 
 #include "agent/health/testing/test_http_server.h"
+#include "agent/net/port_allocator.h"
+#include "agent/net/testing/test_netns.h"
 
 namespace phoenix::agent::health {
 namespace {
@@ -205,6 +208,122 @@ TEST(ProbeTest, ParseHttpStatusLine) {
   for (const Case& c : cases) {
     EXPECT_EQ(ParseHttpStatusLine(c.line), c.status) << c.line;
   }
+}
+
+size_t OpenFdCount() {
+  size_t n = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    ++n;
+  }
+  return n;
+}
+
+// Guests with their own network namespace: the probe connects to 127.0.0.1 *inside* it.
+class ProbeNetnsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (std::string why = net::testing::NetnsSkipReason(); !why.empty()) {
+      GTEST_SKIP() << why;
+    }
+    Result<std::unique_ptr<net::testing::TestNetns>> netns = net::testing::TestNetns::Create();
+    ASSERT_TRUE(netns.has_value()) << netns.error().ToString();
+    netns_ = std::move(*netns);
+    // Free on the host too: the host's loopback refuses it while the namespace serves it.
+    Result<uint16_t> port = net::PickFreeLoopbackPort();
+    ASSERT_TRUE(port.has_value()) << port.error().ToString();
+    port_ = *port;
+  }
+
+  void ServeInside() {
+    Result<int> fd = netns_->Listen(port_);
+    ASSERT_TRUE(fd.has_value()) << fd.error().ToString();
+    server_ = std::make_unique<TestHttpServer>(io_, *fd);
+  }
+
+  ProbeTarget Inside(ProbeTarget target) const {
+    target.netns = netns_->path();
+    return target;
+  }
+
+  asio::io_context io_;
+  std::unique_ptr<net::testing::TestNetns> netns_;
+  uint16_t port_ = 0;
+  std::unique_ptr<TestHttpServer> server_;  // declared after netns_: closes first
+};
+
+TEST_F(ProbeNetnsTest, HttpProbeInsideTheNamespaceWhileTheHostRefuses) {
+  ServeInside();
+  server_->Respond(HttpResponse(204));
+  ProbeResult inside = Probe(io_, Inside(Http(port_)));
+  EXPECT_TRUE(inside.ok) << inside.detail;
+  EXPECT_EQ(inside.detail, "HTTP 204");
+  EXPECT_EQ(server_->requests(), 1);
+  EXPECT_NE(server_->last_request().find("\r\nHost: 127.0.0.1:" + std::to_string(port_) + "\r\n"),
+            std::string::npos)
+      << server_->last_request();
+
+  ProbeResult host = Probe(io_, Http(port_));
+  EXPECT_FALSE(host.ok);
+  EXPECT_EQ(host.detail, "connect 127.0.0.1:" + std::to_string(port_) + ": connection refused");
+  EXPECT_EQ(server_->requests(), 1);
+}
+
+TEST_F(ProbeNetnsTest, TcpProbeInsideTheNamespace) {
+  ProbeResult down = Probe(io_, Inside(Tcp(port_)));
+  EXPECT_FALSE(down.ok);
+  EXPECT_EQ(down.detail, "connect 127.0.0.1:" + std::to_string(port_) + " in netns " +
+                             netns_->path().string() + ": connection refused");
+  ServeInside();
+  ProbeResult up = Probe(io_, Inside(Tcp(port_)));
+  EXPECT_TRUE(up.ok) << up.detail;
+  EXPECT_EQ(up.detail, "connected to 127.0.0.1:" + std::to_string(port_));
+}
+
+TEST_F(ProbeNetnsTest, MissingNamespaceFileFailsClearly) {
+  ProbeTarget target = Http(port_);
+  target.netns = netns_->path().parent_path() / "no-such-ns";
+  ProbeResult result = Probe(io_, target);
+  EXPECT_FALSE(result.ok);
+  EXPECT_EQ(result.detail, "no such namespace file " + target.netns.string());
+}
+
+TEST_F(ProbeNetnsTest, SilentServerInsideTimesOutAndCancelLeavesNoFds) {
+  ServeInside();
+  ASSERT_TRUE(Probe(io_, Inside(Tcp(port_))).ok);  // the netns helper's own fd exists from here on
+  server_->SetSilent(true);
+  const size_t baseline = OpenFdCount();
+
+  ProbeResult result = Probe(io_, Inside(Http(port_, 100ms)));
+  EXPECT_FALSE(result.ok);
+  EXPECT_EQ(result.detail, "timed out after 100 ms");
+
+  int calls = 0;
+  ProbeCanceller early = RunProbe(io_, Inside(Http(port_)), [&](ProbeResult) { ++calls; });
+  early.Cancel();  // before the netns helper answered
+  ProbeCanceller late = RunProbe(io_, Inside(Http(port_)), [&](ProbeResult) { ++calls; });
+  ASSERT_TRUE(
+      RunUntil(io_, [&] { return server_->requests() == 2; }));  // the timed-out one and `late`
+  late.Cancel();                                                 // waiting for the status line
+  RunFor(io_, 50ms);
+  EXPECT_EQ(calls, 0);
+  server_->Shutdown();  // drops the silent connections it held
+  EXPECT_TRUE(RunUntil(io_, [&] { return OpenFdCount() == baseline - 1; }))
+      << OpenFdCount() << " fds open, " << baseline << " before (the listener is gone)";
+}
+
+TEST_F(ProbeNetnsTest, RepeatedProbesLeakNoFds) {
+  ServeInside();
+  ASSERT_TRUE(Probe(io_, Inside(Http(port_))).ok);
+  const size_t baseline = OpenFdCount();
+  ProbeTarget missing = Http(port_);
+  missing.netns = netns_->path().parent_path() / "gone";
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_TRUE(Probe(io_, Inside(Http(port_))).ok);
+    EXPECT_FALSE(Probe(io_, missing).ok);
+    EXPECT_FALSE(Probe(io_, Http(port_)).ok);  // the host's loopback
+  }
+  EXPECT_TRUE(RunUntil(io_, [&] { return OpenFdCount() == baseline; }))
+      << OpenFdCount() << " fds open, " << baseline << " before";
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
-// TestHttpServer: a tiny real HTTP responder on 127.0.0.1:0 for probe and monitor tests.
+// TestHttpServer: a tiny real HTTP responder on 127.0.0.1:0 (or on a given listening socket) for
+// probe and monitor tests.
 //
 // Each connection reads the request head, then sends the next scripted response verbatim and
 // closes, or, in silent mode, keeps the connection open without answering. Test-only; runs on the
@@ -29,6 +30,12 @@ class TestHttpServer {
     state_->acceptor.open(endpoint.protocol());
     state_->acceptor.bind(endpoint);
     state_->acceptor.listen();
+    Accept(state_);
+  }
+  // Serves on an already listening socket (e.g. one made inside a test network namespace).
+  TestHttpServer(boost::asio::io_context& io, int listening_fd)
+      : state_(std::make_shared<State>(io)) {
+    state_->acceptor.assign(boost::asio::ip::tcp::v4(), listening_fd);
     Accept(state_);
   }
   ~TestHttpServer() { Shutdown(); }
