@@ -35,6 +35,16 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
+// SIGKILL to kStopped: measured 154-159 ms here under TCG (the pidfd fires ~7 ms after the kill,
+// then libvirt, busy tearing the domain down, does not answer within the runtime's 150 ms wait);
+// libvirt's own event alone takes 1.2-2 s.
+constexpr long kCrashNoticedWithinMs = 500;
+// Destroy of an instance whose QEMU is already dead: measured 0 ms (no libvirt call); waiting for
+// libvirt took up to 2 s.
+constexpr long kDestroyDeadWithinMs = 250;
+// Long enough for libvirt's own (late) STOPPED event to have arrived.
+constexpr auto kLibvirtEventSettle = 3s;
+
 std::string Env(const char* name, std::string fallback = {}) {
   const char* v = std::getenv(name);
   return v != nullptr && *v != '\0' ? v : fallback;
@@ -82,6 +92,29 @@ bool WaitFor(Pred pred, std::chrono::milliseconds limit, std::chrono::millisecon
     std::this_thread::sleep_for(step);
   }
   return pred();
+}
+
+// The pids watched through pidfds open in this process (-1 for a process that has exited), from
+// /proc/self/fdinfo: how the runtime's pidfd handling is checked for leaks.
+std::vector<int> PidfdPids() {
+  std::vector<int> pids;
+  for (const auto& e : fs::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    if (fs::read_symlink(e.path(), ec).string() != "anon_inode:[pidfd]") continue;
+    std::ifstream info("/proc/self/fdinfo/" + e.path().filename().string());
+    for (std::string line; std::getline(info, line);) {
+      if (line.starts_with("Pid:")) pids.push_back(std::stoi(line.substr(4)));
+    }
+  }
+  return pids;
+}
+
+// Pidfds on `pid`; List() may open a duplicate for a moment before the io thread drops it.
+long PidfdsOn(int pid, long want) {
+  auto count = [&] { return static_cast<long>(std::ranges::count(PidfdPids(), pid)); };
+  auto deadline = Clock::now() + 2s;
+  while (count() != want && Clock::now() < deadline) std::this_thread::sleep_for(20ms);
+  return count();
 }
 
 bool Healthy(uint16_t port) {
@@ -270,6 +303,13 @@ class LibvirtRuntimeTest : public ::testing::Test {
     return s;
   }
 
+  static int StopEvents(const std::string& instance) {
+    std::lock_guard lock(events_mu_);
+    return static_cast<int>(std::ranges::count_if(events_, [&](const RuntimeEvent& e) {
+      return e.kind == RuntimeEvent::Kind::kStopped && e.instance == instance;
+    }));
+  }
+
   // Waits for the kStopped event of `instance`.
   static std::optional<RuntimeEvent> WaitStopped(const std::string& instance,
                                                  std::chrono::milliseconds limit) {
@@ -352,17 +392,30 @@ TEST_F(LibvirtRuntimeTest, ColdBootCrashGoldenSnapshotAndIsolatedRestores) {
   EXPECT_TRUE(Listed(cold.instance, &guest_id));
   EXPECT_EQ(guest_id, cold.guest_id);
 
-  // ---- crash drill ----
+  EXPECT_EQ(PidfdsOn(info->pid, 1), 1) << "the QEMU is watched once";
+
+  // ---- crash drill: the pidfd notices at once, Destroy does not wait for libvirt ----
+  auto kill_sent = Clock::now();
   auto killed = runtime_->Kill(cold.instance);
   ASSERT_TRUE(killed.has_value()) << killed.error().message;
   EXPECT_EQ(*killed, info->pid);
   auto stopped = WaitStopped(cold.instance, 30s);
   ASSERT_TRUE(stopped.has_value()) << "no stop event after SIGKILL";
+  auto noticed_ms = Ms(Clock::now() - kill_sent);
   EXPECT_TRUE(stopped->crashed) << stopped->reason;
   EXPECT_NE(stopped->reason.find("SIGKILL"), std::string::npos) << stopped->reason;
+  EXPECT_LT(noticed_ms, kCrashNoticedWithinMs) << "libvirt alone notices SIGKILL 1.2-2 s late";
+  auto destroy_started = Clock::now();
   ASSERT_TRUE(runtime_->Destroy(cold.instance).has_value());
+  const auto destroy_ms = Ms(Clock::now() - destroy_started);
+  std::cout << "[ measure  ] SIGKILL to kStopped(crashed) " << noticed_ms
+            << " ms; Destroy of the dead instance " << destroy_ms << " ms\n";
+  EXPECT_LT(destroy_ms, kDestroyDeadWithinMs);
+  EXPECT_FALSE(fs::exists(cold.guest_dir / (cold.instance + ".qcow2"))) << "overlay left behind";
+  EXPECT_FALSE(fs::exists(root_ / "state" / "run" / cold.instance)) << "run record left behind";
   ASSERT_TRUE(runtime_->Destroy(cold.instance).has_value()) << "Destroy is idempotent";
-  ExpectGone(cold);
+  EXPECT_EQ(PidfdsOn(info->pid, 0), 0) << "pidfd left open";
+  EXPECT_EQ(std::ranges::count(PidfdPids(), -1), 0) << "pidfd of an exited process left open";
 
   // ---- golden snapshot ----
   t0 = Clock::now();
@@ -374,6 +427,11 @@ TEST_F(LibvirtRuntimeTest, ColdBootCrashGoldenSnapshotAndIsolatedRestores) {
   t0 = Clock::now();
   ASSERT_TRUE(runtime_->PrepareGolden(image_, 1, 256).has_value());
   EXPECT_LT(Ms(Clock::now() - t0), 1000) << "second PrepareGolden must return at once";
+  // The golden boot above started while libvirt still tore the killed domain down; by now libvirt
+  // has removed it, and its own STOPPED event was not a second stop.
+  ASSERT_TRUE(WaitFor([&] { return !Listed(cold.instance); }, 10s)) << "libvirt kept the domain";
+  ExpectGone(cold);
+  EXPECT_EQ(StopEvents(cold.instance), 1);
 
   // ---- two restores from one snapshot at once ----
   InstanceSpec a = Spec("snap-a", BootMode::kSnapshot);
@@ -420,15 +478,41 @@ TEST_F(LibvirtRuntimeTest, ColdBootCrashGoldenSnapshotAndIsolatedRestores) {
 
   EXPECT_TRUE(Listed(a.instance, &guest_id));
   EXPECT_EQ(guest_id, a.guest_id);
+  for (const auto* i : {&*ia, &*ib, &*ic}) {
+    EXPECT_EQ(PidfdsOn(i->pid, 1), 1) << "QEMU " << i->pid << " not watched once";
+  }
+
+  // ---- a restored instance killed and left alone: libvirt's late event is deduplicated ----
+  kill_sent = Clock::now();
+  ASSERT_TRUE(runtime_->Kill(c.instance).has_value());
+  stopped = WaitStopped(c.instance, 30s);
+  ASSERT_TRUE(stopped.has_value()) << "no stop event after SIGKILL";
+  noticed_ms = Ms(Clock::now() - kill_sent);
+  EXPECT_TRUE(stopped->crashed) << stopped->reason;
+  EXPECT_LT(noticed_ms, kCrashNoticedWithinMs);
+  ASSERT_TRUE(WaitFor([&] { return !Listed(c.instance); }, 30s)) << "libvirt never noticed";
+  std::cout << "[ measure  ] restored instance: SIGKILL to kStopped(crashed) " << noticed_ms
+            << " ms; libvirt removed the domain after " << Ms(Clock::now() - kill_sent) << " ms\n";
+  std::this_thread::sleep_for(kLibvirtEventSettle);
+  EXPECT_EQ(StopEvents(c.instance), 1) << "libvirt's STOPPED/FAILED reported a second time";
+
+  ASSERT_TRUE(runtime_->Destroy(c.instance).has_value());
+  ExpectGone(c);
 
   // ---- cleanup: our own destroys are not crashes ----
-  for (const InstanceSpec* s : {&a, &b, &c}) {
+  for (const InstanceSpec* s : {&a, &b}) {
     ASSERT_TRUE(runtime_->Destroy(s->instance).has_value());
     ExpectGone(*s);
     auto ev = WaitStopped(s->instance, 10s);
     ASSERT_TRUE(ev.has_value()) << "no stop event for " << s->instance;
     EXPECT_FALSE(ev->crashed) << ev->reason;
   }
+  std::this_thread::sleep_for(kLibvirtEventSettle);
+  for (const InstanceSpec* s : {&a, &b}) EXPECT_EQ(StopEvents(s->instance), 1) << s->instance;
+  for (const auto* i : {&*ia, &*ib, &*ic}) {
+    EXPECT_EQ(PidfdsOn(i->pid, 0), 0) << "pidfd of " << i->pid << " left";
+  }
+  EXPECT_EQ(std::ranges::count(PidfdPids(), -1), 0) << "pidfd of an exited process left open";
 }
 
 TEST_F(LibvirtRuntimeTest, StopShutsDownCleanlyAndUnknownInstances) {
@@ -450,6 +534,30 @@ TEST_F(LibvirtRuntimeTest, StopShutsDownCleanlyAndUnknownInstances) {
   EXPECT_TRUE(fs::exists(s.guest_dir / (s.instance + ".qcow2"))) << "Stop keeps the files";
   ASSERT_TRUE(runtime_->Destroy(s.instance).has_value());
   ExpectGone(s);
+  std::this_thread::sleep_for(kLibvirtEventSettle);
+  EXPECT_EQ(StopEvents(s.instance), 1);
+}
+
+// A power-off Phoenix did not ask for (ACPI shutdown from outside, as when the guest powers itself
+// off): the QEMU exit the pidfd sees is not a crash, libvirt reports the clean shutdown once.
+TEST_F(LibvirtRuntimeTest, OutsideAcpiShutdownIsNotACrash) {
+  InstanceSpec s = Spec("acpi", BootMode::kAuto);
+  auto info = runtime_->Start(s);
+  ASSERT_TRUE(info.has_value()) << info.error().message;
+  ASSERT_TRUE(WaitFor([&] { return Healthy(s.ports[0].host_port); }, 240s, 200ms));
+  EXPECT_EQ(PidfdsOn(info->pid, 1), 1) << "the QEMU is watched";
+  auto r = phoenix::testing::RunCommand({"virsh", "-c", "qemu:///system", "shutdown", s.instance});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto ev = WaitStopped(s.instance, 60s);
+  ASSERT_TRUE(ev.has_value()) << "no stop event after the ACPI shutdown";
+  EXPECT_FALSE(ev->crashed) << ev->reason;
+  EXPECT_EQ(ev->reason, "guest shut down");
+  std::this_thread::sleep_for(kLibvirtEventSettle);
+  EXPECT_EQ(StopEvents(s.instance), 1);
+  EXPECT_FALSE(phoenix::testing::ProcessAlive(info->pid));
+  EXPECT_EQ(PidfdsOn(info->pid, 0), 0) << "pidfd left open";
+  ASSERT_TRUE(runtime_->Destroy(s.instance).has_value());
+  ExpectGone(s);
 }
 
 // Losing libvirtd: kDisconnected, kUnavailable with a hint while away, then reconnection with
@@ -457,6 +565,11 @@ TEST_F(LibvirtRuntimeTest, StopShutsDownCleanlyAndUnknownInstances) {
 TEST_F(LibvirtRuntimeTest, ReconnectsAfterLosingLibvirtd) {
   UnixProxy proxy(root_ / "libvirt-proxy.sock", "/run/libvirt/libvirt-sock");
   proxy.Start();
+  // A running instance of the suite's runtime: the second runtime finds and watches it too.
+  InstanceSpec s = Spec("reconnect", BootMode::kAuto);
+  auto info = runtime_->Start(s);
+  ASSERT_TRUE(info.has_value()) << info.error().message;
+  const auto pidfds_before = PidfdPids().size();
   LibvirtRuntimeOptions options;
   options.uri = "qemu+unix:///system?socket=" + (root_ / "libvirt-proxy.sock").string();
   options.state_dir = root_ / "reconnect-state";
@@ -498,6 +611,8 @@ TEST_F(LibvirtRuntimeTest, ReconnectsAfterLosingLibvirtd) {
             << " ms after libvirtd came back\n";
   EXPECT_TRUE(rt->Available());
   EXPECT_TRUE(rt->List().has_value());
+  // Found at connection, then again at reconnection and by List: one pidfd for it in `rt`.
+  EXPECT_EQ(PidfdsOn(info->pid, 2), 2) << "the second runtime does not watch the QEMU once";
 
   std::promise<void> done;
   boost::asio::post(io_, [&] {
@@ -505,6 +620,9 @@ TEST_F(LibvirtRuntimeTest, ReconnectsAfterLosingLibvirtd) {
     done.set_value();
   });
   done.get_future().wait();
+  EXPECT_EQ(PidfdPids().size(), pidfds_before) << "the destroyed runtime left pidfds open";
+  ASSERT_TRUE(runtime_->Destroy(s.instance).has_value());
+  ExpectGone(s);
 }
 
 }  // namespace

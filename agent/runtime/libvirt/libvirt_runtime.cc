@@ -2,19 +2,25 @@
 
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <condition_variable>
 #include <fstream>
 #include <random>
 #include <sstream>
 
 #include "agent/runtime/libvirt/asio_event_loop.h"
 #include "agent/runtime/libvirt/capabilities.h"
+#include "agent/runtime/libvirt/pid_watch.h"
+#include "agent/runtime/libvirt/qemu_exit.h"
 #include "agent/runtime/libvirt/qemu_img.h"
 #include "agent/runtime/libvirt/save_image.h"
 
@@ -28,6 +34,9 @@ using SteadyClock = std::chrono::steady_clock;
 constexpr std::string_view kInstancePrefix = "phx-";
 constexpr std::string_view kGoldenPrefix = "phoenix-golden-";  // not "phx-": never listed/adopted
 constexpr milliseconds kPollInterval{100};
+// How long a fired pidfd waits for virDomainGetState before judging without it (qemu_exit.h):
+// libvirt answers in a few ms when it is not busy with the domain, and blocks 1.2-2 s when it is.
+constexpr milliseconds kLibvirtAnswerWait{150};
 
 // What libvirt callbacks and io_context handlers reach the runtime through: they may outlive it.
 struct LibvirtRuntime::Shared {
@@ -35,6 +44,9 @@ struct LibvirtRuntime::Shared {
   bool alive = true;
   LibvirtRuntime* runtime = nullptr;
   std::optional<asio::steady_timer> reconnect_timer;  // io thread only
+  // Detached threads asking libvirt about a QEMU that exited; the destructor waits for them.
+  int checks_in_flight = 0;
+  std::condition_variable checks_done;
 };
 
 // A reference to the connection held for the duration of one call.
@@ -110,6 +122,25 @@ bool IsQemuOf(int pid, const std::string& name) {
          cmdline.find("guest=" + name + '\0') != std::string::npos;
 }
 
+// Whether the instance's QEMU, per libvirt's pid file, has exited (true also when the pid now
+// belongs to another process); nullopt when there is no pid file or the check failed.
+std::optional<bool> QemuExited(const std::string& name) {
+  auto pid = ReadQemuPid(name);
+  if (!pid) return std::nullopt;
+  const long fd = ::syscall(SYS_pidfd_open, *pid, 0);
+  if (fd < 0) {
+    if (errno == ESRCH) return true;
+    return std::nullopt;
+  }
+  // The pidfd pins the process: the cmdline check and the poll see the same one.
+  pollfd p{.fd = static_cast<int>(fd), .events = POLLIN, .revents = 0};
+  const bool is_qemu = IsQemuOf(*pid, name);
+  const int ready = ::poll(&p, 1, 0);
+  ::close(static_cast<int>(fd));
+  if (ready < 0) return std::nullopt;
+  return ready == 1 || !is_qemu;  // readable: exited (a zombie has no cmdline either)
+}
+
 std::string Tail(const fs::path& path, size_t max) {
   std::ifstream f(path, std::ios::binary);
   std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
@@ -154,10 +185,15 @@ LibvirtRuntime::LibvirtRuntime(asio::io_context& io, LibvirtRuntimeOptions optio
 
 LibvirtRuntime::~LibvirtRuntime() {
   {
-    std::lock_guard lock(shared_->mu);
+    std::unique_lock lock(shared_->mu);
     shared_->alive = false;
+    // Bounded by libvirt's keepalive: a call on a dead connection fails after interval * count.
+    shared_->checks_done.wait(lock, [&] { return shared_->checks_in_flight == 0; });
   }
   if (connector_.joinable()) connector_.join();
+  // On the io thread (or with the io_context stopped), as the contract asks.
+  for (auto& [instance, watch] : pid_watches_) watch->Close();
+  pid_watches_.clear();
   std::lock_guard lock(mu_);
   if (conn_ != nullptr) {
     if (lifecycle_callback_ >= 0) virConnectDomainEventDeregisterAny(conn_, lifecycle_callback_);
@@ -224,6 +260,8 @@ Result<void> LibvirtRuntime::Connect() {
   last_error_.clear();
   connected_ = true;
   spdlog::info("libvirt runtime: connected to {} ({})", options_.uri, note);
+  // Instances that were running before this connection (agent restart, libvirtd restart).
+  WatchRunningInstances(c);
   return {};
 }
 
@@ -355,6 +393,11 @@ void LibvirtRuntime::OnLifecycle(const std::string& name, int event, int detail)
     std::lock_guard lock(mu_);
     const bool ours = stopping_.contains(name);
     const bool killed = killed_.contains(name);
+    if (event == VIR_DOMAIN_EVENT_SHUTDOWN) {
+      // QEMU reported a power-off; libvirt terminates it next (see qemu_exit.h).
+      shutdown_seen_.insert(name);
+      return;
+    }
     if (event == VIR_DOMAIN_EVENT_CRASHED) {
       ev.crashed = true;
       ev.reason = "guest crashed (kernel panic)";
@@ -381,12 +424,190 @@ void LibvirtRuntime::OnLifecycle(const std::string& name, int event, int detail)
     } else {
       return;
     }
-    if (!reported_.insert(name).second) return;  // CRASHED is followed by STOPPED: report once
+    // CRASHED is followed by STOPPED, and the pidfd may have reported first: report once.
+    if (!reported_.insert(name).second) return;
     stopping_.erase(name);
     killed_.erase(name);
+    shutdown_seen_.erase(name);
   }
+  ClosePidWatch(name);
   spdlog::info("libvirt runtime: {} stopped: {}{}", name, ev.reason, ev.crashed ? " (crash)" : "");
   Emit(ev);
+}
+
+// ---- QEMU exit through pidfd (see "Crash detection" in the header) ----
+
+void LibvirtRuntime::WatchQemu(const std::string& instance, int pid) {
+  if (pid <= 0) return;
+  auto watch = PidWatch::Open(io_, pid);
+  if (!watch) {
+    if (watch.error().code != ErrorCode::kNotFound) {
+      spdlog::warn(
+          "libvirt runtime: cannot watch the QEMU of {} (pid {}): {}; its death is "
+          "noticed through libvirt only",
+          instance, pid, watch.error().message);
+    }
+    return;  // kNotFound: already gone, libvirt reports it
+  }
+  // Checked after opening: the pidfd pins the process, so a reused pid cannot slip in between.
+  if (!IsQemuOf(pid, instance)) return;
+  std::shared_ptr<PidWatch> w = std::move(*watch);
+  asio::post(io_, [shared = shared_, instance, w] {
+    std::lock_guard lock(shared->mu);
+    if (shared->alive) shared->runtime->ArmPidWatch(instance, w);
+  });
+}
+
+void LibvirtRuntime::WatchRunningInstances(virConnectPtr conn) {
+  virDomainPtr* doms = nullptr;
+  int n = virConnectListAllDomains(conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+  if (n < 0) {
+    spdlog::warn("libvirt runtime: listing running domains to watch their QEMU: {}",
+                 LastLibvirtMessage());
+    virResetLastError();
+    return;
+  }
+  for (int i = 0; i < n; ++i) {
+    DomainRef d{doms[i]};
+    const char* name = virDomainGetName(d.d);
+    if (name == nullptr || !std::string_view(name).starts_with(kInstancePrefix)) continue;
+    if (auto pid = ReadQemuPid(name)) WatchQemu(name, *pid);
+  }
+  free(doms);
+}
+
+void LibvirtRuntime::ArmPidWatch(const std::string& instance, std::shared_ptr<PidWatch> watch) {
+  {
+    std::lock_guard lock(mu_);
+    if (reported_.contains(instance)) return;  // its end was reported already
+  }
+  auto it = pid_watches_.find(instance);
+  if (it != pid_watches_.end()) {
+    if (it->second->pid() == watch->pid()) return;  // watched already (List runs repeatedly)
+    it->second->Close();
+  }
+  watch->Arm([shared = shared_, instance, pid = watch->pid()] {
+    std::lock_guard lock(shared->mu);
+    if (shared->alive) shared->runtime->OnQemuExited(instance, pid);
+  });
+  pid_watches_[instance] = std::move(watch);
+}
+
+void LibvirtRuntime::ClosePidWatch(const std::string& instance) {
+  auto it = pid_watches_.find(instance);
+  if (it == pid_watches_.end()) return;
+  it->second->Close();
+  pid_watches_.erase(it);
+}
+
+void LibvirtRuntime::PostClosePidWatch(const std::string& instance) {
+  asio::post(io_, [shared = shared_, instance] {
+    std::lock_guard lock(shared->mu);
+    if (shared->alive) shared->runtime->ClosePidWatch(instance);
+  });
+}
+
+void LibvirtRuntime::OnQemuExited(const std::string& instance, int pid) {
+  if (auto it = pid_watches_.find(instance); it != pid_watches_.end() && it->second->pid() == pid) {
+    pid_watches_.erase(it);  // it closed its pidfd when it fired
+  }
+  {
+    std::lock_guard lock(mu_);
+    // Our own Stop/Destroy: libvirt's event says "stopped by Phoenix".
+    if (stopping_.contains(instance) || reported_.contains(instance)) return;
+    if (shutdown_seen_.contains(instance)) return;  // a clean power-off: libvirt reports it
+  }
+  // Ask libvirt on a short-lived thread (crashes are rare) and judge when it answers or after
+  // kLibvirtAnswerWait, whichever comes first; the io thread never blocks on libvirt.
+  auto check = std::make_shared<ExitCheck>(io_);
+  check->exited = SteadyClock::now();
+  check->timer.expires_after(kLibvirtAnswerWait);
+  check->timer.async_wait([shared = shared_, instance, check](const boost::system::error_code& ec) {
+    if (ec) return;
+    std::lock_guard lock(shared->mu);
+    if (shared->alive) shared->runtime->DecideQemuExit(instance, *check, std::nullopt);
+  });
+  auto conn = Conn();
+  if (!conn) {
+    // libvirtd is away, so it cannot be the one ending QEMU: judged on what we heard.
+    check->timer.cancel();
+    DecideQemuExit(instance, *check, std::nullopt);
+    return;
+  }
+  ++shared_->checks_in_flight;  // under shared_->mu (we run in a handler holding it)
+  try {
+    std::thread([shared = shared_, c = std::make_shared<ConnRef>(std::move(*conn)), instance,
+                 check]() mutable {
+      LibvirtAnswer answer;
+      {
+        DomainRef d{virDomainLookupByName(c->get(), instance.c_str())};
+        int st = 0, rs = 0;
+        if (d.d != nullptr && virDomainGetState(d.d, &st, &rs, 0) == 0) {
+          answer.state = DomainState{.state = st, .reason = rs};
+        } else if (LastLibvirtCode() != VIR_ERR_NO_DOMAIN) {
+          answer.failure = LastLibvirtMessage();
+        }
+        virResetLastError();
+      }
+      c.reset();
+      std::lock_guard lock(shared->mu);
+      if (shared->alive) {
+        asio::post(shared->runtime->io_, [shared, instance, check, answer] {
+          std::lock_guard lock(shared->mu);
+          if (shared->alive) shared->runtime->DecideQemuExit(instance, *check, answer);
+        });
+      }
+      --shared->checks_in_flight;
+      shared->checks_done.notify_all();
+    }).detach();
+  } catch (const std::exception& e) {
+    --shared_->checks_in_flight;
+    spdlog::warn("libvirt runtime: cannot ask libvirt about the exit of {}'s QEMU: {}", instance,
+                 e.what());
+  }
+}
+
+void LibvirtRuntime::DecideQemuExit(const std::string& instance, ExitCheck& check,
+                                    const std::optional<LibvirtAnswer>& answer) {
+  const auto waited_ms =
+      std::chrono::duration_cast<milliseconds>(SteadyClock::now() - check.exited).count();
+  if (check.decided) {
+    spdlog::debug("libvirt runtime: libvirt answered about {} after {} ms", instance, waited_ms);
+    return;
+  }
+  check.decided = true;
+  check.timer.cancel();
+  if (answer && !answer->failure.empty()) {
+    spdlog::warn("libvirt runtime: asking libvirt about the exit of {}'s QEMU: {}", instance,
+                 answer->failure);
+  }
+  QemuExitFacts facts;
+  facts.libvirt_answered = answer.has_value() && answer->failure.empty();
+  if (facts.libvirt_answered) facts.state = answer->state;
+  QemuExitVerdict verdict;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_.contains(instance)) return;  // Phoenix stops it meanwhile: libvirt reports
+    facts.shutdown_event_seen = shutdown_seen_.contains(instance);
+    facts.killed_by_us = killed_.contains(instance);
+    verdict = JudgeQemuExit(facts);
+    if (!verdict.report_now) {
+      spdlog::info("libvirt runtime: QEMU of {} exited after a shutdown libvirt has handled",
+                   instance);
+      return;
+    }
+    if (!reported_.insert(instance).second) return;  // libvirt's event came first
+    killed_.erase(instance);
+    shutdown_seen_.erase(instance);
+  }
+  spdlog::info("libvirt runtime: {} stopped: {}{} (QEMU exit seen through its pidfd; {})", instance,
+               verdict.reason, verdict.crashed ? " (crash)" : "",
+               facts.libvirt_answered ? fmt::format("libvirt answered in {} ms", waited_ms)
+                                      : fmt::format("no answer from libvirt in {} ms", waited_ms));
+  Emit(RuntimeEvent{.kind = RuntimeEvent::Kind::kStopped,
+                    .instance = instance,
+                    .crashed = verdict.crashed,
+                    .reason = verdict.reason});
 }
 
 // ---- golden snapshots ----
@@ -568,6 +789,7 @@ Result<InstanceInfo> LibvirtRuntime::Start(const InstanceSpec& spec) {
     reported_.erase(spec.instance);
     stopping_.erase(spec.instance);
     killed_.erase(spec.instance);
+    shutdown_seen_.erase(spec.instance);
   }
   struct Unmark {
     LibvirtRuntime* rt;
@@ -667,6 +889,7 @@ Result<InstanceInfo> LibvirtRuntime::Start(const InstanceSpec& spec) {
   info.start_duration = std::chrono::duration_cast<milliseconds>(SteadyClock::now() - started);
   spdlog::info("libvirt runtime: {} running ({}, {}, pid {}) after {} ms", spec.instance,
                BootModeName(info.boot), info.accelerator, info.pid, info.start_duration.count());
+  WatchQemu(spec.instance, info.pid);
   return info;
 }
 
@@ -705,6 +928,19 @@ Result<void> LibvirtRuntime::Destroy(const std::string& instance) {
   if (!instance.starts_with(kInstancePrefix) || instance.find('/') != std::string::npos) {
     return InvalidArgument("instance", "not a Phoenix instance name");
   }
+  if (QemuExited(instance).value_or(false)) {
+    // libvirt is tearing the domain down (or is about to: QEMU's monitor socket is closed) and
+    // every call on it, lookup included, blocks until it is done: 1.2-2 s measured here. It
+    // removes the transient domain by itself, so only our files are left to remove.
+    {
+      std::lock_guard lock(mu_);
+      stopping_.insert(instance);
+    }
+    spdlog::info("libvirt runtime: {}: QEMU already exited; libvirt removes the domain", instance);
+    RemoveOwnedFiles(instance);
+    PostClosePidWatch(instance);
+    return {};
+  }
   auto conn = Conn();
   if (!conn) return std::unexpected(conn.error());
   virConnectPtr c = conn->get();
@@ -725,6 +961,7 @@ Result<void> LibvirtRuntime::Destroy(const std::string& instance) {
   }
   virResetLastError();
   RemoveOwnedFiles(instance);
+  PostClosePidWatch(instance);
   return {};
 }
 
@@ -769,6 +1006,7 @@ Result<std::vector<InstanceStatus>> LibvirtRuntime::List() {
     }
     virResetLastError();
     if (s.running) s.pid = ReadQemuPid(s.instance).value_or(0);
+    if (s.running && s.pid > 0) WatchQemu(s.instance, s.pid);  // re-adoption
     out.push_back(std::move(s));
   }
   free(doms);

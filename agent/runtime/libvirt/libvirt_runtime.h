@@ -16,6 +16,31 @@
 // attempt on its own short-lived thread), re-registers its callbacks and emits kConnected. While
 // disconnected every call returns kUnavailable with a hint.
 //
+// Crash detection: after QEMU dies, libvirt's STOPPED/FAILED event comes 1.2-2 s later. Measured
+// here: the QEMU process has fully exited ~7 ms after SIGKILL, but libvirt, having seen the
+// monitor EOF, waits for the zombie to be reaped (polling every 200 ms; this host's init reaps
+// slowly) before it emits the event, and meanwhile blocks every call on that domain. So for every
+// running instance it starts or finds (Start, List, each (re)connection) the runtime watches the
+// QEMU pid with a pidfd on the io_context (pid_watch.h). When the pidfd fires for an instance
+// Phoenix is not stopping itself, a short-lived thread asks libvirt for the domain's state and
+// reason (virDomainGetState; the io thread never blocks on libvirt), and JudgeQemuExit
+// (qemu_exit.h) decides once libvirt answered or kLibvirtAnswerWait (150 ms) passed:
+//  - libvirt announced a power-off (its SHUTDOWN lifecycle event, which it sends before it ends
+//    QEMU: it runs QEMU with -no-shutdown), says shutdown / shut off by shutdown, or the domain is
+//    gone -> nothing now: libvirt's own lifecycle event reports the stop;
+//  - libvirt still believes the domain runs or is paused, says crashed/failed, or is too busy
+//    with the domain to answer (tearing down a QEMU it did not end) -> kStopped, crashed=true.
+// Exactly one kStopped per instance: whichever path comes first is recorded in `reported_` and
+// the other is dropped. The one race: a clean exit whose SHUTDOWN libvirt has processed but whose
+// SHUTDOWN event has not reached us within the wait while libvirt blocks is reported as a crash
+// (libvirt broadcasts the event before it signals QEMU, so this needs the event to lag QEMU's
+// exit by 150 ms). While libvirtd is unreachable it cannot be ending QEMU: a fired pidfd is a
+// crash unless a SHUTDOWN was seen. Destroy of an instance whose QEMU has exited does not call
+// libvirt at all (it would block until libvirt's teardown ends): it removes the instance's files
+// and leaves the transient domain to libvirt, which removes it within those 1.2-2 s. Every pidfd
+// is closed when its process exits, when libvirt reports the stop, on Destroy, and when the
+// runtime is destroyed.
+//
 // Files: <state_dir>/run/<instance> records the files an instance owns (its overlay) so Destroy can
 // remove them also after an agent restart. QEMU runs as libvirt-qemu: guest_dir, log and state_dir
 // must be reachable (x permission on every directory) by that user.
@@ -26,6 +51,7 @@
 
 #include <atomic>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -34,12 +60,15 @@
 #include <thread>
 
 #include "agent/runtime/libvirt/domain_xml.h"
+#include "agent/runtime/libvirt/qemu_exit.h"
 #include "agent/runtime/runtime.h"
 
 typedef struct _virConnect* virConnectPtr;
 typedef struct _virDomain* virDomainPtr;
 
 namespace phoenix::agent::libvirt {
+
+class PidWatch;
 
 struct LibvirtRuntimeOptions {
   std::string uri = "qemu:///system";
@@ -80,6 +109,17 @@ class LibvirtRuntime final : public Runtime {
  private:
   struct Shared;
   class ConnRef;
+  // One fired pidfd waiting for libvirt's answer or kLibvirtAnswerWait (io thread only).
+  struct ExitCheck {
+    explicit ExitCheck(boost::asio::io_context& io) : timer(io) {}
+    boost::asio::steady_timer timer;
+    std::chrono::steady_clock::time_point exited;
+    bool decided = false;
+  };
+  struct LibvirtAnswer {
+    std::optional<DomainState> state;  // nullopt: no such domain
+    std::string failure;               // the call failed otherwise
+  };
   struct Golden {
     std::string key;
     std::filesystem::path dir, overlay, save, log;
@@ -109,6 +149,18 @@ class LibvirtRuntime final : public Runtime {
   void OnClosed(virConnectPtr conn, int reason);
   void ScheduleReconnect();
   void Emit(const RuntimeEvent& event);
+  void OnQemuExited(const std::string& instance, int pid);
+  void DecideQemuExit(const std::string& instance, ExitCheck& check,
+                      const std::optional<LibvirtAnswer>& answer);
+  void ArmPidWatch(const std::string& instance, std::shared_ptr<PidWatch> watch);
+  void ClosePidWatch(const std::string& instance);
+
+  // Any thread: watches the QEMU of a running instance (no-op when it is gone already).
+  void WatchQemu(const std::string& instance, int pid);
+  // Blocking: watches the QEMU of every running Phoenix domain on `conn`.
+  void WatchRunningInstances(virConnectPtr conn);
+  // Any thread: closes the instance's pidfd on the io thread.
+  void PostClosePidWatch(const std::string& instance);
 
   boost::asio::io_context& io_;
   const LibvirtRuntimeOptions options_;
@@ -121,14 +173,16 @@ class LibvirtRuntime final : public Runtime {
   std::string accel_note_;
   std::string last_error_ = "not connected yet";
   std::function<void(const RuntimeEvent&)> on_event_;
-  std::set<std::string> stopping_;  // instances we stop/destroy ourselves
-  std::set<std::string> killed_;    // instances we SIGKILLed (chaos drill)
-  std::set<std::string> reported_;  // instances whose stop was already emitted
+  std::set<std::string> stopping_;       // instances we stop/destroy ourselves
+  std::set<std::string> killed_;         // instances we SIGKILLed (chaos drill)
+  std::set<std::string> reported_;       // instances whose stop was already emitted
+  std::set<std::string> shutdown_seen_;  // libvirt announced a power-off (SHUTDOWN event)
   std::set<std::string> starting_;
   std::map<std::string, std::shared_ptr<std::mutex>> golden_locks_;
   std::atomic<bool> connected_{false};
 
   // io thread only.
+  std::map<std::string, std::shared_ptr<PidWatch>> pid_watches_;
   std::chrono::milliseconds backoff_{0};
   std::thread connector_;
 };
