@@ -255,9 +255,8 @@ void OciRuntime::Emit(const RuntimeEvent& event) {
   if (sink) sink(event);
 }
 
-void OciRuntime::WatchInit(const std::string& instance, const std::shared_ptr<Tracked>& tracked) {
-  int fd = ::fcntl(tracked->pidfd, F_DUPFD_CLOEXEC, 0);
-  PHX_CHECK(fd >= 0);  // only EMFILE: out of descriptors is not something to limp on with
+void OciRuntime::WatchInit(const std::string& instance, const std::shared_ptr<Tracked>& tracked,
+                           int fd) {
   asio::post(io_, [shared = shared_, instance, tracked, fd] {
     std::lock_guard lock(shared->mu);
     if (!shared->alive) {
@@ -299,16 +298,27 @@ void OciRuntime::OnInitExited(const std::string& instance,
                     .reason = why.reason});
 }
 
-std::shared_ptr<OciRuntime::Tracked> OciRuntime::Adopt(const RunRecord& record, int pid) {
+Result<std::shared_ptr<OciRuntime::Tracked>> OciRuntime::Adopt(const RunRecord& record, int pid) {
   std::shared_ptr<Tracked> t;
+  int watch_fd = -1;
   {
     std::lock_guard lock(mu_);
     if (auto it = tracked_.find(record.instance); it != tracked_.end()) return it->second;
     int pidfd = PidfdOpen(pid);
-    if (pidfd < 0) return nullptr;
-    if (record.init_start_time != 0 && ProcessStartTime(pid) != record.init_start_time) {
-      ::close(pidfd);  // the pid was reused: not our container's init
-      return nullptr;
+    if (pidfd < 0) {
+      if (errno == ESRCH) return std::shared_ptr<Tracked>();
+      return ErrnoError(fmt::format("pidfd_open({}) (init of {})", pid, record.instance));
+    }
+    if (ProcessStartTime(pid) != record.init_start_time) {
+      ::close(pidfd);  // exited and reaped, or the pid was reused: not our container's init
+      return std::shared_ptr<Tracked>();
+    }
+    // The io_context owns its own descriptor: closing ours in a worker must not pull it away.
+    watch_fd = ::fcntl(pidfd, F_DUPFD_CLOEXEC, 0);
+    if (watch_fd < 0) {
+      auto e = ErrnoError(fmt::format("dup of the pidfd of {}", record.instance));
+      ::close(pidfd);
+      return e;
     }
     t = std::make_shared<Tracked>();
     t->pid = pid;
@@ -318,7 +328,7 @@ std::shared_ptr<OciRuntime::Tracked> OciRuntime::Adopt(const RunRecord& record, 
     tracked_[record.instance] = t;
   }
   spdlog::info("oci runtime: watching {} (init pid {})", record.instance, pid);
-  WatchInit(record.instance, t);
+  WatchInit(record.instance, t, watch_fd);
   return t;
 }
 
@@ -565,9 +575,14 @@ Result<InstanceInfo> OciRuntime::Start(const InstanceSpec& spec) {
   auto pid = ReadPidFile(pid_file);
   if (!pid) return fail(pid.error());
   record.init_start_time = ProcessStartTime(*pid);
+  if (record.init_start_time == 0) {
+    return fail(Error{ErrorCode::kInternal, fmt::format("container init {} exited at once; log: {}",
+                                                        *pid, Tail(spec.log_path, 2000))});
+  }
   if (auto r = WriteRunRecord(RunRecordFile(spec.instance), record); !r) return fail(r.error());
   auto tracked = Adopt(record, *pid);
-  if (!tracked) {
+  if (!tracked) return fail(tracked.error());
+  if (!*tracked) {
     // It exited (and was reaped) before we could watch it: a container that cannot stay up.
     return fail(Error{ErrorCode::kInternal, fmt::format("container init {} exited at once; log: {}",
                                                         *pid, Tail(spec.log_path, 2000))});
@@ -686,7 +701,11 @@ Result<std::vector<InstanceStatus>> OciRuntime::List() {
         s.guest_id = rec->second.guest_id;
         s.netns = rec->second.netns;
         // Re-adoption: watch it so its stop is reported like any other.
-        if (s.running && !Adopt(rec->second, c.pid)) s.running = false;
+        if (s.running) {
+          auto adopted = Adopt(rec->second, c.pid);
+          if (!adopted) return std::unexpected(adopted.error());
+          if (!*adopted) s.running = false;
+        }
       }
       out.push_back(std::move(s));
     }

@@ -103,8 +103,11 @@ class OciRuntime final : public Runtime {
   Result<void> GiveDirsToGuest(const std::filesystem::path& root) const;
   // The tracked init of a running instance, adopting it (pidfd + watcher) when not yet tracked.
   Result<std::shared_ptr<Tracked>> TrackedFor(const std::string& instance);
-  std::shared_ptr<Tracked> Adopt(const RunRecord& record, int pid);
-  void WatchInit(const std::string& instance, const std::shared_ptr<Tracked>& tracked);
+  // Watches the init `pid` of `record`'s instance; nullptr when that process is gone or the pid
+  // now belongs to another process (start time differs from the record's).
+  Result<std::shared_ptr<Tracked>> Adopt(const RunRecord& record, int pid);
+  // Registers `fd` (a pidfd the io_context takes over) on the io_context.
+  void WatchInit(const std::string& instance, const std::shared_ptr<Tracked>& tracked, int fd);
   void OnInitExited(const std::string& instance, const std::shared_ptr<Tracked>& tracked);
   void Emit(const RuntimeEvent& event);
 
