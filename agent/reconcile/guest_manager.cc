@@ -29,6 +29,9 @@ struct GuestManager::Entry {
   bool restart_pending = false;  // restart_timer armed
   bool op_in_flight = false;     // a runtime Start/Stop/Destroy for this guest is running
   bool deleting = false;
+  // Where the current instance's guest ports live: empty = host loopback at backend_ports,
+  // else a network namespace file in which the guest listens on 127.0.0.1:<guest_port>.
+  std::filesystem::path netns;
   std::string died_while_starting;  // set when the runtime reported a stop before Start returned
   milliseconds stop_grace{10000};
   std::vector<Reply> stop_waiters;
@@ -64,7 +67,7 @@ GuestManager::GuestManager(asio::io_context& loop, asio::thread_pool& pool, Agen
       hub_(hub),
       options_(std::move(options)) {
   for (auto& [kind, runtime] : runtimes_) {
-    runtime->Watch([this](const RuntimeEvent& event) { OnRuntimeEvent(event); });
+    runtime->Watch([this, r = runtime](const RuntimeEvent& event) { OnRuntimeEvent(r, event); });
   }
 }
 
@@ -153,6 +156,7 @@ Result<void> GuestManager::Recover() {
   if (!records) return std::unexpected(records.error().Wrap("loading guest records"));
 
   std::vector<InstanceStatus> instances;
+  std::map<std::string, Runtime*> owner;  // instance -> the runtime that reported it
   for (auto& [kind, runtime] : runtimes_) {
     auto listed = runtime->List();
     if (!listed) {
@@ -161,6 +165,7 @@ Result<void> GuestManager::Recover() {
       spdlog::warn("listing {} instances: {}", RuntimeKindName(kind), listed.error().ToString());
       continue;
     }
+    for (const InstanceStatus& i : *listed) owner[i.instance] = runtime;
     instances.insert(instances.end(), listed->begin(), listed->end());
   }
   AdoptionPlan plan = PlanAdoption(*records, instances);
@@ -185,17 +190,18 @@ Result<void> GuestManager::Recover() {
     guests_[e->rec.spec.name] = std::move(e);
   }
   for (const std::string& instance : plan.destroy) {
-    // Destroy through every runtime; Destroy of an instance a runtime does not know is a no-op.
-    for (auto& [kind, runtime] : runtimes_) {
-      if (auto r = runtime->Destroy(instance); !r) {
-        spdlog::warn("removing leftover instance {}: {}", instance, r.error().ToString());
-      }
+    if (auto r = owner.at(instance)->Destroy(instance); !r) {
+      spdlog::warn("removing leftover instance {}: {}", instance, r.error().ToString());
+      continue;
     }
     spdlog::info("removed leftover instance {}", instance);
   }
   std::set<std::string> adopt(plan.adopt.begin(), plan.adopt.end());
   for (auto& [name, e] : guests_) {
     if (adopt.contains(e->rec.id)) {
+      for (const InstanceStatus& i : instances) {
+        if (i.instance == e->rec.instance) e->netns = i.netns;
+      }
       e->rec.state = GuestState::kRunning;
       e->rec.healthy = false;
       AttachInstance(*e);
@@ -404,6 +410,7 @@ void GuestManager::OnStarted(const std::string& name, const std::string& instanc
   e.rec.last_boot = r->boot;
   e.rec.last_boot_ms = static_cast<uint32_t>(r->start_duration.count());
   e.rec.accelerator = r->accelerator;
+  e.netns = r->netns;
   Persist(e);
   Emit(EventType::kGuestRunning, name,
        "instance " + instance + " running (" + std::string(BootModeName(r->boot)) + " boot in " +
@@ -418,20 +425,27 @@ void GuestManager::OnStarted(const std::string& name, const std::string& instanc
 void GuestManager::AttachInstance(Entry& e) {
   const std::string name = e.rec.spec.name;
   const std::string instance = e.rec.instance;
+  // Guests with their own network namespace listen on their guest port inside it; VMs are
+  // reached through the runtime's forward on the host's loopback.
+  auto backend_port = [&e](size_t i) -> uint16_t {
+    return e.netns.empty() ? e.rec.backend_ports.at(i) : e.rec.spec.ports[i].guest_port;
+  };
   for (size_t i = 0; i < e.proxies.size(); ++i) {
-    e.proxies[i]->SetBackend(
-        asio::ip::tcp::endpoint(asio::ip::address_v4::loopback(), e.rec.backend_ports.at(i)));
+    e.proxies[i]->SetBackend(net::Backend{
+        asio::ip::tcp::endpoint(asio::ip::address_v4::loopback(), backend_port(i)), e.netns});
   }
   const HealthCheck& h = e.rec.spec.health;
   if (h.kind != HealthCheck::Kind::kNone) {
+    // Probes go to the instance directly, not through the proxy, so they never wait for it.
     uint16_t backend = 0;
     for (size_t i = 0; i < e.rec.spec.ports.size(); ++i) {
-      if (e.rec.spec.ports[i].guest_port == h.port) backend = e.rec.backend_ports.at(i);
+      if (e.rec.spec.ports[i].guest_port == h.port) backend = backend_port(i);
     }
     health::ProbeTarget target;
     target.kind = h.kind == HealthCheck::Kind::kHttp ? health::ProbeTarget::Kind::kHttp
                                                      : health::ProbeTarget::Kind::kTcp;
     target.port = backend;
+    target.netns = e.netns;
     target.path = h.path;
     target.timeout = milliseconds(h.timeout_ms);
     e.health = std::make_unique<health::HealthMonitor>(loop_);
@@ -557,7 +571,7 @@ void GuestManager::HandleExit(Entry& e, ExitCause cause, std::string reason) {
                         });
 }
 
-void GuestManager::OnRuntimeEvent(const RuntimeEvent& event) {
+void GuestManager::OnRuntimeEvent(Runtime* runtime, const RuntimeEvent& event) {
   switch (event.kind) {
     case RuntimeEvent::Kind::kDisconnected:
       Emit(EventType::kRuntimeDisconnected, "", event.reason);
@@ -565,11 +579,6 @@ void GuestManager::OnRuntimeEvent(const RuntimeEvent& event) {
     case RuntimeEvent::Kind::kConnected: {
       Emit(EventType::kRuntimeConnected, "", event.reason);
       // Instances may have died while we could not hear about it: compare with what runs now.
-      Runtime* runtime = nullptr;
-      for (auto& [kind, r] : runtimes_) {
-        if (r->Available()) runtime = r;
-      }
-      if (runtime == nullptr) return;
       Offload<Result<std::vector<InstanceStatus>>>(
           [runtime] { return runtime->List(); },
           [this, runtime](Result<std::vector<InstanceStatus>> listed) {
