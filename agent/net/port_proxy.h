@@ -9,7 +9,8 @@
 //    ProxyOptions::hold_timeout after accept, and forwarded as soon as SetBackend gives one.
 //  - A refused/failed backend connect is retried (connect_attempts, doubling retry_backoff) within
 //    the same hold timeout, because a restored guest's port may take a moment to open. Then the
-//    client is closed and counted in ProxyStats::failed.
+//    client is closed and counted in ProxyStats::failed. A backend namespace that cannot be entered
+//    (file missing, not a namespace) is such a failure too.
 //  - Forwarding is full duplex with half-close (EOF on one side becomes shutdown(send) on the
 //    other) and one fixed 16 KiB buffer per direction: a slow reader stalls its writer (TCP
 //    backpressure) instead of growing a queue. A reset or error on either side closes both.

@@ -614,6 +614,8 @@ TEST_F(PortProxyNetnsTest, CloseReleasesEveryFd) {
     ASSERT_TRUE(RunUntil(io_, [&] { return client.connected; }));
     client.Write("w");
     ASSERT_TRUE(RunUntil(io_, [&] { return client.received == "w"; }));
+    warm->Close();
+    ASSERT_TRUE(RunUntil(io_, [&] { return client.closed; }));  // no read pending on `client`
   }
   RunFor(io_, 20ms);
   const size_t baseline = OpenFdCount();
