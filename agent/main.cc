@@ -24,6 +24,7 @@
 #include "agent/node/node_info.h"
 #include "agent/reconcile/guest_manager.h"
 #include "agent/runtime/libvirt/libvirt_runtime.h"
+#include "agent/runtime/oci/oci_runtime.h"
 #include "agent/state/agent_store.h"
 #include "proto/support/logging.h"
 
@@ -32,7 +33,7 @@ namespace {
 constexpr char kVersion[] = "0.1.0";
 
 constexpr char kUsage[] =
-    R"(phoenix-agent: runs guests (VMs now; micro-VMs and containers later) on this host,
+    R"(phoenix-agent: runs guests (VMs and OCI containers; micro-VMs later) on this host,
 restarts them from their golden image when they crash, and serves the Phoenix agent API over gRPC.
 
 Usage: phoenix-agent [flags]
@@ -172,8 +173,14 @@ int main(int argc, char** argv) {
   libvirt_options.uri = flags.libvirt_uri;
   libvirt_options.state_dir = flags.state_dir / "vm";
   libvirt::LibvirtRuntime libvirt(loop, libvirt_options);
-  std::map<RuntimeKind, Runtime*> runtimes = {{RuntimeKind::kVm, &libvirt}};
-  spdlog::info("vm runtime: {}", libvirt.Describe());
+  oci::OciRuntimeOptions oci_options;
+  oci_options.state_dir = flags.state_dir / "container";
+  oci::OciRuntime containers(loop, oci_options);
+  std::map<RuntimeKind, Runtime*> runtimes = {{RuntimeKind::kVm, &libvirt},
+                                              {RuntimeKind::kContainer, &containers}};
+  for (auto& [kind, runtime] : runtimes) {
+    spdlog::info("{} runtime: {}", RuntimeKindName(kind), runtime->Describe());
+  }
 
   EventHub hub((*store)->LastSequence());
   GuestManager::Options manager_options;

@@ -110,7 +110,7 @@ class GuestManager {
   void StartInstance(Entry& e);
   void OnStarted(const std::string& name, const std::string& instance, Result<InstanceInfo> r);
   void HandleExit(Entry& e, ExitCause cause, std::string reason);
-  void OnRuntimeEvent(const RuntimeEvent& event);
+  void OnRuntimeEvent(Runtime* runtime, const RuntimeEvent& event);
   void OnHealth(const std::string& name, const std::string& instance, bool healthy,
                 const std::string& detail);
   void AttachInstance(Entry& e);  // proxies -> backends, health monitor, stability timer

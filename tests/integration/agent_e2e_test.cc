@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <thread>
 
 #include <grpcpp/grpcpp.h>
@@ -251,6 +252,163 @@ TEST_F(AgentE2ETest, GuestRisesFromGoldenImageAndSurvivesAgentRestart) {
   EXPECT_TRUE(PhoenixDomains("phx-" + name + "-").empty());
   EXPECT_FALSE(fs::exists(guest_dir));
   EXPECT_EQ(Get(name, &guest).error_code(), grpc::NOT_FOUND);
+}
+
+// Mounts, cgroups or files that still mention `instance` (nothing may be left after delete).
+std::vector<std::string> Leftovers(const std::string& instance, const fs::path& state_dir) {
+  std::vector<std::string> found;
+  auto mounts = RunCommand({"grep", "-F", instance, "/proc/self/mountinfo"});
+  if (mounts.exit_code == 0) found.push_back("mount: " + mounts.output);
+  auto cgroups = RunCommand({"find", "/sys/fs/cgroup", "-maxdepth", "4", "-name", instance});
+  if (!cgroups.output.empty()) found.push_back("cgroup: " + cgroups.output);
+  auto files = RunCommand({"find", state_dir.string(), "-name", instance + "*"});
+  if (!files.output.empty()) found.push_back("file: " + files.output);
+  return found;
+}
+
+TEST_F(AgentE2ETest, ContainerRisesFreshFromGoldenRootfsAndSurvivesAgentRestart) {
+  const std::string name = "e2e-ct";
+  v1::GuestSpec spec = WebSpec(name);
+  spec.set_runtime(v1::RUNTIME_CONTAINER);
+  spec.set_boot_mode(v1::BOOT_MODE_AUTO);
+  spec.set_memory_mib(64);
+  {
+    v1::RunGuestRequest req;
+    *req.mutable_spec() = spec;
+    v1::Guest out;
+    grpc::ClientContext ctx;
+    grpc::Status s = stub_->RunGuest(&ctx, req, &out);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  v1::Guest guest;
+  ASSERT_TRUE(WaitFor([&] { return Get(name, &guest).ok() && guest.healthy(); }, 60s))
+      << guest.DebugString();
+  const uint16_t port = static_cast<uint16_t>(guest.endpoints(0).host_port());
+  auto wrote = HttpGet(port, "/cgi-bin/write?name=proof&data=phoenix");
+  ASSERT_TRUE(wrote) << wrote.error().ToString();
+  ASSERT_EQ(wrote->status, 200) << wrote->body;
+  auto read = HttpGet(port, "/cgi-bin/read?name=proof");
+  ASSERT_TRUE(read);
+  EXPECT_NE(read->body.find("phoenix"), std::string::npos);
+
+  // Kill the container's init: it rises from the golden rootfs with a fresh upper dir.
+  const std::string first_instance = guest.instance();
+  v1::KillGuestResponse killed;
+  {
+    grpc::ClientContext ctx;
+    v1::KillGuestRequest req;
+    req.set_name(name);
+    grpc::Status s = stub_->KillGuest(&ctx, req, &killed);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return Get(name, &guest).ok() && guest.restart_count() == 1 &&
+               guest.state() == v1::GUEST_STATE_RUNNING && guest.healthy();
+      },
+      60s))
+      << guest.DebugString();
+  EXPECT_NE(guest.instance(), first_instance);
+  EXPECT_TRUE(Leftovers(first_instance, state_dir_).empty())
+      << "the crashed instance's overlay, netns and cgroup are gone";
+  auto gone = HttpGet(port, "/cgi-bin/read?name=proof");
+  ASSERT_TRUE(gone) << gone.error().ToString();
+  EXPECT_EQ(gone->status, 404) << gone->body;
+
+  // The agent dies and comes back: the container keeps running and is re-adopted.
+  const std::string instance = guest.instance();
+  ASSERT_TRUE(agent_.KillAndWait(SIGKILL, 10s));
+  auto during = HttpGet(port, "/health");
+  EXPECT_FALSE(during) << "the published port belongs to the agent, so it is down with it";
+  StartAgent();
+  ASSERT_TRUE(WaitFor([&] { return Get(name, &guest).ok() && guest.healthy(); }, 60s))
+      << guest.DebugString();
+  EXPECT_EQ(guest.instance(), instance);
+  EXPECT_EQ(guest.restart_count(), 1u);
+  auto again = HttpGet(port, "/health");
+  ASSERT_TRUE(again) << again.error().ToString();
+  EXPECT_EQ(again->status, 200);
+
+  {
+    grpc::ClientContext ctx;
+    v1::DeleteGuestRequest req;
+    req.set_name(name);
+    v1::DeleteGuestResponse resp;
+    grpc::Status s = stub_->DeleteGuest(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  auto left = Leftovers(instance, state_dir_);
+  EXPECT_TRUE(left.empty()) << left.front();
+  EXPECT_FALSE(fs::exists(state_dir_ / "guests" / guest.id()));
+}
+
+TEST_F(AgentE2ETest, ContainerMemoryLimitIsEnforcedAndTheGuestRestarts) {
+  const std::string name = "e2e-oom";
+  v1::RunGuestRequest req;
+  auto* spec = req.mutable_spec();
+  spec->set_name(name);
+  spec->set_image("demo");
+  spec->set_runtime(v1::RUNTIME_CONTAINER);
+  spec->set_memory_mib(64);
+  for (const char* arg : {"/bin/sh", "-c", "head -c 200m /dev/zero | tail"}) spec->add_command(arg);
+  spec->mutable_restart()->set_policy(v1::RESTART_POLICY_ON_FAILURE);
+  spec->mutable_restart()->set_initial_backoff_ms(100);
+  spec->mutable_restart()->set_max_backoff_ms(1000);
+  {
+    v1::Guest out;
+    grpc::ClientContext ctx;
+    grpc::Status s = stub_->RunGuest(&ctx, req, &out);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  v1::Guest guest;
+  ASSERT_TRUE(WaitFor([&] { return Get(name, &guest).ok() && guest.restart_count() >= 1; }, 60s))
+      << guest.DebugString();
+  EXPECT_NE(guest.last_exit_reason().find("memory"), std::string::npos) << guest.last_exit_reason();
+  grpc::ClientContext ctx;
+  v1::DeleteGuestRequest del;
+  del.set_name(name);
+  v1::DeleteGuestResponse resp;
+  ASSERT_TRUE(stub_->DeleteGuest(&ctx, del, &resp).ok());
+}
+
+TEST_F(AgentE2ETest, VmAndContainerOfOneImageRunSideBySide) {
+  for (auto [name, runtime] : {std::pair{"e2e-pair-vm", v1::RUNTIME_VM},
+                               std::pair{"e2e-pair-ct", v1::RUNTIME_CONTAINER}}) {
+    v1::RunGuestRequest req;
+    *req.mutable_spec() = WebSpec(name);
+    req.mutable_spec()->set_runtime(runtime);
+    req.mutable_spec()->set_boot_mode(v1::BOOT_MODE_AUTO);
+    v1::Guest out;
+    grpc::ClientContext ctx;
+    grpc::Status s = stub_->RunGuest(&ctx, req, &out);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  std::map<std::string, v1::Guest> seen;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        grpc::ClientContext ctx;
+        v1::ListGuestsResponse list;
+        if (!stub_->ListGuests(&ctx, v1::ListGuestsRequest(), &list).ok()) return false;
+        seen.clear();
+        for (const auto& g : list.guests()) {
+          if (g.healthy()) seen[g.spec().name()] = g;
+        }
+        return seen.contains("e2e-pair-vm") && seen.contains("e2e-pair-ct");
+      },
+      300s));
+  EXPECT_EQ(seen["e2e-pair-vm"].spec().runtime(), v1::RUNTIME_VM);
+  EXPECT_EQ(seen["e2e-pair-ct"].spec().runtime(), v1::RUNTIME_CONTAINER);
+  EXPECT_EQ(seen["e2e-pair-vm"].image_id(), seen["e2e-pair-ct"].image_id()) << "one golden image";
+  for (const auto& [name, g] : seen) {
+    auto health = HttpGet(static_cast<uint16_t>(g.endpoints(0).host_port()), "/health");
+    ASSERT_TRUE(health) << name << ": " << health.error().ToString();
+    EXPECT_EQ(health->status, 200) << name;
+    grpc::ClientContext ctx;
+    v1::DeleteGuestRequest del;
+    del.set_name(name);
+    v1::DeleteGuestResponse resp;
+    EXPECT_TRUE(stub_->DeleteGuest(&ctx, del, &resp).ok());
+  }
 }
 
 }  // namespace
