@@ -1,5 +1,6 @@
 #include "agent/reconcile/guest_manager.h"
 
+#include <algorithm>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/post.hpp>
 #include <future>
@@ -691,6 +692,12 @@ void GuestManager::RunOnLoop(GuestSpec spec, std::function<void(Result<GuestReco
     Error err = image.error();
     err.field = "spec.image";
     return reply(std::unexpected(err));
+  }
+  if (std::find(image->runtimes.begin(), image->runtimes.end(), spec.runtime) ==
+      image->runtimes.end()) {
+    return reply(InvalidArgument("spec.runtime", "image " + spec.image + " has no artifacts for " +
+                                                     std::string(RuntimeKindName(spec.runtime)) +
+                                                     " guests (its manifest's RUNTIMES)"));
   }
   NodeResources used = AllocatedOnLoop();
   if (used.memory_mib + spec.memory_mib > options_.capacity.memory_mib) {

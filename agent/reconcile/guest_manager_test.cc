@@ -86,7 +86,9 @@ class GuestManagerTest : public ::testing::Test {
     options.call_timeout = 10s;
     manager_ = std::make_unique<GuestManager>(
         *loop_, *pool_, *store_, *images_,
-        std::map<RuntimeKind, Runtime*>{{RuntimeKind::kVm, runtime_.get()}}, *hub_, options);
+        std::map<RuntimeKind, Runtime*>{{RuntimeKind::kVm, runtime_.get()},
+                                        {RuntimeKind::kContainer, runtime_.get()}},
+        *hub_, options);
     ASSERT_TRUE(manager_->Recover());
     work_ = std::make_unique<WorkGuard>(loop_->get_executor());
     thread_ = std::thread([this] { loop_->run(); });
@@ -173,6 +175,13 @@ TEST_F(GuestManagerTest, RefusesDuplicatesUnknownImagesAndOvercommit) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, ErrorCode::kNotFound);
   EXPECT_EQ(r.error().field, "spec.image");
+
+  GuestSpec container = Spec("ct");
+  container.runtime = RuntimeKind::kContainer;  // the test image only has VM artifacts
+  auto c = manager_->Run(container);
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(c.error().field, "spec.runtime");
 
   GuestSpec big = Spec("big");
   big.memory_mib = 4096;  // 256 MiB are taken by "web"
