@@ -155,6 +155,10 @@ int main(int argc, char** argv) {
   if (!capacity) return Fatal("reading host capacity", capacity.error());
 
   std::error_code ec;
+  // Runtimes hand these paths to other processes (libvirtd, crun, mount options): make them
+  // independent of our working directory.
+  flags.state_dir = std::filesystem::absolute(flags.state_dir);
+  flags.recipes = std::filesystem::absolute(flags.recipes);
   std::filesystem::create_directories(flags.state_dir, ec);
   if (ec) {
     spdlog::critical("creating state dir {}: {}", flags.state_dir.string(), ec.message());
