@@ -281,7 +281,7 @@ TEST_F(ProbeNetnsTest, TcpProbeInsideTheNamespace) {
 
 TEST_F(ProbeNetnsTest, MissingNamespaceFileFailsClearly) {
   ProbeTarget target = Http(port_);
-  target.netns = netns_->path().parent_path() / "no-such-ns";
+  target.netns = net::testing::MissingNetnsPath();
   ProbeResult result = Probe(io_, target);
   EXPECT_FALSE(result.ok);
   EXPECT_EQ(result.detail, "no such namespace file " + target.netns.string());
@@ -316,7 +316,7 @@ TEST_F(ProbeNetnsTest, RepeatedProbesLeakNoFds) {
   ASSERT_TRUE(Probe(io_, Inside(Http(port_))).ok);
   const size_t baseline = OpenFdCount();
   ProbeTarget missing = Http(port_);
-  missing.netns = netns_->path().parent_path() / "gone";
+  missing.netns = net::testing::MissingNetnsPath();
   for (int i = 0; i < 20; ++i) {
     EXPECT_TRUE(Probe(io_, Inside(Http(port_))).ok);
     EXPECT_FALSE(Probe(io_, missing).ok);

@@ -4,7 +4,6 @@
 
 #include <array>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -210,7 +209,7 @@ TEST_F(NetnsConnectTest, RefusedInsideTheNamespaceNamesIt) {
 }
 
 TEST_F(NetnsConnectTest, MissingNamespaceFileIsNotFound) {
-  const std::filesystem::path missing = netns_->path().parent_path() / "no-such-ns";
+  const std::filesystem::path missing = testing::MissingNetnsPath();
   Result<tcp::socket> socket = Connect(io_, Backend{tcp::endpoint(kLoopback, port_), missing});
   ASSERT_FALSE(socket.has_value());
   EXPECT_EQ(socket.error().code, ErrorCode::kNotFound);
@@ -218,8 +217,7 @@ TEST_F(NetnsConnectTest, MissingNamespaceFileIsNotFound) {
 }
 
 TEST_F(NetnsConnectTest, FileThatIsNotANamespaceIsInvalidArgument) {
-  const std::filesystem::path plain = netns_->path().parent_path() / "plain-file";
-  std::ofstream(plain) << "not a namespace";
+  const std::filesystem::path plain = "/dev/null";
   Result<tcp::socket> socket = Connect(io_, Backend{tcp::endpoint(kLoopback, port_), plain});
   ASSERT_FALSE(socket.has_value());
   EXPECT_EQ(socket.error().code, ErrorCode::kInvalidArgument);
@@ -302,7 +300,7 @@ TEST_F(NetnsConnectTest, NoFdLeaks) {
   ServeInside();
   ASSERT_TRUE(Connect(io_, Inside()).has_value());  // the helper thread and its fd exist now
   const size_t baseline = OpenFdCount();
-  const Backend missing{tcp::endpoint(kLoopback, port_), netns_->path().parent_path() / "gone"};
+  const Backend missing{tcp::endpoint(kLoopback, port_), testing::MissingNetnsPath()};
   const Backend refused{tcp::endpoint(kLoopback, static_cast<uint16_t>(port_ == 1 ? 2 : port_ - 1)),
                         netns_->path()};
   for (int i = 0; i < 20; ++i) {

@@ -590,8 +590,7 @@ TEST_F(PortProxyNetnsTest, RetriesUntilThePortOpensInsideTheNamespace) {
 TEST_F(PortProxyNetnsTest, MissingNamespaceFileClosesTheClient) {
   auto proxy = MustListen(io_, {.connect_attempts = 2, .retry_backoff = 10ms});
   ASSERT_NE(proxy, nullptr);
-  proxy->SetBackend(
-      Backend{tcp::endpoint(kLoopback, port_), netns_->path().parent_path() / "no-such-ns"});
+  proxy->SetBackend(Backend{tcp::endpoint(kLoopback, port_), testing::MissingNetnsPath()});
 
   Client client(io_);
   client.Connect(proxy->port());

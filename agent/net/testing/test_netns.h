@@ -1,10 +1,11 @@
-// TestNetns: a fresh network namespace for tests, holding only `lo` (brought up), pinned by a bind
-// mount on a file in a private temp dir, so tests name it by path the way a runtime names an
-// instance's /run/phoenix/netns/<instance>. Needs root (CAP_SYS_ADMIN).
+// TestNetns: a fresh network namespace for tests, holding only `lo` (brought up). It lives as long
+// as this object keeps an fd on it, and tests name it by path, /proc/<pid>/fd/<fd>, the way a
+// runtime names an instance's /proc/<pid>/ns/net. No bind mount: a crashed test leaves nothing
+// behind. Needs root (CAP_SYS_ADMIN).
 //
 // Everything that must happen inside the namespace runs on a short-lived thread of its own, which
 // enters the namespace and ends; the calling thread (the test's event loop) never changes
-// namespace. Test-only. Create and destroy on one thread; destroy after every socket made inside.
+// namespace. Test-only. Create and destroy on one thread.
 #pragma once
 
 #include <fcntl.h>
@@ -12,7 +13,6 @@
 #include <netinet/in.h>
 #include <sched.h>
 #include <sys/ioctl.h>
-#include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -20,7 +20,6 @@
 
 #include <cerrno>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -35,43 +34,29 @@ namespace phoenix::agent::net::testing {
 
 class TestNetns {
  public:
-  // Creates the namespace, with lo up, pinned at <temp dir>/ns.
+  // Creates the namespace, with lo up.
   [[nodiscard]] static Result<std::unique_ptr<TestNetns>> Create() {
-    std::string dir_template =
-        (std::filesystem::temp_directory_path() / "phx-netns-test-XXXXXX").string();
-    if (::mkdtemp(dir_template.data()) == nullptr) {
-      return ErrnoError("mkdtemp " + dir_template);
-    }
-    std::unique_ptr<TestNetns> netns(new TestNetns(dir_template));
-    int fd = ::open(netns->path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-      return ErrnoError("create " + netns->path_.string());
-    }
-    ::close(fd);
+    int fd = -1;
     Result<void> made = OnThread([&]() -> Result<void> {
       if (::unshare(CLONE_NEWNET) != 0) {
         return ErrnoError("unshare(CLONE_NEWNET)");
       }
-      if (::mount("/proc/thread-self/ns/net", netns->path_.c_str(), nullptr, MS_BIND, nullptr) !=
-          0) {
-        return ErrnoError("bind-mount the new netns on " + netns->path_.string());
+      if (Result<void> up = BringLoopbackUp(); !up) {
+        return up;
       }
-      netns->mounted_ = true;
-      return BringLoopbackUp();
+      fd = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+      if (fd < 0) {
+        return ErrnoError("open /proc/thread-self/ns/net");
+      }
+      return {};
     });
     if (!made) {
       return std::unexpected(made.error());
     }
-    return netns;
+    return std::unique_ptr<TestNetns>(new TestNetns(fd));
   }
 
-  ~TestNetns() {
-    if (mounted_) {
-      ::umount2(path_.c_str(), MNT_DETACH);
-    }
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
-  }
+  ~TestNetns() { ::close(fd_); }
 
   TestNetns(const TestNetns&) = delete;
   TestNetns& operator=(const TestNetns&) = delete;
@@ -111,20 +96,14 @@ class TestNetns {
   }
 
  private:
-  explicit TestNetns(const std::filesystem::path& dir) : dir_(dir), path_(dir / "ns") {}
+  explicit TestNetns(int fd)
+      : fd_(fd), path_("/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(fd)) {}
 
   // Runs `fn` on a new thread inside this namespace.
   Result<void> InNetns(const std::function<Result<void>()>& fn) const {
     return OnThread([&]() -> Result<void> {
-      int ns = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-      if (ns < 0) {
-        return ErrnoError("open " + path_.string());
-      }
-      int rc = ::setns(ns, CLONE_NEWNET);
-      int err = errno;
-      ::close(ns);
-      if (rc != 0) {
-        return ErrnoError("setns " + path_.string(), err);
+      if (::setns(fd_, CLONE_NEWNET) != 0) {
+        return ErrnoError("setns " + path_.string());
       }
       return fn();
     });
@@ -162,10 +141,12 @@ class TestNetns {
     return result;
   }
 
-  std::filesystem::path dir_;
+  int fd_ = -1;
   std::filesystem::path path_;
-  bool mounted_ = false;
 };
+
+// A namespace path that does not exist.
+inline std::filesystem::path MissingNetnsPath() { return "/nonexistent/phx-netns-test/ns"; }
 
 // For tests that need a real namespace: the reason to skip, or empty when they can run.
 inline std::string NetnsSkipReason() {
