@@ -9,33 +9,18 @@
 #include "agent/health/testing/test_http_server.h"
 #include "agent/net/port_allocator.h"
 #include "agent/net/testing/test_netns.h"
+#include "agent/testing/asio_run.h"
 
 namespace phoenix::agent::health {
 namespace {
+
+using ::phoenix::agent::testing::RunFor;
+using ::phoenix::agent::testing::RunUntil;
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 using testing::HttpResponse;
 using testing::TestHttpServer;
-
-bool RunUntil(asio::io_context& io, const std::function<bool()>& done,
-              std::chrono::milliseconds limit = 5s) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  // Keeps run_for waiting out its slice when nothing is pending instead of returning at once.
-  auto guard = asio::make_work_guard(io);
-  if (io.stopped()) {
-    io.restart();
-  }
-  while (!done() && std::chrono::steady_clock::now() < deadline) {
-    io.run_for(5ms);
-  }
-  return done();
-}
-
-void RunFor(asio::io_context& io, std::chrono::milliseconds duration) {
-  RunUntil(
-      io, [] { return false; }, duration);
-}
 
 constexpr auto kInterval = 20ms;
 

@@ -17,9 +17,13 @@
 
 #include "agent/net/port_allocator.h"
 #include "agent/net/testing/test_netns.h"
+#include "agent/testing/asio_run.h"
 
 namespace phoenix::agent::net {
 namespace {
+
+using ::phoenix::agent::testing::RunFor;
+using ::phoenix::agent::testing::RunUntil;
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
@@ -28,24 +32,6 @@ using testing::TestNetns;
 using namespace std::chrono_literals;
 
 const asio::ip::address kLoopback = asio::ip::make_address_v4("127.0.0.1");
-
-bool RunUntil(asio::io_context& io, const std::function<bool()>& done,
-              std::chrono::milliseconds limit = 5s) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  auto guard = asio::make_work_guard(io);
-  if (io.stopped()) {
-    io.restart();
-  }
-  while (!done() && std::chrono::steady_clock::now() < deadline) {
-    io.run_for(5ms);
-  }
-  return done();
-}
-
-void RunFor(asio::io_context& io, std::chrono::milliseconds duration) {
-  RunUntil(
-      io, [] { return false; }, duration);
-}
 
 size_t OpenFdCount() {
   size_t n = 0;

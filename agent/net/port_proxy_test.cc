@@ -14,9 +14,13 @@
 
 #include "agent/net/port_allocator.h"
 #include "agent/net/testing/test_netns.h"
+#include "agent/testing/asio_run.h"
 
 namespace phoenix::agent::net {
 namespace {
+
+using ::phoenix::agent::testing::RunFor;
+using ::phoenix::agent::testing::RunUntil;
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
@@ -24,27 +28,6 @@ using boost::system::error_code;
 using namespace std::chrono_literals;
 
 const asio::ip::address kLoopback = asio::ip::make_address_v4("127.0.0.1");
-
-// Runs the loop in this thread until `done` holds or `limit` passes; returns done().
-bool RunUntil(asio::io_context& io, const std::function<bool()>& done,
-              std::chrono::milliseconds limit = 5s) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  // Keeps run_for waiting out its slice when nothing is pending instead of returning at once.
-  auto guard = asio::make_work_guard(io);
-  if (io.stopped()) {
-    io.restart();
-  }
-  while (!done() && std::chrono::steady_clock::now() < deadline) {
-    io.run_for(5ms);
-  }
-  return done();
-}
-
-// Runs the loop for `duration` (to observe that something does NOT happen).
-void RunFor(asio::io_context& io, std::chrono::milliseconds duration) {
-  RunUntil(
-      io, [] { return false; }, duration);
-}
 
 size_t OpenFdCount() {
   size_t n = 0;
