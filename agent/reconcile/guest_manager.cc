@@ -30,6 +30,9 @@ struct GuestManager::Entry {
   bool restart_pending = false;  // restart_timer armed
   bool op_in_flight = false;     // a runtime Start/Stop/Destroy for this guest is running
   bool deleting = false;
+  // Its runtime could not list instances when the agent started: whether its recorded instance
+  // still runs is unknown, so nothing is decided for it until the runtime connects.
+  bool awaiting_runtime = false;
   // Where the current instance's guest ports live: empty = host loopback at backend_ports,
   // else a network namespace file in which the guest listens on 127.0.0.1:<guest_port>.
   std::filesystem::path netns;
@@ -158,18 +161,24 @@ Result<void> GuestManager::Recover() {
 
   std::vector<InstanceStatus> instances;
   std::map<std::string, Runtime*> owner;  // instance -> the runtime that reported it
+  std::set<RuntimeKind> unlisted;
   for (auto& [kind, runtime] : runtimes_) {
     auto listed = runtime->List();
     if (!listed) {
-      // A runtime that is down now is reconnected later; its guests are restarted by Reconcile
-      // once it is back, and the kConnected event re-checks what runs.
+      // Its instances may well still run (QEMU outlives libvirtd): its guests wait for the
+      // runtime's kConnected event rather than being started twice.
       spdlog::warn("listing {} instances: {}", RuntimeKindName(kind), listed.error().ToString());
+      unlisted.insert(kind);
       continue;
     }
     for (const InstanceStatus& i : *listed) owner[i.instance] = runtime;
     instances.insert(instances.end(), listed->begin(), listed->end());
   }
-  AdoptionPlan plan = PlanAdoption(*records, instances);
+  std::vector<GuestRecord> decidable;
+  for (const GuestRecord& rec : *records) {
+    if (!unlisted.contains(rec.spec.runtime)) decidable.push_back(rec);
+  }
+  AdoptionPlan plan = PlanAdoption(decidable, instances);
 
   for (GuestRecord& rec : *records) {
     auto e = std::make_unique<Entry>(loop_);
@@ -188,6 +197,7 @@ Result<void> GuestManager::Recover() {
       spdlog::error("guest {}: cannot publish its ports again: {}", e->rec.spec.name,
                     r.error().ToString());
     }
+    e->awaiting_runtime = unlisted.contains(e->rec.spec.runtime);
     guests_[e->rec.spec.name] = std::move(e);
   }
   for (const std::string& instance : plan.destroy) {
@@ -197,33 +207,40 @@ Result<void> GuestManager::Recover() {
     }
     spdlog::info("removed leftover instance {}", instance);
   }
-  std::set<std::string> adopt(plan.adopt.begin(), plan.adopt.end());
+  const std::set<std::string> adopt(plan.adopt.begin(), plan.adopt.end());
   for (auto& [name, e] : guests_) {
-    if (adopt.contains(e->rec.id)) {
-      for (const InstanceStatus& i : instances) {
-        if (i.instance == e->rec.instance) e->netns = i.netns;
-      }
-      e->rec.state = GuestState::kRunning;
-      e->rec.healthy = false;
-      AttachInstance(*e);
-      Persist(*e);
-      Emit(EventType::kGuestAdopted, name, "re-adopted running instance " + e->rec.instance);
-    } else if (!e->rec.instance.empty()) {
-      // Its instance is gone (or was just removed): the guest starts afresh if it should run.
-      e->rec.instance.clear();
-      if (e->rec.desired_running && e->rec.state != GuestState::kFailed) {
-        e->rec.state = GuestState::kPending;
-        e->rec.last_exit_reason = "instance was gone when the agent restarted";
-      } else if (!e->rec.desired_running) {
-        e->rec.state = GuestState::kStopped;
-      }
-      Persist(*e);
-    }
+    if (!e->awaiting_runtime) AdoptOrReset(*e, adopt, instances);
   }
   for (auto& [name, e] : guests_) Reconcile(*e);
   spdlog::info("recovered {} guests: {} adopted, {} to restart, {} leftovers removed",
                guests_.size(), plan.adopt.size(), plan.restart.size(), plan.destroy.size());
   return {};
+}
+
+void GuestManager::AdoptOrReset(Entry& e, const std::set<std::string>& adopt,
+                                const std::vector<InstanceStatus>& instances) {
+  e.awaiting_runtime = false;
+  if (adopt.contains(e.rec.id)) {
+    for (const InstanceStatus& i : instances) {
+      if (i.instance == e.rec.instance) e.netns = i.netns;
+    }
+    e.rec.state = GuestState::kRunning;
+    e.rec.healthy = false;
+    AttachInstance(e);
+    Persist(e);
+    Emit(EventType::kGuestAdopted, e.rec.spec.name,
+         "re-adopted running instance " + e.rec.instance);
+  } else if (!e.rec.instance.empty()) {
+    // Its instance is gone (or was just removed): the guest starts afresh if it should run.
+    e.rec.instance.clear();
+    if (e.rec.desired_running && e.rec.state != GuestState::kFailed) {
+      e.rec.state = GuestState::kPending;
+      e.rec.last_exit_reason = "instance was gone when the agent restarted";
+    } else if (!e.rec.desired_running) {
+      e.rec.state = GuestState::kStopped;
+    }
+    Persist(e);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -252,7 +269,8 @@ Result<void> GuestManager::PublishPorts(Entry& e) {
 // The reconcile step: compares intent with reality and issues at most one runtime operation.
 
 void GuestManager::Reconcile(Entry& e) {
-  if (e.op_in_flight) return;  // its completion calls Reconcile again
+  if (e.op_in_flight) return;      // its completion calls Reconcile again
+  if (e.awaiting_runtime) return;  // adopted or reset when its runtime connects
   const std::string name = e.rec.spec.name;
 
   if (e.deleting) {
@@ -584,6 +602,31 @@ void GuestManager::OnRuntimeEvent(Runtime* runtime, const RuntimeEvent& event) {
           [runtime] { return runtime->List(); },
           [this, runtime](Result<std::vector<InstanceStatus>> listed) {
             if (!listed) return;
+            // Guests that waited since the agent started are adopted (or reset) now, and
+            // leftovers of theirs removed, exactly as Recover does for reachable runtimes.
+            std::vector<GuestRecord> waiting;
+            for (auto& [name, e] : guests_) {
+              if (e->awaiting_runtime && RuntimeFor(e->rec.spec.runtime) == runtime) {
+                waiting.push_back(e->rec);
+              }
+            }
+            AdoptionPlan plan = PlanAdoption(waiting, *listed);
+            for (const std::string& instance : plan.destroy) {
+              Offload<Result<void>>([runtime, instance] { return runtime->Destroy(instance); },
+                                    [instance](Result<void> r) {
+                                      if (!r) {
+                                        spdlog::warn("removing leftover instance {}: {}", instance,
+                                                     r.error().ToString());
+                                      }
+                                    });
+            }
+            const std::set<std::string> adopt(plan.adopt.begin(), plan.adopt.end());
+            for (auto& [name, e] : guests_) {
+              if (e->awaiting_runtime && RuntimeFor(e->rec.spec.runtime) == runtime) {
+                AdoptOrReset(*e, adopt, *listed);
+                Reconcile(*e);
+              }
+            }
             std::set<std::string> running;
             for (const auto& i : *listed) {
               if (i.running) running.insert(i.instance);

@@ -113,6 +113,9 @@ class GuestManager {
   void OnRuntimeEvent(Runtime* runtime, const RuntimeEvent& event);
   void OnHealth(const std::string& name, const std::string& instance, bool healthy,
                 const std::string& detail);
+  // After listing: keeps the guest's instance if `adopt` names the guest, else forgets it.
+  void AdoptOrReset(Entry& e, const std::set<std::string>& adopt,
+                    const std::vector<InstanceStatus>& instances);
   void AttachInstance(Entry& e);  // proxies -> backends, health monitor, stability timer
   void DetachInstance(Entry& e);  // the reverse; the instance itself is left to the caller
   void FinishDelete(Entry& e);

@@ -65,12 +65,13 @@ class GuestManagerTest : public ::testing::Test {
   }
 
   // A restart of the agent: same stores, the instances keep running, a new loop and manager.
-  void RestartAgent() {
+  void RestartAgent(bool runtime_unreachable = false) {
     StopManager();
     auto running = runtime_->running();
     runtime_.reset();
     loop_ = std::make_unique<boost::asio::io_context>();
     runtime_ = std::make_unique<testing::FakeRuntime>(*loop_);
+    runtime_->SetListFails(runtime_unreachable);
     for (const auto& [instance, guest_id] : running) runtime_->AddRunning(instance, guest_id);
     StartManagerOn();
   }
@@ -165,6 +166,7 @@ TEST_F(GuestManagerTest, RunStartsAFreshInstanceAndPublishesPorts) {
 
 TEST_F(GuestManagerTest, RefusesDuplicatesUnknownImagesAndOvercommit) {
   ASSERT_TRUE(manager_->Run(Spec("web")));
+  WaitGuest("web", Running);  // its Start has reached the runtime
   auto dup = manager_->Run(Spec("web"));
   ASSERT_FALSE(dup);
   EXPECT_EQ(dup.error().code, ErrorCode::kAlreadyExists);
@@ -325,6 +327,26 @@ TEST_F(GuestManagerTest, RestartedAgentAdoptsRunningInstanceWithoutDuplicating) 
   EXPECT_EQ(runtime_->running().size(), 1u);
   auto events = EventTypes("web");
   EXPECT_EQ(events.back(), EventType::kGuestAdopted);
+}
+
+TEST_F(GuestManagerTest, AgentStartedWhileRuntimeIsAwayWaitsAndAdoptsOnReconnect) {
+  ASSERT_TRUE(manager_->Run(Spec("web")));
+  GuestRecord before = WaitGuest("web", Running);
+  RestartAgent(/*runtime_unreachable=*/true);
+  // Whether its instance still runs is unknown: nothing may be started in the meantime.
+  std::this_thread::sleep_for(100ms);
+  EXPECT_TRUE(runtime_->starts().empty());
+  EXPECT_EQ(manager_->Get("web")->instance, before.instance);
+
+  runtime_->AddRunning("phx-web-9", before.id);  // a leftover the runtime reports on its return
+  runtime_->SetListFails(false);
+  runtime_->Connected();
+  GuestRecord after =
+      WaitGuest("web", [](const GuestRecord& g) { return Running(g) && g.healthy; });
+  EXPECT_EQ(after.instance, before.instance) << "adopted, not started twice";
+  EXPECT_TRUE(runtime_->starts().empty());
+  for (int i = 0; i < 100 && runtime_->running().size() > 1; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(runtime_->running().size(), 1u) << "the leftover was removed";
 }
 
 TEST_F(GuestManagerTest, RestartedAgentRestartsVanishedAndRemovesLeftoverInstances) {

@@ -69,6 +69,7 @@ class FakeRuntime : public Runtime {
   }
   Result<std::vector<InstanceStatus>> List() override {
     std::lock_guard lock(mu_);
+    if (list_fails_) return Unavailable("fake runtime is disconnected");
     std::vector<InstanceStatus> out;
     for (const auto& [name, guest_id] : running_) out.push_back({name, guest_id, true, 1});
     return out;
@@ -83,6 +84,16 @@ class FakeRuntime : public Runtime {
   void SetAvailable(bool available) {
     std::lock_guard lock(mu_);
     available_ = available;
+  }
+  // A disconnected backend: List fails until reconnected; Connected() announces the return.
+  void SetListFails(bool fails) {
+    std::lock_guard lock(mu_);
+    list_fails_ = fails;
+  }
+  void Connected() {
+    boost::asio::post(loop_, [this] {
+      Emit(RuntimeEvent{RuntimeEvent::Kind::kConnected, "", false, "reconnected"});
+    });
   }
   void FailNextStart(Error e) {
     std::lock_guard lock(mu_);
@@ -138,6 +149,7 @@ class FakeRuntime : public Runtime {
   boost::asio::io_context& loop_;
   mutable std::mutex mu_;
   bool available_ = true;
+  bool list_fails_ = false;
   std::function<void(const RuntimeEvent&)> on_event_;
   std::deque<Error> start_errors_;
   std::vector<InstanceSpec> starts_;
