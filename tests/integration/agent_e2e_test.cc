@@ -110,6 +110,50 @@ class AgentE2ETest : public ::testing::Test {
     return stub_->GetGuest(&ctx, req, out);
   }
 
+  static void RunGuest(const v1::GuestSpec& spec) {
+    v1::RunGuestRequest req;
+    *req.mutable_spec() = spec;
+    v1::Guest out;
+    grpc::ClientContext ctx;
+    grpc::Status s = stub_->RunGuest(&ctx, req, &out);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+
+  static v1::KillGuestResponse KillGuest(const std::string& name) {
+    v1::KillGuestResponse killed;
+    grpc::ClientContext ctx;
+    v1::KillGuestRequest req;
+    req.set_name(name);
+    grpc::Status s = stub_->KillGuest(&ctx, req, &killed);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return killed;
+  }
+
+  static void DeleteGuest(const std::string& name) {
+    grpc::ClientContext ctx;
+    v1::DeleteGuestRequest req;
+    req.set_name(name);
+    v1::DeleteGuestResponse resp;
+    grpc::Status s = stub_->DeleteGuest(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+
+  // Writes a file through the demo app and reads it back: proof to look for after a restart.
+  static void WriteProof(uint16_t port) {
+    auto wrote = HttpGet(port, "/cgi-bin/write?name=proof&data=phoenix");
+    ASSERT_TRUE(wrote) << wrote.error().ToString();
+    ASSERT_EQ(wrote->status, 200) << wrote->body;
+    auto read = HttpGet(port, "/cgi-bin/read?name=proof");
+    ASSERT_TRUE(read) << read.error().ToString();
+    EXPECT_NE(read->body.find("phoenix"), std::string::npos);
+  }
+
+  static void ExpectProofGone(uint16_t port) {
+    auto gone = HttpGet(port, "/cgi-bin/read?name=proof");
+    ASSERT_TRUE(gone) << gone.error().ToString();
+    EXPECT_EQ(gone->status, 404) << gone->body;
+  }
+
   static v1::GuestSpec WebSpec(const std::string& name) {
     v1::GuestSpec spec;
     spec.set_name(name);
@@ -187,23 +231,11 @@ TEST_F(AgentE2ETest, GuestRisesFromGoldenImageAndSurvivesAgentRestart) {
   auto health = HttpGet(port, "/health");
   ASSERT_TRUE(health) << health.error().ToString();
   EXPECT_EQ(health->status, 200);
-  auto wrote = HttpGet(port, "/cgi-bin/write?name=proof&data=phoenix");
-  ASSERT_TRUE(wrote) << wrote.error().ToString();
-  ASSERT_EQ(wrote->status, 200) << wrote->body;
-  auto read = HttpGet(port, "/cgi-bin/read?name=proof");
-  ASSERT_TRUE(read);
-  EXPECT_NE(read->body.find("phoenix"), std::string::npos);
+  ASSERT_NO_FATAL_FAILURE(WriteProof(port));
 
   // SIGKILL the guest's QEMU through the chaos API.
   const std::string first_instance = guest.instance();
-  v1::KillGuestResponse killed;
-  {
-    grpc::ClientContext ctx;
-    v1::KillGuestRequest req;
-    req.set_name(name);
-    grpc::Status s = stub_->KillGuest(&ctx, req, &killed);
-    ASSERT_TRUE(s.ok()) << s.error_message();
-  }
+  v1::KillGuestResponse killed = KillGuest(name);
   EXPECT_GT(killed.pid(), 0);
   EXPECT_TRUE(WaitFor([&] { return !testing::ProcessAlive(killed.pid()); }, 10s));
   ASSERT_TRUE(WaitFor(
@@ -216,9 +248,7 @@ TEST_F(AgentE2ETest, GuestRisesFromGoldenImageAndSurvivesAgentRestart) {
   EXPECT_NE(guest.instance(), first_instance);
   EXPECT_EQ(guest.endpoints(0).host_port(), port) << "the published port survives restarts";
   // Risen from the golden image: the file written before the crash is gone, the image's is there.
-  auto gone = HttpGet(port, "/cgi-bin/read?name=proof");
-  ASSERT_TRUE(gone) << gone.error().ToString();
-  EXPECT_EQ(gone->status, 404) << gone->body;
+  ASSERT_NO_FATAL_FAILURE(ExpectProofGone(port));
   auto golden = HttpGet(port, "/cgi-bin/read?name=golden.txt");
   ASSERT_TRUE(golden);
   EXPECT_EQ(golden->status, 200);
@@ -241,14 +271,7 @@ TEST_F(AgentE2ETest, GuestRisesFromGoldenImageAndSurvivesAgentRestart) {
   // Delete leaves no domain and no overlay.
   const fs::path guest_dir = state_dir_ / "guests" / guest.id();
   EXPECT_TRUE(fs::exists(guest_dir));
-  {
-    grpc::ClientContext ctx;
-    v1::DeleteGuestRequest req;
-    req.set_name(name);
-    v1::DeleteGuestResponse resp;
-    grpc::Status s = stub_->DeleteGuest(&ctx, req, &resp);
-    ASSERT_TRUE(s.ok()) << s.error_message();
-  }
+  ASSERT_NO_FATAL_FAILURE(DeleteGuest(name));
   EXPECT_TRUE(PhoenixDomains("phx-" + name + "-").empty());
   EXPECT_FALSE(fs::exists(guest_dir));
   EXPECT_EQ(Get(name, &guest).error_code(), grpc::NOT_FOUND);
@@ -272,35 +295,16 @@ TEST_F(AgentE2ETest, ContainerRisesFreshFromGoldenRootfsAndSurvivesAgentRestart)
   spec.set_runtime(v1::RUNTIME_CONTAINER);
   spec.set_boot_mode(v1::BOOT_MODE_AUTO);
   spec.set_memory_mib(64);
-  {
-    v1::RunGuestRequest req;
-    *req.mutable_spec() = spec;
-    v1::Guest out;
-    grpc::ClientContext ctx;
-    grpc::Status s = stub_->RunGuest(&ctx, req, &out);
-    ASSERT_TRUE(s.ok()) << s.error_message();
-  }
+  ASSERT_NO_FATAL_FAILURE(RunGuest(spec));
   v1::Guest guest;
   ASSERT_TRUE(WaitFor([&] { return Get(name, &guest).ok() && guest.healthy(); }, 60s))
       << guest.DebugString();
   const uint16_t port = static_cast<uint16_t>(guest.endpoints(0).host_port());
-  auto wrote = HttpGet(port, "/cgi-bin/write?name=proof&data=phoenix");
-  ASSERT_TRUE(wrote) << wrote.error().ToString();
-  ASSERT_EQ(wrote->status, 200) << wrote->body;
-  auto read = HttpGet(port, "/cgi-bin/read?name=proof");
-  ASSERT_TRUE(read);
-  EXPECT_NE(read->body.find("phoenix"), std::string::npos);
+  ASSERT_NO_FATAL_FAILURE(WriteProof(port));
 
   // Kill the container's init: it rises from the golden rootfs with a fresh upper dir.
   const std::string first_instance = guest.instance();
-  v1::KillGuestResponse killed;
-  {
-    grpc::ClientContext ctx;
-    v1::KillGuestRequest req;
-    req.set_name(name);
-    grpc::Status s = stub_->KillGuest(&ctx, req, &killed);
-    ASSERT_TRUE(s.ok()) << s.error_message();
-  }
+  EXPECT_GT(KillGuest(name).pid(), 0);
   ASSERT_TRUE(WaitFor(
       [&] {
         return Get(name, &guest).ok() && guest.restart_count() == 1 &&
@@ -311,9 +315,7 @@ TEST_F(AgentE2ETest, ContainerRisesFreshFromGoldenRootfsAndSurvivesAgentRestart)
   EXPECT_NE(guest.instance(), first_instance);
   EXPECT_TRUE(Leftovers(first_instance, state_dir_).empty())
       << "the crashed instance's overlay, netns and cgroup are gone";
-  auto gone = HttpGet(port, "/cgi-bin/read?name=proof");
-  ASSERT_TRUE(gone) << gone.error().ToString();
-  EXPECT_EQ(gone->status, 404) << gone->body;
+  ASSERT_NO_FATAL_FAILURE(ExpectProofGone(port));
 
   // The agent dies and comes back: the container keeps running and is re-adopted.
   const std::string instance = guest.instance();
@@ -329,14 +331,7 @@ TEST_F(AgentE2ETest, ContainerRisesFreshFromGoldenRootfsAndSurvivesAgentRestart)
   ASSERT_TRUE(again) << again.error().ToString();
   EXPECT_EQ(again->status, 200);
 
-  {
-    grpc::ClientContext ctx;
-    v1::DeleteGuestRequest req;
-    req.set_name(name);
-    v1::DeleteGuestResponse resp;
-    grpc::Status s = stub_->DeleteGuest(&ctx, req, &resp);
-    ASSERT_TRUE(s.ok()) << s.error_message();
-  }
+  ASSERT_NO_FATAL_FAILURE(DeleteGuest(name));
   auto left = Leftovers(instance, state_dir_);
   EXPECT_TRUE(left.empty()) << left.front();
   EXPECT_FALSE(fs::exists(state_dir_ / "guests" / guest.id()));
@@ -354,34 +349,21 @@ TEST_F(AgentE2ETest, ContainerMemoryLimitIsEnforcedAndTheGuestRestarts) {
   spec->mutable_restart()->set_policy(v1::RESTART_POLICY_ON_FAILURE);
   spec->mutable_restart()->set_initial_backoff_ms(100);
   spec->mutable_restart()->set_max_backoff_ms(1000);
-  {
-    v1::Guest out;
-    grpc::ClientContext ctx;
-    grpc::Status s = stub_->RunGuest(&ctx, req, &out);
-    ASSERT_TRUE(s.ok()) << s.error_message();
-  }
+  ASSERT_NO_FATAL_FAILURE(RunGuest(*spec));
   v1::Guest guest;
   ASSERT_TRUE(WaitFor([&] { return Get(name, &guest).ok() && guest.restart_count() >= 1; }, 60s))
       << guest.DebugString();
   EXPECT_NE(guest.last_exit_reason().find("memory"), std::string::npos) << guest.last_exit_reason();
-  grpc::ClientContext ctx;
-  v1::DeleteGuestRequest del;
-  del.set_name(name);
-  v1::DeleteGuestResponse resp;
-  ASSERT_TRUE(stub_->DeleteGuest(&ctx, del, &resp).ok());
+  ASSERT_NO_FATAL_FAILURE(DeleteGuest(name));
 }
 
 TEST_F(AgentE2ETest, VmAndContainerOfOneImageRunSideBySide) {
   for (auto [name, runtime] : {std::pair{"e2e-pair-vm", v1::RUNTIME_VM},
                                std::pair{"e2e-pair-ct", v1::RUNTIME_CONTAINER}}) {
-    v1::RunGuestRequest req;
-    *req.mutable_spec() = WebSpec(name);
-    req.mutable_spec()->set_runtime(runtime);
-    req.mutable_spec()->set_boot_mode(v1::BOOT_MODE_AUTO);
-    v1::Guest out;
-    grpc::ClientContext ctx;
-    grpc::Status s = stub_->RunGuest(&ctx, req, &out);
-    ASSERT_TRUE(s.ok()) << s.error_message();
+    v1::GuestSpec spec = WebSpec(name);
+    spec.set_runtime(runtime);
+    spec.set_boot_mode(v1::BOOT_MODE_AUTO);
+    ASSERT_NO_FATAL_FAILURE(RunGuest(spec));
   }
   std::map<std::string, v1::Guest> seen;
   ASSERT_TRUE(WaitFor(
@@ -403,12 +385,8 @@ TEST_F(AgentE2ETest, VmAndContainerOfOneImageRunSideBySide) {
     auto health = HttpGet(static_cast<uint16_t>(g.endpoints(0).host_port()), "/health");
     ASSERT_TRUE(health) << name << ": " << health.error().ToString();
     EXPECT_EQ(health->status, 200) << name;
-    grpc::ClientContext ctx;
-    v1::DeleteGuestRequest del;
-    del.set_name(name);
-    v1::DeleteGuestResponse resp;
-    EXPECT_TRUE(stub_->DeleteGuest(&ctx, del, &resp).ok());
   }
+  for (const auto& [name, g] : seen) DeleteGuest(name);  // both, even if one fails
 }
 
 }  // namespace
