@@ -20,6 +20,7 @@ cat <<HTML
 <tr><th align="left">runtime</th><td>$(html "${PHOENIX_RUNTIME:-unknown}")</td></tr>
 <tr><th align="left">hostname</th><td>$(html "$(hostname)")</td></tr>
 <tr><th align="left">uptime</th><td>$(html "$up") s</td></tr>
+<tr><th align="left">time (UTC)</th><td>$(html "$(date -u '+%Y-%m-%d %H:%M:%S')")</td></tr>
 <tr><th align="left">/data</th><td>$(html "$backing")</td></tr>
 </table>
 <p><a href="/health">/health</a> &middot; <a href="/cgi-bin/ls">/cgi-bin/ls</a></p>
