@@ -11,9 +11,12 @@
 #include "agent/net/port_allocator.h"
 #include "agent/net/testing/test_netns.h"
 #include "agent/testing/asio_run.h"
+#include "agent/testing/fd_count.h"
 
 namespace phoenix::agent::health {
 namespace {
+
+using ::phoenix::agent::testing::OpenFdCount;
 
 using ::phoenix::agent::testing::RunFor;
 using ::phoenix::agent::testing::RunUntil;
@@ -193,14 +196,6 @@ TEST(ProbeTest, ParseHttpStatusLine) {
   for (const Case& c : cases) {
     EXPECT_EQ(ParseHttpStatusLine(c.line), c.status) << c.line;
   }
-}
-
-size_t OpenFdCount() {
-  size_t n = 0;
-  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
-    ++n;
-  }
-  return n;
 }
 
 // Guests with their own network namespace: the probe connects to 127.0.0.1 *inside* it.

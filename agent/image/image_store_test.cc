@@ -17,36 +17,17 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include "agent/testing/temp_dir.h"
 
 namespace phoenix::agent {
 namespace {
+
+using ::phoenix::agent::testing::TempDir;
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string templ = (fs::temp_directory_path() / "image_store_test.XXXXXX").string();
-    PHX_CHECK(mkdtemp(templ.data()) != nullptr);
-    path_ = templ;
-  }
-  ~TempDir() {
-    // Blobs and some test trees are read-only; make them removable first.
-    std::error_code ec;
-    for (auto it = fs::recursive_directory_iterator(path_, ec);
-         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-      if (!it->is_symlink() && it->is_directory()) ::chmod(it->path().c_str(), 0700);
-    }
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 void WriteFile(const fs::path& p, std::string_view content, mode_t mode = 0644) {
   {

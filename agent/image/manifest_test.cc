@@ -8,9 +8,12 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include "agent/testing/temp_dir.h"
 
 namespace phoenix::agent {
 namespace {
+
+using ::phoenix::agent::testing::TempDir;
 
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
@@ -170,23 +173,6 @@ TEST(ImageManifestTest, ValidatesNamesAndTags) {
   EXPECT_FALSE(IsValidImageTag(".hidden"));
   EXPECT_FALSE(IsValidImageTag("a/b"));
 }
-
-class TempDir {
- public:
-  TempDir() {
-    std::string templ = (fs::temp_directory_path() / "manifest_test.XXXXXX").string();
-    PHX_CHECK(mkdtemp(templ.data()) != nullptr);
-    path_ = templ;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 void WriteFile(const fs::path& p, std::string_view content) {
   std::ofstream out(p, std::ios::binary);

@@ -15,9 +15,12 @@
 #include "agent/net/port_allocator.h"
 #include "agent/net/testing/test_netns.h"
 #include "agent/testing/asio_run.h"
+#include "agent/testing/fd_count.h"
 
 namespace phoenix::agent::net {
 namespace {
+
+using ::phoenix::agent::testing::OpenFdCount;
 
 using ::phoenix::agent::testing::RunFor;
 using ::phoenix::agent::testing::RunUntil;
@@ -28,14 +31,6 @@ using boost::system::error_code;
 using namespace std::chrono_literals;
 
 const asio::ip::address kLoopback = asio::ip::make_address_v4("127.0.0.1");
-
-size_t OpenFdCount() {
-  size_t n = 0;
-  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
-    ++n;
-  }
-  return n;
-}
 
 // A backend for the tests: accepts on 127.0.0.1 and runs `serve` on each connection.
 class TestServer {

@@ -20,30 +20,16 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include "agent/testing/temp_dir.h"
 
 namespace phoenix::agent {
 namespace {
 
+using ::phoenix::agent::testing::TempDir;
+
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 using std::chrono::microseconds;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string templ = (fs::temp_directory_path() / "agent_store_test.XXXXXX").string();
-    PHX_CHECK(mkdtemp(templ.data()) != nullptr);
-    path_ = templ;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 TimePoint Micros(int64_t us) { return TimePoint(microseconds(us)); }
 
