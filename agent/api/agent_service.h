@@ -13,7 +13,7 @@
 #include <string>
 
 #include "agent/node/node_info.h"
-#include "agent/reconcile/event_hub.h"
+#include "proto/support/event_hub.h"
 #include "agent/reconcile/guest_manager.h"
 #include "phoenix/v1/agent.grpc.pb.h"
 

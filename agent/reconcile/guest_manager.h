@@ -31,7 +31,7 @@
 #include "agent/guest/guest.h"
 #include "agent/image/image_store.h"
 #include "agent/reconcile/decisions.h"
-#include "agent/reconcile/event_hub.h"
+#include "proto/support/event_hub.h"
 #include "agent/runtime/runtime.h"
 #include "agent/state/agent_store.h"
 #include "proto/support/error.h"

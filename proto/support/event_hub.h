@@ -1,6 +1,7 @@
-// EventHub: wakes up event watchers (gRPC WatchEvents streams) when the agent appends an event.
-// Events themselves live in the AgentStore; the hub only carries "the newest sequence is now N",
-// so a slow watcher never holds memory and reads what it missed from the store.
+// EventHub: wakes up event watchers (gRPC WatchEvents streams) when an event is appended.
+// Events themselves live in a durable store (AgentStore, StateStore); the hub only carries "the
+// newest sequence is now N", so a slow watcher never holds memory and reads what it missed from the
+// store.
 //
 // Thread-safety: all methods may be called from any thread.
 #pragma once
@@ -10,7 +11,7 @@
 #include <cstdint>
 #include <mutex>
 
-namespace phoenix::agent {
+namespace phoenix {
 
 class EventHub {
  public:
@@ -43,4 +44,4 @@ class EventHub {
   uint64_t last_;  // guarded by mu_
 };
 
-}  // namespace phoenix::agent
+}  // namespace phoenix

@@ -1,0 +1,83 @@
+// The contract between the agents' link (supervisor/agents: gRPC streams, protobuf) and the
+// controller (supervisor/reconcile): what a connected agent says, in plain values, and how the
+// controller talks back to it. Keeps the controller free of gRPC and the link free of decisions.
+//
+// Threading: AgentLinkHandler methods never block and may be called from any thread. AgentSession
+// methods are called by the handler from its own thread and must not block.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "proto/support/error.h"
+#include "supervisor/state/cluster.h"
+
+namespace phoenix::supervisor {
+
+// A node's full assignment: every replica the supervisor wants on it.
+struct AssignedReplica {
+  std::string service;
+  uint32_t index = 0;
+  uint64_t generation = 0;
+  std::string guest;           // the guest's name on the node
+  std::string guest_template;  // ServiceSpec::guest_template (serialized phoenix.v1.GuestSpec)
+  bool operator==(const AssignedReplica&) const = default;
+};
+
+struct NodeAssignment {
+  uint64_t version = 0;
+  std::vector<AssignedReplica> replicas;
+};
+
+// What an agent says when its link opens (after mTLS proved `name`).
+struct AgentHello {
+  NodeRecord node;  // name, zone, labels, capacity, runtimes; versions ignored
+  Resources allocated;
+  uint64_t applied_version = 0;
+  std::set<std::string> images;
+  std::string agent_version;
+};
+
+// A guest the agent runs for its assignment, as it reports it.
+struct ReportedGuest {
+  std::string name;
+  ReplicaObservation observed;
+};
+
+struct AgentReport {
+  uint64_t applied_version = 0;
+  Resources allocated;
+  std::vector<ReportedGuest> guests;
+  std::set<std::string> images;
+};
+
+// The link's side of one connected agent. Implemented by supervisor/agents.
+class AgentSession {
+ public:
+  virtual ~AgentSession() = default;
+  // Queue the assignment for sending; called from the handler's thread; must not block.
+  virtual void SendAssignment(const NodeAssignment& assignment) = 0;
+  // End the stream with `error` (e.g. a second session for the same node replaced this one).
+  virtual void Close(const Error& error) = 0;
+};
+
+// The controller's side. Implemented by Controller.
+class AgentLinkHandler {
+ public:
+  virtual ~AgentLinkHandler() = default;
+  // A new session for hello.node.name (already authenticated by its certificate). Replaces, and
+  // closes, an older session of the same node. The handler answers with SendAssignment.
+  // `session` must stay valid until AgentGone(session) has been called and has returned.
+  virtual void AgentConnected(AgentSession* session, AgentHello hello) = 0;
+  // A heartbeat, or a change of a guest's state.
+  virtual void AgentReported(AgentSession* session, AgentReport report) = 0;
+  // The stream ended (either side). No call for `session` follows.
+  virtual void AgentGone(AgentSession* session) = 0;
+  // Sent to agents in Welcome.
+  virtual std::chrono::milliseconds HeartbeatInterval() const = 0;
+};
+
+}  // namespace phoenix::supervisor

@@ -1,0 +1,118 @@
+// Controller: the supervisor's brain. It holds the cluster's desired state (services, durable in
+// the StateStore) and what the agents report (nodes' liveness, guests' states), decides *what*
+// must change (place, replace, remove replicas; node SUSPECT/DOWN) and pushes each node's full,
+// versioned assignment to its agent session. It is the only writer of the StateStore.
+//
+// Order of every change: decide -> commit to the store (version-checked) -> update memory ->
+// send assignments. A change that fails to commit is not applied, so a supervisor killed at any
+// moment restarts from exactly what it acknowledged.
+//
+// Fencing: a node's assignment version only grows. When a node goes DOWN its replicas are placed
+// elsewhere and its assignment loses them (new version); when it returns it receives that version
+// and stops the stale guests. Replacement guests get a new generation and so a new guest name,
+// never colliding with a stale copy.
+//
+// Threading: all state lives on `loop` (one thread). The admin methods are a blocking bridge for
+// gRPC threads (post to the loop, wait for the answer): never call them from the loop. The
+// Agent* methods never block and may be called from any thread; AgentSession callbacks run on the
+// loop and must not block. Recover() runs before the loop serves anything else. Destroy the
+// controller only after the loop has stopped.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "proto/support/error.h"
+#include "proto/support/event_hub.h"
+#include "supervisor/placement/placement.h"
+#include "supervisor/reconcile/agent_link.h"
+#include "supervisor/state/cluster.h"
+#include "supervisor/state/state_store.h"
+
+namespace phoenix::supervisor {
+
+// One replica as the admin API shows it.
+struct ReplicaStatus {
+  ReplicaPlacement placement;
+  std::string guest;  // ReplicaGuestName(...)
+  std::string zone;
+  ReplicaState state = ReplicaState::kPending;
+  ReplicaObservation observed;
+  std::string pending_reason;
+};
+
+struct ServiceStatus {
+  Service service;
+  std::vector<ReplicaStatus> replicas;  // by index, only indices < spec.replicas
+  uint32_t running = 0;
+};
+
+struct NodeStatus {
+  NodeRecord record;
+  NodeLive live;
+  uint32_t replicas = 0;
+};
+
+class Controller : public AgentLinkHandler {
+ public:
+  struct Options {
+    std::chrono::milliseconds heartbeat_interval{1000};  // told to agents in Welcome
+    // No heartbeat for this long (or the link closed): SUSPECT. Replicas stay where they are.
+    std::chrono::milliseconds suspect_after{2500};
+    // No heartbeat for this long: DOWN. Its replicas are placed elsewhere and fenced.
+    std::chrono::milliseconds down_after{4000};
+    std::chrono::milliseconds tick{250};  // how often liveness is checked
+    placement::Options placement;
+    std::chrono::milliseconds call_timeout{std::chrono::seconds(30)};
+  };
+
+  Controller(boost::asio::io_context& loop, StateStore& store, EventHub& hub, Options options);
+  ~Controller();
+  Controller(const Controller&) = delete;
+  Controller& operator=(const Controller&) = delete;
+
+  // Loads the durable state and starts the liveness timer. Every node starts SUSPECT (with its
+  // last heartbeat = now) until its agent says hello, so a supervisor restart does not declare the
+  // whole fleet DOWN at once but does replace nodes that never come back.
+  [[nodiscard]] Result<void> Recover();
+
+  // --- Admin API: blocking bridge for gRPC threads (never call from the loop) ---
+  // Validates (InvalidArgument with the field), commits, places. AlreadyExists on a taken name.
+  [[nodiscard]] Result<ServiceStatus> CreateService(ServiceSpec spec);
+  [[nodiscard]] Result<ServiceStatus> GetService(const std::string& name);
+  std::vector<ServiceStatus> ListServices();
+  // expected_version 0 = unconditional; otherwise kAborted unless the service is at that version.
+  [[nodiscard]] Result<ServiceStatus> ScaleService(const std::string& name, uint32_t replicas,
+                                                   uint64_t expected_version);
+  [[nodiscard]] Result<void> DeleteService(const std::string& name);
+  std::vector<NodeStatus> ListNodes();
+  [[nodiscard]] Result<NodeStatus> GetNode(const std::string& name);
+  [[nodiscard]] Result<NodeStatus> DrainNode(const std::string& name);
+  [[nodiscard]] Result<NodeStatus> UndrainNode(const std::string& name);
+
+  // --- AgentLinkHandler: non-blocking, any thread ---
+  void AgentConnected(AgentSession* session, AgentHello hello) override;
+  void AgentReported(AgentSession* session, AgentReport report) override;
+  void AgentGone(AgentSession* session) override;
+  std::chrono::milliseconds HeartbeatInterval() const override {
+    return options_.heartbeat_interval;
+  }
+
+  const Options& options() const { return options_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  const Options options_;
+};
+
+}  // namespace phoenix::supervisor
