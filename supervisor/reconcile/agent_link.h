@@ -2,7 +2,9 @@
 // controller (supervisor/reconcile): what a connected agent says, in plain values, and how the
 // controller talks back to it. Keeps the controller free of gRPC and the link free of decisions.
 //
-// Threading: AgentLinkHandler methods never block and may be called from any thread. AgentSession
+// Threading: AgentLinkHandler methods may be called from any thread; AgentConnected and
+// AgentReported never block; AgentGone waits until the handler's thread has finished every queued
+// use of the session (a few microseconds unless the handler is busy committing). AgentSession
 // methods are called by the handler from its own thread and must not block.
 #pragma once
 

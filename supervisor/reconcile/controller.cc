@@ -1,0 +1,774 @@
+#include "supervisor/reconcile/controller.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/asio/post.hpp>
+#include <charconv>
+#include <future>
+#include <regex>
+
+#include "supervisor/reconcile/planner.h"
+
+namespace phoenix::supervisor {
+namespace asio = boost::asio;
+using SteadyClock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr uint32_t kMaxReplicas = 1000;
+// Pending replicas are retried this often even when nothing visible changed (a node's reported
+// allocation may have shrunk).
+constexpr auto kPendingRetry = std::chrono::seconds(2);
+
+std::string Seconds(SteadyClock::duration d) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f s", std::chrono::duration<double>(d).count());
+  return buf;
+}
+
+Result<void> ValidateSpec(const ServiceSpec& spec) {
+  static const std::regex kName("[a-z0-9][a-z0-9-]{0,39}");
+  if (!std::regex_match(spec.name, kName)) {
+    return InvalidArgument("spec.name",
+                           "must match [a-z0-9][a-z0-9-]{0,39} (lowercase letters, digits, '-')");
+  }
+  if (spec.replicas > kMaxReplicas) {
+    return InvalidArgument("spec.replicas", "at most " + std::to_string(kMaxReplicas));
+  }
+  if (spec.image.empty()) return InvalidArgument("spec.template.image", "is required");
+  if (spec.vcpus == 0) return InvalidArgument("spec.template.vcpus", "must be at least 1");
+  if (spec.memory_mib < 16) return InvalidArgument("spec.template.memory_mib", "at least 16 MiB");
+  if (!spec.spread_attribute.empty() && spec.spread_attribute != "zone") {
+    return InvalidArgument("spec.spread.attribute", "only \"zone\" (or empty for no spread)");
+  }
+  if (spec.max_skew == 0) return InvalidArgument("spec.spread.max_skew", "must be at least 1");
+  return {};
+}
+
+// "<service>-<index>-<generation>" back into its parts; nullopt for other names.
+struct GuestKey {
+  std::string service;
+  uint32_t index = 0;
+  uint64_t generation = 0;
+};
+std::optional<GuestKey> ParseGuestName(std::string_view name) {
+  size_t g = name.rfind('-');
+  if (g == std::string_view::npos || g == 0) return std::nullopt;
+  size_t i = name.rfind('-', g - 1);
+  if (i == std::string_view::npos || i == 0) return std::nullopt;
+  GuestKey key{.service = std::string(name.substr(0, i))};
+  auto parse = [](std::string_view s, auto& out) {
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    return ec == std::errc() && p == s.data() + s.size() && !s.empty();
+  };
+  if (!parse(name.substr(i + 1, g - i - 1), key.index) ||
+      !parse(name.substr(g + 1), key.generation)) {
+    return std::nullopt;
+  }
+  return key;
+}
+
+}  // namespace
+
+struct Controller::Impl {
+  // A change in progress: copies of the records it touches, and the events it will record.
+  struct Draft {
+    std::map<std::string, Service> services;  // new full values
+    std::set<std::string> deleted_services;
+    std::map<std::string, NodeRecord> nodes;
+    std::vector<ClusterEvent> events;
+  };
+
+  struct NodeEntry {
+    PlannerNode plan;  // record + state + what the agent reported; record is the committed one
+    NodeLive live;
+    AgentSession* session = nullptr;
+    SteadyClock::time_point last_seen{};
+    std::set<std::string> stale_guests;  // reported guests the node should no longer run
+  };
+
+  struct ReplicaExtra {
+    uint64_t generation = 0;
+    ReplicaObservation observed;
+    bool observed_set = false;
+    bool running_announced = false;
+    std::string pending_reason;
+  };
+
+  Impl(asio::io_context& loop, StateStore& store, EventHub& hub, const Options& options)
+      : loop(loop), store(store), hub(hub), options(options), tick(loop) {}
+
+  asio::io_context& loop;
+  StateStore& store;
+  EventHub& hub;
+  const Options& options;
+  asio::steady_timer tick;
+  std::map<std::string, Service> services;
+  std::map<std::string, NodeEntry> nodes;
+  std::map<AgentSession*, std::string> session_nodes;
+  std::map<std::pair<std::string, uint32_t>, ReplicaExtra> extras;
+  SteadyClock::time_point last_pending_retry{};
+
+  // ---- Drafts and commits ----
+
+  Service& DraftService(Draft& d, const std::string& name) {
+    auto it = d.services.find(name);
+    if (it != d.services.end()) return it->second;
+    return d.services.emplace(name, services.at(name)).first->second;
+  }
+
+  NodeRecord& DraftNode(Draft& d, const std::string& name) {
+    auto it = d.nodes.find(name);
+    if (it != d.nodes.end()) return it->second;
+    return d.nodes.emplace(name, nodes.at(name).plan.record).first->second;
+  }
+
+  void AddEvent(Draft& d, ClusterEventType type, std::string service, std::string node,
+                std::string message) {
+    spdlog::info("{}: {}", ClusterEventTypeName(type), message);
+    d.events.push_back(ClusterEvent{.time = Clock::now(),
+                                    .type = type,
+                                    .service = std::move(service),
+                                    .node = std::move(node),
+                                    .message = std::move(message)});
+  }
+
+  // The services as they will be once `d` commits.
+  std::map<std::string, Service> MergedServices(const Draft& d) const {
+    std::map<std::string, Service> merged = services;
+    for (const std::string& name : d.deleted_services) merged.erase(name);
+    for (const auto& [name, s] : d.services) merged[name] = s;
+    return merged;
+  }
+
+  const NodeRecord* MergedNode(const Draft& d, const std::string& name) const {
+    if (auto it = d.nodes.find(name); it != d.nodes.end()) return &it->second;
+    if (auto it = nodes.find(name); it != nodes.end()) return &it->second.plan.record;
+    return nullptr;
+  }
+
+  bool Keeps(const Draft& d, const std::string& node) const {
+    const NodeRecord* record = MergedNode(d, node);
+    auto entry = nodes.find(node);
+    return record != nullptr && entry != nodes.end() && !record->drained &&
+           entry->second.plan.state != NodeState::kDown;
+  }
+
+  bool NeedsPlanning(const Draft& d, const std::map<std::string, Service>& merged) const {
+    for (const auto& [name, s] : merged) {
+      if (s.replicas.size() != s.spec.replicas) return true;
+      for (const ReplicaPlacement& r : s.replicas) {
+        if (r.node.empty() || !Keeps(d, r.node)) return true;
+      }
+    }
+    return false;
+  }
+
+  // Runs the planner over the draft and folds its changes (and their events) into it.
+  void PlanInto(Draft& d) {
+    std::map<std::string, Service> merged = MergedServices(d);
+    if (!NeedsPlanning(d, merged)) return;
+    std::map<std::string, PlannerNode> planner_nodes;
+    for (const auto& [name, e] : nodes) {
+      PlannerNode& n = planner_nodes[name] = e.plan;
+      if (const NodeRecord* r = MergedNode(d, name)) n.record = *r;
+    }
+    ReconcilePlan plan =
+        PlanReconcile({.services = &merged, .nodes = &planner_nodes}, options.placement);
+    for (const ReplicaChange& c : plan.changes) Apply(d, c);
+  }
+
+  void Apply(Draft& d, const ReplicaChange& c) {
+    Service& s = DraftService(d, c.service);
+    auto it = std::ranges::find(s.replicas, c.index, &ReplicaPlacement::index);
+    ReplicaExtra& extra = extras[{c.service, c.index}];
+    auto zone_of = [&](const std::string& node) {
+      const NodeRecord* r = MergedNode(d, node);
+      return r == nullptr ? std::string("?") : r->zone;
+    };
+    switch (c.kind) {
+      case ReplicaChange::Kind::kRemove:
+        if (it != s.replicas.end()) s.replicas.erase(it);
+        extras.erase({c.service, c.index});
+        AddEvent(d, ClusterEventType::kReplicaRemoved, c.service, c.from_node,
+                 "replica " + std::to_string(c.index) + " of " + c.service + " removed" +
+                     (c.from_node.empty() ? "" : " from " + c.from_node) + " (" + c.reason + ")");
+        return;
+      case ReplicaChange::Kind::kPending: {
+        if (it == s.replicas.end()) {
+          s.replicas.push_back(ReplicaPlacement{.index = c.index});
+          std::ranges::sort(s.replicas, {}, &ReplicaPlacement::index);
+        } else {
+          it->node.clear();
+        }
+        if (extra.pending_reason != c.reason || !c.from_node.empty()) {
+          AddEvent(d, ClusterEventType::kReplicaPending, c.service, c.from_node,
+                   "replica " + std::to_string(c.index) + " of " + c.service +
+                       " is pending: " + c.reason);
+        }
+        extra.pending_reason = c.reason;
+        return;
+      }
+      case ReplicaChange::Kind::kPlace:
+      case ReplicaChange::Kind::kReplace: {
+        if (it == s.replicas.end()) {
+          s.replicas.push_back(ReplicaPlacement{.index = c.index});
+          std::ranges::sort(s.replicas, {}, &ReplicaPlacement::index);
+          it = std::ranges::find(s.replicas, c.index, &ReplicaPlacement::index);
+        }
+        const uint64_t old_generation = it->generation;
+        it->node = c.to_node;
+        it->generation = c.generation;
+        extra = ReplicaExtra{.generation = c.generation};
+        const std::string guest = ReplicaGuestName(c.service, c.index, c.generation);
+        if (c.kind == ReplicaChange::Kind::kPlace) {
+          AddEvent(d, ClusterEventType::kReplicaPlaced, c.service, c.to_node,
+                   "replica " + std::to_string(c.index) + " of " + c.service + " placed on " +
+                       c.to_node + " (zone " + zone_of(c.to_node) + ") as " + guest);
+        } else {
+          AddEvent(d, ClusterEventType::kReplicaReplaced, c.service, c.to_node,
+                   "replica " + std::to_string(c.index) + " of " + c.service + " moved from " +
+                       c.from_node + " to " + c.to_node + " (zone " + zone_of(c.to_node) + ") as " +
+                       guest + ": " + c.reason + "; " +
+                       ReplicaGuestName(c.service, c.index, old_generation) + " is fenced");
+        }
+        return;
+      }
+    }
+  }
+
+  // Guest names assigned to `node` in the given services.
+  static std::vector<AssignedReplica> AssignmentOf(const std::map<std::string, Service>& all,
+                                                   const std::string& node) {
+    std::vector<AssignedReplica> out;
+    for (const auto& [name, s] : all) {
+      for (const ReplicaPlacement& r : s.replicas) {
+        if (r.node != node) continue;
+        out.push_back(AssignedReplica{.service = name,
+                                      .index = r.index,
+                                      .generation = r.generation,
+                                      .guest = ReplicaGuestName(name, r.index, r.generation),
+                                      .guest_template = s.spec.guest_template});
+      }
+    }
+    return out;
+  }
+
+  NodeAssignment CurrentAssignment(const std::string& node) const {
+    return NodeAssignment{.version = nodes.at(node).plan.record.assignment_version,
+                          .replicas = AssignmentOf(services, node)};
+  }
+
+  // Plans, bumps the assignment version of every node whose assignment changes, commits, and only
+  // then updates memory and tells the agents.
+  Result<void> Commit(Draft& d) {
+    PlanInto(d);
+    const std::map<std::string, Service> merged = MergedServices(d);
+    std::set<std::string> touched;
+    auto touch = [&](const Service& s) {
+      for (const ReplicaPlacement& r : s.replicas) {
+        if (!r.node.empty()) touched.insert(r.node);
+      }
+    };
+    for (const auto& [name, s] : d.services) {
+      touch(s);
+      if (auto old = services.find(name); old != services.end()) touch(old->second);
+    }
+    for (const std::string& name : d.deleted_services) touch(services.at(name));
+    std::set<std::string> bumped;
+    for (const std::string& node : touched) {
+      if (!nodes.contains(node)) continue;
+      if (AssignmentOf(services, node) != AssignmentOf(merged, node)) {
+        DraftNode(d, node).assignment_version++;
+        bumped.insert(node);
+      }
+    }
+    if (d.services.empty() && d.deleted_services.empty() && d.nodes.empty() && d.events.empty()) {
+      return {};
+    }
+
+    CommitBatch batch;
+    for (const auto& [name, s] : d.services) {
+      auto old = services.find(name);
+      batch.put_services.push_back(
+          {.service = s, .expected_version = old == services.end() ? 0 : old->second.version});
+    }
+    for (const std::string& name : d.deleted_services) {
+      batch.delete_services.push_back(
+          {.name = name, .expected_version = services.at(name).version});
+    }
+    for (const auto& [name, n] : d.nodes) {
+      batch.put_nodes.push_back(
+          {.node = n, .expected_version = nodes.at(name).plan.record.version});
+    }
+    batch.events = d.events;
+    Result<CommitResult> committed = store.Commit(batch);
+    if (!committed) {
+      spdlog::error("commit refused, change not applied: {}", committed.error().ToString());
+      return std::unexpected(committed.error());
+    }
+
+    size_t i = 0;
+    for (auto& [name, s] : d.services) {
+      s.version = committed->service_versions[i++];
+      services[name] = s;
+    }
+    for (const std::string& name : d.deleted_services) services.erase(name);
+    i = 0;
+    for (auto& [name, n] : d.nodes) {
+      n.version = committed->node_versions[i++];
+      nodes.at(name).plan.record = n;
+    }
+    if (!committed->events.empty()) hub.Published(committed->events.back().sequence);
+    for (const std::string& node : bumped) SendAssignment(node);
+    return {};
+  }
+
+  void SendAssignment(const std::string& node) {
+    NodeEntry& e = nodes.at(node);
+    if (e.session != nullptr) e.session->SendAssignment(CurrentAssignment(node));
+  }
+
+  void Reconcile() {
+    Draft d;
+    (void)Commit(d);  // errors are logged; the next trigger or tick retries
+  }
+
+  // ---- Status for the API ----
+
+  ReplicaState StateOf(const ReplicaPlacement& r, const ReplicaExtra* extra) const {
+    if (r.node.empty()) return ReplicaState::kPending;
+    auto node = nodes.find(r.node);
+    if (node == nodes.end() || node->second.plan.state != NodeState::kReady) {
+      return ReplicaState::kLost;
+    }
+    if (extra != nullptr && extra->observed_set && extra->generation == r.generation &&
+        extra->observed.guest_state == GuestState::kRunning) {
+      return ReplicaState::kRunning;
+    }
+    return ReplicaState::kAssigned;
+  }
+
+  ServiceStatus StatusOf(const Service& s) const {
+    ServiceStatus out{.service = s};
+    for (const ReplicaPlacement& r : s.replicas) {
+      auto it = extras.find({s.spec.name, r.index});
+      const ReplicaExtra* extra = it == extras.end() ? nullptr : &it->second;
+      ReplicaStatus rs{.placement = r,
+                       .guest = ReplicaGuestName(s.spec.name, r.index, r.generation),
+                       .state = StateOf(r, extra)};
+      if (auto node = nodes.find(r.node); node != nodes.end()) {
+        rs.zone = node->second.plan.record.zone;
+      }
+      if (extra != nullptr) {
+        if (extra->observed_set && extra->generation == r.generation) rs.observed = extra->observed;
+        if (r.node.empty()) rs.pending_reason = extra->pending_reason;
+      }
+      if (rs.state == ReplicaState::kRunning) out.running++;
+      out.replicas.push_back(std::move(rs));
+    }
+    return out;
+  }
+
+  NodeStatus NodeStatusOf(const std::string& name) const {
+    const NodeEntry& e = nodes.at(name);
+    NodeStatus out{.record = e.plan.record, .live = e.live};
+    out.live.state = e.plan.state;
+    for (const auto& [_, s] : services) {
+      out.replicas += std::ranges::count(s.replicas, name, &ReplicaPlacement::node);
+    }
+    return out;
+  }
+
+  // ---- Liveness ----
+
+  void ScheduleTick() {
+    tick.expires_after(options.tick);
+    tick.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      OnTick();
+      ScheduleTick();
+    });
+  }
+
+  void OnTick() {
+    const auto now = SteadyClock::now();
+    const LivenessTimeouts timeouts{options.suspect_after, options.down_after};
+    Draft d;
+    for (auto& [name, e] : nodes) {
+      const auto silence = std::chrono::duration_cast<std::chrono::milliseconds>(now - e.last_seen);
+      const NodeState next = NextNodeState(e.plan.state, e.session != nullptr, silence, timeouts);
+      if (next == e.plan.state) continue;
+      e.plan.state = next;
+      e.live.state = next;
+      if (next == NodeState::kSuspect) {
+        e.live.state_reason =
+            e.session == nullptr
+                ? "link closed " + Seconds(now - e.last_seen) + " after the last heartbeat"
+                : "no heartbeat for " + Seconds(now - e.last_seen);
+        AddEvent(d, ClusterEventType::kNodeSuspect, "", name,
+                 "node " + name + " is SUSPECT: " + e.live.state_reason);
+      } else if (next == NodeState::kDown) {
+        e.live.state_reason = "no heartbeat for " + Seconds(now - e.last_seen);
+        AddEvent(d, ClusterEventType::kNodeDown, "", name,
+                 "node " + name + " is DOWN: " + e.live.state_reason +
+                     "; its replicas are placed elsewhere");
+      }
+    }
+    const bool retry_pending = now - last_pending_retry >= kPendingRetry;
+    if (retry_pending) last_pending_retry = now;
+    if (!d.events.empty() || retry_pending) (void)Commit(d);
+  }
+
+  // ---- Agent link ----
+
+  void OnConnected(AgentSession* session, AgentHello hello) {
+    const std::string name = hello.node.name;
+    const auto now = SteadyClock::now();
+    Draft d;
+    const bool is_new = !nodes.contains(name);
+    NodeEntry& e = nodes[name];
+    if (is_new) {
+      e.plan.record.name = name;
+      e.plan.record.joined_at = Clock::now();
+    }
+    NodeRecord& record =
+        is_new ? d.nodes.emplace(name, e.plan.record).first->second : DraftNode(d, name);
+    record.zone = hello.node.zone;
+    record.labels = hello.node.labels;
+    record.capacity = hello.node.capacity;
+    record.runtimes = hello.node.runtimes;
+    // A node that applied more than this supervisor remembers (its state was restored from an
+    // older backup, say) must still accept what comes next.
+    if (hello.applied_version > record.assignment_version) {
+      record.assignment_version = hello.applied_version + 1;
+    }
+    if (record == e.plan.record && !is_new) d.nodes.erase(name);
+
+    if (e.session != nullptr && e.session != session) {
+      e.session->Close(Error{ErrorCode::kAborted, "replaced by a newer link from node " + name});
+      session_nodes.erase(e.session);
+    }
+    e.session = session;
+    session_nodes[session] = name;
+    e.last_seen = now;
+    e.live.connected = true;
+    e.live.last_heartbeat = Clock::now();
+    e.live.allocated = hello.allocated;
+    e.live.applied_version = hello.applied_version;
+    e.live.images = hello.images;
+    e.live.agent_version = hello.agent_version;
+    e.live.state_reason.clear();
+    e.plan.reported_allocated = hello.allocated;
+    e.plan.images = hello.images;
+    const NodeState before = e.plan.state;
+    e.plan.state = NodeState::kReady;
+    e.live.state = NodeState::kReady;
+    if (is_new) {
+      AddEvent(d, ClusterEventType::kNodeJoined, "", name,
+               "node " + name + " joined (zone " + hello.node.zone + ", " +
+                   std::to_string(hello.node.capacity.vcpus) + " vCPU, " +
+                   std::to_string(hello.node.capacity.memory_mib) + " MiB)");
+    } else if (before != NodeState::kReady) {
+      AddEvent(d, ClusterEventType::kNodeReady, "", name,
+               "node " + name + " is READY again (was " + std::string(NodeStateName(before)) +
+                   "; it applied assignment " + std::to_string(hello.applied_version) + ")");
+    }
+    if (auto r = Commit(d); !r) {
+      if (is_new) nodes.erase(name);
+      session_nodes.erase(session);
+      if (!is_new) e.session = nullptr;
+      session->Close(r.error().Wrap("recording node " + name));
+      return;
+    }
+    SendAssignment(name);
+  }
+
+  void OnReported(AgentSession* session, AgentReport report) {
+    auto sn = session_nodes.find(session);
+    if (sn == session_nodes.end()) return;  // replaced or not yet accepted
+    const std::string& name = sn->second;
+    NodeEntry& e = nodes.at(name);
+    e.last_seen = SteadyClock::now();
+    e.live.last_heartbeat = Clock::now();
+    e.live.allocated = report.allocated;
+    e.live.applied_version = report.applied_version;
+    e.live.images = report.images;
+    e.plan.reported_allocated = report.allocated;
+    e.plan.images = report.images;
+    if (e.plan.state != NodeState::kReady) {
+      e.plan.state = NodeState::kReady;  // late heartbeats resumed (DOWN needs a new hello)
+      e.live.state = NodeState::kReady;
+      e.live.state_reason.clear();
+    }
+
+    Draft d;
+    std::set<std::string> reported;
+    std::set<std::string> stale_now;
+    for (const ReportedGuest& g : report.guests) {
+      reported.insert(g.name);
+      std::optional<GuestKey> key = ParseGuestName(g.name);
+      auto service = key ? services.find(key->service) : services.end();
+      const ReplicaPlacement* replica = nullptr;
+      if (service != services.end()) {
+        auto it = std::ranges::find(service->second.replicas, key->index, &ReplicaPlacement::index);
+        if (it != service->second.replicas.end() && it->generation == key->generation &&
+            it->node == name) {
+          replica = &*it;
+        }
+      }
+      if (replica == nullptr) {
+        stale_now.insert(g.name);
+        continue;
+      }
+      ReplicaExtra& extra = extras[{key->service, key->index}];
+      if (extra.generation != replica->generation)
+        extra = ReplicaExtra{.generation = replica->generation};
+      extra.observed = g.observed;
+      extra.observed_set = true;
+      if (g.observed.guest_state == GuestState::kRunning && !extra.running_announced) {
+        extra.running_announced = true;
+        AddEvent(d, ClusterEventType::kReplicaRunning, key->service, name,
+                 "replica " + std::to_string(key->index) + " of " + key->service + " runs on " +
+                     name + " as " + g.name);
+      }
+    }
+    for (const std::string& gone : e.stale_guests) {
+      if (!reported.contains(gone)) {
+        AddEvent(d, ClusterEventType::kStaleGuestStopped, "", name,
+                 "stale guest " + gone + " is gone from node " + name + " (fenced by assignment " +
+                     std::to_string(report.applied_version) + ")");
+      }
+    }
+    e.stale_guests = std::move(stale_now);
+    e.plan.reported_guests = std::move(reported);
+    if (!d.events.empty()) (void)Commit(d);
+  }
+
+  void OnGone(AgentSession* session) {
+    auto sn = session_nodes.find(session);
+    if (sn == session_nodes.end()) return;
+    const std::string name = sn->second;
+    session_nodes.erase(sn);
+    NodeEntry& e = nodes.at(name);
+    if (e.session != session) return;
+    e.session = nullptr;
+    e.live.connected = false;
+    if (e.plan.state == NodeState::kReady) {
+      e.plan.state = NodeState::kSuspect;
+      e.live.state = NodeState::kSuspect;
+      e.live.state_reason = "link closed";
+      Draft d;
+      AddEvent(d, ClusterEventType::kNodeSuspect, "", name,
+               "node " + name + " is SUSPECT: link closed");
+      (void)Commit(d);
+    }
+  }
+};
+
+// ---- Controller ----
+
+Controller::Controller(asio::io_context& loop, StateStore& store, EventHub& hub, Options options)
+    : options_(std::move(options)) {
+  impl_ = std::make_unique<Impl>(loop, store, hub, options_);
+}
+
+Controller::~Controller() = default;
+
+Result<void> Controller::Recover() {
+  Result<ClusterSnapshotRecord> loaded = impl_->store.Load();
+  if (!loaded) return std::unexpected(loaded.error().Wrap("loading the supervisor's state"));
+  ClusterSnapshotRecord& snapshot = *loaded;
+  const auto now = SteadyClock::now();
+  for (Service& s : snapshot.services) impl_->services[s.spec.name] = std::move(s);
+  for (NodeRecord& n : snapshot.nodes) {
+    Impl::NodeEntry& e = impl_->nodes[n.name];
+    e.plan.record = std::move(n);
+    e.plan.state = NodeState::kSuspect;
+    e.live.state = NodeState::kSuspect;
+    e.live.state_reason = "supervisor restarted; waiting for the agent";
+    e.last_seen = now;
+  }
+  spdlog::info("recovered {} services and {} nodes (last event {})", impl_->services.size(),
+               impl_->nodes.size(), snapshot.last_event_sequence);
+  impl_->ScheduleTick();
+  return {};
+}
+
+namespace {
+template <typename T>
+Result<T> CallOn(asio::io_context& loop, std::chrono::milliseconds timeout,
+                 std::function<Result<T>()> body) {
+  auto promise = std::make_shared<std::promise<Result<T>>>();
+  auto future = promise->get_future();
+  asio::post(loop, [body = std::move(body), promise]() mutable {
+    try {
+      promise->set_value(body());
+    } catch (const std::exception& e) {
+      promise->set_value(Internal(std::string("controller: ") + e.what()));
+    }
+  });
+  if (future.wait_for(timeout) != std::future_status::ready) {
+    return MakeError(ErrorCode::kDeadlineExceeded, "the supervisor's loop did not answer in time");
+  }
+  return future.get();
+}
+}  // namespace
+
+Result<ServiceStatus> Controller::CreateService(ServiceSpec spec) {
+  PHX_TRY(ValidateSpec(spec));
+  return CallOn<ServiceStatus>(impl_->loop, options_.call_timeout, [&]() -> Result<ServiceStatus> {
+    if (impl_->services.contains(spec.name)) {
+      return AlreadyExists("service " + spec.name + " already exists");
+    }
+    Impl::Draft d;
+    d.services[spec.name] = Service{.spec = spec, .created_at = Clock::now()};
+    impl_->AddEvent(d, ClusterEventType::kServiceCreated, spec.name, "",
+                    "service " + spec.name + " created: " + std::to_string(spec.replicas) + " " +
+                        std::string(RuntimeKindName(spec.runtime)) + " replicas of " + spec.image);
+    PHX_TRY(impl_->Commit(d));
+    return impl_->StatusOf(impl_->services.at(spec.name));
+  });
+}
+
+Result<ServiceStatus> Controller::GetService(const std::string& name) {
+  return CallOn<ServiceStatus>(impl_->loop, options_.call_timeout, [&]() -> Result<ServiceStatus> {
+    auto it = impl_->services.find(name);
+    if (it == impl_->services.end()) return NotFound("no service " + name);
+    return impl_->StatusOf(it->second);
+  });
+}
+
+std::vector<ServiceStatus> Controller::ListServices() {
+  auto r = CallOn<std::vector<ServiceStatus>>(impl_->loop, options_.call_timeout,
+                                              [&]() -> Result<std::vector<ServiceStatus>> {
+                                                std::vector<ServiceStatus> out;
+                                                for (const auto& [_, s] : impl_->services)
+                                                  out.push_back(impl_->StatusOf(s));
+                                                return out;
+                                              });
+  return r ? std::move(*r) : std::vector<ServiceStatus>{};
+}
+
+Result<ServiceStatus> Controller::ScaleService(const std::string& name, uint32_t replicas,
+                                               uint64_t expected_version) {
+  if (replicas > kMaxReplicas) {
+    return InvalidArgument("replicas", "at most " + std::to_string(kMaxReplicas));
+  }
+  return CallOn<ServiceStatus>(impl_->loop, options_.call_timeout, [&]() -> Result<ServiceStatus> {
+    auto it = impl_->services.find(name);
+    if (it == impl_->services.end()) return NotFound("no service " + name);
+    if (expected_version != 0 && it->second.version != expected_version) {
+      return MakeError(ErrorCode::kAborted,
+                       "service " + name + " is at version " + std::to_string(it->second.version) +
+                           ", not " + std::to_string(expected_version) + "; read it again");
+    }
+    Impl::Draft d;
+    Service& s = impl_->DraftService(d, name);
+    const uint32_t before = s.spec.replicas;
+    s.spec.replicas = replicas;
+    impl_->AddEvent(d, ClusterEventType::kServiceScaled, name, "",
+                    "service " + name + " scaled from " + std::to_string(before) + " to " +
+                        std::to_string(replicas) + " replicas");
+    PHX_TRY(impl_->Commit(d));
+    return impl_->StatusOf(impl_->services.at(name));
+  });
+}
+
+Result<void> Controller::DeleteService(const std::string& name) {
+  auto r = CallOn<bool>(impl_->loop, options_.call_timeout, [&]() -> Result<bool> {
+    if (!impl_->services.contains(name)) return NotFound("no service " + name);
+    Impl::Draft d;
+    d.deleted_services.insert(name);
+    impl_->AddEvent(d, ClusterEventType::kServiceDeleted, name, "",
+                    "service " + name + " deleted; its replicas are stopped");
+    PHX_TRY(impl_->Commit(d));
+    for (auto it = impl_->extras.begin(); it != impl_->extras.end();) {
+      it = it->first.first == name ? impl_->extras.erase(it) : std::next(it);
+    }
+    return true;
+  });
+  if (!r) return std::unexpected(r.error());
+  return {};
+}
+
+std::vector<NodeStatus> Controller::ListNodes() {
+  auto r = CallOn<std::vector<NodeStatus>>(impl_->loop, options_.call_timeout,
+                                           [&]() -> Result<std::vector<NodeStatus>> {
+                                             std::vector<NodeStatus> out;
+                                             for (const auto& [name, _] : impl_->nodes) {
+                                               out.push_back(impl_->NodeStatusOf(name));
+                                             }
+                                             return out;
+                                           });
+  return r ? std::move(*r) : std::vector<NodeStatus>{};
+}
+
+Result<NodeStatus> Controller::GetNode(const std::string& name) {
+  return CallOn<NodeStatus>(impl_->loop, options_.call_timeout, [&]() -> Result<NodeStatus> {
+    if (!impl_->nodes.contains(name)) return NotFound("no node " + name);
+    return impl_->NodeStatusOf(name);
+  });
+}
+
+Result<NodeStatus> Controller::DrainNode(const std::string& name) {
+  return CallOn<NodeStatus>(impl_->loop, options_.call_timeout, [&]() -> Result<NodeStatus> {
+    if (!impl_->nodes.contains(name)) return NotFound("no node " + name);
+    if (!impl_->nodes.at(name).plan.record.drained) {
+      Impl::Draft d;
+      impl_->DraftNode(d, name).drained = true;
+      impl_->AddEvent(d, ClusterEventType::kNodeDrained, "", name,
+                      "node " + name + " drained: no new replicas; its replicas move elsewhere");
+      PHX_TRY(impl_->Commit(d));
+    }
+    return impl_->NodeStatusOf(name);
+  });
+}
+
+Result<NodeStatus> Controller::UndrainNode(const std::string& name) {
+  return CallOn<NodeStatus>(impl_->loop, options_.call_timeout, [&]() -> Result<NodeStatus> {
+    if (!impl_->nodes.contains(name)) return NotFound("no node " + name);
+    if (impl_->nodes.at(name).plan.record.drained) {
+      Impl::Draft d;
+      impl_->DraftNode(d, name).drained = false;
+      impl_->AddEvent(d, ClusterEventType::kNodeUndrained, "", name,
+                      "node " + name + " accepts replicas again");
+      PHX_TRY(impl_->Commit(d));
+    }
+    return impl_->NodeStatusOf(name);
+  });
+}
+
+void Controller::AgentConnected(AgentSession* session, AgentHello hello) {
+  asio::post(impl_->loop, [this, session, hello = std::move(hello)]() mutable {
+    impl_->OnConnected(session, std::move(hello));
+  });
+}
+
+void Controller::AgentReported(AgentSession* session, AgentReport report) {
+  asio::post(impl_->loop, [this, session, report = std::move(report)]() mutable {
+    impl_->OnReported(session, std::move(report));
+  });
+}
+
+void Controller::AgentGone(AgentSession* session) {
+  // Waits for the loop: after this returns the session may be destroyed, so no queued work may
+  // still hold it.
+  if (impl_->loop.get_executor().running_in_this_thread()) {
+    impl_->OnGone(session);
+    return;
+  }
+  auto done = std::make_shared<std::promise<void>>();
+  std::future<void> finished = done->get_future();
+  asio::post(impl_->loop, [this, session, done] {
+    impl_->OnGone(session);
+    done->set_value();
+  });
+  // A stopped loop runs nothing more, so nothing queued can touch the session either.
+  while (finished.wait_for(std::chrono::milliseconds(100)) != std::future_status::ready &&
+         !impl_->loop.stopped()) {
+  }
+}
+
+}  // namespace phoenix::supervisor
