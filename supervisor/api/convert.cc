@@ -1,0 +1,353 @@
+#include "supervisor/api/convert.h"
+
+#include <charconv>
+#include <chrono>
+#include <string>
+
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+#include <google/protobuf/util/time_util.h>
+
+namespace phoenix::supervisor::api {
+
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+constexpr size_t kMaxNameLength = 40;
+
+void SetTime(TimePoint t, google::protobuf::Timestamp* out) {
+  if (t == TimePoint{}) return;
+  *out = TimeUtil::MicrosecondsToTimestamp(
+      std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count());
+}
+
+Result<void> ValidateName(const std::string& name) {
+  if (name.empty()) return InvalidArgument("spec.name", "is required");
+  if (name.size() > kMaxNameLength) {
+    return InvalidArgument("spec.name", "must be at most " + std::to_string(kMaxNameLength) +
+                                            " characters (got " + std::to_string(name.size()) +
+                                            ")");
+  }
+  auto lower_or_digit = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (!lower_or_digit(name.front())) {
+    return InvalidArgument("spec.name",
+                           "must start with a lowercase letter or digit (got \"" + name + "\")");
+  }
+  for (char c : name) {
+    if (!lower_or_digit(c) && c != '-') {
+      return InvalidArgument("spec.name",
+                             "may contain only a-z, 0-9 and '-' (got \"" + name + "\")");
+    }
+  }
+  return {};
+}
+
+Result<RuntimeKind> RuntimeFromProto(v1::Runtime runtime) {
+  switch (runtime) {
+    case v1::RUNTIME_VM:
+      return RuntimeKind::kVm;
+    case v1::RUNTIME_MICROVM:
+      return RuntimeKind::kMicroVm;
+    case v1::RUNTIME_CONTAINER:
+      return RuntimeKind::kContainer;
+    case v1::RUNTIME_UNSPECIFIED:
+      return InvalidArgument("spec.template.runtime", "is required (vm, microvm or container)");
+    default:
+      return InvalidArgument("spec.template.runtime",
+                             "unknown runtime " + std::to_string(static_cast<int>(runtime)));
+  }
+}
+
+Result<PlacementStrategy> StrategyFromProto(v1::PlacementStrategy strategy) {
+  switch (strategy) {
+    case v1::PLACEMENT_STRATEGY_UNSPECIFIED:
+    case v1::PLACEMENT_STRATEGY_SPREAD:
+      return PlacementStrategy::kSpread;
+    case v1::PLACEMENT_STRATEGY_BINPACK:
+      return PlacementStrategy::kBinpack;
+    default:
+      return InvalidArgument("spec.strategy",
+                             "unknown strategy " + std::to_string(static_cast<int>(strategy)));
+  }
+}
+
+v1::PlacementStrategy StrategyToProto(PlacementStrategy strategy) {
+  switch (strategy) {
+    case PlacementStrategy::kSpread:
+      return v1::PLACEMENT_STRATEGY_SPREAD;
+    case PlacementStrategy::kBinpack:
+      return v1::PLACEMENT_STRATEGY_BINPACK;
+  }
+  return v1::PLACEMENT_STRATEGY_UNSPECIFIED;
+}
+
+void ResourcesToProto(const Resources& in, v1::Resources* out) {
+  out->set_vcpus(in.vcpus);
+  out->set_memory_mib(in.memory_mib);
+}
+
+}  // namespace
+
+v1::Runtime RuntimeToProto(RuntimeKind kind) {
+  switch (kind) {
+    case RuntimeKind::kVm:
+      return v1::RUNTIME_VM;
+    case RuntimeKind::kMicroVm:
+      return v1::RUNTIME_MICROVM;
+    case RuntimeKind::kContainer:
+      return v1::RUNTIME_CONTAINER;
+  }
+  return v1::RUNTIME_UNSPECIFIED;
+}
+
+v1::NodeState NodeStateToProto(NodeState state) {
+  switch (state) {
+    case NodeState::kReady:
+      return v1::NODE_STATE_READY;
+    case NodeState::kSuspect:
+      return v1::NODE_STATE_SUSPECT;
+    case NodeState::kDown:
+      return v1::NODE_STATE_DOWN;
+  }
+  return v1::NODE_STATE_UNSPECIFIED;
+}
+
+v1::ReplicaState ReplicaStateToProto(ReplicaState state) {
+  switch (state) {
+    case ReplicaState::kPending:
+      return v1::REPLICA_STATE_PENDING;
+    case ReplicaState::kAssigned:
+      return v1::REPLICA_STATE_ASSIGNED;
+    case ReplicaState::kRunning:
+      return v1::REPLICA_STATE_RUNNING;
+    case ReplicaState::kLost:
+      return v1::REPLICA_STATE_LOST;
+  }
+  return v1::REPLICA_STATE_UNSPECIFIED;
+}
+
+v1::GuestState GuestStateToProto(GuestState state) {
+  switch (state) {
+    case GuestState::kUnknown:
+      return v1::GUEST_STATE_UNSPECIFIED;
+    case GuestState::kPending:
+      return v1::GUEST_STATE_PENDING;
+    case GuestState::kStarting:
+      return v1::GUEST_STATE_STARTING;
+    case GuestState::kRunning:
+      return v1::GUEST_STATE_RUNNING;
+    case GuestState::kStopping:
+      return v1::GUEST_STATE_STOPPING;
+    case GuestState::kStopped:
+      return v1::GUEST_STATE_STOPPED;
+    case GuestState::kCrashed:
+      return v1::GUEST_STATE_CRASHED;
+    case GuestState::kRestarting:
+      return v1::GUEST_STATE_RESTARTING;
+    case GuestState::kFailed:
+      return v1::GUEST_STATE_FAILED;
+  }
+  return v1::GUEST_STATE_UNSPECIFIED;
+}
+
+v1::ClusterEventType ClusterEventTypeToProto(ClusterEventType type) {
+  switch (type) {
+    case ClusterEventType::kServiceCreated:
+      return v1::CLUSTER_EVENT_TYPE_SERVICE_CREATED;
+    case ClusterEventType::kServiceScaled:
+      return v1::CLUSTER_EVENT_TYPE_SERVICE_SCALED;
+    case ClusterEventType::kServiceDeleted:
+      return v1::CLUSTER_EVENT_TYPE_SERVICE_DELETED;
+    case ClusterEventType::kReplicaPlaced:
+      return v1::CLUSTER_EVENT_TYPE_REPLICA_PLACED;
+    case ClusterEventType::kReplicaPending:
+      return v1::CLUSTER_EVENT_TYPE_REPLICA_PENDING;
+    case ClusterEventType::kReplicaRunning:
+      return v1::CLUSTER_EVENT_TYPE_REPLICA_RUNNING;
+    case ClusterEventType::kReplicaReplaced:
+      return v1::CLUSTER_EVENT_TYPE_REPLICA_REPLACED;
+    case ClusterEventType::kReplicaRemoved:
+      return v1::CLUSTER_EVENT_TYPE_REPLICA_REMOVED;
+    case ClusterEventType::kNodeJoined:
+      return v1::CLUSTER_EVENT_TYPE_NODE_JOINED;
+    case ClusterEventType::kNodeReady:
+      return v1::CLUSTER_EVENT_TYPE_NODE_READY;
+    case ClusterEventType::kNodeSuspect:
+      return v1::CLUSTER_EVENT_TYPE_NODE_SUSPECT;
+    case ClusterEventType::kNodeDown:
+      return v1::CLUSTER_EVENT_TYPE_NODE_DOWN;
+    case ClusterEventType::kNodeDrained:
+      return v1::CLUSTER_EVENT_TYPE_NODE_DRAINED;
+    case ClusterEventType::kNodeUndrained:
+      return v1::CLUSTER_EVENT_TYPE_NODE_UNDRAINED;
+    case ClusterEventType::kStaleGuestStopped:
+      return v1::CLUSTER_EVENT_TYPE_STALE_GUEST_STOPPED;
+  }
+  return v1::CLUSTER_EVENT_TYPE_UNSPECIFIED;
+}
+
+Result<ServiceSpec> ServiceSpecFromProto(const v1::ServiceSpec& in) {
+  ServiceSpec out;
+  PHX_TRY(ValidateName(in.name()));
+  out.name = in.name();
+
+  if (in.replicas() > kMaxReplicas) {
+    return InvalidArgument("spec.replicas", "must be 0-" + std::to_string(kMaxReplicas) + " (got " +
+                                                std::to_string(in.replicas()) + ")");
+  }
+  out.replicas = in.replicas();
+
+  // A missing template is reported as its first missing field, runtime.
+  v1::GuestSpec guest = in.template_();
+  auto runtime = RuntimeFromProto(guest.runtime());
+  if (!runtime) return std::unexpected(runtime.error());
+  out.runtime = *runtime;
+  if (guest.image().empty()) {
+    return InvalidArgument("spec.template.image", "is required (name:tag, name or sha256:<id>)");
+  }
+  out.image = guest.image();
+  if (guest.memory_mib() == 0) guest.set_memory_mib(kDefaultMemoryMib);
+  if (guest.memory_mib() < kMinMemoryMib) {
+    return InvalidArgument("spec.template.memory_mib",
+                           "must be at least " + std::to_string(kMinMemoryMib) + " (got " +
+                               std::to_string(guest.memory_mib()) + ")");
+  }
+  out.memory_mib = guest.memory_mib();
+  if (guest.vcpus() == 0) guest.set_vcpus(kDefaultVcpus);
+  out.vcpus = guest.vcpus();
+
+  const std::string& attribute = in.spread().attribute();
+  if (!attribute.empty() && attribute != "zone") {
+    return InvalidArgument("spec.spread.attribute",
+                           "must be \"zone\" or empty (got \"" + attribute + "\")");
+  }
+  out.spread_attribute = attribute;
+  out.max_skew = in.spread().max_skew() == 0 ? kDefaultMaxSkew : in.spread().max_skew();
+
+  auto strategy = StrategyFromProto(in.strategy());
+  if (!strategy) return std::unexpected(strategy.error());
+  out.strategy = *strategy;
+  for (const auto& [key, value] : in.node_selector()) out.node_selector[key] = value;
+  out.distinct_hosts = in.distinct_hosts();
+
+  // The supervisor names each replica's guest and every agent picks its own host ports.
+  guest.clear_name();
+  for (auto& port : *guest.mutable_ports()) port.set_host_port(0);
+  // Deterministic so an unchanged spec always stores the same bytes (ServiceSpec::operator==).
+  {
+    google::protobuf::io::StringOutputStream stream(&out.guest_template);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    if (!guest.SerializeToCodedStream(&coded)) {
+      return Internal("serializing the replica template failed");
+    }
+  }
+  return out;
+}
+
+void ServiceSpecToProto(const ServiceSpec& in, v1::ServiceSpec* out) {
+  out->set_name(in.name);
+  v1::GuestSpec* guest = out->mutable_template_();
+  // A template that does not parse (never written by this module) still shows the value's fields.
+  if (!guest->ParseFromString(in.guest_template)) guest->Clear();
+  guest->clear_name();
+  guest->set_runtime(RuntimeToProto(in.runtime));
+  guest->set_image(in.image);
+  guest->set_vcpus(in.vcpus);
+  guest->set_memory_mib(in.memory_mib);
+  out->set_replicas(in.replicas);
+  if (!in.spread_attribute.empty()) {
+    out->mutable_spread()->set_attribute(in.spread_attribute);
+    out->mutable_spread()->set_max_skew(in.max_skew);
+  }
+  out->set_strategy(StrategyToProto(in.strategy));
+  for (const auto& [key, value] : in.node_selector) (*out->mutable_node_selector())[key] = value;
+  out->set_distinct_hosts(in.distinct_hosts);
+}
+
+bool ParseEndpoint(std::string_view text, v1::Endpoint* out) {
+  size_t arrow = text.find("->");
+  if (arrow == std::string_view::npos) return false;
+  std::string_view host = text.substr(0, arrow);
+  std::string_view guest = text.substr(arrow + 2);
+  size_t colon = host.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return false;
+  std::string_view ip = host.substr(0, colon);
+  std::string_view host_port = host.substr(colon + 1);
+  if (ip.size() >= 2 && ip.front() == '[' && ip.back() == ']') ip = ip.substr(1, ip.size() - 2);
+  if (ip.empty()) return false;
+  auto parse_port = [](std::string_view s, uint32_t* port) {
+    if (s.empty()) return false;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *port);
+    return ec == std::errc{} && end == s.data() + s.size() && *port <= 65535;
+  };
+  uint32_t host_port_number = 0;
+  uint32_t guest_port_number = 0;
+  if (!parse_port(host_port, &host_port_number) || !parse_port(guest, &guest_port_number)) {
+    return false;
+  }
+  out->set_host_ip(std::string(ip));
+  out->set_host_port(host_port_number);
+  out->set_guest_port(guest_port_number);
+  return true;
+}
+
+void ReplicaToProto(const ReplicaStatus& in, v1::Replica* out) {
+  out->set_index(in.placement.index);
+  out->set_generation(in.placement.generation);
+  out->set_guest(in.guest);
+  out->set_node(in.placement.node);
+  out->set_zone(in.zone);
+  out->set_state(ReplicaStateToProto(in.state));
+  out->set_guest_state(GuestStateToProto(in.observed.guest_state));
+  out->set_healthy(in.observed.healthy);
+  out->set_restart_count(in.observed.restart_count);
+  out->set_last_exit_reason(in.observed.last_exit_reason);
+  out->set_pending_reason(in.pending_reason);
+  for (const std::string& text : in.observed.endpoints) {
+    v1::Endpoint endpoint;
+    // An endpoint the agent reported in another shape is left out rather than shown wrong.
+    if (ParseEndpoint(text, &endpoint)) *out->add_endpoints() = std::move(endpoint);
+  }
+}
+
+void ServiceToProto(const ServiceStatus& in, v1::Service* out) {
+  ServiceSpecToProto(in.service.spec, out->mutable_spec());
+  out->set_version(in.service.version);
+  SetTime(in.service.created_at, out->mutable_created_at());
+  for (const ReplicaStatus& replica : in.replicas) ReplicaToProto(replica, out->add_replicas());
+  out->set_running(in.running);
+}
+
+void NodeToProto(const NodeStatus& in, v1::Node* out) {
+  out->set_name(in.record.name);
+  out->set_zone(in.record.zone);
+  for (const auto& [key, value] : in.record.labels) (*out->mutable_labels())[key] = value;
+  out->set_state(NodeStateToProto(in.live.state));
+  out->set_drained(in.record.drained);
+  ResourcesToProto(in.record.capacity, out->mutable_capacity());
+  ResourcesToProto(in.live.allocated, out->mutable_allocated());
+  for (RuntimeKind kind : in.record.runtimes) {
+    v1::Accelerator* runtime = out->add_runtimes();
+    runtime->set_runtime(RuntimeToProto(kind));
+    runtime->set_available(true);
+  }
+  SetTime(in.live.last_heartbeat, out->mutable_last_heartbeat());
+  out->set_assignment_version(in.record.assignment_version);
+  out->set_applied_version(in.live.applied_version);
+  out->set_replicas(in.replicas);
+  out->set_agent_version(in.live.agent_version);
+  out->set_state_reason(in.live.state_reason);
+}
+
+void ClusterEventToProto(const ClusterEvent& in, v1::ClusterEvent* out) {
+  out->set_sequence(in.sequence);
+  SetTime(in.time, out->mutable_time());
+  out->set_type(ClusterEventTypeToProto(in.type));
+  out->set_service(in.service);
+  out->set_node(in.node);
+  out->set_message(in.message);
+}
+
+}  // namespace phoenix::supervisor::api

@@ -1,0 +1,46 @@
+// Conversions between phoenix.v1 (supervisor.proto) and the supervisor's plain values
+// (supervisor/state/cluster.h, supervisor/reconcile/controller.h). With supervisor_service.cc the
+// only place the admin API touches protobuf.
+//
+// ServiceSpecFromProto validates the user's spec (InvalidArgument naming the field, "spec.name",
+// "spec.template.image", ...), applies the API defaults (256 MiB, 1 vCPU, max skew 1) and keeps the
+// replica template as a serialized phoenix.v1.GuestSpec (name cleared, host ports zeroed: the
+// supervisor names guests and the agents pick host ports) so every other field reaches the agent
+// unchanged. The *ToProto functions are for display and never fail.
+//
+// Thread-safety: pure functions over values.
+#pragma once
+
+#include <string_view>
+
+#include "phoenix/v1/supervisor.pb.h"
+#include "proto/support/error.h"
+#include "supervisor/reconcile/controller.h"
+#include "supervisor/state/cluster.h"
+
+namespace phoenix::supervisor::api {
+
+inline constexpr uint32_t kMaxReplicas = 1000;
+inline constexpr uint32_t kMinMemoryMib = 16;
+inline constexpr uint32_t kDefaultMemoryMib = 256;
+inline constexpr uint32_t kDefaultVcpus = 1;
+inline constexpr uint32_t kDefaultMaxSkew = 1;
+
+[[nodiscard]] Result<ServiceSpec> ServiceSpecFromProto(const v1::ServiceSpec& in);
+// The spec as the user sees it: the stored template with the value's fields on top.
+void ServiceSpecToProto(const ServiceSpec& in, v1::ServiceSpec* out);
+void ServiceToProto(const ServiceStatus& in, v1::Service* out);
+void ReplicaToProto(const ReplicaStatus& in, v1::Replica* out);
+void NodeToProto(const NodeStatus& in, v1::Node* out);
+void ClusterEventToProto(const ClusterEvent& in, v1::ClusterEvent* out);
+
+v1::Runtime RuntimeToProto(RuntimeKind kind);
+v1::NodeState NodeStateToProto(NodeState state);
+v1::ReplicaState ReplicaStateToProto(ReplicaState state);
+v1::GuestState GuestStateToProto(GuestState state);
+v1::ClusterEventType ClusterEventTypeToProto(ClusterEventType type);
+
+// "127.0.0.1:49153->80" (or "[::1]:49153->80") as the agent reports it. False if malformed.
+bool ParseEndpoint(std::string_view text, v1::Endpoint* out);
+
+}  // namespace phoenix::supervisor::api
