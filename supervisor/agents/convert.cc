@@ -1,0 +1,131 @@
+#include "supervisor/agents/convert.h"
+
+#include <string>
+#include <utility>
+
+namespace phoenix::supervisor::agents {
+
+std::optional<RuntimeKind> RuntimeFromProto(v1::Runtime runtime) {
+  switch (runtime) {
+    case v1::RUNTIME_VM:
+      return RuntimeKind::kVm;
+    case v1::RUNTIME_MICROVM:
+      return RuntimeKind::kMicroVm;
+    case v1::RUNTIME_CONTAINER:
+      return RuntimeKind::kContainer;
+    default:
+      return std::nullopt;
+  }
+}
+
+GuestState GuestStateFromProto(v1::GuestState state) {
+  switch (state) {
+    case v1::GUEST_STATE_PENDING:
+      return GuestState::kPending;
+    case v1::GUEST_STATE_STARTING:
+      return GuestState::kStarting;
+    case v1::GUEST_STATE_RUNNING:
+      return GuestState::kRunning;
+    case v1::GUEST_STATE_STOPPING:
+      return GuestState::kStopping;
+    case v1::GUEST_STATE_STOPPED:
+      return GuestState::kStopped;
+    case v1::GUEST_STATE_CRASHED:
+      return GuestState::kCrashed;
+    case v1::GUEST_STATE_RESTARTING:
+      return GuestState::kRestarting;
+    case v1::GUEST_STATE_FAILED:
+      return GuestState::kFailed;
+    default:
+      return GuestState::kUnknown;
+  }
+}
+
+namespace {
+
+Resources ResourcesFromProto(const v1::Resources& in) {
+  return Resources{.vcpus = in.vcpus(), .memory_mib = in.memory_mib()};
+}
+
+}  // namespace
+
+AgentHello HelloFromProto(const v1::Hello& in, const std::string& node_name) {
+  AgentHello out;
+  const v1::NodeInfo& node = in.node();
+  out.node.name = node_name;
+  out.node.zone = node.zone();
+  out.node.labels.insert(node.labels().begin(), node.labels().end());
+  out.node.capacity = ResourcesFromProto(node.capacity());
+  for (const v1::Accelerator& accelerator : node.runtimes()) {
+    if (!accelerator.available()) continue;
+    if (auto kind = RuntimeFromProto(accelerator.runtime())) out.node.runtimes.insert(*kind);
+  }
+  out.allocated = ResourcesFromProto(node.allocated());
+  out.applied_version = in.applied_version();
+  out.images.insert(in.images().begin(), in.images().end());
+  out.agent_version = node.version();
+  return out;
+}
+
+std::string EndpointString(const v1::Endpoint& endpoint) {
+  const std::string& host = endpoint.host_ip();
+  std::string out = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  out += ":" + std::to_string(endpoint.host_port()) + "->" + std::to_string(endpoint.guest_port());
+  return out;
+}
+
+ReportedGuest GuestFromProto(const v1::Guest& in, TimePoint now) {
+  ReportedGuest out;
+  out.name = in.spec().name();
+  out.observed.guest_state = GuestStateFromProto(in.state());
+  out.observed.healthy = in.healthy();
+  out.observed.restart_count = in.restart_count();
+  out.observed.last_exit_reason = in.last_exit_reason();
+  out.observed.endpoints.reserve(in.endpoints_size());
+  for (const v1::Endpoint& endpoint : in.endpoints()) {
+    out.observed.endpoints.push_back(EndpointString(endpoint));
+  }
+  out.observed.reported_at = now;
+  return out;
+}
+
+AgentReport ReportFromProto(const v1::Status& in, TimePoint now) {
+  AgentReport out;
+  out.applied_version = in.applied_version();
+  out.allocated = ResourcesFromProto(in.allocated());
+  out.guests.reserve(in.guests_size());
+  for (const v1::Guest& guest : in.guests()) out.guests.push_back(GuestFromProto(guest, now));
+  out.images.insert(in.images().begin(), in.images().end());
+  return out;
+}
+
+Result<v1::AssignedGuest> AssignedGuestToProto(const AssignedReplica& in) {
+  v1::AssignedGuest out;
+  out.set_service(in.service);
+  out.set_index(in.index);
+  out.set_generation(in.generation);
+  v1::GuestSpec* spec = out.mutable_spec();
+  if (!spec->ParseFromString(in.guest_template)) {
+    return InvalidArgument("guest_template", "replica " + in.guest + " of service " + in.service +
+                                                 ": the guest template is not a valid GuestSpec");
+  }
+  spec->set_name(in.guest);
+  for (v1::PortMapping& port : *spec->mutable_ports()) port.set_host_port(0);
+  return out;
+}
+
+AssignmentProto AssignmentToProto(const NodeAssignment& in) {
+  AssignmentProto out;
+  out.assignment.set_version(in.version);
+  for (const AssignedReplica& replica : in.replicas) {
+    auto guest = AssignedGuestToProto(replica);
+    if (!guest) {
+      out.skipped.push_back(std::move(guest).error());
+      continue;
+    }
+    *out.assignment.add_guests() = std::move(*guest);
+  }
+  return out;
+}
+
+}  // namespace phoenix::supervisor::agents
