@@ -85,6 +85,16 @@ CREATE TABLE events (
   message TEXT NOT NULL
 ) STRICT;
 )sql",
+    R"sql(
+CREATE TABLE assignment (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  version INTEGER NOT NULL,
+  payload BLOB NOT NULL
+) STRICT;
+CREATE TABLE managed_guests (
+  name TEXT PRIMARY KEY NOT NULL
+) STRICT, WITHOUT ROWID;
+)sql",
 };
 
 template <typename E>
@@ -167,6 +177,11 @@ class AgentStore::Stmt {
   }
   Stmt& Bind(int index, const std::string& value) { return Bind(index, std::string_view(value)); }
   Stmt& Bind(int index, const char* value) { return Bind(index, std::string_view(value)); }
+  Stmt& BindBlob(int index, std::string_view value) {
+    PHX_CHECK(sqlite3_bind_blob(stmt_, index, value.data(), static_cast<int>(value.size()),
+                                SQLITE_TRANSIENT) == SQLITE_OK);
+    return *this;
+  }
 
   // true: a row is available; false: done.
   Result<bool> Step(std::string_view what) {
@@ -184,6 +199,11 @@ class AgentStore::Stmt {
   int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
   std::string Text(int col) const {
     const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+    int n = sqlite3_column_bytes(stmt_, col);
+    return p == nullptr ? std::string() : std::string(p, static_cast<size_t>(n));
+  }
+  std::string Blob(int col) const {
+    const auto* p = static_cast<const char*>(sqlite3_column_blob(stmt_, col));
     int n = sqlite3_column_bytes(stmt_, col);
     return p == nullptr ? std::string() : std::string(p, static_cast<size_t>(n));
   }
@@ -690,6 +710,60 @@ Result<std::vector<EventRecord>> AgentStore::EventsSince(uint64_t from_sequence,
 uint64_t AgentStore::LastSequence() {
   std::lock_guard lock(mu_);
   return last_sequence_;
+}
+
+Result<std::optional<AgentStore::StoredAssignment>> AgentStore::LoadAssignment() {
+  std::lock_guard lock(mu_);
+  auto s = Prepare("SELECT version, payload FROM assignment WHERE id = 1");
+  if (!s) return std::unexpected(s.error());
+  auto row = s->Step("loading the assignment");
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return std::optional<StoredAssignment>();
+  StoredAssignment out;
+  out.version = static_cast<uint64_t>(s->Int(0));
+  out.payload = s->Blob(1);
+  return out;
+}
+
+Result<void> AgentStore::SaveAssignment(const StoredAssignment& assignment) {
+  std::lock_guard lock(mu_);
+  auto s = Prepare(
+      "INSERT INTO assignment (id, version, payload) VALUES (1, ?1, ?2) "
+      "ON CONFLICT (id) DO UPDATE SET version = excluded.version, payload = excluded.payload");
+  if (!s) return std::unexpected(s.error());
+  // Same bit-pattern storage as instance_seq: all of uint64 round-trips.
+  return s->Bind(1, static_cast<int64_t>(assignment.version))
+      .BindBlob(2, assignment.payload)
+      .Run("storing assignment version " + std::to_string(assignment.version));
+}
+
+Result<void> AgentStore::AddManagedGuest(const std::string& name) {
+  if (name.empty()) return InvalidArgument("name", "a managed guest needs a name");
+  std::lock_guard lock(mu_);
+  auto s = Prepare("INSERT OR IGNORE INTO managed_guests (name) VALUES (?1)");
+  if (!s) return std::unexpected(s.error());
+  return s->Bind(1, name).Run("marking guest " + name + " as managed");
+}
+
+Result<void> AgentStore::RemoveManagedGuest(const std::string& name) {
+  std::lock_guard lock(mu_);
+  auto s = Prepare("DELETE FROM managed_guests WHERE name = ?1");
+  if (!s) return std::unexpected(s.error());
+  return s->Bind(1, name).Run("unmarking managed guest " + name);
+}
+
+Result<std::set<std::string>> AgentStore::ManagedGuests() {
+  std::lock_guard lock(mu_);
+  auto s = Prepare("SELECT name FROM managed_guests ORDER BY name");
+  if (!s) return std::unexpected(s.error());
+  std::set<std::string> out;
+  for (;;) {
+    auto row = s->Step("loading managed guests");
+    if (!row) return std::unexpected(row.error());
+    if (!*row) break;
+    out.insert(s->Text(0));
+  }
+  return out;
 }
 
 }  // namespace phoenix::agent

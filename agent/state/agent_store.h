@@ -18,7 +18,8 @@
 // Only one process should open a database at a time (the agent's state dir is its own).
 //
 // Schema: versioned with PRAGMA user_version; Open migrates older versions forward and refuses a
-// database written by a newer agent (kFailedPrecondition) rather than misreading it.
+// database written by a newer agent (kFailedPrecondition) rather than misreading it. Version 2 adds
+// the supervisor's assignment and the set of guests it manages (agent/link).
 #pragma once
 
 #include <cstddef>
@@ -26,6 +27,8 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -43,7 +46,7 @@ namespace phoenix::agent {
 class AgentStore {
  public:
   // The schema version this build writes and understands.
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   struct Options {
     size_t max_events = 10000;  // the event log keeps the newest N events; must be > 0
@@ -73,6 +76,25 @@ class AgentStore {
   [[nodiscard]] Result<std::vector<EventRecord>> EventsSince(uint64_t from_sequence, size_t limit);
   // The sequence of the newest event ever appended (0 if none), even if it was trimmed since.
   uint64_t LastSequence();
+
+  // --- Supervisor assignment (agent/link) ---
+  // The assignment the agent last accepted. `payload` is the link's own encoding of the guest list;
+  // the store keeps it as opaque bytes and never interprets it.
+  struct StoredAssignment {
+    uint64_t version = 0;
+    std::string payload;
+    bool operator==(const StoredAssignment&) const = default;
+  };
+  // The stored assignment, or nullopt if the agent never accepted one.
+  [[nodiscard]] Result<std::optional<StoredAssignment>> LoadAssignment();
+  // Replaces the stored assignment.
+  [[nodiscard]] Result<void> SaveAssignment(const StoredAssignment& assignment);
+  // Names of the guests an assignment owns: a name is added before its guest is created and removed
+  // after it is deleted, so guests created through the agent API are never mistaken for them.
+  // Adding a present name or removing an absent one succeeds.
+  [[nodiscard]] Result<void> AddManagedGuest(const std::string& name);
+  [[nodiscard]] Result<void> RemoveManagedGuest(const std::string& name);
+  [[nodiscard]] Result<std::set<std::string>> ManagedGuests();
 
   const std::filesystem::path& path() const { return path_; }
 

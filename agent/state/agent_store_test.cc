@@ -315,6 +315,89 @@ TEST(AgentStoreTest, RefusesANewerSchemaVersion) {
               HasSubstr("version " + std::to_string(AgentStore::kSchemaVersion + 1)));
 }
 
+// A database as a version-1 agent left it: the frozen v1 schema, made by this build and then
+// stripped of everything version 2 added.
+void DowngradeToV1(const fs::path& file) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(file.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(db, "DROP TABLE assignment; DROP TABLE managed_guests; PRAGMA user_version=1;",
+                   nullptr, nullptr, nullptr),
+      SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+}
+
+int UserVersion(const fs::path& file) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open(file.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, nullptr), SQLITE_OK);
+  EXPECT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  int version = sqlite3_column_int(stmt, 0);
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return version;
+}
+
+TEST(AgentStoreTest, MigratesAVersion1DatabaseKeepingItsGuestsAndEvents) {
+  TempDir dir;
+  auto file = dir.path() / "agent.db";
+  {
+    auto store = MustOpen(file);
+    ASSERT_TRUE(store->PutGuest(FullRecord("g1")));
+    ASSERT_TRUE(store->AppendEvent(Event(EventType::kGuestCreated, "web-g1", "created")));
+  }
+  DowngradeToV1(file);
+  ASSERT_EQ(UserVersion(file), 1);
+
+  auto store = MustOpen(file);
+  EXPECT_EQ(UserVersion(file), AgentStore::kSchemaVersion);
+  auto guests = store->LoadGuests();
+  ASSERT_TRUE(guests) << guests.error().ToString();
+  ASSERT_EQ(guests->size(), 1u);
+  EXPECT_EQ((*guests)[0], FullRecord("g1"));
+  EXPECT_EQ(store->LastSequence(), 1u);
+  auto assignment = store->LoadAssignment();
+  ASSERT_TRUE(assignment) << assignment.error().ToString();
+  EXPECT_FALSE(assignment->has_value());
+  auto managed = store->ManagedGuests();
+  ASSERT_TRUE(managed) << managed.error().ToString();
+  EXPECT_TRUE(managed->empty());
+  // The new tables are usable at once.
+  ASSERT_TRUE(store->SaveAssignment({3, "x"}));
+  ASSERT_TRUE(store->AddManagedGuest("web-0-1"));
+}
+
+TEST(AgentStoreTest, AssignmentAndManagedGuestsSurviveReopen) {
+  TempDir dir;
+  auto file = dir.path() / "agent.db";
+  // Payloads are opaque bytes: NULs and invalid UTF-8 must round-trip.
+  const std::string payload("\x0a\x00\xff\xfe tail", 9);
+  const uint64_t big_version = 0xfedcba9876543210ULL;
+  {
+    auto store = MustOpen(file);
+    ASSERT_TRUE(store->SaveAssignment({1, "old"}));
+    ASSERT_TRUE(store->SaveAssignment({big_version, payload}));
+    ASSERT_TRUE(store->AddManagedGuest("b"));
+    ASSERT_TRUE(store->AddManagedGuest("a"));
+    ASSERT_TRUE(store->AddManagedGuest("a"));  // idempotent
+    ASSERT_TRUE(store->AddManagedGuest("c"));
+    ASSERT_TRUE(store->RemoveManagedGuest("c"));
+    ASSERT_TRUE(store->RemoveManagedGuest("never-added"));
+    EXPECT_FALSE(store->AddManagedGuest("").has_value());
+  }
+  auto store = MustOpen(file);
+  auto assignment = store->LoadAssignment();
+  ASSERT_TRUE(assignment) << assignment.error().ToString();
+  ASSERT_TRUE(assignment->has_value());
+  EXPECT_EQ((*assignment)->version, big_version);
+  EXPECT_EQ((*assignment)->payload, payload);
+  auto managed = store->ManagedGuests();
+  ASSERT_TRUE(managed) << managed.error().ToString();
+  EXPECT_EQ(*managed, (std::set<std::string>{"a", "b"}));
+}
+
 TEST(AgentStoreTest, ConcurrentAppendsGetDistinctIncreasingSequences) {
   TempDir dir;
   auto store = MustOpen(dir.path() / "agent.db");
