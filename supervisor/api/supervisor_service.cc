@@ -1,0 +1,215 @@
+#include "supervisor/api/supervisor_service.h"
+
+#include <google/protobuf/util/time_util.h>
+
+#include <string>
+
+#include "proto/support/grpc_status.h"
+#include "supervisor/api/convert.h"
+
+namespace phoenix::supervisor::api {
+
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+// How long WatchEvents waits for news before it looks at the client again: bounds how long a
+// cancelled stream (or a server shutting down with a deadline) keeps its handler thread.
+constexpr std::chrono::milliseconds kWatchPoll{1000};
+constexpr size_t kWatchBatch = 256;
+constexpr uint32_t kDefaultJoinTokenTtlSeconds = 3600;
+
+grpc::Status Fail(const Error& e) { return ToGrpcStatus(e); }
+
+Result<void> RequireName(const std::string& name) {
+  if (name.empty()) return InvalidArgument("name", "is required");
+  return {};
+}
+
+Result<auth::Role> RoleFromProto(v1::Role role) {
+  switch (role) {
+    case v1::ROLE_VIEWER:
+      return auth::Role::kViewer;
+    case v1::ROLE_OPERATOR:
+      return auth::Role::kOperator;
+    case v1::ROLE_ADMIN:
+      return auth::Role::kAdmin;
+    default:
+      return InvalidArgument("role", "must be viewer, operator or admin");
+  }
+}
+
+Result<void> RequireTokenStore(const auth::TokenStore* store) {
+  if (store == nullptr) {
+    return FailedPrecondition(
+        "this supervisor keeps no tokens (started without a state dir's tokens file, e.g. "
+        "--insecure)");
+  }
+  return {};
+}
+
+}  // namespace
+
+SupervisorServiceImpl::SupervisorServiceImpl(Controller& controller, StateStore& store,
+                                             EventHub& hub, auth::TokenStore* token_store)
+    : controller_(controller), store_(store), hub_(hub), token_store_(token_store) {}
+
+grpc::Status SupervisorServiceImpl::CreateService(grpc::ServerContext*,
+                                                  const v1::CreateServiceRequest* req,
+                                                  v1::Service* resp) {
+  return GuardHandler([&] {
+    auto spec = ServiceSpecFromProto(req->spec());
+    if (!spec) return Fail(spec.error());
+    auto status = controller_.CreateService(std::move(*spec));
+    if (!status) return Fail(status.error());
+    ServiceToProto(*status, resp);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status SupervisorServiceImpl::GetService(grpc::ServerContext*,
+                                               const v1::GetServiceRequest* req,
+                                               v1::Service* resp) {
+  return GuardHandler([&] {
+    if (auto ok = RequireName(req->name()); !ok) return Fail(ok.error());
+    auto status = controller_.GetService(req->name());
+    if (!status) return Fail(status.error());
+    ServiceToProto(*status, resp);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status SupervisorServiceImpl::ListServices(grpc::ServerContext*,
+                                                 const v1::ListServicesRequest*,
+                                                 v1::ListServicesResponse* resp) {
+  return GuardHandler([&] {
+    for (const ServiceStatus& status : controller_.ListServices()) {
+      ServiceToProto(status, resp->add_services());
+    }
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status SupervisorServiceImpl::ScaleService(grpc::ServerContext*,
+                                                 const v1::ScaleServiceRequest* req,
+                                                 v1::Service* resp) {
+  return GuardHandler([&] {
+    if (auto ok = RequireName(req->name()); !ok) return Fail(ok.error());
+    if (req->replicas() > kMaxReplicas) {
+      return Fail(InvalidArgument("replicas", "must be 0-" + std::to_string(kMaxReplicas) +
+                                                  " (got " + std::to_string(req->replicas()) + ")")
+                      .error());
+    }
+    auto status = controller_.ScaleService(req->name(), req->replicas(), req->expected_version());
+    if (!status) return Fail(status.error());
+    ServiceToProto(*status, resp);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status SupervisorServiceImpl::DeleteService(grpc::ServerContext*,
+                                                  const v1::DeleteServiceRequest* req,
+                                                  v1::DeleteServiceResponse*) {
+  return GuardHandler([&] {
+    if (auto ok = RequireName(req->name()); !ok) return Fail(ok.error());
+    if (auto ok = controller_.DeleteService(req->name()); !ok) return Fail(ok.error());
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status SupervisorServiceImpl::ListNodes(grpc::ServerContext*, const v1::ListNodesRequest*,
+                                              v1::ListNodesResponse* resp) {
+  return GuardHandler([&] {
+    for (const NodeStatus& node : controller_.ListNodes()) NodeToProto(node, resp->add_nodes());
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status SupervisorServiceImpl::GetNode(grpc::ServerContext*, const v1::GetNodeRequest* req,
+                                            v1::Node* resp) {
+  return GuardHandler([&] {
+    if (auto ok = RequireName(req->name()); !ok) return Fail(ok.error());
+    auto node = controller_.GetNode(req->name());
+    if (!node) return Fail(node.error());
+    NodeToProto(*node, resp);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status SupervisorServiceImpl::DrainNode(grpc::ServerContext*, const v1::DrainNodeRequest* req,
+                                              v1::Node* resp) {
+  return GuardHandler([&] {
+    if (auto ok = RequireName(req->name()); !ok) return Fail(ok.error());
+    auto node = controller_.DrainNode(req->name());
+    if (!node) return Fail(node.error());
+    NodeToProto(*node, resp);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status SupervisorServiceImpl::UndrainNode(grpc::ServerContext*,
+                                                const v1::UndrainNodeRequest* req, v1::Node* resp) {
+  return GuardHandler([&] {
+    if (auto ok = RequireName(req->name()); !ok) return Fail(ok.error());
+    auto node = controller_.UndrainNode(req->name());
+    if (!node) return Fail(node.error());
+    NodeToProto(*node, resp);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status SupervisorServiceImpl::WatchEvents(grpc::ServerContext* ctx,
+                                                const v1::WatchClusterEventsRequest* req,
+                                                grpc::ServerWriter<v1::ClusterEvent>* writer) {
+  return GuardHandler([&] {
+    // The store holds the log and the hub only says how far it goes, so a slow watcher costs no
+    // memory and reads what it missed from the store.
+    uint64_t next = req->from_sequence() == 0 ? hub_.last() + 1 : req->from_sequence();
+    while (!ctx->IsCancelled()) {
+      auto events = store_.EventsSince(next, kWatchBatch);
+      if (!events) return Fail(events.error());
+      for (const ClusterEvent& event : *events) {
+        next = event.sequence + 1;
+        if (!req->service().empty() && event.service != req->service()) continue;
+        if (!req->node().empty() && event.node != req->node()) continue;
+        v1::ClusterEvent out;
+        ClusterEventToProto(event, &out);
+        if (!writer->Write(out)) return grpc::Status::OK;
+      }
+      if (events->empty()) hub_.WaitNewerThan(next - 1, kWatchPoll);
+    }
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status SupervisorServiceImpl::CreateToken(grpc::ServerContext*,
+                                                const v1::CreateTokenRequest* req,
+                                                v1::CreateTokenResponse* resp) {
+  return GuardHandler([&] {
+    auto role = RoleFromProto(req->role());
+    if (!role) return Fail(role.error());
+    if (auto ok = RequireTokenStore(token_store_); !ok) return Fail(ok.error());
+    auto token = token_store_->Mint(*role, req->description());
+    if (!token) return Fail(token.error());
+    resp->set_token(std::move(*token));
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status SupervisorServiceImpl::CreateJoinToken(grpc::ServerContext*,
+                                                    const v1::CreateJoinTokenRequest* req,
+                                                    v1::CreateJoinTokenResponse* resp) {
+  return GuardHandler([&] {
+    if (auto ok = RequireTokenStore(token_store_); !ok) return Fail(ok.error());
+    const uint32_t ttl = req->ttl_seconds() == 0 ? kDefaultJoinTokenTtlSeconds : req->ttl_seconds();
+    auto token = token_store_->MintJoinToken(std::chrono::seconds(ttl));
+    if (!token) return Fail(token.error());
+    resp->set_token(std::move(token->token));
+    *resp->mutable_expires_at() = TimeUtil::SecondsToTimestamp(
+        std::chrono::duration_cast<std::chrono::seconds>(token->expires_at.time_since_epoch())
+            .count());
+    return grpc::Status::OK;
+  });
+}
+
+}  // namespace phoenix::supervisor::api
