@@ -1,0 +1,42 @@
+// EnrollmentService (phoenix.v1.Enrollment): an agent without a certificate trades a join token and
+// a CSR for its client certificate. The Authorizer lets Enroll through unauthenticated (the caller
+// has no credential yet but the join token in the request); this handler is where that token is
+// checked, before anything else is looked at.
+//
+// Order of checks: join token (UNAUTHENTICATED), node name [a-z0-9][a-z0-9.-]{0,62}
+// (INVALID_ARGUMENT, field "node"), CSR signature, key type and CN == node (INVALID_ARGUMENT,
+// field "csr_pem"). The certificate is signed by the supervisor's CA with the clientAuth EKU; the
+// agent's key never leaves the agent. Re-enrolling a node name is allowed (a reinstalled host).
+//
+// Thread-safety: Enroll runs concurrently; the CA is immutable, the TokenStore thread-safe.
+#pragma once
+
+#include <memory>
+#include <string_view>
+
+#include <grpcpp/grpcpp.h>
+
+#include "phoenix/v1/supervisor.grpc.pb.h"
+#include "proto/support/pki.h"
+#include "supervisor/auth/token_store.h"
+
+namespace phoenix::supervisor::api {
+
+// [a-z0-9][a-z0-9.-]{0,62}
+bool IsValidNodeName(std::string_view node);
+
+class EnrollmentService final : public phoenix::v1::Enrollment::Service {
+ public:
+  EnrollmentService(std::shared_ptr<auth::TokenStore> tokens, pki::KeyAndCert ca,
+                    int cert_days = 365);
+
+  grpc::Status Enroll(grpc::ServerContext* context, const phoenix::v1::EnrollRequest* request,
+                      phoenix::v1::EnrollResponse* response) override;
+
+ private:
+  std::shared_ptr<auth::TokenStore> tokens_;
+  const pki::KeyAndCert ca_;
+  const int cert_days_;
+};
+
+}  // namespace phoenix::supervisor::api

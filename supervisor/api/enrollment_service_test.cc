@@ -1,0 +1,162 @@
+#include "supervisor/api/enrollment_service.h"
+
+#include <fstream>
+#include <mutex>
+
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
+
+#include "proto/support/pki.h"
+#include "supervisor/auth/authorizer.h"
+#include "supervisor/auth/testing/secure_server.h"
+
+namespace phoenix::supervisor::api {
+namespace {
+
+namespace v1 = phoenix::v1;
+using auth::testing::CallContext;
+
+class RecordingLink final : public v1::AgentLink::Service {
+ public:
+  std::mutex mu;
+  std::vector<std::string> common_names;
+  grpc::Status Connect(
+      grpc::ServerContext* ctx,
+      grpc::ServerReaderWriter<v1::SupervisorMessage, v1::AgentMessage>*) override {
+    std::lock_guard lock(mu);
+    common_names.push_back(auth::PeerCommonName(*ctx).value_or("<none>"));
+    return grpc::Status::OK;
+  }
+};
+
+class EnrollmentServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto ca = auth::LoadCa(server_.dir());
+    ASSERT_TRUE(ca.has_value());
+    enrollment_ = std::make_unique<EnrollmentService>(server_.tokens(), *ca, 30);
+    server_.Start({enrollment_.get(), &link_});
+    auto join = server_.tokens()->MintJoinToken(std::chrono::seconds(600));
+    ASSERT_TRUE(join.has_value());
+    join_token_ = join->token;
+  }
+
+  grpc::Status Enroll(const std::string& token, const std::string& node, const std::string& csr_pem,
+                      v1::EnrollResponse* response) {
+    auto stub = v1::Enrollment::NewStub(server_.Channel());  // no client certificate yet
+    auto ctx = CallContext();
+    v1::EnrollRequest request;
+    request.set_join_token(token);
+    request.set_node(node);
+    request.set_csr_pem(csr_pem);
+    return stub->Enroll(ctx.get(), request, response);
+  }
+
+  std::string Csr(const std::string& cn) {
+    auto csr = pki::CreateKeyAndCsr(cn);
+    PHX_CHECK(csr.has_value());
+    key_pem_ = csr->key_pem;
+    return csr->csr_pem;
+  }
+
+  RecordingLink link_;
+  auth::testing::SecureServer server_;
+  std::unique_ptr<EnrollmentService> enrollment_;
+  std::string join_token_;
+  std::string key_pem_;
+};
+
+TEST(NodeNameTest, Table) {
+  for (std::string good : {std::string("a"), std::string("node-1"), std::string("n1.zone-a"),
+                           std::string("0abc"), std::string(63, 'a')}) {
+    EXPECT_TRUE(IsValidNodeName(good)) << good;
+  }
+  for (std::string bad :
+       {std::string(), std::string("-a"), std::string(".a"), std::string("Node"),
+        std::string("a_b"), std::string("a b"), std::string(64, 'a'), std::string("a/b")}) {
+    EXPECT_FALSE(IsValidNodeName(bad)) << bad;
+  }
+}
+
+TEST_F(EnrollmentServiceTest, GoodJoinTokenGetsACertificateThatWorksForAgentLink) {
+  v1::EnrollResponse response;
+  grpc::Status status = Enroll(join_token_, "node-a", Csr("node-a"), &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.ca_pem(), server_.server_tls().ca_pem);
+  EXPECT_TRUE(
+      pki::VerifyCertificate(response.ca_pem(), response.certificate_pem(), pki::Purpose::kClient)
+          .has_value());
+
+  auto stub = v1::AgentLink::NewStub(server_.Channel(response.certificate_pem(), key_pem_));
+  auto ctx = CallContext();
+  auto stream = stub->Connect(ctx.get());
+  stream->WritesDone();
+  v1::SupervisorMessage msg;
+  while (stream->Read(&msg)) {
+  }
+  grpc::Status link = stream->Finish();
+  EXPECT_TRUE(link.ok()) << link.error_message();
+  std::lock_guard lock(link_.mu);
+  EXPECT_EQ(link_.common_names, std::vector<std::string>{"node-a"});
+}
+
+TEST_F(EnrollmentServiceTest, JoinTokenIsReusableUntilItExpires) {
+  v1::EnrollResponse response;
+  EXPECT_TRUE(Enroll(join_token_, "node-a", Csr("node-a"), &response).ok());
+  EXPECT_TRUE(Enroll(join_token_, "node-b", Csr("node-b"), &response).ok());
+}
+
+TEST_F(EnrollmentServiceTest, BadJoinTokensAreUnauthenticated) {
+  v1::EnrollResponse response;
+  for (const std::string& token :
+       {std::string(), std::string("phx_join_nope"), server_.init().admin_token}) {
+    grpc::Status status = Enroll(token, "node-a", Csr("node-a"), &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << token;
+  }
+  // The token is checked first: a bad token with a bad node name says nothing about the name.
+  EXPECT_EQ(Enroll("phx_join_nope", "BAD NAME", "", &response).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(response.certificate_pem().empty());
+}
+
+TEST_F(EnrollmentServiceTest, ExpiredJoinTokenIsUnauthenticated) {
+  const std::string expired = "phx_join_expired-for-the-test";
+  unsigned char md[32];
+  unsigned int len = 0;
+  ASSERT_EQ(EVP_Digest(expired.data(), expired.size(), md, &len, EVP_sha256(), nullptr), 1);
+  std::string hex;
+  for (unsigned i = 0; i < len; ++i) {
+    char buf[3];
+    std::snprintf(buf, sizeof(buf), "%02x", md[i]);
+    hex += buf;
+  }
+  auto past = std::chrono::duration_cast<std::chrono::seconds>(
+                  std::chrono::system_clock::now().time_since_epoch())
+                  .count() -
+              5;
+  std::ofstream(server_.init().paths.tokens, std::ios::app)
+      << hex << " join " << past << " expired\n";
+  v1::EnrollResponse response;
+  EXPECT_EQ(Enroll(expired, "node-a", Csr("node-a"), &response).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST_F(EnrollmentServiceTest, InvalidNodeNameNamesTheField) {
+  v1::EnrollResponse response;
+  grpc::Status status = Enroll(join_token_, "Node_A", Csr("node-a"), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(status.error_message().starts_with("node: ")) << status.error_message();
+}
+
+TEST_F(EnrollmentServiceTest, CsrMustBeForTheNodeAndWellFormed) {
+  v1::EnrollResponse response;
+  grpc::Status other_cn = Enroll(join_token_, "node-a", Csr("node-b"), &response);
+  EXPECT_EQ(other_cn.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(other_cn.error_message().starts_with("csr_pem: ")) << other_cn.error_message();
+  grpc::Status garbage = Enroll(join_token_, "node-a", "garbage", &response);
+  EXPECT_EQ(garbage.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(garbage.error_message().starts_with("csr_pem: ")) << garbage.error_message();
+}
+
+}  // namespace
+}  // namespace phoenix::supervisor::api

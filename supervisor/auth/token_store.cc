@@ -1,0 +1,339 @@
+#include "supervisor/auth/token_store.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <sstream>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <spdlog/spdlog.h>
+
+#include "proto/support/pki.h"
+
+namespace phoenix::supervisor::auth {
+namespace {
+
+constexpr size_t kSecretBytes = 32;
+constexpr size_t kMaxTokenLength = 256;  // longer input cannot be one of ours; skip hashing it
+constexpr size_t kMaxDescription = 200;
+
+std::string_view KindName(int kind) {
+  switch (kind) {
+    case 1:
+      return "viewer";
+    case 2:
+      return "operator";
+    case 3:
+      return "admin";
+    case 4:
+      return "join";
+  }
+  return "unknown";
+}
+
+std::string Hex(const unsigned char* data, size_t len) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(len * 2);
+  for (size_t i = 0; i < len; ++i) {
+    out.push_back(kDigits[data[i] >> 4]);
+    out.push_back(kDigits[data[i] & 0xf]);
+  }
+  return out;
+}
+
+bool ParseHex(std::string_view hex, unsigned char* out, size_t len) {
+  if (hex.size() != len * 2) return false;
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  for (size_t i = 0; i < len; ++i) {
+    int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out[i] = static_cast<unsigned char>(hi << 4 | lo);
+  }
+  return true;
+}
+
+Result<std::array<unsigned char, 32>> Sha256(std::string_view data) {
+  std::array<unsigned char, 32> out{};
+  unsigned int len = 0;
+  if (EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr) != 1 ||
+      len != out.size()) {
+    return Internal("EVP_Digest(sha256) failed");
+  }
+  return out;
+}
+
+Result<std::string> RandomSecret() {
+  unsigned char bytes[kSecretBytes];
+  size_t got = 0;
+  while (got < sizeof(bytes)) {
+    ssize_t n = getrandom(bytes + got, sizeof(bytes) - got, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError("getrandom");
+    }
+    got += static_cast<size_t>(n);
+  }
+  return Hex(bytes, sizeof(bytes));
+}
+
+int64_t NowUnix() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string CleanDescription(std::string_view text) {
+  std::string out(text.substr(0, kMaxDescription));
+  for (char& c : out) {
+    if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+  }
+  return out;
+}
+
+// Holds an flock on "<tokens>.lock" so two processes never interleave read-modify-write.
+class FileLock {
+ public:
+  static Result<FileLock> Acquire(const std::filesystem::path& tokens_file) {
+    std::filesystem::path lock_path = tokens_file;
+    lock_path += ".lock";
+    int fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return ErrnoError("opening " + lock_path.string());
+    while (flock(fd, LOCK_EX) != 0) {
+      if (errno == EINTR) continue;
+      auto err = ErrnoError("flock " + lock_path.string());
+      close(fd);
+      return err;
+    }
+    return FileLock(fd);
+  }
+  FileLock(FileLock&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  FileLock& operator=(FileLock&&) = delete;
+  ~FileLock() {
+    if (fd_ >= 0) close(fd_);  // closing releases the lock
+  }
+
+ private:
+  explicit FileLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+}  // namespace
+
+std::string_view RoleName(Role role) { return KindName(static_cast<int>(role)); }
+
+std::optional<Role> ParseRole(std::string_view name) {
+  for (Role role : {Role::kViewer, Role::kOperator, Role::kAdmin}) {
+    if (RoleName(role) == name) return role;
+  }
+  return std::nullopt;
+}
+
+bool TokenStore::FileId::operator==(const FileId& o) const {
+  return exists == o.exists && dev == o.dev && ino == o.ino && size == o.size &&
+         mtime.tv_sec == o.mtime.tv_sec && mtime.tv_nsec == o.mtime.tv_nsec;
+}
+
+TokenStore::TokenStore(std::filesystem::path file) : file_(std::move(file)) {}
+
+Result<std::unique_ptr<TokenStore>> TokenStore::Open(const std::filesystem::path& file) {
+  std::unique_ptr<TokenStore> store(new TokenStore(file));
+  std::lock_guard lock(store->mu_);
+  if (access(file.c_str(), F_OK) != 0) {
+    if (errno != ENOENT) return ErrnoError("checking " + file.string());
+    auto flock = FileLock::Acquire(file);
+    if (!flock) return std::unexpected(flock.error());
+    if (access(file.c_str(), F_OK) != 0) {
+      PHX_TRY(pki::WritePrivateFile(
+          file, "# phoenix tokens: sha256(token) kind expiry(unix s, 0=never) description\n"));
+    }
+  }
+  PHX_TRY(store->LoadLocked());
+  return store;
+}
+
+Result<void> TokenStore::LoadLocked() {
+  struct stat st {};
+  FileId id;
+  if (stat(file_.c_str(), &st) != 0) {
+    if (errno != ENOENT) return ErrnoError("stat " + file_.string());
+    if (loaded_.exists) {
+      spdlog::warn("tokens file {} is gone: no token is valid until it returns", file_.string());
+    }
+    entries_.clear();
+    loaded_ = FileId{.size = 0};
+    return {};
+  }
+  auto text = [&]() -> Result<std::string> {
+    int fd = open(file_.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return ErrnoError("opening " + file_.string());
+    // Identify exactly the inode we read, not whatever the path names a moment later.
+    if (fstat(fd, &st) != 0) {
+      auto err = ErrnoError("fstat " + file_.string());
+      close(fd);
+      return err;
+    }
+    std::string out;
+    char buf[8192];
+    for (;;) {
+      ssize_t n = read(fd, buf, sizeof(buf));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        auto err = ErrnoError("reading " + file_.string());
+        close(fd);
+        return err;
+      }
+      if (n == 0) break;
+      out.append(buf, static_cast<size_t>(n));
+    }
+    close(fd);
+    return out;
+  }();
+  if (!text) return std::unexpected(text.error());
+  if ((st.st_mode & 077) != 0) {
+    spdlog::warn("tokens file {} is readable by others (mode {:o}); it should be 0600",
+                 file_.string(), st.st_mode & 0777);
+  }
+
+  std::vector<Entry> entries;
+  std::istringstream lines(*text);
+  std::string line;
+  int number = 0;
+  while (std::getline(lines, line)) {
+    ++number;
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream fields(line);
+    std::string hash, kind, expiry;
+    fields >> hash >> kind >> expiry;
+    Entry entry;
+    bool ok = ParseHex(hash, entry.hash.data(), entry.hash.size());
+    if (kind == "join") {
+      entry.kind = Kind::kJoin;
+    } else if (auto role = ParseRole(kind)) {
+      entry.kind = static_cast<Kind>(*role);
+    } else {
+      ok = false;
+    }
+    auto [end, ec] =
+        std::from_chars(expiry.data(), expiry.data() + expiry.size(), entry.expires_unix);
+    ok = ok && ec == std::errc() && end == expiry.data() + expiry.size() && entry.expires_unix >= 0;
+    if (!ok) {
+      spdlog::warn("{}:{}: malformed token line skipped", file_.string(), number);
+      continue;
+    }
+    std::getline(fields >> std::ws, entry.description);
+    entries.push_back(std::move(entry));
+  }
+  entries_ = std::move(entries);
+  loaded_ = FileId{
+      .dev = st.st_dev, .ino = st.st_ino, .size = st.st_size, .mtime = st.st_mtim, .exists = true};
+  return {};
+}
+
+Result<void> TokenStore::ReloadIfChangedLocked() {
+  struct stat st {};
+  FileId now{.size = 0};
+  if (stat(file_.c_str(), &st) == 0) {
+    now = FileId{.dev = st.st_dev,
+                 .ino = st.st_ino,
+                 .size = st.st_size,
+                 .mtime = st.st_mtim,
+                 .exists = true};
+  } else if (errno != ENOENT) {
+    return ErrnoError("stat " + file_.string());
+  }
+  if (now == loaded_) return {};
+  return LoadLocked();
+}
+
+Result<void> TokenStore::AddLocked(Entry entry) {
+  auto flock = FileLock::Acquire(file_);
+  if (!flock) return std::unexpected(flock.error());
+  PHX_TRY(LoadLocked());  // another process may have written since we last looked
+  const int64_t now = NowUnix();
+  std::string text = "# phoenix tokens: sha256(token) kind expiry(unix s, 0=never) description\n";
+  std::vector<Entry> kept;
+  for (Entry& e : entries_) {
+    if (e.expires_unix != 0 && e.expires_unix <= now) continue;  // expired: drop for good
+    kept.push_back(std::move(e));
+  }
+  kept.push_back(std::move(entry));
+  for (const Entry& e : kept) {
+    text += Hex(e.hash.data(), e.hash.size()) + " " +
+            std::string(KindName(static_cast<int>(e.kind))) + " " + std::to_string(e.expires_unix) +
+            " " + e.description + "\n";
+  }
+  PHX_TRY(pki::WritePrivateFile(file_, text));
+  return LoadLocked();
+}
+
+Result<const TokenStore::Entry*> TokenStore::FindLocked(std::string_view token, bool join) {
+  auto unauthenticated = [&] {
+    return MakeError(ErrorCode::kUnauthenticated,
+                     join ? "unknown or expired join token" : "unknown or expired token");
+  };
+  if (token.empty() || token.size() > kMaxTokenLength) return unauthenticated();
+  PHX_TRY(ReloadIfChangedLocked());
+  auto hash = Sha256(token);
+  if (!hash) return std::unexpected(hash.error());
+  const int64_t now = NowUnix();
+  const Entry* found = nullptr;
+  // No early exit and CRYPTO_memcmp: the time taken says nothing about how close a guess was.
+  for (const Entry& e : entries_) {
+    bool same = CRYPTO_memcmp(e.hash.data(), hash->data(), hash->size()) == 0;
+    if (same && (e.kind == Kind::kJoin) == join && found == nullptr) found = &e;
+  }
+  if (found == nullptr) return unauthenticated();
+  if (found->expires_unix != 0 && found->expires_unix <= now) return unauthenticated();
+  return found;
+}
+
+Result<std::string> TokenStore::Mint(Role role, const std::string& description) {
+  auto secret = RandomSecret();
+  if (!secret) return std::unexpected(secret.error());
+  std::string token = "phx_" + std::string(RoleName(role)) + "_" + *secret;
+  auto hash = Sha256(token);
+  if (!hash) return std::unexpected(hash.error());
+  std::lock_guard lock(mu_);
+  PHX_TRY(AddLocked(Entry{*hash, static_cast<Kind>(role), 0, CleanDescription(description)}));
+  return token;
+}
+
+Result<JoinToken> TokenStore::MintJoinToken(std::chrono::seconds ttl) {
+  if (ttl.count() <= 0) return InvalidArgument("ttl", "must be positive");
+  auto secret = RandomSecret();
+  if (!secret) return std::unexpected(secret.error());
+  std::string token = "phx_join_" + *secret;
+  auto hash = Sha256(token);
+  if (!hash) return std::unexpected(hash.error());
+  const int64_t expires = NowUnix() + ttl.count();
+  std::lock_guard lock(mu_);
+  PHX_TRY(AddLocked(Entry{*hash, Kind::kJoin, expires, "join token"}));
+  return JoinToken{std::move(token),
+                   std::chrono::system_clock::time_point(std::chrono::seconds(expires))};
+}
+
+Result<Role> TokenStore::Authenticate(std::string_view bearer_token) {
+  std::lock_guard lock(mu_);
+  auto entry = FindLocked(bearer_token, /*join=*/false);
+  if (!entry) return std::unexpected(entry.error());
+  return static_cast<Role>((*entry)->kind);
+}
+
+Result<void> TokenStore::CheckJoinToken(std::string_view token) {
+  std::lock_guard lock(mu_);
+  auto entry = FindLocked(token, /*join=*/true);
+  if (!entry) return std::unexpected(entry.error());
+  return {};
+}
+
+}  // namespace phoenix::supervisor::auth
