@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <map>
 #include <random>
 #include <set>
@@ -97,6 +98,22 @@ TEST(SqliteStateStoreTest, RefusesANewerSchema) {
   EXPECT_EQ(r.error().code, ErrorCode::kFailedPrecondition) << r.error().ToString();
   EXPECT_THAT(r.error().message, HasSubstr("newer than this phoenix-supervisor understands"));
   EXPECT_THAT(r.error().message, HasSubstr(file.string()));
+}
+
+TEST(SqliteStateStoreTest, RefusesAFileThatIsNotADatabase) {
+  TempDir dir;
+  fs::path file = dir.path() / "supervisor.db";
+  {
+    std::FILE* f = std::fopen(file.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::string junk(8192, 'j');
+    ASSERT_EQ(std::fwrite(junk.data(), 1, junk.size(), f), junk.size());
+    ASSERT_EQ(std::fclose(f), 0);
+  }
+  auto r = SqliteStateStore::Open(file);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kInternal);
+  EXPECT_THAT(r.error().message, HasSubstr("not a database"));
 }
 
 TEST(SqliteStateStoreTest, ReportsCorruptCodesInsteadOfGuessing) {
