@@ -307,6 +307,15 @@ TEST_F(AuthorizerTest, AgentLinkWithOurCertificateIsAcceptedAndSeesTheNodeName) 
   EXPECT_EQ(link_.common_names, std::vector<std::string>{"node-a"});
 }
 
+TEST_F(AuthorizerTest, TheServerCertificateIsNoClientCertificate) {
+  // Same CA, but serverAuth only: the TLS layer checks the clientAuth purpose.
+  const tls::ServerTls& tls = server_.server_tls();
+  grpc::Status status = ConnectLink(tls.cert_pem, tls.key_pem);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+  std::lock_guard lock(link_.mu);
+  EXPECT_TRUE(link_.common_names.empty());
+}
+
 TEST_F(AuthorizerTest, ClientCertificateIsNoSubstituteForAToken) {
   auto ca = LoadCa(server_.dir());
   ASSERT_TRUE(ca.has_value());
