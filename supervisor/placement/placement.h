@@ -73,6 +73,10 @@ struct Explanation {
   std::map<std::string, size_t> rejected;  // reason ("memory", "zone-skew", ...) -> count
   std::vector<std::string> examples;       // up to a few "node: why" lines
   std::map<std::string, double> scores;    // the chosen node's score per scorer
+  // Added: the chosen node's name (empty = pending), and the examples grouped by reason (up to a
+  // few per reason) so Summary() can name them next to their count.
+  std::string node;
+  std::map<std::string, std::vector<std::string>> reason_examples;
   // "no node fits: 3 nodes: 2 memory (n1: needs 512 MiB, 128 free), 1 runtime (n3: no container)"
   std::string Summary() const;
 };
