@@ -8,7 +8,7 @@ namespace {
 
 using ::testing::ElementsAre;
 
-TEST(ConvertTest, HelloTakesTheAuthenticatedNameAndOnlyAvailableRuntimes) {
+TEST(AgentLinkConvertTest, HelloTakesTheAuthenticatedNameAndOnlyAvailableRuntimes) {
   v1::Hello hello;
   v1::NodeInfo* node = hello.mutable_node();
   node->set_name("claimed");
@@ -44,7 +44,7 @@ TEST(ConvertTest, HelloTakesTheAuthenticatedNameAndOnlyAvailableRuntimes) {
   EXPECT_EQ(out.agent_version, "0.1.0");
 }
 
-TEST(ConvertTest, StatusBecomesReportWithRenderedEndpoints) {
+TEST(AgentLinkConvertTest, StatusBecomesReportWithRenderedEndpoints) {
   v1::Status status;
   status.set_applied_version(3);
   status.mutable_allocated()->set_vcpus(1);
@@ -81,7 +81,7 @@ TEST(ConvertTest, StatusBecomesReportWithRenderedEndpoints) {
   EXPECT_EQ(out.observed.reported_at, now);
 }
 
-TEST(ConvertTest, GuestStatesMapOneToOne) {
+TEST(AgentLinkConvertTest, GuestStatesMapOneToOne) {
   const std::pair<v1::GuestState, GuestState> table[] = {
       {v1::GUEST_STATE_UNSPECIFIED, GuestState::kUnknown},
       {v1::GUEST_STATE_PENDING, GuestState::kPending},
@@ -112,7 +112,7 @@ std::string Template() {
   return spec.SerializeAsString();
 }
 
-TEST(ConvertTest, AssignedGuestNamesTheSpecAndClearsHostPorts) {
+TEST(AgentLinkConvertTest, AssignedGuestNamesTheSpecAndClearsHostPorts) {
   AssignedReplica replica{.service = "web",
                           .index = 2,
                           .generation = 5,
@@ -134,7 +134,7 @@ TEST(ConvertTest, AssignedGuestNamesTheSpecAndClearsHostPorts) {
   EXPECT_EQ(out->spec().ports(0).host_ip(), "127.0.0.1");
 }
 
-TEST(ConvertTest, AssignmentSkipsReplicasWhoseTemplateDoesNotParse) {
+TEST(AgentLinkConvertTest, AssignmentSkipsReplicasWhoseTemplateDoesNotParse) {
   NodeAssignment assignment{.version = 9,
                             .replicas = {
                                 {"web", 0, 1, "web-0-1", Template()},

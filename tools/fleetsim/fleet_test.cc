@@ -67,7 +67,7 @@ class RecordingHandler : public AgentLinkHandler {
   std::map<std::string, Node> nodes_;
 };
 
-TEST(FleetTest, AgentsHelloHeartbeatAndAcknowledgeAssignments) {
+TEST(FleetsimFleetTest, AgentsHelloHeartbeatAndAcknowledgeAssignments) {
   RecordingHandler handler;
   supervisor::agents::AgentLinkService service(handler, supervisor::agents::LinkSecurity::kInsecure,
                                                "test");
@@ -121,7 +121,7 @@ TEST(FleetTest, AgentsHelloHeartbeatAndAcknowledgeAssignments) {
   server->Shutdown(std::chrono::system_clock::now());
 }
 
-TEST(FleetTest, StreamsRefusedByTheSupervisorCountAsEndedWithTheReason) {
+TEST(FleetsimFleetTest, StreamsRefusedByTheSupervisorCountAsEndedWithTheReason) {
   RecordingHandler handler;
   // Mutual TLS expected, none offered: the link refuses every stream.
   supervisor::agents::AgentLinkService service(

@@ -11,7 +11,7 @@ using ::testing::HasSubstr;
 
 Result<Options> Parse(std::vector<std::string> args) { return ParseArgs(args); }
 
-TEST(OptionsTest, ParsesEveryFlag) {
+TEST(FleetsimOptionsTest, ParsesEveryFlag) {
   auto options =
       Parse({"--supervisor", "127.0.0.1:7400", "--ca-file", "/tmp/ca.pem", "--join-token", "tok",
              "--agents", "5000", "--zones", "4", "--duration", "2m", "--ramp", "15s",
@@ -29,7 +29,7 @@ TEST(OptionsTest, ParsesEveryFlag) {
   EXPECT_EQ(options->supervisor_pid, 1234);
 }
 
-TEST(OptionsTest, Defaults) {
+TEST(FleetsimOptionsTest, Defaults) {
   auto options = Parse({"--supervisor", "127.0.0.1:1", "--insecure", "--agents", "3"});
   ASSERT_TRUE(options.has_value()) << options.error().ToString();
   EXPECT_TRUE(options->insecure);
@@ -40,7 +40,7 @@ TEST(OptionsTest, Defaults) {
   EXPECT_FALSE(options->supervisor_pid.has_value());
 }
 
-TEST(OptionsTest, ErrorsNameTheFlag) {
+TEST(FleetsimOptionsTest, ErrorsNameTheFlag) {
   struct Case {
     std::vector<std::string> args;
     std::string field;
@@ -78,7 +78,7 @@ TEST(OptionsTest, ErrorsNameTheFlag) {
   }
 }
 
-TEST(OptionsTest, Durations) {
+TEST(FleetsimOptionsTest, Durations) {
   EXPECT_EQ(*ParseDuration("60"), 60s);
   EXPECT_EQ(*ParseDuration("60s"), 60s);
   EXPECT_EQ(*ParseDuration("250ms"), 250ms);
@@ -89,7 +89,7 @@ TEST(OptionsTest, Durations) {
   EXPECT_FALSE(ParseDuration("1.5s").has_value());
 }
 
-TEST(OptionsTest, NodeAndZoneNames) {
+TEST(FleetsimOptionsTest, NodeAndZoneNames) {
   EXPECT_EQ(NodeName(0), "sim-00001");
   EXPECT_EQ(NodeName(4999), "sim-05000");
   EXPECT_EQ(ZoneName(0, 3), "sim-a");
@@ -99,7 +99,7 @@ TEST(OptionsTest, NodeAndZoneNames) {
   EXPECT_EQ(ZoneName(7, 1), "sim-a");
 }
 
-TEST(OptionsTest, ParsesProcStatWithAWickedCommandName) {
+TEST(FleetsimOptionsTest, ParsesProcStatWithAWickedCommandName) {
   // comm "(a) b" holds a space and a ')'; utime 1500, stime 250.
   const std::string stat =
       "4242 ((a) b) S 1 4242 4242 0 -1 4194560 900 0 0 0 1500 250 0 0 20 0 7 0 100 1000000 2000";
@@ -110,14 +110,14 @@ TEST(OptionsTest, ParsesProcStatWithAWickedCommandName) {
   EXPECT_FALSE(ParseStatCpuTicks("no parens").has_value());
 }
 
-TEST(OptionsTest, ParsesProcStatus) {
+TEST(FleetsimOptionsTest, ParsesProcStatus) {
   const std::string status = "Name:\tphoenix-superv\nVmHWM:\t  204800 kB\nVmRSS:\t  102400 kB\n";
   EXPECT_EQ(*ParseStatusKib(status, "VmRSS"), 102400u);
   EXPECT_EQ(*ParseStatusKib(status, "VmHWM"), 204800u);
   EXPECT_EQ(ParseStatusKib(status, "VmSwap").error().code, ErrorCode::kNotFound);
 }
 
-TEST(OptionsTest, ReadsOwnProcess) {
+TEST(FleetsimOptionsTest, ReadsOwnProcess) {
   auto usage = ReadProcessUsage(getpid());
   ASSERT_TRUE(usage.has_value()) << usage.error().ToString();
   EXPECT_GT(usage->rss_kib, 0u);
@@ -125,13 +125,13 @@ TEST(OptionsTest, ReadsOwnProcess) {
   EXPECT_FALSE(ReadProcessUsage(0x3fffff).has_value());
 }
 
-TEST(OptionsTest, CpuPercent) {
+TEST(FleetsimOptionsTest, CpuPercent) {
   EXPECT_DOUBLE_EQ(CpuPercent(50, std::chrono::seconds(1), 100), 50.0);
   EXPECT_DOUBLE_EQ(CpuPercent(400, std::chrono::seconds(2), 100), 200.0);
   EXPECT_DOUBLE_EQ(CpuPercent(10, std::chrono::seconds(0), 100), 0.0);
 }
 
-TEST(OptionsTest, FormatsFigures) {
+TEST(FleetsimOptionsTest, FormatsFigures) {
   Figures figures;
   figures.agents = 5000;
   figures.streams_up = 4998;
