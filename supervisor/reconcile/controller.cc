@@ -27,6 +27,9 @@ std::string Seconds(SteadyClock::duration d) {
   return buf;
 }
 
+// Now at the precision the store keeps, so what memory holds equals what a restart loads.
+TimePoint StoredNow() { return std::chrono::floor<std::chrono::microseconds>(Clock::now()); }
+
 Result<void> ValidateSpec(const ServiceSpec& spec) {
   static const std::regex kName("[a-z0-9][a-z0-9-]{0,39}");
   if (!std::regex_match(spec.name, kName)) {
@@ -126,7 +129,6 @@ struct Controller::Impl {
 
   void AddEvent(Draft& d, ClusterEventType type, std::string service, std::string node,
                 std::string message) {
-    spdlog::info("{}: {}", ClusterEventTypeName(type), message);
     d.events.push_back(ClusterEvent{.time = Clock::now(),
                                     .type = type,
                                     .service = std::move(service),
@@ -320,6 +322,9 @@ struct Controller::Impl {
       n.version = committed->node_versions[i++];
       nodes.at(name).plan.record = n;
     }
+    for (const ClusterEvent& e : committed->events) {
+      spdlog::info("{}: {}", ClusterEventTypeName(e.type), e.message);
+    }
     if (!committed->events.empty()) hub.Published(committed->events.back().sequence);
     for (const std::string& node : bumped) SendAssignment(node);
     return {};
@@ -431,7 +436,7 @@ struct Controller::Impl {
     NodeEntry& e = nodes[name];
     if (is_new) {
       e.plan.record.name = name;
-      e.plan.record.joined_at = Clock::now();
+      e.plan.record.joined_at = StoredNow();
     }
     NodeRecord& record =
         is_new ? d.nodes.emplace(name, e.plan.record).first->second : DraftNode(d, name);
@@ -623,7 +628,7 @@ Result<ServiceStatus> Controller::CreateService(ServiceSpec spec) {
       return AlreadyExists("service " + spec.name + " already exists");
     }
     Impl::Draft d;
-    d.services[spec.name] = Service{.spec = spec, .created_at = Clock::now()};
+    d.services[spec.name] = Service{.spec = spec, .created_at = StoredNow()};
     impl_->AddEvent(d, ClusterEventType::kServiceCreated, spec.name, "",
                     "service " + spec.name + " created: " + std::to_string(spec.replicas) + " " +
                         std::string(RuntimeKindName(spec.runtime)) + " replicas of " + spec.image);

@@ -1,0 +1,358 @@
+#include "supervisor/reconcile/controller.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "supervisor/state/memory_state_store.h"
+
+namespace phoenix::supervisor {
+namespace {
+
+using namespace std::chrono_literals;
+namespace asio = boost::asio;
+
+// An agent's session as the controller sees it: records what it is sent.
+class FakeSession : public AgentSession {
+ public:
+  void SendAssignment(const NodeAssignment& assignment) override {
+    std::lock_guard lock(mu_);
+    assignments_.push_back(assignment);
+  }
+  void Close(const Error& error) override {
+    std::lock_guard lock(mu_);
+    closed_ = error.message;
+  }
+  std::optional<NodeAssignment> Last() {
+    std::lock_guard lock(mu_);
+    if (assignments_.empty()) return std::nullopt;
+    return assignments_.back();
+  }
+  std::string closed() {
+    std::lock_guard lock(mu_);
+    return closed_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<NodeAssignment> assignments_;
+  std::string closed_;
+};
+
+// A store that refuses every commit once told to, to prove nothing changes without a commit.
+class FlakyStore : public StateStore {
+ public:
+  explicit FlakyStore(StateStore& inner) : inner_(inner) {}
+  Result<ClusterSnapshotRecord> Load() override { return inner_.Load(); }
+  Result<CommitResult> Commit(const CommitBatch& batch) override {
+    if (refuse_) return Unavailable("disk on fire");
+    return inner_.Commit(batch);
+  }
+  Result<std::vector<ClusterEvent>> EventsSince(uint64_t from, size_t limit) override {
+    return inner_.EventsSince(from, limit);
+  }
+  std::atomic<bool> refuse_{false};
+
+ private:
+  StateStore& inner_;
+};
+
+class ControllerTest : public testing::Test {
+ protected:
+  void SetUp() override { Start(); }
+  void TearDown() override { Stop(); }
+
+  void Start() {
+    loop_ = std::make_unique<asio::io_context>();
+    Controller::Options options;
+    options.suspect_after = 150ms;
+    options.down_after = 300ms;
+    options.tick = 20ms;
+    controller_ = std::make_unique<Controller>(*loop_, store_, hub_, options);
+    ASSERT_TRUE(controller_->Recover());
+    work_ = std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(
+        loop_->get_executor());
+    thread_ = std::thread([this] { loop_->run(); });
+  }
+
+  void Stop() {
+    if (!loop_) return;
+    work_.reset();
+    loop_->stop();
+    thread_.join();
+    controller_.reset();
+    loop_.reset();
+  }
+
+  // Waits until everything posted so far has run on the loop.
+  void Sync() {
+    std::promise<void> done;
+    asio::post(*loop_, [&] { done.set_value(); });
+    done.get_future().wait();
+  }
+
+  AgentHello Hello(const std::string& name, const std::string& zone, uint64_t applied = 0) {
+    AgentHello hello;
+    hello.node.name = name;
+    hello.node.zone = zone;
+    hello.node.capacity = {8, 8192};
+    hello.node.runtimes = {RuntimeKind::kContainer};
+    hello.applied_version = applied;
+    return hello;
+  }
+
+  void Connect(const std::string& name, const std::string& zone, uint64_t applied = 0) {
+    sessions_[name] = std::make_unique<FakeSession>();
+    controller_->AgentConnected(sessions_[name].get(), Hello(name, zone, applied));
+    Sync();
+  }
+
+  // Reports every assigned guest as running (what a healthy agent does).
+  void ReportAssigned(const std::string& name, std::vector<std::string> extra_guests = {}) {
+    AgentReport report;
+    std::optional<NodeAssignment> a = sessions_.at(name)->Last();
+    if (a) {
+      report.applied_version = a->version;
+      for (const AssignedReplica& r : a->replicas) {
+        report.guests.push_back({r.guest, ReplicaObservation{.guest_state = GuestState::kRunning}});
+      }
+    }
+    for (std::string& g : extra_guests) {
+      report.guests.push_back({g, ReplicaObservation{.guest_state = GuestState::kRunning}});
+    }
+    controller_->AgentReported(sessions_.at(name).get(), report);
+    Sync();
+  }
+
+  ServiceSpec Spec(std::string name, uint32_t replicas) {
+    ServiceSpec spec;
+    spec.name = std::move(name);
+    spec.image = "demo:latest";
+    spec.replicas = replicas;
+    spec.memory_mib = 128;
+    spec.spread_attribute = "zone";
+    spec.guest_template = "template-bytes";
+    return spec;
+  }
+
+  std::map<std::string, int> ZoneCounts(const ServiceStatus& s) {
+    std::map<std::string, int> counts;
+    for (const ReplicaStatus& r : s.replicas) counts[r.zone]++;
+    return counts;
+  }
+
+  std::vector<ClusterEventType> EventTypes() {
+    auto events = store_.EventsSince(0, 1000);
+    std::vector<ClusterEventType> types;
+    for (const ClusterEvent& e : *events) types.push_back(e.type);
+    return types;
+  }
+
+  // Polls (bounded) until `done` holds.
+  bool Eventually(const std::function<bool()>& done, std::chrono::milliseconds limit = 3s) {
+    for (auto deadline = std::chrono::steady_clock::now() + limit;
+         std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(10ms)) {
+      if (done()) return true;
+    }
+    return done();
+  }
+
+  void ConnectThreeZones() {
+    Connect("n-a", "a");
+    Connect("n-b", "b");
+    Connect("n-c", "c");
+  }
+
+  MemoryStateStore store_;
+  EventHub hub_;
+  std::unique_ptr<asio::io_context> loop_;
+  std::unique_ptr<Controller> controller_;
+  std::unique_ptr<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  std::thread thread_;
+  std::map<std::string, std::unique_ptr<FakeSession>> sessions_;
+};
+
+TEST_F(ControllerTest, ServiceSpreadsAcrossZonesAndAgentsGetTheirAssignments) {
+  ConnectThreeZones();
+  auto created = controller_->CreateService(Spec("web", 6));
+  ASSERT_TRUE(created) << created.error().ToString();
+  EXPECT_EQ(ZoneCounts(*created), (std::map<std::string, int>{{"a", 2}, {"b", 2}, {"c", 2}}));
+  for (const std::string node : {"n-a", "n-b", "n-c"}) {
+    std::optional<NodeAssignment> a = sessions_[node]->Last();
+    ASSERT_TRUE(a) << node;
+    EXPECT_EQ(a->replicas.size(), 2u) << node;
+    EXPECT_GT(a->version, 0u);
+    for (const AssignedReplica& r : a->replicas) {
+      EXPECT_EQ(r.guest, ReplicaGuestName("web", r.index, r.generation));
+      EXPECT_EQ(r.guest_template, "template-bytes");
+    }
+    ReportAssigned(node);
+  }
+  auto shown = controller_->GetService("web");
+  ASSERT_TRUE(shown);
+  EXPECT_EQ(shown->running, 6u);
+  EXPECT_THAT(EventTypes(), testing::Contains(ClusterEventType::kReplicaRunning));
+}
+
+TEST_F(ControllerTest, InvalidAndDuplicateServicesAreRefusedWithTheField) {
+  auto bad = controller_->CreateService(Spec("Web!", 1));
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(bad.error().field, "spec.name");
+  ServiceSpec spread = Spec("web", 1);
+  spread.spread_attribute = "rack";
+  EXPECT_EQ(controller_->CreateService(spread).error().field, "spec.spread.attribute");
+  ASSERT_TRUE(controller_->CreateService(Spec("web", 1)));
+  EXPECT_EQ(controller_->CreateService(Spec("web", 1)).error().code, ErrorCode::kAlreadyExists);
+}
+
+TEST_F(ControllerTest, NoNodesMeansPendingWithAReason) {
+  auto created = controller_->CreateService(Spec("web", 2));
+  ASSERT_TRUE(created);
+  ASSERT_EQ(created->replicas.size(), 2u);
+  for (const ReplicaStatus& r : created->replicas) {
+    EXPECT_EQ(r.state, ReplicaState::kPending);
+    EXPECT_FALSE(r.pending_reason.empty());
+  }
+  Connect("n-a", "a");  // a node arrives: the pending replicas land on it
+  auto shown = controller_->GetService("web");
+  ASSERT_TRUE(shown);
+  for (const ReplicaStatus& r : shown->replicas) EXPECT_EQ(r.placement.node, "n-a");
+}
+
+TEST_F(ControllerTest, DeadNodeIsReplacedInOtherZonesAndFencedWhenItReturns) {
+  ConnectThreeZones();
+  ASSERT_TRUE(controller_->CreateService(Spec("web", 6)));
+  for (const std::string node : {"n-a", "n-b", "n-c"}) ReportAssigned(node);
+  const NodeAssignment before = *sessions_["n-c"]->Last();
+  std::vector<std::string> stale;
+  for (const AssignedReplica& r : before.replicas) stale.push_back(r.guest);
+
+  // n-c dies: its link closes and heartbeats stop. n-a and n-b keep heartbeating.
+  controller_->AgentGone(sessions_["n-c"].get());
+  ASSERT_TRUE(Eventually([&] {
+    ReportAssigned("n-a");
+    ReportAssigned("n-b");
+    auto n = controller_->GetNode("n-c");
+    return n && n->live.state == NodeState::kDown;
+  }));
+  auto replaced = controller_->GetService("web");
+  ASSERT_TRUE(replaced);
+  EXPECT_EQ(ZoneCounts(*replaced), (std::map<std::string, int>{{"a", 3}, {"b", 3}}));
+  auto down = controller_->GetNode("n-c");
+  EXPECT_GT(down->record.assignment_version, before.version)
+      << "the dead node's assignment moved on";
+  EXPECT_EQ(down->replicas, 0u);
+
+  // n-c returns still running its old guests: it gets the newer, empty assignment...
+  Connect("n-c", "c", before.version);
+  std::optional<NodeAssignment> fenced = sessions_["n-c"]->Last();
+  ASSERT_TRUE(fenced);
+  EXPECT_GT(fenced->version, before.version);
+  EXPECT_TRUE(fenced->replicas.empty());
+  // ...reports the stale guests while it stops them, then reports them gone.
+  ReportAssigned("n-c", stale);
+  ReportAssigned("n-c");
+  EXPECT_THAT(EventTypes(), testing::Contains(ClusterEventType::kStaleGuestStopped));
+  EXPECT_THAT(EventTypes(), testing::Contains(ClusterEventType::kNodeDown));
+  // The survivors' replicas stay where they are (no flapping back).
+  auto after = controller_->GetService("web");
+  EXPECT_EQ(ZoneCounts(*after), (std::map<std::string, int>{{"a", 3}, {"b", 3}}));
+}
+
+TEST_F(ControllerTest, ScaleChecksTheVersionAndScaleInKeepsTheSpread) {
+  ConnectThreeZones();
+  auto created = controller_->CreateService(Spec("web", 6));
+  ASSERT_TRUE(created);
+  auto stale = controller_->ScaleService("web", 3, created->service.version + 7);
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error().code, ErrorCode::kAborted);
+  auto scaled = controller_->ScaleService("web", 3, created->service.version);
+  ASSERT_TRUE(scaled) << scaled.error().ToString();
+  EXPECT_EQ(ZoneCounts(*scaled), (std::map<std::string, int>{{"a", 1}, {"b", 1}, {"c", 1}}));
+  EXPECT_GT(scaled->service.version, created->service.version);
+  EXPECT_EQ(controller_->ScaleService("nope", 1, 0).error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(ControllerTest, DrainMovesReplicasAwayAndUndrainAcceptsNewOnes) {
+  ConnectThreeZones();
+  Connect("n-a2", "a");
+  ASSERT_TRUE(controller_->CreateService(Spec("web", 3)));
+  std::string node_in_a;
+  auto placed = controller_->GetService("web");
+  ASSERT_TRUE(placed);
+  for (const ReplicaStatus& r : placed->replicas) {
+    if (r.zone == "a") node_in_a = r.placement.node;
+  }
+  ASSERT_FALSE(node_in_a.empty());
+  auto drained = controller_->DrainNode(node_in_a);
+  ASSERT_TRUE(drained);
+  EXPECT_TRUE(drained->record.drained);
+  EXPECT_EQ(drained->replicas, 0u);
+  auto shown = controller_->GetService("web");
+  EXPECT_EQ(ZoneCounts(*shown), (std::map<std::string, int>{{"a", 1}, {"b", 1}, {"c", 1}}));
+  EXPECT_FALSE(controller_->UndrainNode(node_in_a)->record.drained);
+  EXPECT_EQ(controller_->DrainNode("nope").error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(ControllerTest, RestartRecoversEverythingAcknowledged) {
+  ConnectThreeZones();
+  ASSERT_TRUE(controller_->CreateService(Spec("web", 6)));
+  ASSERT_TRUE(controller_->ScaleService("web", 4, 0));
+  auto before = controller_->GetService("web");
+  auto nodes_before = controller_->ListNodes();
+  Stop();
+  sessions_.clear();
+  Start();
+  auto after = controller_->GetService("web");
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->service, before->service);
+  auto nodes_after = controller_->ListNodes();
+  ASSERT_EQ(nodes_after.size(), nodes_before.size());
+  for (size_t i = 0; i < nodes_after.size(); ++i) {
+    EXPECT_EQ(nodes_after[i].record, nodes_before[i].record);
+    EXPECT_EQ(nodes_after[i].live.state, NodeState::kSuspect) << "until the agent says hello";
+  }
+  // Agents reconnect before the down window: nothing moves.
+  ConnectThreeZones();
+  EXPECT_EQ(controller_->GetService("web")->service.replicas, before->service.replicas);
+}
+
+TEST_F(ControllerTest, AFailedCommitChangesNothing) {
+  Stop();
+  FlakyStore flaky(store_);
+  loop_ = std::make_unique<asio::io_context>();
+  controller_ = std::make_unique<Controller>(*loop_, flaky, hub_, Controller::Options{});
+  ASSERT_TRUE(controller_->Recover());
+  work_ = std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(
+      loop_->get_executor());
+  thread_ = std::thread([this] { loop_->run(); });
+  ConnectThreeZones();
+  ASSERT_TRUE(controller_->CreateService(Spec("web", 3)));
+  flaky.refuse_ = true;
+  auto scaled = controller_->ScaleService("web", 6, 0);
+  ASSERT_FALSE(scaled);
+  EXPECT_EQ(scaled.error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(controller_->GetService("web")->service.spec.replicas, 3u);
+  EXPECT_EQ(controller_->CreateService(Spec("api", 1)).error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(controller_->GetService("api").error().code, ErrorCode::kNotFound);
+  Stop();
+}
+
+TEST_F(ControllerTest, ASecondLinkReplacesTheFirst) {
+  Connect("n-a", "a");
+  FakeSession* first = sessions_["n-a"].release();
+  Connect("n-a", "a");
+  EXPECT_THAT(first->closed(), testing::HasSubstr("replaced"));
+  controller_->AgentGone(first);  // the old stream ends later: the node must stay READY
+  EXPECT_EQ(controller_->GetNode("n-a")->live.state, NodeState::kReady);
+  delete first;
+}
+
+}  // namespace
+}  // namespace phoenix::supervisor
