@@ -8,10 +8,13 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -21,12 +24,15 @@
 
 #include "agent/api/agent_service.h"
 #include "agent/image/image_store.h"
+#include "agent/link/enrollment.h"
+#include "agent/link/supervisor_link.h"
 #include "agent/node/node_info.h"
 #include "agent/reconcile/guest_manager.h"
 #include "agent/runtime/libvirt/libvirt_runtime.h"
 #include "agent/runtime/oci/oci_runtime.h"
 #include "agent/state/agent_store.h"
 #include "proto/support/logging.h"
+#include "proto/support/tls.h"
 
 namespace {
 
@@ -51,6 +57,17 @@ Flags:
   --labels K=V,...     node labels
   --libvirt-uri URI    libvirt connection (default qemu:///system)
   --port-file FILE     write the port the agent listens on to FILE once it serves
+  --supervisor HOST:PORT
+                       join a phoenix-supervisor: hold a link to it, run the guests it assigns to
+                       this node, keep them running while it is away. Without this flag the agent
+                       runs on its own.
+  --join-token TOKEN   enroll with the supervisor (once: the certificate is kept in
+                       <state-dir>/pki); from `phoenix-supervisor join-token`
+  --join-token-file F  the same, read from a file
+  --supervisor-ca FILE the supervisor's CA certificate, trusted while enrolling
+  --insecure-supervisor
+                       plaintext link without certificates; only to a loopback supervisor started
+                       with --insecure (development only)
   --log-level LEVEL    trace, debug, info, warn, error (default info)
   --help               this text
 
@@ -70,6 +87,11 @@ struct Flags {
   std::string libvirt_uri = "qemu:///system";
   std::filesystem::path port_file;
   std::string log_level = "info";
+  std::string supervisor;
+  std::string join_token;
+  std::filesystem::path join_token_file;
+  std::filesystem::path supervisor_ca;
+  bool insecure_supervisor = false;
 };
 
 [[noreturn]] void UsageError(const std::string& message) {
@@ -84,6 +106,10 @@ Flags ParseFlags(int argc, char** argv) {
     if (arg == "--help" || arg == "-h") {
       std::fputs(kUsage, stdout);
       std::exit(0);
+    }
+    if (arg == "--insecure-supervisor") {
+      f.insecure_supervisor = true;
+      continue;
     }
     std::string value;
     if (auto eq = arg.find('='); eq != std::string::npos) {
@@ -112,6 +138,14 @@ Flags ParseFlags(int argc, char** argv) {
       f.port_file = value;
     else if (arg == "--log-level")
       f.log_level = value;
+    else if (arg == "--supervisor")
+      f.supervisor = value;
+    else if (arg == "--join-token")
+      f.join_token = value;
+    else if (arg == "--join-token-file")
+      f.join_token_file = value;
+    else if (arg == "--supervisor-ca")
+      f.supervisor_ca = value;
     else
       UsageError("unknown flag " + arg);
   }
@@ -128,6 +162,55 @@ int Fatal(const std::string& what, const phoenix::Error& e) {
   return 1;
 }
 
+// Checks the supervisor flags and builds what the link calls before every dial: plaintext for
+// --insecure-supervisor, else mutual TLS, enrolling first while <state-dir>/pki has no certificate.
+std::function<phoenix::Result<std::shared_ptr<grpc::ChannelCredentials>>()> SupervisorCredentials(
+    Flags& flags, const std::string& node) {
+  namespace link = phoenix::agent::link;
+  if (flags.insecure_supervisor) {
+    if (!phoenix::tls::IsLoopbackAddress(flags.supervisor)) {
+      UsageError(
+          "--insecure-supervisor needs a loopback --supervisor (127.0.0.1:PORT, [::1]:PORT), "
+          "not " +
+          flags.supervisor + ": a plaintext link would expose the node");
+    }
+    spdlog::warn(
+        "*** INSECURE supervisor link to {}: plaintext, no certificates; anyone on this "
+        "host can impersonate either side. Development only. ***",
+        flags.supervisor);
+    return [] {
+      return phoenix::Result<std::shared_ptr<grpc::ChannelCredentials>>(
+          grpc::InsecureChannelCredentials());
+    };
+  }
+  if (!flags.join_token.empty() && !flags.join_token_file.empty()) {
+    UsageError("--join-token and --join-token-file are mutually exclusive");
+  }
+  if (!flags.join_token_file.empty()) {
+    auto token = phoenix::tls::ReadFile(flags.join_token_file);
+    if (!token) UsageError("--join-token-file: " + token.error().ToString());
+    flags.join_token = *token;
+    while (!flags.join_token.empty() &&
+           std::isspace(static_cast<unsigned char>(flags.join_token.back()))) {
+      flags.join_token.pop_back();
+    }
+  }
+  link::EnrollmentOptions enroll;
+  enroll.target = flags.supervisor;
+  enroll.node = node;
+  enroll.pki_dir = flags.state_dir / "pki";
+  enroll.join_token = flags.join_token;
+  enroll.supervisor_ca = flags.supervisor_ca;
+  if (!link::IsEnrolled(enroll.pki_dir) &&
+      (enroll.join_token.empty() || enroll.supervisor_ca.empty())) {
+    UsageError("--supervisor: this agent is not enrolled yet (no " +
+               (enroll.pki_dir / "agent.pem").string() +
+               "): pass --join-token (or --join-token-file) and --supervisor-ca, or "
+               "--insecure-supervisor for a loopback development supervisor");
+  }
+  return [enroll] { return link::LinkCredentials(enroll); };
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -139,6 +222,13 @@ int main(int argc, char** argv) {
     UsageError("--listen " + flags.listen +
                " is not a loopback address: the agent API has no TLS yet, so it only listens on "
                "127.0.0.0/8 or [::1]");
+  }
+  const bool has_supervisor_flags = flags.insecure_supervisor || !flags.join_token.empty() ||
+                                    !flags.join_token_file.empty() || !flags.supervisor_ca.empty();
+  if (flags.supervisor.empty() && has_supervisor_flags) {
+    UsageError(
+        "--join-token, --join-token-file, --supervisor-ca and --insecure-supervisor need "
+        "--supervisor");
   }
   if (flags.recipes.empty()) {
     const char* env = std::getenv("PHOENIX_RECIPES");
@@ -217,6 +307,25 @@ int main(int argc, char** argv) {
     std::filesystem::rename(flags.port_file.string() + ".tmp", flags.port_file, ec);
   }
 
+  std::unique_ptr<link::SupervisorLink> supervisor_link;
+  if (!flags.supervisor.empty()) {
+    link::SupervisorLink::Options link_options;
+    link_options.target = flags.supervisor;
+    link_options.credentials = SupervisorCredentials(flags, identity.name);
+    // Hello carries exactly what `phoenixctl node info` shows: the API's own GetNodeInfo.
+    link_options.node_info = [&service] {
+      v1::NodeInfo info;
+      grpc::Status s = service.GetNodeInfo(nullptr, nullptr, &info);
+      if (!s.ok()) spdlog::error("building node info for the supervisor: {}", s.error_message());
+      return info;
+    };
+    link_options.node_name = identity.name;
+    supervisor_link = std::make_unique<link::SupervisorLink>(manager, **store, **images, hub,
+                                                             std::move(link_options));
+    if (auto r = supervisor_link->Start(); !r)
+      return Fatal("starting the supervisor link", r.error());
+  }
+
   boost::asio::signal_set signals(loop, SIGINT, SIGTERM);
   std::thread shutdown_thread;
   signals.async_wait([&](const boost::system::error_code& error, int signo) {
@@ -225,6 +334,8 @@ int main(int argc, char** argv) {
     // gRPC's Shutdown waits for handlers, and handlers wait for the loop: never call it here.
     shutdown_thread = std::thread([&] {
       server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+      // Before the loop stops: the link's apply thread may be waiting for the loop.
+      if (supervisor_link) supervisor_link->Stop();
       work.reset();
       loop.stop();
     });

@@ -29,7 +29,7 @@ v1::Assignment MakeAssignment(uint64_t version, const std::vector<std::string>& 
   return a;
 }
 
-class ApplierTest : public ::testing::Test {
+class AgentLinkApplierTest : public ::testing::Test {
  protected:
   void SetUp() override { NewApplier(); }
 
@@ -61,7 +61,7 @@ class ApplierTest : public ::testing::Test {
   std::unique_ptr<AssignmentApplier> applier_;
 };
 
-TEST_F(ApplierTest, FreshAssignmentRunsEveryGuestAndPersistsFirst) {
+TEST_F(AgentLinkApplierTest, FreshAssignmentRunsEveryGuestAndPersistsFirst) {
   auto report = MustApply(MakeAssignment(1, {"web-0-1", "web-1-1"}));
   EXPECT_FALSE(report.fenced);
   EXPECT_EQ(report.ran, 2);
@@ -77,7 +77,7 @@ TEST_F(ApplierTest, FreshAssignmentRunsEveryGuestAndPersistsFirst) {
   EXPECT_NE(g->spec.ports.at(0).host_port, 0);
 }
 
-TEST_F(ApplierTest, VersionsNotAboveTheAppliedOneAreFenced) {
+TEST_F(AgentLinkApplierTest, VersionsNotAboveTheAppliedOneAreFenced) {
   MustApply(MakeAssignment(5, {"a"}));
   for (uint64_t stale : {5u, 4u, 0u}) {
     SCOPED_TRACE(stale);
@@ -90,7 +90,7 @@ TEST_F(ApplierTest, VersionsNotAboveTheAppliedOneAreFenced) {
   EXPECT_EQ(applier_->applied_version(), 5u);
 }
 
-TEST_F(ApplierTest, GuestLeftOutOfTheAssignmentIsDeletedWithAStaleEvent) {
+TEST_F(AgentLinkApplierTest, GuestLeftOutOfTheAssignmentIsDeletedWithAStaleEvent) {
   MustApply(MakeAssignment(1, {"a", "b"}));
   ASSERT_TRUE(agent_.WaitRunning("b"));
   auto report = MustApply(MakeAssignment(2, {"a"}));
@@ -106,7 +106,7 @@ TEST_F(ApplierTest, GuestLeftOutOfTheAssignmentIsDeletedWithAStaleEvent) {
   EXPECT_TRUE(stale_event) << "deleting a stale guest is announced as an agent event";
 }
 
-TEST_F(ApplierTest, LocalGuestsAreNeverTouched) {
+TEST_F(AgentLinkApplierTest, LocalGuestsAreNeverTouched) {
   GuestSpec local;
   local.name = "local";
   local.image = "demo";
@@ -127,7 +127,7 @@ TEST_F(ApplierTest, LocalGuestsAreNeverTouched) {
   EXPECT_THAT(StoredManaged(), IsEmpty());
 }
 
-TEST_F(ApplierTest, InvalidAssignedGuestIsSkippedAndTheRestRuns) {
+TEST_F(AgentLinkApplierTest, InvalidAssignedGuestIsSkippedAndTheRestRuns) {
   v1::Assignment a = MakeAssignment(1, {"good", "Bad_Name"});
   auto* unknown_image = a.add_guests();
   unknown_image->mutable_spec()->set_name("noimage");
@@ -142,7 +142,7 @@ TEST_F(ApplierTest, InvalidAssignedGuestIsSkippedAndTheRestRuns) {
 
 // The agent dies after persisting the assignment and before acting on any of it, with one name
 // marked managed whose guest was never created and one whose guest was deleted but not unmarked.
-TEST_F(ApplierTest, CrashBetweenPersistAndActConvergesOnRestart) {
+TEST_F(AgentLinkApplierTest, CrashBetweenPersistAndActConvergesOnRestart) {
   MustApply(MakeAssignment(1, {"old"}));
   ASSERT_TRUE(agent_.WaitRunning("old"));
   v1::Assignment next = MakeAssignment(2, {"a", "b"});
@@ -171,7 +171,7 @@ TEST_F(ApplierTest, CrashBetweenPersistAndActConvergesOnRestart) {
   EXPECT_THAT(again->errors, IsEmpty());
 }
 
-TEST_F(ApplierTest, RestartedAgentKeepsItsGuestsRunningWithoutTheSupervisor) {
+TEST_F(AgentLinkApplierTest, RestartedAgentKeepsItsGuestsRunningWithoutTheSupervisor) {
   MustApply(MakeAssignment(1, {"a", "b"}));
   ASSERT_TRUE(agent_.WaitRunning("a"));
   ASSERT_TRUE(agent_.WaitRunning("b"));
@@ -192,7 +192,7 @@ TEST_F(ApplierTest, RestartedAgentKeepsItsGuestsRunningWithoutTheSupervisor) {
   EXPECT_EQ(applier_->applied_version(), 1u);
 }
 
-TEST_F(ApplierTest, ManagedGuestDeletedByHandIsRecreatedOnReapply) {
+TEST_F(AgentLinkApplierTest, ManagedGuestDeletedByHandIsRecreatedOnReapply) {
   MustApply(MakeAssignment(1, {"a"}));
   ASSERT_TRUE(agent_.manager().Delete("a"));
   auto report = applier_->Reapply();
@@ -201,7 +201,7 @@ TEST_F(ApplierTest, ManagedGuestDeletedByHandIsRecreatedOnReapply) {
   EXPECT_TRUE(agent_.Exists("a"));
 }
 
-TEST(DecodeAssignmentTest, ClearsHostPortsAndReportsBadGuests) {
+TEST(AgentLinkDecodeTest, ClearsHostPortsAndReportsBadGuests) {
   v1::Assignment a = MakeAssignment(7, {"a", "a"});
   a.add_guests()->mutable_spec()->set_name("");
   DecodedAssignment d = DecodeAssignment(a);

@@ -27,7 +27,7 @@ struct Case {
   std::vector<std::string> run, remove, forget, conflicts;
 };
 
-TEST(PlanApplyTest, Table) {
+TEST(AgentLinkPlanTest, Table) {
   const Case cases[] = {
       {"fresh assignment runs everything", {"a", "b"}, {}, {}, {"a", "b"}, {}, {}, {}},
       {"converged assignment does nothing", {"a", "b"}, {"a", "b"}, {"a", "b"}, {}, {}, {}, {}},
@@ -95,7 +95,7 @@ TEST(PlanApplyTest, Table) {
   }
 }
 
-TEST(PlanApplyTest, RunCarriesTheAssignedSpec) {
+TEST(AgentLinkPlanTest, RunCarriesTheAssignedSpec) {
   AssignedGuest g = Assigned("a");
   g.spec.memory_mib = 512;
   g.spec.env = {{"K", "V"}};

@@ -150,7 +150,7 @@ bool HasGuestIn(const v1::Status& s, const std::string& name, v1::GuestState sta
   return false;
 }
 
-class SupervisorLinkTest : public ::testing::Test {
+class AgentSupervisorLinkTest : public ::testing::Test {
  protected:
   void SetUp() override {
     server_ = std::make_unique<FakeServer>(0, 200);
@@ -184,13 +184,22 @@ class SupervisorLinkTest : public ::testing::Test {
     ASSERT_TRUE(link_->Start());
   }
 
+  // The first Status goes out right after Hello, before the link has read Welcome: poll.
+  bool WaitSessions(uint64_t n) {
+    for (int i = 0; i < 1000; ++i) {
+      if (link_->stats().sessions >= n) return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  }
+
   testing::AgentHarness agent_;
   std::unique_ptr<FakeServer> server_;
   std::unique_ptr<api::AgentServiceImpl> api_;
   std::unique_ptr<SupervisorLink> link_;
 };
 
-TEST_F(SupervisorLinkTest, HelloCarriesNodeInfoAppliedVersionAndImages) {
+TEST_F(AgentSupervisorLinkTest, HelloCarriesNodeInfoAppliedVersionAndImages) {
   StartLink();
   FakeSupervisor& sup = server_->service();
   ASSERT_TRUE(sup.WaitFor([&] { return !sup.hellos_locked().empty(); }));
@@ -205,10 +214,10 @@ TEST_F(SupervisorLinkTest, HelloCarriesNodeInfoAppliedVersionAndImages) {
   EXPECT_THAT(images, Contains("demo:latest"));
   EXPECT_THAT(images, Contains(::testing::StartsWith("sha256:")));
   ASSERT_TRUE(sup.WaitForStatus([](const v1::Status&) { return true; }));
-  EXPECT_TRUE(link_->stats().connected || link_->stats().sessions > 0);
+  EXPECT_TRUE(WaitSessions(1)) << "Welcome counts as a session";
 }
 
-TEST_F(SupervisorLinkTest, AssignmentRunsGuestsAndStatusReportsOnlyManagedOnes) {
+TEST_F(AgentSupervisorLinkTest, AssignmentRunsGuestsAndStatusReportsOnlyManagedOnes) {
   GuestSpec local;
   local.name = "local";
   local.image = "demo";
@@ -239,7 +248,7 @@ TEST_F(SupervisorLinkTest, AssignmentRunsGuestsAndStatusReportsOnlyManagedOnes) 
   EXPECT_EQ(link_->applied_version(), 2u);
 }
 
-TEST_F(SupervisorLinkTest, ReconnectsAfterTheSupervisorRestartsAndGuestsKeepRunning) {
+TEST_F(AgentSupervisorLinkTest, ReconnectsAfterTheSupervisorRestartsAndGuestsKeepRunning) {
   StartLink();
   server_->service().Assign(MakeAssignment(3, {"web-0-1"}));
   ASSERT_TRUE(server_->service().WaitForStatus([](const v1::Status& s) {
@@ -262,10 +271,10 @@ TEST_F(SupervisorLinkTest, ReconnectsAfterTheSupervisorRestartsAndGuestsKeepRunn
     return s.applied_version() == 3 && HasGuestIn(s, "web-0-1", v1::GUEST_STATE_RUNNING);
   }));
   EXPECT_EQ(agent_.manager().Get("web-0-1")->id, id) << "the same guest, never recreated";
-  EXPECT_GE(link_->stats().sessions, 2u);
+  EXPECT_TRUE(WaitSessions(2));
 }
 
-TEST_F(SupervisorLinkTest, HeartbeatsFollowTheWelcomeInterval) {
+TEST_F(AgentSupervisorLinkTest, HeartbeatsFollowTheWelcomeInterval) {
   StartLink();
   FakeSupervisor& sup = server_->service();
   ASSERT_TRUE(sup.WaitForStatus([](const v1::Status&) { return true; }));
@@ -277,7 +286,7 @@ TEST_F(SupervisorLinkTest, HeartbeatsFollowTheWelcomeInterval) {
   EXPECT_LE(n, 40u);
 }
 
-TEST_F(SupervisorLinkTest, StaleAssignmentFromTheSupervisorIsIgnored) {
+TEST_F(AgentSupervisorLinkTest, StaleAssignmentFromTheSupervisorIsIgnored) {
   StartLink();
   FakeSupervisor& sup = server_->service();
   sup.Assign(MakeAssignment(5, {"a"}));
@@ -289,7 +298,7 @@ TEST_F(SupervisorLinkTest, StaleAssignmentFromTheSupervisorIsIgnored) {
   EXPECT_TRUE(agent_.Exists("a"));
 }
 
-TEST_F(SupervisorLinkTest, StoredAssignmentIsAppliedBeforeTheSupervisorAnswers) {
+TEST_F(AgentSupervisorLinkTest, StoredAssignmentIsAppliedBeforeTheSupervisorAnswers) {
   server_.reset();  // no supervisor at all
   ASSERT_TRUE(agent_.store().SaveAssignment({9, MakeAssignment(9, {"kept"}).SerializeAsString()}));
   auto start = std::chrono::steady_clock::now();

@@ -1,0 +1,38 @@
+// Enrollment and the link's TLS credentials. An agent without a client certificate trades its join
+// token and a CSR (its private key never leaves the node) for one (phoenix.v1.Enrollment.Enroll),
+// over TLS that trusts only the CA the operator gave it (--supervisor-ca), and keeps the result in
+// <state-dir>/pki/{agent.key (0600), agent.pem, ca.pem}. Afterwards the link uses mutual TLS with
+// that certificate (its common name is the node name) and that CA.
+//
+// Crash safety: every file is written atomically, agent.pem last, so "agent.pem exists" means
+// enrolled; a crash earlier just enrolls again (join tokens are reusable until they expire).
+//
+// Threading: LinkCredentials blocks (an RPC of up to 10 s): call it from the link thread.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include <grpcpp/security/credentials.h>
+
+#include "proto/support/error.h"
+
+namespace phoenix::agent::link {
+
+struct EnrollmentOptions {
+  std::string target;                   // supervisor HOST:PORT
+  std::string node;                     // becomes the certificate's common name
+  std::filesystem::path pki_dir;        // <state-dir>/pki
+  std::string join_token;               // needed only while not enrolled
+  std::filesystem::path supervisor_ca;  // CA to trust while enrolling
+};
+
+// True once pki_dir holds agent.pem.
+bool IsEnrolled(const std::filesystem::path& pki_dir);
+
+// Mutual-TLS credentials for the link, enrolling first when not enrolled yet.
+[[nodiscard]] Result<std::shared_ptr<grpc::ChannelCredentials>> LinkCredentials(
+    const EnrollmentOptions& options);
+
+}  // namespace phoenix::agent::link
