@@ -1,5 +1,8 @@
 #include "supervisor/auth/authorizer.h"
 
+#include <algorithm>
+#include <cctype>
+
 #include <spdlog/spdlog.h>
 
 #include "proto/support/grpc_status.h"

@@ -20,8 +20,8 @@
 // authorization header is consumed (handlers never see tokens).
 //
 // Only TLS servers run it: an --insecure (loopback-only) server has no processor and no auth.
-// Thread-safety: Process runs concurrently on gRPC's threads; the TokenStore is thread-safe and
-// shared (it must outlive nothing: the processor holds it).
+// Thread-safety: Process runs concurrently on gRPC's threads; it shares ownership of the
+// thread-safe TokenStore.
 #pragma once
 
 #include <memory>
