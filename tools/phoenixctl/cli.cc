@@ -2,11 +2,17 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <charconv>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
+#include <fstream>
 #include <limits>
+#include <sstream>
+
+#include <arpa/inet.h>
 
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/time_util.h>
@@ -226,6 +232,22 @@ void AddGlobalFlags(FlagSet& flags, GlobalOptions& options) {
   };
   if (!flags.Has("timeout")) flags.Value("timeout", set_timeout);
   if (!flags.Has("rpc-timeout")) flags.Value("rpc-timeout", set_timeout);
+  auto host_port = [](std::string* target, std::string_view example) {
+    return [target, example](std::string_view value) -> Result<void> {
+      if (value.empty() || value.find(':') == std::string_view::npos) {
+        return InvalidArgument("", "expects HOST:PORT, e.g. " + std::string(example));
+      }
+      *target = std::string(value);
+      return {};
+    };
+  };
+  if (!flags.Has("supervisor")) {
+    flags.Value("supervisor", host_port(&options.supervisor, kDefaultSupervisor));
+  }
+  if (!flags.Has("token")) flags.String("token", &options.token);
+  if (!flags.Has("token-file")) flags.String("token-file", &options.token_file);
+  if (!flags.Has("ca-file")) flags.String("ca-file", &options.ca_file);
+  if (!flags.Has("insecure")) flags.Bool("insecure", &options.insecure);
   if (!flags.Has("output")) {
     flags.Value(
         "output",
@@ -302,6 +324,115 @@ v1::AgentService::StubInterface& Context::Stub() {
   return *stub_;
 }
 
+std::string Context::SupervisorAddress() const {
+  if (!options_.supervisor.empty()) return options_.supervisor;
+  if (!supervisor_env_.supervisor.empty()) return supervisor_env_.supervisor;
+  return std::string(kDefaultSupervisor);
+}
+
+bool Context::SupervisorConfigured() const {
+  return !options_.supervisor.empty() || !supervisor_env_.supervisor.empty();
+}
+
+namespace {
+
+Result<std::string> ReadWholeFile(const std::string& path, std::string_view what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "cannot read " + std::string(what) + " " + path + ": " + std::strerror(errno));
+  }
+  std::ostringstream content;
+  content << in.rdbuf();
+  if (in.bad()) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "reading " + std::string(what) + " " + path + ": " + std::strerror(errno));
+  }
+  return content.str();
+}
+
+std::string Trim(std::string text) {
+  auto blank = [](char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; };
+  while (!text.empty() && blank(text.back())) text.pop_back();
+  size_t start = 0;
+  while (start < text.size() && blank(text[start])) ++start;
+  return text.substr(start);
+}
+
+}  // namespace
+
+Result<v1::Supervisor::StubInterface*> Context::SupervisorStub() {
+  if (supervisor_stub_) return supervisor_stub_.get();
+  const std::string address = SupervisorAddress();
+  if (!options_.token.empty() && !options_.token_file.empty()) {
+    return InvalidArgument("", "--token and --token-file exclude each other");
+  }
+  if (!options_.token.empty()) {
+    token_ = options_.token;
+  } else if (!options_.token_file.empty()) {
+    auto content = ReadWholeFile(options_.token_file, "--token-file");
+    if (!content) return std::unexpected(content.error());
+    token_ = Trim(*content);
+    if (token_.empty()) {
+      return InvalidArgument("", "--token-file " + options_.token_file + " is empty");
+    }
+  } else {
+    token_ = Trim(supervisor_env_.token);
+  }
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  if (options_.insecure) {
+    // Plaintext would expose the bearer token to anyone on the path.
+    if (!IsLoopbackAddress(address)) {
+      return InvalidArgument("",
+                             "--insecure (plaintext) is only allowed to a loopback address "
+                             "(127.0.0.0/8, [::1], localhost), not " +
+                                 address + "; pass --ca-file with the supervisor's CA instead");
+    }
+    credentials = grpc::InsecureChannelCredentials();
+  } else {
+    std::string ca_file = options_.ca_file.empty() ? supervisor_env_.ca_file : options_.ca_file;
+    if (ca_file.empty()) {
+      return InvalidArgument(
+          "", "talking to the supervisor at " + address +
+                  " needs its CA certificate for TLS: pass --ca-file FILE or set PHOENIX_CA "
+                  "(the supervisor's <state-dir>/pki/ca.pem), or --insecure for a plaintext "
+                  "supervisor on loopback");
+    }
+    auto ca_pem = ReadWholeFile(ca_file, "--ca-file");
+    if (!ca_pem) return std::unexpected(ca_pem.error());
+    if (ca_pem->find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+      return InvalidArgument("", "--ca-file " + ca_file + " holds no PEM certificate");
+    }
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = *ca_pem;
+    credentials = grpc::SslCredentials(ssl);
+  }
+  supervisor_stub_ = v1::Supervisor::NewStub(grpc::CreateChannel(address, credentials));
+  return supervisor_stub_.get();
+}
+
+int Context::ReportSupervisorSetupError(std::string_view command, const Error& error) {
+  if (error.code == ErrorCode::kInvalidArgument) return UsageError(command, error.message);
+  err_ << "error: " << error.message << "\n";
+  return kExitRpcError;
+}
+
+void Context::AddSupervisorAuth(grpc::ClientContext& context) const {
+  if (!token_.empty()) context.AddMetadata("authorization", "Bearer " + token_);
+}
+
+std::unique_ptr<grpc::ClientContext> Context::SupervisorContext() const {
+  auto context = UnaryContext();
+  AddSupervisorAuth(*context);
+  return context;
+}
+
+std::unique_ptr<grpc::ClientContext> Context::SupervisorStreamContext() const {
+  auto context = std::make_unique<grpc::ClientContext>();
+  AddSupervisorAuth(*context);
+  return context;
+}
+
 std::unique_ptr<grpc::ClientContext> Context::UnaryContext() const {
   return ContextWithDeadline(options_.rpc_timeout);
 }
@@ -313,9 +444,35 @@ std::unique_ptr<grpc::ClientContext> Context::ContextWithDeadline(
   return context;
 }
 
-int Context::RpcError(const grpc::Status& status) {
+int Context::RpcError(const grpc::Status& status, Peer peer) {
   err_ << "error: " << status.error_message() << " (" << StatusCodeName(status.error_code())
        << ")\n";
+  if (peer == Peer::kSupervisor) {
+    switch (status.error_code()) {
+      case grpc::StatusCode::UNAVAILABLE:
+        err_ << "hint: is phoenix-supervisor running at " << SupervisorAddress()
+             << "? point --supervisor / $PHOENIX_SUPERVISOR at it; over TLS --ca-file must be "
+                "its <state-dir>/pki/ca.pem and the address must be in its certificate\n";
+        break;
+      case grpc::StatusCode::DEADLINE_EXCEEDED:
+        err_ << "hint: the supervisor did not answer within " << FormatMillis(options_.rpc_timeout)
+             << "; raise it with --rpc-timeout\n";
+        break;
+      case grpc::StatusCode::UNAUTHENTICATED:
+        err_ << "hint: pass --token TOKEN (or --token-file FILE) or set PHOENIX_TOKEN; the admin "
+                "token is in <supervisor-state>/admin.token (default "
+                "/var/lib/phoenix/supervisor/admin.token)\n";
+        break;
+      case grpc::StatusCode::PERMISSION_DENIED:
+        err_ << "hint: your token's role is too low for this command (reads need viewer, "
+                "changes operator, token and join-token minting admin); ask an admin for one "
+                "with 'phoenixctl token create --role operator'\n";
+        break;
+      default:
+        break;
+    }
+    return kExitRpcError;
+  }
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
     err_ << "hint: is phoenix-agent running at " << Endpoint()
          << "? start it with tools/quickstart, or point --endpoint / $PHOENIX_ENDPOINT at it\n";
@@ -326,8 +483,8 @@ int Context::RpcError(const grpc::Status& status) {
   return kExitRpcError;
 }
 
-int Context::Failure(const Error& error) {
-  return RpcError(grpc::Status(static_cast<grpc::StatusCode>(error.code), error.ToString()));
+int Context::Failure(const Error& error, Peer peer) {
+  return RpcError(grpc::Status(static_cast<grpc::StatusCode>(error.code), error.ToString()), peer);
 }
 
 int Context::UsageError(std::string_view command, std::string_view message) {
@@ -352,6 +509,16 @@ std::optional<FlagSet::Parsed> ParseCommandLine(Context& ctx, FlagSet& flags,
     return std::nullopt;
   }
   return std::move(*parsed);
+}
+
+v1::Supervisor::StubInterface* DialSupervisor(Context& ctx, std::string_view command,
+                                              int* exit_code) {
+  auto stub = ctx.SupervisorStub();
+  if (!stub) {
+    *exit_code = ctx.ReportSupervisorSetupError(command, stub.error());
+    return nullptr;
+  }
+  return *stub;
 }
 
 int DispatchGroup(Context& ctx, std::string_view group, std::string_view group_help,
@@ -527,6 +694,52 @@ Result<v1::RestartPolicy> ParseRestartPolicy(std::string_view text) {
   return InvalidArgument("", "expects always, on-failure or never");
 }
 
+Result<uint64_t> ParseMemoryMib(std::string_view text) {
+  size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  std::string_view unit = text.substr(digits);
+  uint64_t scale = 0;
+  if (unit.empty() || unit == "M" || unit == "Mi" || unit == "MiB" || unit == "m") {
+    scale = 1;
+  } else if (unit == "G" || unit == "Gi" || unit == "GiB" || unit == "g") {
+    scale = 1024;
+  }
+  constexpr uint64_t kMaxMib = 1ULL << 30;  // 1 PiB: beyond any host, still fits the proto
+  auto number = ParseUInt(text.substr(0, digits), kMaxMib);
+  if (digits == 0 || scale == 0 || !number) {
+    return InvalidArgument("", "expects a size in MiB such as 256, 256M or 1G");
+  }
+  if (*number == 0) return InvalidArgument("", "must be at least 1 MiB");
+  if (*number > kMaxMib / scale) return InvalidArgument("", "is too large");
+  return *number * scale;
+}
+
+bool IsLoopbackAddress(std::string_view host_port) {
+  std::string_view host;
+  if (host_port.starts_with("[")) {
+    size_t close = host_port.find(']');
+    if (close == std::string_view::npos || close + 1 >= host_port.size() ||
+        host_port[close + 1] != ':') {
+      return false;
+    }
+    host = host_port.substr(1, close - 1);
+  } else {
+    size_t colon = host_port.rfind(':');
+    if (colon == std::string_view::npos) return false;
+    host = host_port.substr(0, colon);
+    if (host.find(':') != std::string_view::npos) return false;  // unbracketed IPv6 or a URI
+  }
+  if (host == "localhost") return true;
+  std::string text(host);
+  in_addr v4{};
+  if (inet_pton(AF_INET, text.c_str(), &v4) == 1) {
+    return (ntohl(v4.s_addr) >> 24) == 127;
+  }
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, text.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6);
+  return false;
+}
+
 std::string EndpointUrl(const v1::Endpoint& endpoint) {
   std::string host = endpoint.host_ip().empty() ? "127.0.0.1" : endpoint.host_ip();
   if (host.find(':') != std::string::npos) host = "[" + host + "]";
@@ -568,6 +781,14 @@ std::string FormatBytes(uint64_t bytes) {
   }
   char buffer[32];
   std::snprintf(buffer, sizeof(buffer), "%.1f %s", value, units[unit]);
+  return buffer;
+}
+
+std::string FormatMib(uint64_t mib) {
+  if (mib < 1024) return std::to_string(mib) + "Mi";
+  if (mib % 1024 == 0) return std::to_string(mib / 1024) + "Gi";
+  char buffer[32];
+  std::snprintf(buffer, sizeof(buffer), "%.1fGi", static_cast<double>(mib) / 1024);
   return buffer;
 }
 

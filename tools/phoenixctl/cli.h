@@ -1,10 +1,11 @@
-// Shared plumbing of phoenixctl: strict flag parsing, the global options and the connection to the
-// agent (Context), output helpers (aligned tables, JSON, names of proto enums, ages, endpoints) and
-// the one place that turns failures into messages and exit codes.
+// Shared plumbing of phoenixctl: strict flag parsing, the global options and the connections to the
+// agent and the supervisor (Context), output helpers (aligned tables, JSON, names of proto enums,
+// ages, endpoints) and the one place that turns failures into messages and exit codes.
 //
 // Every command is a function `int Command(Context&, std::span<const std::string> args)` that
-// writes only to ctx.out()/ctx.err() and talks only through ctx.Stub(), so tests run commands
-// against an in-process server and capture their output.
+// writes only to ctx.out()/ctx.err() and talks only through ctx.Stub() (agent) or
+// ctx.SupervisorStub() (supervisor), so tests run commands against in-process servers and capture
+// their output.
 //
 // Threading: a Context belongs to the thread running the command. Stub() is thread-safe once
 // created (gRPC stubs are), which the bench's event reader relies on.
@@ -27,6 +28,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "phoenix/v1/agent.grpc.pb.h"
+#include "phoenix/v1/supervisor.grpc.pb.h"
 #include "proto/support/error.h"
 #include "proto/support/grpc_status.h"
 
@@ -37,9 +39,13 @@ namespace v1 = ::phoenix::v1;
 inline constexpr std::string_view kDefaultEndpoint = "127.0.0.1:7070";
 inline constexpr std::string_view kEndpointEnv = "PHOENIX_ENDPOINT";
 inline constexpr std::chrono::milliseconds kDefaultRpcTimeout{30000};
+inline constexpr std::string_view kDefaultSupervisor = "127.0.0.1:7400";
+inline constexpr std::string_view kSupervisorEnv = "PHOENIX_SUPERVISOR";
+inline constexpr std::string_view kTokenEnv = "PHOENIX_TOKEN";
+inline constexpr std::string_view kCaEnv = "PHOENIX_CA";
 
 inline constexpr int kExitOk = 0;
-inline constexpr int kExitRpcError = 1;  // the agent said no, or could not be reached
+inline constexpr int kExitRpcError = 1;  // the agent or supervisor said no, or could not be reached
 inline constexpr int kExitUsage = 2;     // the command line is wrong
 
 enum class OutputFormat { kTable, kJson };
@@ -49,7 +55,24 @@ struct GlobalOptions {
   std::chrono::milliseconds rpc_timeout = kDefaultRpcTimeout;
   bool rpc_timeout_set = false;  // lets long calls (image build) pick a larger default
   OutputFormat output = OutputFormat::kTable;
+  // The supervisor's connection; empty strings mean "from the environment" (see Context).
+  std::string supervisor;  // --supervisor HOST:PORT
+  std::string token;       // --token
+  std::string token_file;  // --token-file
+  std::string ca_file;     // --ca-file
+  bool insecure = false;   // --insecure: plaintext, loopback only
 };
+
+// The supervisor settings taken from the environment ($PHOENIX_SUPERVISOR, $PHOENIX_TOKEN,
+// $PHOENIX_CA); main() reads them, tests set them directly.
+struct SupervisorEnv {
+  std::string supervisor;
+  std::string token;
+  std::string ca_file;
+};
+
+// Which server a failed call went to: picks the hint printed under the error.
+enum class Peer { kAgent, kSupervisor };
 
 // ---------------------------------------------------------------------------------------------
 // Flags
@@ -103,7 +126,8 @@ class FlagSet {
   bool stop_at_positional_ = false;
 };
 
-// Registers --endpoint, --timeout (unless the command has its own), --rpc-timeout and -o/--output.
+// Registers --endpoint, --timeout (unless the command has its own), --rpc-timeout, -o/--output and
+// the supervisor's --supervisor, --token, --token-file, --ca-file and --insecure.
 void AddGlobalFlags(FlagSet& flags, GlobalOptions& options);
 
 [[nodiscard]] Result<std::chrono::milliseconds> ParseDuration(std::string_view text);
@@ -114,8 +138,12 @@ void AddGlobalFlags(FlagSet& flags, GlobalOptions& options);
 
 class Context {
  public:
-  Context(std::ostream& out, std::ostream& err, std::string env_endpoint)
-      : out_(out), err_(err), env_endpoint_(std::move(env_endpoint)) {}
+  Context(std::ostream& out, std::ostream& err, std::string env_endpoint,
+          SupervisorEnv supervisor_env = {})
+      : out_(out),
+        err_(err),
+        env_endpoint_(std::move(env_endpoint)),
+        supervisor_env_(std::move(supervisor_env)) {}
 
   std::ostream& out() { return out_; }
   std::ostream& err() { return err_; }
@@ -127,13 +155,31 @@ class Context {
   // Dials lazily (after the flags are parsed). Insecure: the agent listens on loopback in dev mode.
   v1::AgentService::StubInterface& Stub();
 
+  // --supervisor, else $PHOENIX_SUPERVISOR, else kDefaultSupervisor.
+  std::string SupervisorAddress() const;
+  // Whether the user named a supervisor (flag or environment), as opposed to the default address.
+  bool SupervisorConfigured() const;
+  // Dials lazily: TLS verified against --ca-file ($PHOENIX_CA), or plaintext with --insecure, which
+  // is refused for anything but a loopback address. Reads the token (--token, --token-file, else
+  // $PHOENIX_TOKEN). Errors: kInvalidArgument for a configuration the user must change (usage,
+  // exit 2), others (an unreadable file) exit 1; ReportSupervisorSetupError prints either.
+  [[nodiscard]] Result<v1::Supervisor::StubInterface*> SupervisorStub();
+  int ReportSupervisorSetupError(std::string_view command, const Error& error);
+  // A client context with the unary deadline and "authorization: Bearer <token>" when a token is
+  // configured. Call after SupervisorStub() succeeded (which resolves the token).
+  std::unique_ptr<grpc::ClientContext> SupervisorContext() const;
+  // The same without a deadline, for followed streams.
+  std::unique_ptr<grpc::ClientContext> SupervisorStreamContext() const;
+  void AddSupervisorAuth(grpc::ClientContext& context) const;
+
   // A client context carrying the unary deadline.
   std::unique_ptr<grpc::ClientContext> UnaryContext() const;
   std::unique_ptr<grpc::ClientContext> ContextWithDeadline(std::chrono::milliseconds timeout) const;
 
-  // "error: <message> (<CODE>)" plus a hint for UNAVAILABLE / DEADLINE_EXCEEDED; returns 1.
-  int RpcError(const grpc::Status& status);
-  int Failure(const Error& error);
+  // "error: <message> (<CODE>)" plus a hint for UNAVAILABLE / DEADLINE_EXCEEDED and, for the
+  // supervisor, UNAUTHENTICATED / PERMISSION_DENIED; returns 1.
+  int RpcError(const grpc::Status& status, Peer peer = Peer::kAgent);
+  int Failure(const Error& error, Peer peer = Peer::kAgent);
   // "error: <message>" and where to read help; returns 2.
   int UsageError(std::string_view command, std::string_view message);
 
@@ -141,8 +187,11 @@ class Context {
   std::ostream& out_;
   std::ostream& err_;
   std::string env_endpoint_;
+  SupervisorEnv supervisor_env_;
   GlobalOptions options_;
   std::unique_ptr<v1::AgentService::StubInterface> stub_;
+  std::unique_ptr<v1::Supervisor::StubInterface> supervisor_stub_;
+  std::string token_;  // resolved by SupervisorStub()
 };
 
 // Parses a command's flags with the global flags added; on `--help` prints help_text and returns
@@ -151,6 +200,11 @@ class Context {
 std::optional<FlagSet::Parsed> ParseCommandLine(Context& ctx, FlagSet& flags,
                                                 std::span<const std::string> args,
                                                 std::string_view help_text, int* exit_code);
+
+// ctx.SupervisorStub(), or, when the configuration is unusable, the error reported (exit 2 for a
+// flag to change, 1 otherwise) through *exit_code and nullptr.
+v1::Supervisor::StubInterface* DialSupervisor(Context& ctx, std::string_view command,
+                                              int* exit_code);
 
 // Runs a subcommand from a table; `group` is "guest" etc. Prints the group help on --help, on a
 // missing or unknown subcommand (then exit 2).
@@ -195,6 +249,12 @@ std::string EventTypeName(v1::EventType type);            // "running", "image-a
 [[nodiscard]] Result<v1::Runtime> ParseRuntime(std::string_view text);
 [[nodiscard]] Result<v1::BootMode> ParseBootMode(std::string_view text);
 [[nodiscard]] Result<v1::RestartPolicy> ParseRestartPolicy(std::string_view text);
+// "256" (MiB), "256M", "256MiB", "1G", "1GiB" -> MiB; at least 1.
+[[nodiscard]] Result<uint64_t> ParseMemoryMib(std::string_view text);
+
+// "127.0.0.1:7400", "127.3.4.5:1", "[::1]:7400", "localhost:7400": traffic that never leaves the
+// host, the only kind --insecure may send.
+bool IsLoopbackAddress(std::string_view host_port);
 
 // "http://127.0.0.1:8080" (empty host = 127.0.0.1; IPv6 bracketed).
 std::string EndpointUrl(const v1::Endpoint& endpoint);
@@ -205,5 +265,6 @@ std::string FormatAge(const google::protobuf::Timestamp& then,
 std::string FormatTime(const google::protobuf::Timestamp& time);
 std::string FormatBytes(uint64_t bytes);                       // "512 B", "3.2 MiB"
 std::string FormatMillis(std::chrono::milliseconds duration);  // "10s", "1500ms"
+std::string FormatMib(uint64_t mib);                           // "512Mi", "16Gi", "1.5Gi"
 
 }  // namespace phoenix::ctl

@@ -36,7 +36,7 @@ Examples:
   phoenixctl guest kill web && phoenixctl events --follow --guest web
 )";
 
-constexpr std::string_view kRunHelp =
+constexpr std::string_view kRunHelpHead =
     R"(phoenixctl guest run: create a guest from a golden image and start it.
 
 Usage:
@@ -46,27 +46,10 @@ NAME is 1-63 characters of a-z, 0-9 and '-'. The call returns once the agent has
 guest (state pending/starting); watch it come up with 'phoenixctl events --follow --guest NAME'.
 
 Flags:
-  --image IMG                  golden image: name, name:tag or sha256:<id> (required; see 'phoenixctl image ls')
-  --runtime vm|microvm|container
-                               how to run it (default: the agent's default, vm: libvirt/QEMU,
-                               KVM when usable, else TCG)
-  --cpus N                     virtual CPUs (default 1)
-  --memory MiB                 memory in MiB (default 256)
-  --publish [[HOSTIP:]HOSTPORT:]GUESTPORT
-                               forward a host port to a guest port; repeatable. HOSTPORT 0 or
-                               omitted: the agent picks a free port. HOSTIP default 127.0.0.1
-  --health-http PORT[/PATH]    HTTP health check: GET PATH on guest port PORT must answer 2xx/3xx
-                               (PATH default /health). The port must also be published.
-  --health-tcp PORT            TCP health check: guest port PORT must accept connections
-  --health-interval DURATION   time between probes (default 1s; minimum 100ms)
-  --restart always|on-failure|never
-                               restart policy (default always; on-failure skips clean exits)
-  --boot auto|cold|snapshot    auto (default): restore the image's golden snapshot when there is
-                               one, else boot cold; cold: always boot the kernel; snapshot:
-                               restore the snapshot (made on first use) or fail
-  --env K=V                    environment variable (containers only); repeatable
-  -- COMMAND...                command to run instead of the image's (containers only)
-  -o json                      print the created guest as JSON
+)";
+
+constexpr std::string_view kRunHelpTail =
+    R"(  -o json                      print the created guest as JSON
 
 Examples:
   # the demo web app on http://127.0.0.1:8080, health-checked every 500ms
@@ -76,6 +59,10 @@ Examples:
   # a container with its own command and environment
   phoenixctl guest run job --image demo --runtime container --restart on-failure --env MODE=batch -- /bin/sh -c 'echo hi'
 )";
+
+std::string RunHelp() {
+  return std::string(kRunHelpHead) + std::string(GuestSpecFlags::kHelp) + std::string(kRunHelpTail);
+}
 
 constexpr std::string_view kLsHelp = R"(phoenixctl guest ls: list the agent's guests.
 
@@ -190,98 +177,21 @@ int PrintGuest(Context& ctx, const v1::Guest& guest) {
 
 int GuestRun(Context& ctx, std::span<const std::string> args) {
   constexpr std::string_view kCommand = "guest run";
-  v1::GuestSpec spec;
-  std::optional<uint64_t> cpus;
-  std::optional<uint64_t> memory;
-  std::vector<std::string> publish;
-  std::vector<std::string> env;
-  std::string health_http;
-  std::optional<uint64_t> health_tcp;
-  std::optional<std::chrono::milliseconds> health_interval;
-
+  GuestSpecFlags spec_flags;
   FlagSet flags{std::string(kCommand)};
-  flags.String("image", spec.mutable_image());
-  flags.Value("runtime", [&spec](std::string_view value) -> Result<void> {
-    auto runtime = ParseRuntime(value);
-    if (!runtime) return std::unexpected(runtime.error());
-    spec.set_runtime(*runtime);
-    return {};
-  });
-  flags.UInt("cpus", 1024, &cpus);
-  flags.UInt("memory", 1u << 30, &memory);
-  flags.Strings("publish", &publish);
-  flags.String("health-http", &health_http);
-  flags.UInt("health-tcp", 65535, &health_tcp);
-  flags.Duration("health-interval", &health_interval);
-  flags.Value("restart", [&spec](std::string_view value) -> Result<void> {
-    auto policy = ParseRestartPolicy(value);
-    if (!policy) return std::unexpected(policy.error());
-    spec.mutable_restart()->set_policy(*policy);
-    return {};
-  });
-  flags.Value("boot", [&spec](std::string_view value) -> Result<void> {
-    auto mode = ParseBootMode(value);
-    if (!mode) return std::unexpected(mode.error());
-    spec.set_boot_mode(*mode);
-    return {};
-  });
-  flags.Strings("env", &env);
+  spec_flags.Register(flags);
   flags.AllowTrailing();
   int exit_code = kExitOk;
-  auto parsed = ParseCommandLine(ctx, flags, args, kRunHelp, &exit_code);
+  auto parsed = ParseCommandLine(ctx, flags, args, RunHelp(), &exit_code);
   if (!parsed) return exit_code;
 
   auto name = OneName(ctx, kCommand, *parsed, &exit_code);
   if (!name) return exit_code;
+  v1::GuestSpec spec;
+  if (auto applied = spec_flags.Apply(*parsed, &spec); !applied) {
+    return ctx.UsageError(kCommand, applied.error().message);
+  }
   spec.set_name(*name);
-  if (spec.image().empty()) {
-    return ctx.UsageError(kCommand, "--image is required (see 'phoenixctl image ls')");
-  }
-  if (cpus) {
-    if (*cpus == 0) return ctx.UsageError(kCommand, "--cpus must be at least 1");
-    spec.set_vcpus(static_cast<uint32_t>(*cpus));
-  }
-  if (memory) {
-    if (*memory == 0) return ctx.UsageError(kCommand, "--memory must be at least 1 MiB");
-    spec.set_memory_mib(static_cast<uint32_t>(*memory));
-  }
-  for (const std::string& text : publish) {
-    auto mapping = ParsePublish(text);
-    if (!mapping)
-      return ctx.UsageError(kCommand, "--publish " + text + ": " + mapping.error().message);
-    *spec.add_ports() = *mapping;
-  }
-  if (!health_http.empty() && health_tcp) {
-    return ctx.UsageError(kCommand, "--health-http and --health-tcp exclude each other");
-  }
-  if (!health_http.empty()) {
-    auto probe = ParseHttpProbe(health_http);
-    if (!probe) {
-      return ctx.UsageError(kCommand,
-                            "--health-http " + health_http + ": " + probe.error().message);
-    }
-    *spec.mutable_health()->mutable_http() = *probe;
-  } else if (health_tcp) {
-    if (*health_tcp == 0) return ctx.UsageError(kCommand, "--health-tcp must be a port 1-65535");
-    spec.mutable_health()->mutable_tcp()->set_port(static_cast<uint32_t>(*health_tcp));
-  }
-  if (health_interval) {
-    if (!spec.has_health()) {
-      return ctx.UsageError(kCommand, "--health-interval needs --health-http or --health-tcp");
-    }
-    auto interval_ms = static_cast<uint32_t>(health_interval->count());
-    spec.mutable_health()->set_interval_ms(interval_ms);
-    // A probe may not outlive its interval; the default probe timeout is 1s.
-    if (interval_ms < 1000) spec.mutable_health()->set_timeout_ms(interval_ms);
-  }
-  for (const std::string& pair : env) {
-    size_t eq = pair.find('=');
-    if (eq == 0 || eq == std::string::npos) {
-      return ctx.UsageError(kCommand, "--env " + pair + ": expects KEY=VALUE");
-    }
-    (*spec.mutable_env())[pair.substr(0, eq)] = pair.substr(eq + 1);
-  }
-  for (const std::string& word : parsed->trailing) spec.add_command(word);
 
   v1::RunGuestRequest request;
   *request.mutable_spec() = spec;
@@ -448,6 +358,90 @@ int RunGuestGroup(Context& ctx, std::span<const std::string> args) {
       {"stop", GuestStop}, {"rm", GuestRm}, {"logs", GuestLogs}, {"kill", GuestKill},
   };
   return DispatchGroup(ctx, "guest", kGroupHelp, kCommands, args);
+}
+
+void GuestSpecFlags::Register(FlagSet& flags) {
+  flags.String("image", &image_);
+  flags.Value("runtime", [this](std::string_view value) -> Result<void> {
+    auto runtime = ParseRuntime(value);
+    if (!runtime) return std::unexpected(runtime.error());
+    runtime_ = *runtime;
+    return {};
+  });
+  flags.UInt("cpus", 1024, &cpus_);
+  flags.Value("memory", [this](std::string_view value) -> Result<void> {
+    auto mib = ParseMemoryMib(value);
+    if (!mib) return std::unexpected(mib.error());
+    if (*mib > std::numeric_limits<uint32_t>::max()) return InvalidArgument("", "is too large");
+    memory_mib_ = *mib;
+    return {};
+  });
+  flags.Strings("publish", &publish_);
+  flags.String("health-http", &health_http_);
+  flags.UInt("health-tcp", 65535, &health_tcp_);
+  flags.Duration("health-interval", &health_interval_);
+  flags.Value("restart", [this](std::string_view value) -> Result<void> {
+    auto policy = ParseRestartPolicy(value);
+    if (!policy) return std::unexpected(policy.error());
+    restart_ = *policy;
+    return {};
+  });
+  flags.Value("boot", [this](std::string_view value) -> Result<void> {
+    auto mode = ParseBootMode(value);
+    if (!mode) return std::unexpected(mode.error());
+    boot_ = *mode;
+    return {};
+  });
+  flags.Strings("env", &env_);
+}
+
+Result<void> GuestSpecFlags::Apply(const FlagSet::Parsed& parsed, v1::GuestSpec* spec) const {
+  if (image_.empty()) return InvalidArgument("", "--image is required (see 'phoenixctl image ls')");
+  spec->set_image(image_);
+  if (runtime_) spec->set_runtime(*runtime_);
+  if (cpus_) {
+    if (*cpus_ == 0) return InvalidArgument("", "--cpus must be at least 1");
+    spec->set_vcpus(static_cast<uint32_t>(*cpus_));
+  }
+  if (memory_mib_) spec->set_memory_mib(static_cast<uint32_t>(*memory_mib_));
+  for (const std::string& text : publish_) {
+    auto mapping = ParsePublish(text);
+    if (!mapping) return InvalidArgument("", "--publish " + text + ": " + mapping.error().message);
+    *spec->add_ports() = *mapping;
+  }
+  if (!health_http_.empty() && health_tcp_) {
+    return InvalidArgument("", "--health-http and --health-tcp exclude each other");
+  }
+  if (!health_http_.empty()) {
+    auto probe = ParseHttpProbe(health_http_);
+    if (!probe) {
+      return InvalidArgument("", "--health-http " + health_http_ + ": " + probe.error().message);
+    }
+    *spec->mutable_health()->mutable_http() = *probe;
+  } else if (health_tcp_) {
+    if (*health_tcp_ == 0) return InvalidArgument("", "--health-tcp must be a port 1-65535");
+    spec->mutable_health()->mutable_tcp()->set_port(static_cast<uint32_t>(*health_tcp_));
+  }
+  if (health_interval_) {
+    if (!spec->has_health()) {
+      return InvalidArgument("", "--health-interval needs --health-http or --health-tcp");
+    }
+    auto interval_ms = static_cast<uint32_t>(health_interval_->count());
+    spec->mutable_health()->set_interval_ms(interval_ms);
+    // A probe may not outlive its interval; the default probe timeout is 1s.
+    if (interval_ms < 1000) spec->mutable_health()->set_timeout_ms(interval_ms);
+  }
+  if (restart_) spec->mutable_restart()->set_policy(*restart_);
+  if (boot_) spec->set_boot_mode(*boot_);
+  for (const std::string& pair : env_) {
+    size_t eq = pair.find('=');
+    if (eq == 0 || eq == std::string::npos) {
+      return InvalidArgument("", "--env " + pair + ": expects KEY=VALUE");
+    }
+    (*spec->mutable_env())[pair.substr(0, eq)] = pair.substr(eq + 1);
+  }
+  for (const std::string& word : parsed.trailing) spec->add_command(word);
+  return {};
 }
 
 Result<v1::PortMapping> ParsePublish(std::string_view text) {
