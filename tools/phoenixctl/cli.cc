@@ -2,20 +2,16 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <charconv>
 #include <csignal>
 #include <cstdio>
-#include <cstring>
 #include <ctime>
-#include <fstream>
 #include <limits>
-#include <sstream>
-
-#include <arpa/inet.h>
 
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/time_util.h>
+
+#include "proto/support/tls.h"
 
 namespace phoenix::ctl {
 
@@ -336,19 +332,15 @@ bool Context::SupervisorConfigured() const {
 
 namespace {
 
-Result<std::string> ReadWholeFile(const std::string& path, std::string_view what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return MakeError(ErrorCode::kFailedPrecondition,
-                     "cannot read " + std::string(what) + " " + path + ": " + std::strerror(errno));
+// tls::ReadFile's error with the flag that named the file in front.
+Result<std::string> ReadFlagFile(const std::string& path, std::string_view flag) {
+  auto content = tls::ReadFile(path);
+  if (!content) {
+    Error error = content.error();
+    error.message = std::string(flag) + ": " + error.message;
+    return std::unexpected(error);
   }
-  std::ostringstream content;
-  content << in.rdbuf();
-  if (in.bad()) {
-    return MakeError(ErrorCode::kFailedPrecondition,
-                     "reading " + std::string(what) + " " + path + ": " + std::strerror(errno));
-  }
-  return content.str();
+  return content;
 }
 
 std::string Trim(std::string text) {
@@ -370,7 +362,7 @@ Result<v1::Supervisor::StubInterface*> Context::SupervisorStub() {
   if (!options_.token.empty()) {
     token_ = options_.token;
   } else if (!options_.token_file.empty()) {
-    auto content = ReadWholeFile(options_.token_file, "--token-file");
+    auto content = ReadFlagFile(options_.token_file, "--token-file");
     if (!content) return std::unexpected(content.error());
     token_ = Trim(*content);
     if (token_.empty()) {
@@ -382,7 +374,7 @@ Result<v1::Supervisor::StubInterface*> Context::SupervisorStub() {
   std::shared_ptr<grpc::ChannelCredentials> credentials;
   if (options_.insecure) {
     // Plaintext would expose the bearer token to anyone on the path.
-    if (!IsLoopbackAddress(address)) {
+    if (!tls::IsLoopbackAddress(address)) {
       return InvalidArgument("",
                              "--insecure (plaintext) is only allowed to a loopback address "
                              "(127.0.0.0/8, [::1], localhost), not " +
@@ -398,14 +390,13 @@ Result<v1::Supervisor::StubInterface*> Context::SupervisorStub() {
                   "(the supervisor's <state-dir>/pki/ca.pem), or --insecure for a plaintext "
                   "supervisor on loopback");
     }
-    auto ca_pem = ReadWholeFile(ca_file, "--ca-file");
+    auto ca_pem = ReadFlagFile(ca_file, "--ca-file");
     if (!ca_pem) return std::unexpected(ca_pem.error());
     if (ca_pem->find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
       return InvalidArgument("", "--ca-file " + ca_file + " holds no PEM certificate");
     }
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = *ca_pem;
-    credentials = grpc::SslCredentials(ssl);
+    // No client certificate: admins authenticate with the bearer token.
+    credentials = tls::MakeChannelCredentials(tls::ClientTls{.ca_pem = *ca_pem});
   }
   supervisor_stub_ = v1::Supervisor::NewStub(grpc::CreateChannel(address, credentials));
   return supervisor_stub_.get();
@@ -712,32 +703,6 @@ Result<uint64_t> ParseMemoryMib(std::string_view text) {
   if (*number == 0) return InvalidArgument("", "must be at least 1 MiB");
   if (*number > kMaxMib / scale) return InvalidArgument("", "is too large");
   return *number * scale;
-}
-
-bool IsLoopbackAddress(std::string_view host_port) {
-  std::string_view host;
-  if (host_port.starts_with("[")) {
-    size_t close = host_port.find(']');
-    if (close == std::string_view::npos || close + 1 >= host_port.size() ||
-        host_port[close + 1] != ':') {
-      return false;
-    }
-    host = host_port.substr(1, close - 1);
-  } else {
-    size_t colon = host_port.rfind(':');
-    if (colon == std::string_view::npos) return false;
-    host = host_port.substr(0, colon);
-    if (host.find(':') != std::string_view::npos) return false;  // unbracketed IPv6 or a URI
-  }
-  if (host == "localhost") return true;
-  std::string text(host);
-  in_addr v4{};
-  if (inet_pton(AF_INET, text.c_str(), &v4) == 1) {
-    return (ntohl(v4.s_addr) >> 24) == 127;
-  }
-  in6_addr v6{};
-  if (inet_pton(AF_INET6, text.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6);
-  return false;
 }
 
 std::string EndpointUrl(const v1::Endpoint& endpoint) {

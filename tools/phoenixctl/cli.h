@@ -252,10 +252,6 @@ std::string EventTypeName(v1::EventType type);            // "running", "image-a
 // "256" (MiB), "256M", "256MiB", "1G", "1GiB" -> MiB; at least 1.
 [[nodiscard]] Result<uint64_t> ParseMemoryMib(std::string_view text);
 
-// "127.0.0.1:7400", "127.3.4.5:1", "[::1]:7400", "localhost:7400": traffic that never leaves the
-// host, the only kind --insecure may send.
-bool IsLoopbackAddress(std::string_view host_port);
-
 // "http://127.0.0.1:8080" (empty host = 127.0.0.1; IPv6 bracketed).
 std::string EndpointUrl(const v1::Endpoint& endpoint);
 // "42s", "7m", "3h", "5d"; "-" for an unset timestamp.

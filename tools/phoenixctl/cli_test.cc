@@ -139,6 +139,40 @@ TEST(FlagSetTest, CommandsOwnTimeoutShadowsTheGlobalOne) {
   EXPECT_EQ(options.rpc_timeout, 3s);
 }
 
+TEST(FlagSetTest, SupervisorGlobalFlags) {
+  GlobalOptions options;
+  FlagSet flags("");
+  flags.StopAtPositional();
+  AddGlobalFlags(flags, options);
+  auto parsed = flags.Parse(Args({"--supervisor", "127.0.0.1:7401", "--token", "abc", "--ca-file",
+                                  "/tmp/ca.pem", "--insecure", "service", "ls"}));
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  EXPECT_EQ(parsed->positionals, Args({"service", "ls"}));
+  EXPECT_EQ(options.supervisor, "127.0.0.1:7401");
+  EXPECT_EQ(options.token, "abc");
+  EXPECT_EQ(options.ca_file, "/tmp/ca.pem");
+  EXPECT_TRUE(options.insecure);
+  GlobalOptions other;
+  FlagSet strict("service ls");
+  AddGlobalFlags(strict, other);
+  EXPECT_FALSE(strict.Parse(Args({"--supervisor", "nohostport"})));
+  EXPECT_FALSE(strict.Parse(Args({"--token", ""})));
+}
+
+TEST(ParseMemoryTest, MibByDefaultOrWithAUnit) {
+  EXPECT_EQ(ParseMemoryMib("256"), 256u);
+  EXPECT_EQ(ParseMemoryMib("256M"), 256u);
+  EXPECT_EQ(ParseMemoryMib("256MiB"), 256u);
+  EXPECT_EQ(ParseMemoryMib("1G"), 1024u);
+  EXPECT_EQ(ParseMemoryMib("2GiB"), 2048u);
+  for (const char* bad : {"", "0", "0G", "G", "1T", "1.5G", "-1", "12 M", "99999999999999G"}) {
+    EXPECT_FALSE(ParseMemoryMib(bad)) << bad;
+  }
+  EXPECT_EQ(FormatMib(512), "512Mi");
+  EXPECT_EQ(FormatMib(16384), "16Gi");
+  EXPECT_EQ(FormatMib(1536), "1.5Gi");
+}
+
 TEST(ParseDurationTest, AcceptsUnitsAndCombinations) {
   EXPECT_EQ(ParseDuration("500ms"), 500ms);
   EXPECT_EQ(ParseDuration("10s"), 10s);
@@ -219,6 +253,19 @@ TEST(ContextTest, EndpointComesFromFlagThenEnvironmentThenDefault) {
   EXPECT_EQ(from_env.Endpoint(), "127.0.0.1:9999");
   from_env.options().endpoint = "127.0.0.1:1234";
   EXPECT_EQ(from_env.Endpoint(), "127.0.0.1:1234");
+}
+
+TEST(ContextTest, SupervisorAddressComesFromFlagThenEnvironmentThenDefault) {
+  std::ostringstream out, err;
+  Context defaulted(out, err, "");
+  EXPECT_EQ(defaulted.SupervisorAddress(), "127.0.0.1:7400");
+  EXPECT_FALSE(defaulted.SupervisorConfigured());
+  Context from_env(out, err, "", SupervisorEnv{"127.0.0.1:9400", "", ""});
+  EXPECT_EQ(from_env.SupervisorAddress(), "127.0.0.1:9400");
+  EXPECT_TRUE(from_env.SupervisorConfigured());
+  defaulted.options().supervisor = "127.0.0.1:1234";
+  EXPECT_EQ(defaulted.SupervisorAddress(), "127.0.0.1:1234");
+  EXPECT_TRUE(defaulted.SupervisorConfigured());
 }
 
 TEST(ContextTest, RpcErrorsPrintMessageCodeAndHints) {

@@ -129,6 +129,14 @@ TEST(GuestRunTest, BuildsTheGuestSpecFromFlags) {
   EXPECT_THAT(result.out, HasSubstr("http://127.0.0.1:49090 -> guest port 9090"));
 }
 
+TEST(GuestRunTest, MemoryTakesAUnit) {
+  FakeAgent agent;
+  auto result =
+      RunCli(RunGuestGroup, agent.endpoint(), {"run", "web", "--image", "demo", "--memory", "2G"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(agent.run_requests().at(0).spec().memory_mib(), 2048u);
+}
+
 TEST(GuestRunTest, MinimalSpecLeavesDefaultsToTheAgent) {
   FakeAgent agent;
   auto result = RunCli(RunGuestGroup, agent.endpoint(),

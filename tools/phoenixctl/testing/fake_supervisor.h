@@ -1,9 +1,10 @@
-// Test double for the supervisor's admin API: a real grpc::Server on 127.0.0.1 (port 0, plaintext)
-// serving a small in-memory Supervisor service that records every request together with the
-// "authorization" metadata it came with, and answers from canned state. Services live in a map
-// (CreateService makes every replica pending; tests put richer services in with AddService); nodes
-// likewise; cluster events are appended with increasing sequence numbers and streamed to watchers.
-// It checks no token: tests assert on what reached it, and script refusals with FailNext.
+// Test double for the supervisor's admin API: a real grpc::Server on 127.0.0.1 (port 0; plaintext,
+// or TLS with the given server credentials) serving a small in-memory Supervisor service that
+// records every request together with the "authorization" metadata it came with, and answers from
+// canned state. Services live in a map (CreateService makes every replica pending; tests put richer
+// services in with AddService); nodes likewise; cluster events are appended with increasing
+// sequence numbers and streamed to watchers. It checks no token: tests assert on what reached it,
+// and script refusals with FailNext.
 //
 // Threading: handlers run on gRPC threads; all state is guarded by mu_. Tests read the recorded
 // requests through the accessors, which copy under the lock.
@@ -30,9 +31,10 @@ namespace phoenix::ctl::testing {
 
 class FakeSupervisor final : public v1::Supervisor::Service {
  public:
-  FakeSupervisor() {
+  explicit FakeSupervisor(
+      std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials()) {
     grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.AddListeningPort("127.0.0.1:0", credentials, &port_);
     builder.RegisterService(this);
     server_ = builder.BuildAndStart();
   }
