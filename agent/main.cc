@@ -9,6 +9,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <cctype>
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -55,6 +56,9 @@ Flags:
   --node NAME          node name (default: host name)
   --zone ZONE          availability zone (default "default")
   --labels K=V,...     node labels
+  --vcpus N            vCPUs this node offers (default: the host's); with --memory-mib, lets
+                       several agents share one host, each offering a slice of it
+  --memory-mib N       memory this node offers in MiB (default: the host's)
   --libvirt-uri URI    libvirt connection (default qemu:///system)
   --port-file FILE     write the port the agent listens on to FILE once it serves
   --supervisor HOST:PORT
@@ -92,11 +96,22 @@ struct Flags {
   std::filesystem::path join_token_file;
   std::filesystem::path supervisor_ca;
   bool insecure_supervisor = false;
+  uint32_t vcpus = 0;       // 0 = the host's
+  uint64_t memory_mib = 0;  // 0 = the host's
 };
 
 [[noreturn]] void UsageError(const std::string& message) {
   std::fprintf(stderr, "phoenix-agent: %s\nRun phoenix-agent --help for usage.\n", message.c_str());
   std::exit(2);
+}
+
+uint64_t ParseCount(const std::string& flag, const std::string& value) {
+  uint64_t n = 0;
+  auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+  if (ec != std::errc() || p != value.data() + value.size() || n == 0 || n > (1ull << 32)) {
+    UsageError(flag + ": want a positive number, got \"" + value + "\"");
+  }
+  return n;
 }
 
 Flags ParseFlags(int argc, char** argv) {
@@ -146,6 +161,10 @@ Flags ParseFlags(int argc, char** argv) {
       f.join_token_file = value;
     else if (arg == "--supervisor-ca")
       f.supervisor_ca = value;
+    else if (arg == "--vcpus")
+      f.vcpus = static_cast<uint32_t>(ParseCount(arg, value));
+    else if (arg == "--memory-mib")
+      f.memory_mib = ParseCount(arg, value);
     else
       UsageError("unknown flag " + arg);
   }
@@ -243,6 +262,9 @@ int main(int argc, char** argv) {
   identity.labels = *labels;
   auto capacity = ReadHostCapacity();
   if (!capacity) return Fatal("reading host capacity", capacity.error());
+  // Several agents sharing one host (a lab, the quickstart) each offer a slice of it.
+  if (flags.vcpus != 0) capacity->vcpus = flags.vcpus;
+  if (flags.memory_mib != 0) capacity->memory_mib = flags.memory_mib;
 
   std::error_code ec;
   // Runtimes hand these paths to other processes (libvirtd, crun, mount options): make them

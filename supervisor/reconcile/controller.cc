@@ -487,7 +487,8 @@ struct Controller::Impl {
       session->Close(r.error().Wrap("recording node " + name));
       return;
     }
-    SendAssignment(name);
+    // Version 0 is "nothing assigned yet", which every agent already holds.
+    if (e.plan.record.assignment_version > 0) SendAssignment(name);
   }
 
   void OnReported(AgentSession* session, AgentReport report) {
