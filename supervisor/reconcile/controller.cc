@@ -624,31 +624,35 @@ Result<T> CallOn(asio::io_context& loop, std::chrono::milliseconds timeout,
 
 Result<ServiceStatus> Controller::CreateService(ServiceSpec spec) {
   PHX_TRY(ValidateSpec(spec));
-  return CallOn<ServiceStatus>(impl_->loop, options_.call_timeout, [&]() -> Result<ServiceStatus> {
-    if (impl_->services.contains(spec.name)) {
-      return AlreadyExists("service " + spec.name + " already exists");
-    }
-    Impl::Draft d;
-    d.services[spec.name] = Service{.spec = spec, .created_at = StoredNow()};
-    impl_->AddEvent(d, ClusterEventType::kServiceCreated, spec.name, "",
-                    "service " + spec.name + " created: " + std::to_string(spec.replicas) + " " +
-                        std::string(RuntimeKindName(spec.runtime)) + " replicas of " + spec.image);
-    PHX_TRY(impl_->Commit(d));
-    return impl_->StatusOf(impl_->services.at(spec.name));
-  });
+  return CallOn<ServiceStatus>(
+      impl_->loop, options_.call_timeout, [=, this]() -> Result<ServiceStatus> {
+        if (impl_->services.contains(spec.name)) {
+          return AlreadyExists("service " + spec.name + " already exists");
+        }
+        Impl::Draft d;
+        d.services[spec.name] = Service{.spec = spec, .created_at = StoredNow()};
+        impl_->AddEvent(d, ClusterEventType::kServiceCreated, spec.name, "",
+                        "service " + spec.name + " created: " + std::to_string(spec.replicas) +
+                            " " + std::string(RuntimeKindName(spec.runtime)) + " replicas of " +
+                            spec.image);
+        PHX_TRY(impl_->Commit(d));
+        return impl_->StatusOf(impl_->services.at(spec.name));
+      });
 }
 
 Result<ServiceStatus> Controller::GetService(const std::string& name) {
-  return CallOn<ServiceStatus>(impl_->loop, options_.call_timeout, [&]() -> Result<ServiceStatus> {
-    auto it = impl_->services.find(name);
-    if (it == impl_->services.end()) return NotFound("no service " + name);
-    return impl_->StatusOf(it->second);
-  });
+  return CallOn<ServiceStatus>(impl_->loop, options_.call_timeout,
+                               [=, this]() -> Result<ServiceStatus> {
+                                 auto it = impl_->services.find(name);
+                                 if (it == impl_->services.end())
+                                   return NotFound("no service " + name);
+                                 return impl_->StatusOf(it->second);
+                               });
 }
 
 std::vector<ServiceStatus> Controller::ListServices() {
   auto r = CallOn<std::vector<ServiceStatus>>(impl_->loop, options_.call_timeout,
-                                              [&]() -> Result<std::vector<ServiceStatus>> {
+                                              [this]() -> Result<std::vector<ServiceStatus>> {
                                                 std::vector<ServiceStatus> out;
                                                 for (const auto& [_, s] : impl_->services)
                                                   out.push_back(impl_->StatusOf(s));
@@ -662,28 +666,30 @@ Result<ServiceStatus> Controller::ScaleService(const std::string& name, uint32_t
   if (replicas > kMaxReplicas) {
     return InvalidArgument("replicas", "at most " + std::to_string(kMaxReplicas));
   }
-  return CallOn<ServiceStatus>(impl_->loop, options_.call_timeout, [&]() -> Result<ServiceStatus> {
-    auto it = impl_->services.find(name);
-    if (it == impl_->services.end()) return NotFound("no service " + name);
-    if (expected_version != 0 && it->second.version != expected_version) {
-      return MakeError(ErrorCode::kAborted,
-                       "service " + name + " is at version " + std::to_string(it->second.version) +
-                           ", not " + std::to_string(expected_version) + "; read it again");
-    }
-    Impl::Draft d;
-    Service& s = impl_->DraftService(d, name);
-    const uint32_t before = s.spec.replicas;
-    s.spec.replicas = replicas;
-    impl_->AddEvent(d, ClusterEventType::kServiceScaled, name, "",
-                    "service " + name + " scaled from " + std::to_string(before) + " to " +
-                        std::to_string(replicas) + " replicas");
-    PHX_TRY(impl_->Commit(d));
-    return impl_->StatusOf(impl_->services.at(name));
-  });
+  return CallOn<ServiceStatus>(
+      impl_->loop, options_.call_timeout, [=, this]() -> Result<ServiceStatus> {
+        auto it = impl_->services.find(name);
+        if (it == impl_->services.end()) return NotFound("no service " + name);
+        if (expected_version != 0 && it->second.version != expected_version) {
+          return MakeError(ErrorCode::kAborted, "service " + name + " is at version " +
+                                                    std::to_string(it->second.version) + ", not " +
+                                                    std::to_string(expected_version) +
+                                                    "; read it again");
+        }
+        Impl::Draft d;
+        Service& s = impl_->DraftService(d, name);
+        const uint32_t before = s.spec.replicas;
+        s.spec.replicas = replicas;
+        impl_->AddEvent(d, ClusterEventType::kServiceScaled, name, "",
+                        "service " + name + " scaled from " + std::to_string(before) + " to " +
+                            std::to_string(replicas) + " replicas");
+        PHX_TRY(impl_->Commit(d));
+        return impl_->StatusOf(impl_->services.at(name));
+      });
 }
 
 Result<void> Controller::DeleteService(const std::string& name) {
-  auto r = CallOn<bool>(impl_->loop, options_.call_timeout, [&]() -> Result<bool> {
+  auto r = CallOn<bool>(impl_->loop, options_.call_timeout, [=, this]() -> Result<bool> {
     if (!impl_->services.contains(name)) return NotFound("no service " + name);
     Impl::Draft d;
     d.deleted_services.insert(name);
@@ -701,7 +707,7 @@ Result<void> Controller::DeleteService(const std::string& name) {
 
 std::vector<NodeStatus> Controller::ListNodes() {
   auto r = CallOn<std::vector<NodeStatus>>(impl_->loop, options_.call_timeout,
-                                           [&]() -> Result<std::vector<NodeStatus>> {
+                                           [this]() -> Result<std::vector<NodeStatus>> {
                                              std::vector<NodeStatus> out;
                                              for (const auto& [name, _] : impl_->nodes) {
                                                out.push_back(impl_->NodeStatusOf(name));
@@ -712,14 +718,14 @@ std::vector<NodeStatus> Controller::ListNodes() {
 }
 
 Result<NodeStatus> Controller::GetNode(const std::string& name) {
-  return CallOn<NodeStatus>(impl_->loop, options_.call_timeout, [&]() -> Result<NodeStatus> {
+  return CallOn<NodeStatus>(impl_->loop, options_.call_timeout, [=, this]() -> Result<NodeStatus> {
     if (!impl_->nodes.contains(name)) return NotFound("no node " + name);
     return impl_->NodeStatusOf(name);
   });
 }
 
 Result<NodeStatus> Controller::DrainNode(const std::string& name) {
-  return CallOn<NodeStatus>(impl_->loop, options_.call_timeout, [&]() -> Result<NodeStatus> {
+  return CallOn<NodeStatus>(impl_->loop, options_.call_timeout, [=, this]() -> Result<NodeStatus> {
     if (!impl_->nodes.contains(name)) return NotFound("no node " + name);
     if (!impl_->nodes.at(name).plan.record.drained) {
       Impl::Draft d;
@@ -733,7 +739,7 @@ Result<NodeStatus> Controller::DrainNode(const std::string& name) {
 }
 
 Result<NodeStatus> Controller::UndrainNode(const std::string& name) {
-  return CallOn<NodeStatus>(impl_->loop, options_.call_timeout, [&]() -> Result<NodeStatus> {
+  return CallOn<NodeStatus>(impl_->loop, options_.call_timeout, [=, this]() -> Result<NodeStatus> {
     if (!impl_->nodes.contains(name)) return NotFound("no node " + name);
     if (impl_->nodes.at(name).plan.record.drained) {
       Impl::Draft d;

@@ -305,7 +305,9 @@ TEST_F(SupervisorE2ETest, SpreadSurviveANodeFenceItAndKeepAcknowledgedScale) {
   }
   ASSERT_TRUE(WaitFor([&] { return RunningByZone(6).has_value(); }, 90s)) << Describe();
   EXPECT_EQ(*RunningByZone(6), (std::map<std::string, int>{{"a", 2}, {"b", 2}, {"c", 2}}));
-  for (const v1::Replica& r : GetService()->replicas()) {
+  const std::optional<v1::Service> spread = GetService();
+  ASSERT_TRUE(spread);
+  for (const v1::Replica& r : spread->replicas()) {
     ASSERT_EQ(r.endpoints_size(), 1) << r.DebugString();
     EXPECT_TRUE(WaitFor(
         [&] {
