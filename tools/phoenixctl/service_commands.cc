@@ -65,7 +65,9 @@ Placement flags:
   --selector KEY=VALUE         only nodes carrying this label; repeatable (all must match)
   --distinct-hosts             at most one replica of this service per node
 
-Guest flags (what every replica runs; the host port of --publish is chosen on each node):
+Guest flags (what every replica runs). --publish takes GUESTPORT or HOSTIP:0:GUESTPORT: each
+node picks the host port of its replica, shown under ENDPOINTS by 'service show'. HOSTIP defaults
+to 127.0.0.1 (reachable on the node only); use 0.0.0.0 to serve other hosts.
 )";
 
 constexpr std::string_view kCreateHelpTail =
@@ -217,6 +219,14 @@ int ServiceCreate(Context& ctx, std::span<const std::string> args) {
   spec.set_name(*name);
   if (auto applied = spec_flags.Apply(*parsed, spec.mutable_template_()); !applied) {
     return ctx.UsageError(kCommand, applied.error().message);
+  }
+  for (const v1::PortMapping& port : spec.template_().ports()) {
+    if (port.host_port() != 0) {
+      return ctx.UsageError(kCommand, "--publish " + std::to_string(port.host_port()) + ":" +
+                                          std::to_string(port.guest_port()) +
+                                          ": a service's host ports are picked on each node; "
+                                          "give GUESTPORT (or HOSTIP:0:GUESTPORT)");
+    }
   }
   if (!replicas) return ctx.UsageError(kCommand, "--replicas is required, e.g. --replicas 3");
   spec.set_replicas(static_cast<uint32_t>(*replicas));

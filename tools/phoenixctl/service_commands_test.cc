@@ -15,15 +15,43 @@ using testing::RunSupervisorCli;
 
 TEST(ServiceCreateTest, BuildsTheServiceSpecFromFlags) {
   FakeSupervisor supervisor;
-  auto result = RunSupervisorCli(
-      RunServiceGroup, supervisor,
-      {"create",     "web",      "--image",          "demo:v2",    "--runtime",  "container",
-       "--replicas", "6",        "--spread",         "zone",       "--max-skew", "2",
-       "--strategy", "binpack",  "--cpus",           "2",          "--memory",   "1G",
-       "--publish",  "80",       "--health-http",    "80/healthz", "--selector", "disk=ssd",
-       "--selector", "arch=x86", "--distinct-hosts", "--boot",     "cold",       "--env",
-       "MODE=web",   "--",       "/bin/server",      "--port",     "80"},
-      "secret-token");
+  auto result = RunSupervisorCli(RunServiceGroup, supervisor,
+                                 {"create",
+                                  "web",
+                                  "--image",
+                                  "demo:v2",
+                                  "--runtime",
+                                  "container",
+                                  "--replicas",
+                                  "6",
+                                  "--spread",
+                                  "zone",
+                                  "--max-skew",
+                                  "2",
+                                  "--strategy",
+                                  "binpack",
+                                  "--cpus",
+                                  "2",
+                                  "--memory",
+                                  "1G",
+                                  "--publish",
+                                  "0.0.0.0:0:80",
+                                  "--health-http",
+                                  "80/healthz",
+                                  "--selector",
+                                  "disk=ssd",
+                                  "--selector",
+                                  "arch=x86",
+                                  "--distinct-hosts",
+                                  "--boot",
+                                  "cold",
+                                  "--env",
+                                  "MODE=web",
+                                  "--",
+                                  "/bin/server",
+                                  "--port",
+                                  "80"},
+                                 "secret-token");
   ASSERT_EQ(result.exit_code, 0) << result.err;
   auto requests = supervisor.create_requests();
   ASSERT_EQ(requests.size(), 1u);
@@ -46,6 +74,7 @@ TEST(ServiceCreateTest, BuildsTheServiceSpecFromFlags) {
   ASSERT_EQ(guest.ports_size(), 1);
   EXPECT_EQ(guest.ports(0).guest_port(), 80u);
   EXPECT_EQ(guest.ports(0).host_port(), 0u);
+  EXPECT_EQ(guest.ports(0).host_ip(), "0.0.0.0");
   EXPECT_EQ(guest.health().http().port(), 80u);
   EXPECT_EQ(guest.health().http().path(), "/healthz");
   EXPECT_EQ(guest.boot_mode(), v1::BOOT_MODE_COLD);
@@ -102,6 +131,8 @@ TEST(ServiceCreateTest, UsageErrorsExit2WithoutCallingTheSupervisor) {
             "256M or 1G"},
            {{"create", "web", "--image", "demo", "--replicas", "1", "--publish", "80:"},
             "--publish 80:"},
+           {{"create", "web", "--image", "demo", "--replicas", "1", "--publish", "8080:80"},
+            "host ports are picked on each node"},
            {{"create", "web", "--image", "demo", "--replicas", "1", "--health-tcp", "80",
              "--health-http", "80"},
             "exclude each other"},
