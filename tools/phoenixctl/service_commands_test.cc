@@ -96,7 +96,9 @@ TEST(ServiceCreateTest, MinimalSpreadDefaultsToSkewOneAndLeavesTheRestToTheSuper
       RunServiceGroup, supervisor,
       {"create", "web", "--image", "demo", "--replicas", "3", "--spread", "zone", "-o", "json"});
   ASSERT_EQ(result.exit_code, 0) << result.err;
-  const v1::ServiceSpec& spec = supervisor.create_requests().at(0).spec();
+  auto requests = supervisor.create_requests();
+  ASSERT_EQ(requests.size(), 1u);
+  const v1::ServiceSpec& spec = requests[0].spec();
   EXPECT_EQ(spec.spread().max_skew(), 1u);
   EXPECT_EQ(spec.strategy(), v1::PLACEMENT_STRATEGY_UNSPECIFIED);
   EXPECT_FALSE(spec.distinct_hosts());
