@@ -16,12 +16,15 @@
 // Every node a request rejected is counted per reason, with a few named examples, so users see why
 // a replica is pending.
 //
-// Threading: pure functions over values; safe to call from any thread.
+// Threading: pure functions over values; safe to call from any thread, also on the same view (the
+// view's index cache is internally locked).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -43,8 +46,31 @@ struct NodeView {
   std::set<std::string> images;  // image references present on the node ("name:tag", ids)
 };
 
+class ClusterIndex;  // cluster_index.h
+
+// Placement's cache of a view's zone layout (see cluster_index.h): built by the first Place() over
+// the view and checked against the nodes by every later one, so callers never maintain it and may
+// change `nodes` freely. Copies share the (immutable) index; it is re-checked before use anyway.
+class ClusterIndexCache {
+ public:
+  ClusterIndexCache() = default;
+  ClusterIndexCache(const ClusterIndexCache& other) : index_(other.Get()) {}
+  ClusterIndexCache& operator=(const ClusterIndexCache& other) {
+    if (this != &other) Set(other.Get());
+    return *this;
+  }
+
+  std::shared_ptr<const ClusterIndex> Get() const;
+  void Set(std::shared_ptr<const ClusterIndex> index) const;
+
+ private:
+  mutable std::mutex mutex_;  // Place() may run on the same view from several threads
+  mutable std::shared_ptr<const ClusterIndex> index_;
+};
+
 struct ClusterView {
   std::vector<NodeView> nodes;
+  ClusterIndexCache index_cache;  // placement's, not part of the view's value
 };
 
 struct PlacementRequest {

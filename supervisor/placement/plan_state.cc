@@ -10,24 +10,10 @@ namespace {
 
 uint64_t Sub(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
 
-// Zone names of one cluster usually share a prefix and length ("zone-a", "us-east-1b"): comparing
-// the length and the last character first settles most mismatches without a memcmp call.
-// The bytes are compared inline: names are short, and the memcmp call cost more than the compare
-// on the scan over every node.
-bool SameZone(std::string_view a, std::string_view b) {
-  if (a.size() != b.size() || a.empty() || a.back() != b.back()) return false;
-  for (size_t i = 0; i + 1 < a.size(); ++i) {
-    if (a[i] != b[i]) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 PlanState::PlanState(const ClusterView& cluster)
-    : cluster_(cluster),
-      facts_(cluster.nodes.size()),
-      zone_of_(cluster.nodes.size(), kUnresolvedZone) {}
+    : cluster_(cluster), index_(ClusterIndex::For(cluster)), facts_(cluster.nodes.size()) {}
 
 const NodeFacts& PlanState::Resolve(size_t node) const {
   const NodeView& view = cluster_.nodes[node];
@@ -43,32 +29,6 @@ const NodeFacts& PlanState::Resolve(size_t node) const {
   return facts;
 }
 
-ZoneId PlanState::ResolveZone(size_t node) const {
-  std::string_view zone = cluster_.nodes[node].zone;
-  ZoneId id = kNoZone;
-  if (zone.empty()) {
-    id = kNoZone;
-  } else if (last_zone_ < zone_names_.size() && SameZone(zone_names_[last_zone_], zone)) {
-    id = last_zone_;
-  } else {
-    // Zones are few (a handful per cluster), so a linear scan beats hashing the name.
-    auto it = std::find_if(zone_names_.begin(), zone_names_.end(),
-                           [&](std::string_view known) { return SameZone(known, zone); });
-    if (it == zone_names_.end()) {
-      zone_names_.push_back(zone);
-      it = zone_names_.end() - 1;
-    }
-    id = static_cast<ZoneId>(it - zone_names_.begin());
-    last_zone_ = id;
-  }
-  zone_of_[node] = id;
-  return id;
-}
-
-std::string_view PlanState::ZoneName(ZoneId zone) const {
-  return zone < zone_names_.size() ? zone_names_[zone] : std::string_view();
-}
-
 const std::vector<bool>& PlanState::EligibleZones(const PlacementRequest& request) const {
   for (const EligibilityClass& entry : eligibility_) {
     if (entry.runtime == request.runtime && entry.node_selector == request.node_selector) {
@@ -76,32 +36,17 @@ const std::vector<bool>& PlanState::EligibleZones(const PlacementRequest& reques
     }
   }
   EligibilityClass entry{request.runtime, request.node_selector, {}};
-  // The first scan learns every node's zone (a string compare per node, the NodeViews read in
-  // order); the node-level checks run only until a zone is known to be eligible. Later scans stop
-  // as soon as every zone is (a zone with no eligible node still costs a full scan).
-  const bool may_stop_early = all_zones_known_;
-  size_t found = 0;
-  entry.zones.assign(zone_names_.size(), false);
-  const size_t n = cluster_.nodes.size();
-  for (size_t i = 0; i < n; ++i) {
-    if (may_stop_early && found == zone_names_.size()) break;
-    // The scan is bound by memory, not compares: fetch the zone a few nodes ahead.
-    constexpr size_t kAhead = 8;
-    if (i + kAhead < n) __builtin_prefetch(cluster_.nodes[i + kAhead].zone.data());
-    ZoneId zone = ZoneOf(i);
-    if (zone == kNoZone) continue;
-    if (zone >= entry.zones.size()) entry.zones.resize(zone + 1, false);
-    if (entry.zones[zone]) continue;
-    const NodeView& node = cluster_.nodes[i];
-    if (!NodeStateFilter::Passes(node) || !node.runtimes.contains(request.runtime) ||
-        !LabelsFilter::Passes(node, request)) {
-      continue;
+  entry.zones.assign(index_->ZoneCount(), false);
+  for (ZoneId zone = 0; zone < index_->ZoneCount(); ++zone) {
+    for (size_t i : index_->NodesIn(zone)) {
+      const NodeView& node = cluster_.nodes[i];
+      if (NodeStateFilter::Passes(node) && node.runtimes.contains(request.runtime) &&
+          LabelsFilter::Passes(node, request)) {
+        entry.zones[zone] = true;
+        break;
+      }
     }
-    entry.zones[zone] = true;
-    ++found;
   }
-  all_zones_known_ = true;
-  entry.zones.resize(zone_names_.size(), false);
   eligibility_.push_back(std::move(entry));
   return eligibility_.back().zones;
 }

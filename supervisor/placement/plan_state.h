@@ -13,20 +13,18 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <limits>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "supervisor/placement/cluster_index.h"
 #include "supervisor/placement/placement.h"
 
 namespace phoenix::supervisor::placement {
-
-using ZoneId = uint32_t;
-inline constexpr ZoneId kNoZone = std::numeric_limits<ZoneId>::max();
 
 // The spread attribute this pipeline understands (PlacementRequest::spread_attribute).
 inline constexpr std::string_view kZoneAttribute = "zone";
@@ -70,17 +68,15 @@ class PlanState {
     const NodeFacts& facts = facts_[node];
     return facts.resolved ? facts : Resolve(node);
   }
-  // The node's zone as a small dense id (kNoZone for a node without a zone). Also a lazy cache.
-  ZoneId ZoneOf(size_t node) const {
-    ZoneId zone = zone_of_[node];
-    return zone != kUnresolvedZone ? zone : ResolveZone(node);
-  }
-  std::string_view ZoneName(ZoneId zone) const;
-  size_t ZoneCount() const { return zone_names_.size(); }
+  // The node's zone as a small dense id (kNoZone for a node without a zone), from the view's index.
+  ZoneId ZoneOf(size_t node) const { return index_->ZoneOf(node); }
+  std::string_view ZoneName(ZoneId zone) const { return index_->ZoneName(zone); }
+  size_t ZoneCount() const { return index_->ZoneCount(); }
 
   // Zones holding at least one node that passes the node-level checks for the request (READY, not
   // drained, the runtime, the node_selector): indexed by ZoneId, true = eligible. Computed once per
   // (runtime, node_selector) per plan: the node-level checks do not depend on earlier decisions.
+  // Walks each zone's nodes until the first that passes, so healthy zones cost a node or two.
   const std::vector<bool>& EligibleZones(const PlacementRequest& request) const;
 
   // Nodes this plan placed replicas of `service` on so far (one entry per replica).
@@ -96,18 +92,12 @@ class PlanState {
     std::vector<bool> zones;
   };
 
-  static constexpr ZoneId kUnresolvedZone = kNoZone - 1;
-
   const NodeFacts& Resolve(size_t node) const;
-  ZoneId ResolveZone(size_t node) const;
 
   const ClusterView& cluster_;
+  std::shared_ptr<const ClusterIndex> index_;  // checked against cluster_ when the plan starts
   std::unordered_map<std::string, std::vector<size_t>> placed_;
   mutable std::vector<NodeFacts> facts_;
-  mutable std::vector<ZoneId> zone_of_;
-  mutable bool all_zones_known_ = false;  // every node's zone has been resolved
-  mutable std::vector<std::string_view> zone_names_;
-  mutable ZoneId last_zone_ = kNoZone;  // the last zone interned: nodes often come grouped
   mutable std::vector<EligibilityClass> eligibility_;
 };
 
