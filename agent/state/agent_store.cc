@@ -1,12 +1,9 @@
 #include "agent/state/agent_store.h"
 
-#include <sqlite3.h>
-
 #include <array>
 #include <chrono>
 #include <functional>
 #include <map>
-#include <system_error>
 #include <utility>
 
 namespace phoenix::agent {
@@ -97,43 +94,26 @@ CREATE TABLE managed_guests (
 )sql",
 };
 
-template <typename E>
-struct Code {
-  E value;
-  std::string_view text;
-};
-
-constexpr Code<RuntimeKind> kRuntimeCodes[] = {{RuntimeKind::kVm, "vm"},
-                                               {RuntimeKind::kMicroVm, "microvm"},
-                                               {RuntimeKind::kContainer, "container"}};
-constexpr Code<GuestState> kStateCodes[] = {
+constexpr SqlCode<RuntimeKind> kRuntimeCodes[] = {{RuntimeKind::kVm, "vm"},
+                                                  {RuntimeKind::kMicroVm, "microvm"},
+                                                  {RuntimeKind::kContainer, "container"}};
+constexpr SqlCode<GuestState> kStateCodes[] = {
     {GuestState::kPending, "pending"},       {GuestState::kStarting, "starting"},
     {GuestState::kRunning, "running"},       {GuestState::kStopping, "stopping"},
     {GuestState::kStopped, "stopped"},       {GuestState::kCrashed, "crashed"},
     {GuestState::kRestarting, "restarting"}, {GuestState::kFailed, "failed"}};
-constexpr Code<RestartPolicy> kPolicyCodes[] = {{RestartPolicy::kAlways, "always"},
-                                                {RestartPolicy::kOnFailure, "on-failure"},
-                                                {RestartPolicy::kNever, "never"}};
-constexpr Code<BootMode> kBootCodes[] = {
+constexpr SqlCode<RestartPolicy> kPolicyCodes[] = {{RestartPolicy::kAlways, "always"},
+                                                   {RestartPolicy::kOnFailure, "on-failure"},
+                                                   {RestartPolicy::kNever, "never"}};
+constexpr SqlCode<BootMode> kBootCodes[] = {
     {BootMode::kAuto, "auto"}, {BootMode::kCold, "cold"}, {BootMode::kSnapshot, "snapshot"}};
-constexpr Code<HealthCheck::Kind> kHealthCodes[] = {{HealthCheck::Kind::kNone, "none"},
-                                                    {HealthCheck::Kind::kHttp, "http"},
-                                                    {HealthCheck::Kind::kTcp, "tcp"}};
+constexpr SqlCode<HealthCheck::Kind> kHealthCodes[] = {{HealthCheck::Kind::kNone, "none"},
+                                                       {HealthCheck::Kind::kHttp, "http"},
+                                                       {HealthCheck::Kind::kTcp, "tcp"}};
 
 template <typename E, size_t N>
-std::string_view ToCode(const Code<E> (&codes)[N], E value) {
-  for (const auto& c : codes) {
-    if (c.value == value) return c.text;
-  }
-  PHX_CHECK(false && "enum value without an on-disk code");
-  return {};
-}
-
-template <typename E, size_t N>
-Result<E> FromCode(const Code<E> (&codes)[N], std::string_view text, std::string_view column) {
-  for (const auto& c : codes) {
-    if (c.text == text) return c.value;
-  }
+Result<E> FromCode(const SqlCode<E> (&codes)[N], std::string_view text, std::string_view column) {
+  if (auto value = FromSqlCode(codes, text)) return *value;
   return Internal("corrupt guest record: unknown " + std::string(column) + " \"" +
                   std::string(text) + "\"");
 }
@@ -152,84 +132,6 @@ bool IsKnownEventType(int64_t type) {
 
 }  // namespace
 
-// A borrowed, cached statement; releasing it resets it so the next user starts clean.
-class AgentStore::Stmt {
- public:
-  Stmt(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
-  Stmt(Stmt&& other) noexcept : db_(other.db_), stmt_(std::exchange(other.stmt_, nullptr)) {}
-  Stmt& operator=(Stmt&&) = delete;
-  ~Stmt() {
-    if (stmt_ != nullptr) {
-      sqlite3_reset(stmt_);
-      sqlite3_clear_bindings(stmt_);
-    }
-  }
-
-  // Binding only fails for a bad index or out of memory, both broken invariants here.
-  Stmt& Bind(int index, int64_t value) {
-    PHX_CHECK(sqlite3_bind_int64(stmt_, index, value) == SQLITE_OK);
-    return *this;
-  }
-  Stmt& Bind(int index, std::string_view value) {
-    PHX_CHECK(sqlite3_bind_text(stmt_, index, value.data(), static_cast<int>(value.size()),
-                                SQLITE_TRANSIENT) == SQLITE_OK);
-    return *this;
-  }
-  Stmt& Bind(int index, const std::string& value) { return Bind(index, std::string_view(value)); }
-  Stmt& Bind(int index, const char* value) { return Bind(index, std::string_view(value)); }
-  Stmt& BindBlob(int index, std::string_view value) {
-    PHX_CHECK(sqlite3_bind_blob(stmt_, index, value.data(), static_cast<int>(value.size()),
-                                SQLITE_TRANSIENT) == SQLITE_OK);
-    return *this;
-  }
-
-  // true: a row is available; false: done.
-  Result<bool> Step(std::string_view what) {
-    int rc = sqlite3_step(stmt_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    return std::unexpected(ErrorFor(db_, rc, what));
-  }
-  Result<void> Run(std::string_view what) {
-    auto r = Step(what);
-    if (!r) return std::unexpected(r.error());
-    return {};
-  }
-
-  int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
-  std::string Text(int col) const {
-    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
-    int n = sqlite3_column_bytes(stmt_, col);
-    return p == nullptr ? std::string() : std::string(p, static_cast<size_t>(n));
-  }
-  std::string Blob(int col) const {
-    const auto* p = static_cast<const char*>(sqlite3_column_blob(stmt_, col));
-    int n = sqlite3_column_bytes(stmt_, col);
-    return p == nullptr ? std::string() : std::string(p, static_cast<size_t>(n));
-  }
-
-  static Error ErrorFor(sqlite3* db, int rc, std::string_view what) {
-    ErrorCode code = ErrorCode::kInternal;
-    switch (rc & 0xff) {
-      case SQLITE_BUSY:
-      case SQLITE_LOCKED:
-        code = ErrorCode::kUnavailable;
-        break;
-      case SQLITE_FULL:
-        code = ErrorCode::kResourceExhausted;
-        break;
-      default:
-        break;
-    }
-    return Error{code, "agent store: " + std::string(what) + ": " + sqlite3_errmsg(db) +
-                           " (sqlite error " + std::to_string(rc) + ")"};
-  }
-
- private:
-  sqlite3* db_;
-  sqlite3_stmt* stmt_;
-};
-
 Result<std::unique_ptr<AgentStore>> AgentStore::Open(const std::filesystem::path& db_file) {
   return Open(db_file, Options{});
 }
@@ -240,139 +142,28 @@ Result<std::unique_ptr<AgentStore>> AgentStore::Open(const std::filesystem::path
     return InvalidArgument("max_events", "the event log must keep at least one event");
   }
   if (db_file.empty()) return InvalidArgument("db_file", "empty path");
-  if (db_file.has_parent_path()) {
-    std::error_code ec;
-    std::filesystem::create_directories(db_file.parent_path(), ec);
-    if (ec) {
-      return Internal("agent store: creating " + db_file.parent_path().string() + ": " +
-                      ec.message());
-    }
-  }
-  sqlite3* db = nullptr;
-  int rc =
-      sqlite3_open_v2(db_file.c_str(), &db,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-  if (rc != SQLITE_OK) {
-    std::string msg = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
-    sqlite3_close(db);
-    return Internal("agent store: opening " + db_file.string() + ": " + msg);
-  }
-  sqlite3_extended_result_codes(db, 1);
-  // From here the store owns the connection and closes it on every path.
-  std::unique_ptr<AgentStore> store(new AgentStore(db_file, db, options));
-
-  rc = sqlite3_busy_timeout(db, options.busy_timeout_ms);
-  if (rc != SQLITE_OK) return std::unexpected(store->SqlError("setting the busy timeout"));
+  auto db = SqliteDb::Open(db_file, "agent store", options.busy_timeout_ms);
+  if (!db) return std::unexpected(db.error());
+  std::unique_ptr<AgentStore> store(new AgentStore(db_file, std::move(*db), options));
   {
     std::lock_guard lock(store->mu_);
-    // journal_mode answers with the mode in force; anything but "wal" means it did not take.
-    auto mode = store->Prepare("PRAGMA journal_mode=WAL");
-    if (!mode) return std::unexpected(mode.error());
-    auto row = mode->Step("enabling WAL");
-    if (!row) return std::unexpected(row.error());
-    if (!*row || mode->Text(0) != "wal") {
-      return Internal("agent store: " + db_file.string() +
-                      ": cannot use WAL journal mode (journal_mode=" + (*row ? mode->Text(0) : "") +
-                      ")");
-    }
-  }
-  PHX_TRY(store->Exec("PRAGMA synchronous=FULL", "setting synchronous=FULL"));
-  PHX_TRY(store->Exec("PRAGMA foreign_keys=ON", "enabling foreign keys"));
-  {
-    std::lock_guard lock(store->mu_);
-    auto migrated = store->Migrate();
+    auto migrated = store->db_->Migrate(kMigrations, "phoenix-agent", "the state dir");
     if (!migrated) return std::unexpected(migrated.error().Wrap("opening " + db_file.string()));
     PHX_TRY(store->LoadLastSequence());
   }
   return store;
 }
 
-AgentStore::AgentStore(std::filesystem::path path, sqlite3* db, Options options)
-    : path_(std::move(path)), options_(options), db_(db) {}
+AgentStore::AgentStore(std::filesystem::path path, std::unique_ptr<SqliteDb> db, Options options)
+    : path_(std::move(path)), options_(options), db_(std::move(db)) {}
 
-AgentStore::~AgentStore() {
-  for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
-  // Finalized every statement, so close cannot fail with SQLITE_BUSY.
-  sqlite3_close(db_);
-}
-
-Error AgentStore::SqlError(std::string_view what) const {
-  return Stmt::ErrorFor(db_, sqlite3_extended_errcode(db_), what);
-}
-
-Result<void> AgentStore::Exec(std::string_view sql, std::string_view what) {
-  char* err = nullptr;
-  int rc = sqlite3_exec(db_, std::string(sql).c_str(), nullptr, nullptr, &err);
-  if (rc != SQLITE_OK) {
-    std::string msg = err != nullptr ? err : sqlite3_errstr(rc);
-    sqlite3_free(err);
-    return Internal("agent store: " + std::string(what) + ": " + msg + " (sqlite error " +
-                    std::to_string(rc) + ")");
-  }
-  return {};
-}
-
-Result<AgentStore::Stmt> AgentStore::Prepare(std::string_view sql) {
-  std::string key(sql);
-  auto it = statements_.find(key);
-  if (it == statements_.end()) {
-    sqlite3_stmt* stmt = nullptr;
-    int rc = sqlite3_prepare_v3(db_, key.data(), static_cast<int>(key.size()),
-                                SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
-    if (rc != SQLITE_OK) return std::unexpected(SqlError("preparing \"" + key + "\""));
-    it = statements_.emplace(std::move(key), stmt).first;
-  }
-  return Stmt(db_, it->second);
-}
-
-Result<void> AgentStore::Migrate() {
-  for (;;) {
-    // Read the version inside the write transaction so two processes opening a fresh database
-    // cannot both run the same migration.
-    PHX_TRY(Exec("BEGIN IMMEDIATE", "starting the migration transaction"));
-    auto step = [&]() -> Result<bool> {
-      auto q = Prepare("PRAGMA user_version");
-      if (!q) return std::unexpected(q.error());
-      auto row = q->Step("reading the schema version");
-      if (!row) return std::unexpected(row.error());
-      int64_t version = *row ? q->Int(0) : 0;
-      if (version > kSchemaVersion) {
-        return FailedPrecondition("the agent store has schema version " + std::to_string(version) +
-                                  ", newer than this phoenix-agent understands (" +
-                                  std::to_string(kSchemaVersion) +
-                                  "); run a newer phoenix-agent or move the state dir aside");
-      }
-      if (version < 0) {
-        return Internal("the agent store has an invalid schema version " + std::to_string(version));
-      }
-      if (version == kSchemaVersion) return false;
-      std::string to = std::to_string(version + 1);
-      PHX_TRY(
-          Exec(kMigrations[static_cast<size_t>(version)], "migrating the schema to version " + to));
-      PHX_TRY(Exec("PRAGMA user_version=" + to, "recording schema version " + to));
-      return true;
-    };
-    auto migrated = step();
-    if (!migrated || !*migrated) {
-      (void)Exec("ROLLBACK", "ending the migration transaction");
-      if (!migrated) return std::unexpected(migrated.error());
-      return {};
-    }
-    auto committed = Exec("COMMIT", "committing the migration");
-    if (!committed) {
-      (void)Exec("ROLLBACK", "rolling back the migration");
-      return committed;
-    }
-  }
-}
+AgentStore::~AgentStore() = default;
 
 Result<void> AgentStore::LoadLastSequence() {
   // sqlite_sequence holds AUTOINCREMENT's high-water mark, which survives deleting every event.
-  auto q = Prepare("SELECT seq FROM sqlite_sequence WHERE name = 'events'");
-  if (!q) return std::unexpected(q.error());
-  auto row = q->Step("reading the last event sequence");
-  if (!row) return std::unexpected(row.error());
-  last_sequence_ = *row ? static_cast<uint64_t>(q->Int(0)) : 0;
+  auto seq = db_->AutoincrementHighWater("events", "reading the last event sequence");
+  if (!seq) return std::unexpected(seq.error());
+  last_sequence_ = static_cast<uint64_t>(*seq);
   return {};
 }
 
@@ -428,24 +219,24 @@ Result<void> AgentStore::PutGuestLocked(const GuestRecord& r) {
   if (!s) return std::unexpected(s.error());
   s->Bind(1, r.id)
       .Bind(2, g.name)
-      .Bind(3, ToCode(kRuntimeCodes, g.runtime))
+      .Bind(3, ToSqlCode(kRuntimeCodes, g.runtime))
       .Bind(4, g.image)
       .Bind(5, int64_t{g.vcpus})
       .Bind(6, int64_t{g.memory_mib})
-      .Bind(7, ToCode(kHealthCodes, g.health.kind))
+      .Bind(7, ToSqlCode(kHealthCodes, g.health.kind))
       .Bind(8, int64_t{g.health.port})
       .Bind(9, g.health.path)
       .Bind(10, int64_t{g.health.interval_ms})
       .Bind(11, int64_t{g.health.timeout_ms})
       .Bind(12, int64_t{g.health.unhealthy_threshold})
       .Bind(13, int64_t{g.health.start_period_ms})
-      .Bind(14, ToCode(kPolicyCodes, g.restart.policy))
+      .Bind(14, ToSqlCode(kPolicyCodes, g.restart.policy))
       .Bind(15, int64_t{g.restart.initial_backoff_ms})
       .Bind(16, int64_t{g.restart.max_backoff_ms})
-      .Bind(17, ToCode(kBootCodes, g.boot_mode))
+      .Bind(17, ToSqlCode(kBootCodes, g.boot_mode))
       .Bind(18, r.image_id)
       .Bind(19, int64_t{r.desired_running})
-      .Bind(20, ToCode(kStateCodes, r.state))
+      .Bind(20, ToSqlCode(kStateCodes, r.state))
       .Bind(21, int64_t{r.healthy})
       .Bind(22, int64_t{r.restart_count})
       .Bind(23, int64_t{r.consecutive_failures})
@@ -453,7 +244,7 @@ Result<void> AgentStore::PutGuestLocked(const GuestRecord& r) {
       .Bind(25, r.instance)
       // SQLite integers are signed 64-bit: store the bit pattern so all of uint64 round-trips.
       .Bind(26, static_cast<int64_t>(r.instance_seq))
-      .Bind(27, ToCode(kBootCodes, r.last_boot))
+      .Bind(27, ToSqlCode(kBootCodes, r.last_boot))
       .Bind(28, int64_t{r.last_boot_ms})
       .Bind(29, r.accelerator)
       .Bind(30, ToMicros(r.created_at))
@@ -509,8 +300,7 @@ Result<void> AgentStore::DeleteGuest(const std::string& id) {
 Result<std::vector<GuestRecord>> AgentStore::LoadGuests() {
   std::lock_guard lock(mu_);
   // One read transaction so the guests and their child rows are one consistent snapshot.
-  PHX_TRY(Exec("BEGIN", "starting a read transaction"));
-  auto load = [&]() -> Result<std::vector<GuestRecord>> {
+  return db_->InReadTransaction([&]() -> Result<std::vector<GuestRecord>> {
     std::vector<GuestRecord> out;
     std::map<std::string, size_t, std::less<>> by_id;
     auto s = Prepare(
@@ -623,13 +413,7 @@ Result<std::vector<GuestRecord>> AgentStore::LoadGuests() {
       out[it->second].backend_ports.push_back(static_cast<uint16_t>(b->Int(1)));
     }
     return out;
-  };
-  auto out = load();
-  // Ending a read-only transaction cannot lose anything; report it only if the load succeeded.
-  auto ended = Exec("COMMIT", "ending the read transaction");
-  if (!ended) (void)Exec("ROLLBACK", "ending the read transaction");
-  if (out && !ended) return std::unexpected(ended.error());
-  return out;
+  });
 }
 
 Result<EventRecord> AgentStore::AppendEvent(EventRecord event) {
@@ -676,34 +460,27 @@ Result<std::vector<EventRecord>> AgentStore::EventsSince(uint64_t from_sequence,
   std::vector<EventRecord> out;
   if (limit == 0) return out;
   std::lock_guard lock(mu_);
-  // Sequences above INT64_MAX are never assigned; clamp so the signed comparison stays right.
-  int64_t from = from_sequence > static_cast<uint64_t>(INT64_MAX)
-                     ? INT64_MAX
-                     : static_cast<int64_t>(from_sequence);
-  int64_t max_rows =
-      limit > static_cast<size_t>(INT64_MAX) ? INT64_MAX : static_cast<int64_t>(limit);
   auto s = Prepare(
       "SELECT sequence, time_us, type, guest, message FROM events WHERE sequence >= ?1 "
       "ORDER BY sequence LIMIT ?2");
   if (!s) return std::unexpected(s.error());
-  s->Bind(1, from).Bind(2, max_rows);
-  for (;;) {
-    auto row = s->Step("reading events");
-    if (!row) return std::unexpected(row.error());
-    if (!*row) break;
+  // Sequences above INT64_MAX are never assigned, so clamping keeps the signed comparison right.
+  s->Bind(1, ClampToInt64(from_sequence)).Bind(2, ClampToInt64(limit));
+  PHX_TRY(s->ForEachRow("reading events", [&](const SqliteDb::Stmt& row) -> Result<void> {
     EventRecord e;
-    e.sequence = static_cast<uint64_t>(s->Int(0));
-    e.time = FromMicros(s->Int(1));
-    int64_t type = s->Int(2);
+    e.sequence = static_cast<uint64_t>(row.Int(0));
+    e.time = FromMicros(row.Int(1));
+    int64_t type = row.Int(2);
     if (!IsKnownEventType(type)) {
       return Internal("corrupt event " + std::to_string(e.sequence) + ": unknown type " +
                       std::to_string(type));
     }
     e.type = static_cast<EventType>(type);
-    e.guest = s->Text(3);
-    e.message = s->Text(4);
+    e.guest = row.Text(3);
+    e.message = row.Text(4);
     out.push_back(std::move(e));
-  }
+    return {};
+  }));
   return out;
 }
 

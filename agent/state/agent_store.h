@@ -31,15 +31,12 @@
 #include <set>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "agent/guest/event.h"
 #include "agent/guest/guest.h"
 #include "proto/support/error.h"
-
-struct sqlite3;
-struct sqlite3_stmt;
+#include "proto/support/sqlite_db.h"
 
 namespace phoenix::agent {
 
@@ -99,24 +96,19 @@ class AgentStore {
   const std::filesystem::path& path() const { return path_; }
 
  private:
-  class Stmt;  // a cached prepared statement in use: resets and clears bindings when released
+  AgentStore(std::filesystem::path path, std::unique_ptr<SqliteDb> db, Options options);
 
-  AgentStore(std::filesystem::path path, sqlite3* db, Options options);
-
-  Result<void> Exec(std::string_view sql, std::string_view what);
-  Result<Stmt> Prepare(std::string_view sql);
-  Result<void> Migrate();
+  Result<void> Exec(std::string_view sql, std::string_view what) { return db_->Exec(sql, what); }
+  Result<SqliteDb::Stmt> Prepare(std::string_view sql) { return db_->Prepare(sql); }
   Result<void> LoadLastSequence();
   Result<void> PutGuestLocked(const GuestRecord& record);
   Result<void> DeleteGuestLocked(const std::string& id);
-  Error SqlError(std::string_view what) const;
 
   const std::filesystem::path path_;
   const Options options_;
   std::mutex mu_;
-  sqlite3* db_;                                                // guarded by mu_
-  std::unordered_map<std::string, sqlite3_stmt*> statements_;  // guarded by mu_; keyed by SQL
-  uint64_t last_sequence_ = 0;                                 // guarded by mu_
+  const std::unique_ptr<SqliteDb> db_;  // used only under mu_: the connection is not thread-safe
+  uint64_t last_sequence_ = 0;          // guarded by mu_
 };
 
 }  // namespace phoenix::agent

@@ -1,10 +1,7 @@
 #include "supervisor/state/sqlite_state_store.h"
 
-#include <sqlite3.h>
-
 #include <array>
 #include <map>
-#include <system_error>
 #include <utility>
 
 #include "supervisor/state/commit_rules.h"
@@ -79,18 +76,12 @@ CREATE TABLE events (
 )sql",
 };
 
-template <typename E>
-struct Code {
-  E value;
-  std::string_view text;
-};
-
-constexpr Code<RuntimeKind> kRuntimeCodes[] = {{RuntimeKind::kVm, "vm"},
-                                               {RuntimeKind::kMicroVm, "microvm"},
-                                               {RuntimeKind::kContainer, "container"}};
-constexpr Code<PlacementStrategy> kStrategyCodes[] = {{PlacementStrategy::kSpread, "spread"},
-                                                      {PlacementStrategy::kBinpack, "binpack"}};
-constexpr Code<ClusterEventType> kEventCodes[] = {
+constexpr SqlCode<RuntimeKind> kRuntimeCodes[] = {{RuntimeKind::kVm, "vm"},
+                                                  {RuntimeKind::kMicroVm, "microvm"},
+                                                  {RuntimeKind::kContainer, "container"}};
+constexpr SqlCode<PlacementStrategy> kStrategyCodes[] = {{PlacementStrategy::kSpread, "spread"},
+                                                         {PlacementStrategy::kBinpack, "binpack"}};
+constexpr SqlCode<ClusterEventType> kEventCodes[] = {
     {ClusterEventType::kServiceCreated, "service-created"},
     {ClusterEventType::kServiceScaled, "service-scaled"},
     {ClusterEventType::kServiceDeleted, "service-deleted"},
@@ -109,19 +100,8 @@ constexpr Code<ClusterEventType> kEventCodes[] = {
 };
 
 template <typename E, size_t N>
-std::string_view ToCode(const Code<E> (&codes)[N], E value) {
-  for (const auto& c : codes) {
-    if (c.value == value) return c.text;
-  }
-  PHX_CHECK(false && "enum value without an on-disk code");
-  return {};
-}
-
-template <typename E, size_t N>
-Result<E> FromCode(const Code<E> (&codes)[N], std::string_view text, std::string_view what) {
-  for (const auto& c : codes) {
-    if (c.text == text) return c.value;
-  }
+Result<E> FromCode(const SqlCode<E> (&codes)[N], std::string_view text, std::string_view what) {
+  if (auto value = FromSqlCode(codes, text)) return *value;
   return Internal("corrupt " + std::string(what) + ": unknown code \"" + std::string(text) + "\"");
 }
 
@@ -130,79 +110,6 @@ int64_t AsInt(uint64_t v) { return static_cast<int64_t>(v); }
 uint64_t AsU64(int64_t v) { return static_cast<uint64_t>(v); }
 
 }  // namespace
-
-class SqliteStateStore::Stmt {
- public:
-  Stmt(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
-  Stmt(Stmt&& other) noexcept : db_(other.db_), stmt_(std::exchange(other.stmt_, nullptr)) {}
-  Stmt& operator=(Stmt&&) = delete;
-  ~Stmt() {
-    if (stmt_ != nullptr) {
-      sqlite3_reset(stmt_);
-      sqlite3_clear_bindings(stmt_);
-    }
-  }
-
-  // Binding fails only for a bad index or out of memory: broken invariants here.
-  Stmt& Bind(int index, int64_t value) {
-    PHX_CHECK(sqlite3_bind_int64(stmt_, index, value) == SQLITE_OK);
-    return *this;
-  }
-  Stmt& Bind(int index, std::string_view text) {
-    PHX_CHECK(sqlite3_bind_text(stmt_, index, text.data(), static_cast<int>(text.size()),
-                                SQLITE_TRANSIENT) == SQLITE_OK);
-    return *this;
-  }
-  Stmt& BindBlob(int index, std::string_view bytes) {
-    // A zero-length blob from a null pointer would bind NULL; the column is NOT NULL.
-    static const char kEmpty = 0;
-    PHX_CHECK(sqlite3_bind_blob(stmt_, index, bytes.empty() ? &kEmpty : bytes.data(),
-                                static_cast<int>(bytes.size()), SQLITE_TRANSIENT) == SQLITE_OK);
-    return *this;
-  }
-
-  // true: a row is available; false: done.
-  Result<bool> Step(std::string_view what) {
-    int rc = sqlite3_step(stmt_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    return std::unexpected(ErrorFor(db_, rc, what));
-  }
-  Result<void> Run(std::string_view what) {
-    auto r = Step(what);
-    if (!r) return std::unexpected(r.error());
-    return {};
-  }
-
-  int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
-  std::string Text(int col) const {
-    // Fetch the pointer before the size, as SQLite documents, for text and blobs alike.
-    const auto* p = static_cast<const char*>(sqlite3_column_blob(stmt_, col));
-    int n = sqlite3_column_bytes(stmt_, col);
-    return p == nullptr ? std::string() : std::string(p, static_cast<size_t>(n));
-  }
-
-  static Error ErrorFor(sqlite3* db, int rc, std::string_view what) {
-    ErrorCode code = ErrorCode::kInternal;
-    switch (rc & 0xff) {
-      case SQLITE_BUSY:
-      case SQLITE_LOCKED:
-        code = ErrorCode::kUnavailable;
-        break;
-      case SQLITE_FULL:
-        code = ErrorCode::kResourceExhausted;
-        break;
-      default:
-        break;
-    }
-    return Error{code, "supervisor store: " + std::string(what) + ": " + sqlite3_errmsg(db) +
-                           " (sqlite error " + std::to_string(rc) + ")"};
-  }
-
- private:
-  sqlite3* db_;
-  sqlite3_stmt* stmt_;
-};
 
 Result<std::unique_ptr<SqliteStateStore>> SqliteStateStore::Open(
     const std::filesystem::path& db_file) {
@@ -218,139 +125,27 @@ Result<std::unique_ptr<SqliteStateStore>> SqliteStateStore::Open(
     return InvalidArgument("busy_timeout_ms", "must not be negative");
   }
   if (db_file.empty()) return InvalidArgument("db_file", "empty path");
-  if (db_file.has_parent_path()) {
-    std::error_code ec;
-    std::filesystem::create_directories(db_file.parent_path(), ec);
-    if (ec) {
-      return Internal("supervisor store: creating " + db_file.parent_path().string() + ": " +
-                      ec.message());
-    }
-  }
-  sqlite3* db = nullptr;
-  int rc =
-      sqlite3_open_v2(db_file.c_str(), &db,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-  if (rc != SQLITE_OK) {
-    std::string msg = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
-    sqlite3_close(db);
-    return Internal("supervisor store: opening " + db_file.string() + ": " + msg);
-  }
-  sqlite3_extended_result_codes(db, 1);
-  // From here the store owns the connection and closes it on every path.
-  std::unique_ptr<SqliteStateStore> store(new SqliteStateStore(db_file, db, options));
-  if (sqlite3_busy_timeout(db, options.busy_timeout_ms) != SQLITE_OK) {
-    return std::unexpected(store->SqlError("setting the busy timeout"));
-  }
+  auto db = SqliteDb::Open(db_file, "supervisor store", options.busy_timeout_ms);
+  if (!db) return std::unexpected(db.error());
+  std::unique_ptr<SqliteStateStore> store(new SqliteStateStore(db_file, std::move(*db), options));
 
   std::lock_guard lock(store->mu_);
-  {
-    // journal_mode answers with the mode in force; anything but "wal" means it did not take.
-    auto mode = store->Prepare("PRAGMA journal_mode=WAL");
-    if (!mode) return std::unexpected(mode.error());
-    auto row = mode->Step("enabling WAL");
-    if (!row) return std::unexpected(row.error());
-    std::string got = *row ? mode->Text(0) : "";
-    if (got != "wal") {
-      return Internal("supervisor store: " + db_file.string() +
-                      ": cannot use WAL journal mode (journal_mode=" + got + ")");
-    }
-  }
-  PHX_TRY(store->Exec("PRAGMA synchronous=FULL", "setting synchronous=FULL"));
-  PHX_TRY(store->Exec("PRAGMA foreign_keys=ON", "enabling foreign keys"));
-  auto migrated = store->Migrate();
+  auto migrated = store->db_->Migrate(kMigrations, "phoenix-supervisor", "the database");
   if (!migrated) return std::unexpected(migrated.error().Wrap("opening " + db_file.string()));
   return store;
 }
 
-SqliteStateStore::SqliteStateStore(std::filesystem::path path, sqlite3* db, Options options)
-    : path_(std::move(path)), options_(options), db_(db) {}
+SqliteStateStore::SqliteStateStore(std::filesystem::path path, std::unique_ptr<SqliteDb> db,
+                                   Options options)
+    : path_(std::move(path)), options_(options), db_(std::move(db)) {}
 
-SqliteStateStore::~SqliteStateStore() {
-  for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
-  // Every statement is finalized, so close cannot fail with SQLITE_BUSY.
-  sqlite3_close(db_);
-}
-
-Error SqliteStateStore::SqlError(std::string_view what) const {
-  return Stmt::ErrorFor(db_, sqlite3_extended_errcode(db_), what);
-}
-
-Result<void> SqliteStateStore::Exec(std::string_view sql, std::string_view what) {
-  char* err = nullptr;
-  int rc = sqlite3_exec(db_, std::string(sql).c_str(), nullptr, nullptr, &err);
-  if (rc != SQLITE_OK) {
-    std::string msg = err != nullptr ? err : sqlite3_errstr(rc);
-    sqlite3_free(err);
-    Error e = Stmt::ErrorFor(db_, rc, what);
-    e.message = "supervisor store: " + std::string(what) + ": " + msg + " (sqlite error " +
-                std::to_string(rc) + ")";
-    return std::unexpected(std::move(e));
-  }
-  return {};
-}
-
-Result<SqliteStateStore::Stmt> SqliteStateStore::Prepare(std::string_view sql) {
-  auto it = statements_.find(std::string(sql));
-  if (it == statements_.end()) {
-    std::string key(sql);
-    sqlite3_stmt* stmt = nullptr;
-    int rc = sqlite3_prepare_v3(db_, key.data(), static_cast<int>(key.size()),
-                                SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
-    if (rc != SQLITE_OK) return std::unexpected(SqlError("preparing \"" + key + "\""));
-    it = statements_.emplace(std::move(key), stmt).first;
-  }
-  return Stmt(db_, it->second);
-}
-
-Result<void> SqliteStateStore::Migrate() {
-  for (;;) {
-    // Read the version inside the write transaction so two processes opening a fresh database
-    // cannot both run the same migration.
-    PHX_TRY(Exec("BEGIN IMMEDIATE", "starting the migration transaction"));
-    auto step = [&]() -> Result<bool> {
-      auto q = Prepare("PRAGMA user_version");
-      if (!q) return std::unexpected(q.error());
-      auto row = q->Step("reading the schema version");
-      if (!row) return std::unexpected(row.error());
-      int64_t version = *row ? q->Int(0) : 0;
-      if (version > kSchemaVersion) {
-        return FailedPrecondition(
-            "the supervisor store has schema version " + std::to_string(version) +
-            ", newer than this phoenix-supervisor understands (" + std::to_string(kSchemaVersion) +
-            "); run a newer phoenix-supervisor or move the database aside");
-      }
-      if (version < 0) {
-        return Internal("the supervisor store has an invalid schema version " +
-                        std::to_string(version));
-      }
-      if (version == kSchemaVersion) return false;
-      std::string to = std::to_string(version + 1);
-      PHX_TRY(
-          Exec(kMigrations[static_cast<size_t>(version)], "migrating the schema to version " + to));
-      PHX_TRY(Exec("PRAGMA user_version=" + to, "recording schema version " + to));
-      return true;
-    };
-    auto migrated = step();
-    if (!migrated || !*migrated) {
-      (void)Exec("ROLLBACK", "ending the migration transaction");
-      if (!migrated) return std::unexpected(migrated.error());
-      return {};
-    }
-    auto committed = Exec("COMMIT", "committing the migration");
-    if (!committed) {
-      (void)Exec("ROLLBACK", "rolling back the migration");
-      return committed;
-    }
-  }
-}
+SqliteStateStore::~SqliteStateStore() = default;
 
 Result<uint64_t> SqliteStateStore::ReadLastSequence() {
   // sqlite_sequence holds AUTOINCREMENT's high-water mark, which survives trimming every event.
-  auto q = Prepare("SELECT seq FROM sqlite_sequence WHERE name = 'events'");
-  if (!q) return std::unexpected(q.error());
-  auto row = q->Step("reading the last event sequence");
-  if (!row) return std::unexpected(row.error());
-  return *row ? AsU64(q->Int(0)) : 0;
+  auto seq = db_->AutoincrementHighWater("events", "reading the last event sequence");
+  if (!seq) return std::unexpected(seq.error());
+  return AsU64(*seq);
 }
 
 Result<uint64_t> SqliteStateStore::StoredVersion(std::string_view table, const std::string& name) {
@@ -425,7 +220,7 @@ Result<CommitResult> SqliteStateStore::CommitLocked(const CommitBatch& batch, Ti
     if (!s) return std::unexpected(s.error());
     ClusterEvent stored = commit_rules::StoredEvent(e, 0, now);
     s->Bind(1, ToMicros(stored.time))
-        .Bind(2, ToCode(kEventCodes, stored.type))
+        .Bind(2, ToSqlCode(kEventCodes, stored.type))
         .Bind(3, stored.service)
         .Bind(4, stored.node)
         .Bind(5, stored.message);
@@ -460,14 +255,14 @@ Result<void> SqliteStateStore::PutService(const Service& service, uint64_t versi
   if (!s) return std::unexpected(s.error());
   s->Bind(1, name)
       .Bind(2, AsInt(version))
-      .Bind(3, ToCode(kRuntimeCodes, spec.runtime))
+      .Bind(3, ToSqlCode(kRuntimeCodes, spec.runtime))
       .Bind(4, spec.image)
       .Bind(5, int64_t{spec.vcpus})
       .Bind(6, int64_t{spec.memory_mib})
       .Bind(7, int64_t{spec.replicas})
       .Bind(8, spec.spread_attribute)
       .Bind(9, int64_t{spec.max_skew})
-      .Bind(10, ToCode(kStrategyCodes, spec.strategy))
+      .Bind(10, ToSqlCode(kStrategyCodes, spec.strategy))
       .Bind(11, int64_t{spec.distinct_hosts})
       .BindBlob(12, spec.guest_template)
       .Bind(13, ToMicros(service.created_at));
@@ -538,7 +333,7 @@ Result<void> SqliteStateStore::PutNode(const NodeRecord& node, uint64_t version)
     auto c = Prepare("INSERT INTO node_runtimes (node, runtime) VALUES (?1, ?2)");
     if (!c) return std::unexpected(c.error());
     PHX_TRY(c->Bind(1, name)
-                .Bind(2, ToCode(kRuntimeCodes, runtime))
+                .Bind(2, ToSqlCode(kRuntimeCodes, runtime))
                 .Run("storing the runtimes of " + name));
   }
   return {};
@@ -547,13 +342,7 @@ Result<void> SqliteStateStore::PutNode(const NodeRecord& node, uint64_t version)
 Result<ClusterSnapshotRecord> SqliteStateStore::Load() {
   std::lock_guard lock(mu_);
   // One read transaction, so the rows and their children are one consistent snapshot.
-  PHX_TRY(Exec("BEGIN", "starting a read transaction"));
-  auto out = LoadLocked();
-  // Ending a read-only transaction cannot lose anything; report it only if the load succeeded.
-  auto ended = Exec("COMMIT", "ending the read transaction");
-  if (!ended) (void)Exec("ROLLBACK", "ending the read transaction");
-  if (out && !ended) return std::unexpected(ended.error());
-  return out;
+  return db_->InReadTransaction([this] { return LoadLocked(); });
 }
 
 Result<ClusterSnapshotRecord> SqliteStateStore::LoadLocked() {
@@ -562,12 +351,7 @@ Result<ClusterSnapshotRecord> SqliteStateStore::LoadLocked() {
   auto each = [&](std::string_view sql, std::string_view what, auto&& row) -> Result<void> {
     auto s = Prepare(sql);
     if (!s) return std::unexpected(s.error());
-    for (;;) {
-      auto more = s->Step(what);
-      if (!more) return std::unexpected(more.error());
-      if (!*more) return {};
-      PHX_TRY(row(*s));
-    }
+    return s->ForEachRow(what, row);
   };
 
   std::map<std::string, size_t, std::less<>> service_at;
@@ -593,7 +377,7 @@ Result<ClusterSnapshotRecord> SqliteStateStore::LoadLocked() {
         if (!strategy) return std::unexpected(strategy.error());
         spec.strategy = *strategy;
         spec.distinct_hosts = s.Int(10) != 0;
-        spec.guest_template = s.Text(11);
+        spec.guest_template = s.Blob(11);
         v.created_at = FromMicros(s.Int(12));
         service_at.emplace(spec.name, out.services.size());
         out.services.push_back(std::move(v));
@@ -663,31 +447,25 @@ Result<std::vector<ClusterEvent>> SqliteStateStore::EventsSince(uint64_t from_se
   std::vector<ClusterEvent> out;
   if (limit == 0) return out;
   std::lock_guard lock(mu_);
-  // Sequences above INT64_MAX are never assigned; clamp so the signed comparison stays right.
-  int64_t from =
-      from_sequence > static_cast<uint64_t>(INT64_MAX) ? INT64_MAX : AsInt(from_sequence);
-  int64_t max_rows =
-      limit > static_cast<size_t>(INT64_MAX) ? INT64_MAX : static_cast<int64_t>(limit);
   auto s = Prepare(
       "SELECT sequence, time_us, type, service, node, message FROM events WHERE sequence >= ?1 "
       "ORDER BY sequence LIMIT ?2");
   if (!s) return std::unexpected(s.error());
-  s->Bind(1, from).Bind(2, max_rows);
-  for (;;) {
-    auto row = s->Step("reading events");
-    if (!row) return std::unexpected(row.error());
-    if (!*row) break;
+  // Sequences above INT64_MAX are never assigned, so clamping keeps the signed comparison right.
+  s->Bind(1, ClampToInt64(from_sequence)).Bind(2, ClampToInt64(limit));
+  PHX_TRY(s->ForEachRow("reading events", [&](const Stmt& row) -> Result<void> {
     ClusterEvent e;
-    e.sequence = AsU64(s->Int(0));
-    e.time = FromMicros(s->Int(1));
-    auto type = FromCode(kEventCodes, s->Text(2), "type of event " + std::to_string(e.sequence));
+    e.sequence = AsU64(row.Int(0));
+    e.time = FromMicros(row.Int(1));
+    auto type = FromCode(kEventCodes, row.Text(2), "type of event " + std::to_string(e.sequence));
     if (!type) return std::unexpected(type.error());
     e.type = *type;
-    e.service = s->Text(3);
-    e.node = s->Text(4);
-    e.message = s->Text(5);
+    e.service = row.Text(3);
+    e.node = row.Text(4);
+    e.message = row.Text(5);
     out.push_back(std::move(e));
-  }
+    return {};
+  }));
   return out;
 }
 

@@ -28,13 +28,10 @@
 #include <mutex>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
+#include "proto/support/sqlite_db.h"
 #include "supervisor/state/state_store.h"
-
-struct sqlite3;
-struct sqlite3_stmt;
 
 namespace phoenix::supervisor {
 
@@ -66,26 +63,23 @@ class SqliteStateStore : public StateStore {
   const std::filesystem::path& path() const { return path_; }
 
  private:
-  class Stmt;  // a cached prepared statement on loan: reset and unbound when released
+  using Stmt = SqliteDb::Stmt;
 
-  SqliteStateStore(std::filesystem::path path, sqlite3* db, Options options);
+  SqliteStateStore(std::filesystem::path path, std::unique_ptr<SqliteDb> db, Options options);
 
-  Result<void> Exec(std::string_view sql, std::string_view what);
-  Result<Stmt> Prepare(std::string_view sql);
-  Result<void> Migrate();
+  Result<void> Exec(std::string_view sql, std::string_view what) { return db_->Exec(sql, what); }
+  Result<Stmt> Prepare(std::string_view sql) { return db_->Prepare(sql); }
   Result<uint64_t> ReadLastSequence();
   Result<uint64_t> StoredVersion(std::string_view table, const std::string& name);
   Result<CommitResult> CommitLocked(const CommitBatch& batch, TimePoint now);
   Result<void> PutService(const Service& service, uint64_t version);
   Result<void> PutNode(const NodeRecord& node, uint64_t version);
   Result<ClusterSnapshotRecord> LoadLocked();
-  Error SqlError(std::string_view what) const;
 
   const std::filesystem::path path_;
   const Options options_;
   std::mutex mu_;
-  sqlite3* db_;                                                // guarded by mu_
-  std::unordered_map<std::string, sqlite3_stmt*> statements_;  // guarded by mu_; keyed by SQL
+  const std::unique_ptr<SqliteDb> db_;  // used only under mu_: the connection is not thread-safe
 };
 
 }  // namespace phoenix::supervisor
