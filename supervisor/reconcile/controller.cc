@@ -503,13 +503,18 @@ struct Controller::Impl {
     e.live.images = report.images;
     e.plan.reported_allocated = report.allocated;
     e.plan.images = report.images;
+    Draft d;
     if (e.plan.state != NodeState::kReady) {
-      e.plan.state = NodeState::kReady;  // late heartbeats resumed (DOWN needs a new hello)
+      // Late heartbeats resumed on a link that stayed open. A node that went DOWN meanwhile was
+      // already sent its fencing assignment on this same link, so it may simply count again.
+      AddEvent(d, ClusterEventType::kNodeReady, "", name,
+               "node " + name + " is READY again (heartbeats resumed after " +
+                   std::string(NodeStateName(e.plan.state)) + ")");
+      e.plan.state = NodeState::kReady;
       e.live.state = NodeState::kReady;
       e.live.state_reason.clear();
     }
 
-    Draft d;
     std::set<std::string> reported;
     std::set<std::string> stale_now;
     for (const ReportedGuest& g : report.guests) {

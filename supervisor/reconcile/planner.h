@@ -31,7 +31,7 @@ namespace phoenix::supervisor {
 struct PlannerNode {
   NodeRecord record;
   NodeState state = NodeState::kSuspect;
-  Resources reported_allocated;        // as the agent last reported it (all its guests)
+  Resources reported_allocated;           // as the agent last reported it (all its guests)
   std::set<std::string> reported_guests;  // guest names the agent last reported
   std::set<std::string> images;
 };
@@ -51,8 +51,8 @@ struct ReplicaChange {
   Kind kind = Kind::kPlace;
   std::string service;
   uint32_t index = 0;
-  std::string from_node;  // empty if none
-  std::string to_node;    // kPlace/kReplace
+  std::string from_node;    // empty if none
+  std::string to_node;      // kPlace/kReplace
   uint64_t generation = 0;  // kPlace/kReplace: the new generation
   std::string reason;       // kPending: placement's explanation; kReplace/kRemove: why
 };
@@ -73,7 +73,8 @@ struct LivenessTimeouts {
 };
 
 // The state a node should be in `silence` after its last heartbeat. A disconnected node is at
-// least SUSPECT; DOWN is final until the node says hello again (the controller resets it then).
+// least SUSPECT; DOWN stays DOWN here: only the node itself (a hello, or heartbeats resuming on
+// a link that stayed open) brings it back, and the controller handles that.
 [[nodiscard]] NodeState NextNodeState(NodeState current, bool connected,
                                       std::chrono::milliseconds silence,
                                       const LivenessTimeouts& timeouts);
