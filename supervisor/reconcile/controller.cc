@@ -169,7 +169,12 @@ struct Controller::Impl {
 
   // Runs the planner over the draft and folds its changes (and their events) into it.
   void PlanInto(Draft& d) {
-    std::map<std::string, Service> merged = MergedServices(d);
+    // Most drafts (the liveness tick, a heartbeat's events) change no service: plan over the
+    // committed map itself instead of a copy of it.
+    std::map<std::string, Service> copy;
+    const bool services_change = !d.services.empty() || !d.deleted_services.empty();
+    if (services_change) copy = MergedServices(d);
+    const std::map<std::string, Service>& merged = services_change ? copy : services;
     if (!NeedsPlanning(d, merged)) return;
     std::map<std::string, PlannerNode> planner_nodes;
     for (const auto& [name, e] : nodes) {
@@ -266,7 +271,6 @@ struct Controller::Impl {
   // then updates memory and tells the agents.
   Result<void> Commit(Draft& d) {
     PlanInto(d);
-    const std::map<std::string, Service> merged = MergedServices(d);
     std::set<std::string> touched;
     auto touch = [&](const Service& s) {
       for (const ReplicaPlacement& r : s.replicas) {
@@ -279,6 +283,8 @@ struct Controller::Impl {
     }
     for (const std::string& name : d.deleted_services) touch(services.at(name));
     std::set<std::string> bumped;
+    const std::map<std::string, Service> merged =
+        touched.empty() ? std::map<std::string, Service>{} : MergedServices(d);
     for (const std::string& node : touched) {
       if (!nodes.contains(node)) continue;
       if (AssignmentOf(services, node) != AssignmentOf(merged, node)) {
