@@ -47,4 +47,15 @@ class SnapshotState {
   virtual Status LoadState(std::span<const uint8_t> state) = 0;
 };
 
+// A device that touches guest memory or raises interrupts from a thread of its own (virtio-net's
+// tap reader). Quiesce returns once that thread has stopped doing so; Resume lets it go on. The
+// machine quiesces every such device after parking the vCPUs (pause, snapshot) and resumes them
+// before the vCPUs run again, so a snapshot never sees guest memory change underneath it.
+class BackgroundWork {
+ public:
+  virtual ~BackgroundWork() = default;
+  virtual void Quiesce() = 0;
+  virtual void Resume() = 0;
+};
+
 }  // namespace phoenix::vmm
