@@ -18,7 +18,6 @@ namespace phoenix::vmm {
 struct VcpuState {
   kvm_regs regs{};
   kvm_sregs sregs{};
-  kvm_xsave xsave{};  // FPU/SSE/AVX state (KVM_GET_XSAVE; 4 KiB legacy area)
   kvm_xcrs xcrs{};
   kvm_lapic_state lapic{};
   kvm_vcpu_events events{};
@@ -27,6 +26,10 @@ struct VcpuState {
   std::vector<kvm_msr_entry> msrs;      // every MSR KVM_GET_MSR_INDEX_LIST reports that reads back
   std::vector<kvm_cpuid_entry2> cpuid;  // as set with KVM_SET_CPUID2 at boot
   uint64_t tsc_khz = 0;                 // KVM_GET_TSC_KHZ, 0 when unsupported
+  // FPU/SSE/AVX state (KVM_GET_XSAVE; 4 KiB legacy area). Last on purpose: kvm_xsave ends in a
+  // flexible array member (for KVM_GET_XSAVE2), which g++ refuses anywhere but at the end of an
+  // enclosing struct. For the same reason it cannot be a std::expected's value type.
+  kvm_xsave xsave{};
 };
 
 // What the machine was built with; restore rebuilds the same machine and refuses a mismatch.
