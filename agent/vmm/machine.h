@@ -74,6 +74,10 @@ struct MachineStats {
   uint64_t exits = 0;                 // KVM_RUN returns across vCPUs
   uint64_t io_exits = 0;
   uint64_t mmio_exits = 0;
+  // Guest accesses no device claimed (reads see all-ones, writes are dropped): Linux probes many
+  // ports that this machine does not have.
+  uint64_t unhandled_io = 0;
+  uint64_t unhandled_mmio = 0;
   bool paused = false;
   // How this machine came up: for a cold boot, from Boot() entry to the first KVM_RUN; for a
   // restore, from Restore() entry (snapshot read, memory mapped, VM built, state set) to the first
