@@ -1,0 +1,33 @@
+// Machine::Restore: the standard machine on MicroVm, rebuilt from a snapshot directory.
+#include "agent/vmm/machine.h"
+
+#include <memory>
+
+#include "agent/vmm/machine/micro_vm.h"
+#include "agent/vmm/machine/standard_devices.h"
+#include "agent/vmm/snapshot/snapshot_file.h"
+
+namespace phoenix::vmm {
+
+Result<std::unique_ptr<Machine>> Machine::Restore(const RestoreConfig& config) {
+  const auto start = MicroVm::Clock::now();
+  auto fail = [&](const Error& e) {
+    return std::unexpected(Context("restore " + config.snapshot_dir, e));
+  };
+  auto state = ReadSnapshotState(config.snapshot_dir);
+  if (!state) return fail(state.error());
+  if (state->shape.has_net)
+    return Fail("restore " + config.snapshot_dir +
+                ": the snapshot has virtio-net, which the machine does not wire yet");
+  auto memory = GuestMemory::MapPrivateFile(config.snapshot_dir + "/" + kMemoryFileName,
+                                            state->shape.memory_bytes);
+  if (!memory) return fail(memory.error());
+  auto vm = MicroVm::Create(state->shape, std::move(*memory), /*probe_msrs=*/false, start);
+  if (!vm) return fail(vm.error());
+  if (auto r = AddStandardDevices(**vm, config.console); !r) return fail(r.error());
+  if (auto r = (*vm)->ApplyState(*state); !r) return fail(r.error());
+  (*vm)->set_restored(true);
+  return std::unique_ptr<Machine>(std::move(*vm));
+}
+
+}  // namespace phoenix::vmm
