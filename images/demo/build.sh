@@ -29,10 +29,11 @@ cache=${PHOENIX_CACHE_DIR:-$repo/.cache}
 epoch=${SOURCE_DATE_EPOCH:-1704067200}
 start_ns=$(date +%s%N)
 
-# The modules the guest loads; kernel_deb.py adds their dependencies. Everything else the image
+# The modules the guest loads; kernel_deb.py adds their dependencies. virtio_mmio is for phoenix-vmm
+# micro-VMs: the Debian kernel finds their virtio devices only through ACPI ("LNRO0005" devices). Everything else the image
 # needs (serial 8250, devtmpfs, initramfs gzip, ACPI core, IPv4, unix sockets) is built into the
 # Debian kernel: see the check against the kernel config below.
-root_modules=(virtio_pci virtio_net virtio_blk ext4 button evdev)
+root_modules=(virtio_pci virtio_mmio virtio_net virtio_blk ext4 button evdev)
 builtin_options=(CONFIG_SERIAL_8250 CONFIG_DEVTMPFS CONFIG_BLK_DEV_INITRD CONFIG_RD_GZIP CONFIG_ACPI
   CONFIG_INET CONFIG_UNIX CONFIG_PVH CONFIG_INPUT)
 

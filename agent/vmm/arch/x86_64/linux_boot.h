@@ -31,9 +31,9 @@ struct VirtioMmioSlot {
 };
 
 struct LinuxBootRequest {
-  std::string kernel_path, initrd_path, cmdline;  // initrd_path may be empty
+  std::string kernel_path{}, initrd_path{}, cmdline{};  // initrd_path may be empty
   uint32_t vcpus = 1;
-  std::vector<VirtioMmioSlot> virtio;
+  std::vector<VirtioMmioSlot> virtio{};
 };
 
 struct LinuxEntry {

@@ -1,0 +1,39 @@
+// ACPI tables for a hardware-reduced micro-VM: RSDP v2 -> XSDT -> {FADT -> DSDT, MADT}. The DSDT
+// describes each virtio-mmio device as an "LNRO0005" device (the ACPI id Linux's virtio_mmio driver
+// matches), so a stock kernel finds them without command-line options.
+//
+// Ownership: BuildAcpiTables returns the tables as one byte image the caller writes into guest
+// memory at `base`; every table's checksum is already computed for that address.
+// Threading: pure functions.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "agent/vmm/arch/x86_64/linux_boot.h"
+#include "agent/vmm/result.h"
+
+namespace phoenix::vmm::x86 {
+
+inline constexpr uint64_t kIoApicAddress = 0xfec00000;
+inline constexpr uint64_t kLocalApicAddress = 0xfee00000;
+
+struct AcpiTables {
+  uint64_t base = 0;  // guest physical address of bytes[0]
+  uint64_t rsdp = 0;  // == base: the RSDP comes first (16-byte aligned)
+  uint64_t xsdt = 0, fadt = 0, madt = 0, dsdt = 0;
+  std::vector<uint8_t> bytes;
+};
+
+// The DSDT's AML body (everything after the table header): Scope(\_SB) { Device(VRxx) ... }.
+std::vector<uint8_t> VirtioDsdtBody(const std::vector<VirtioMmioSlot>& virtio);
+
+// `base` must be 16-byte aligned and below 4 GiB (the tables use 32-bit addresses where ACPI only
+// has those). Refuses more than 255 vCPUs (xAPIC ids) and slots outside 32-bit space.
+Result<AcpiTables> BuildAcpiTables(uint64_t base, uint32_t vcpus,
+                                   const std::vector<VirtioMmioSlot>& virtio);
+
+// 8-bit sum of the bytes (a correct ACPI table sums to 0).
+uint8_t AcpiChecksum(const uint8_t* data, size_t length);
+
+}  // namespace phoenix::vmm::x86

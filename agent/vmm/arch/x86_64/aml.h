@@ -1,0 +1,40 @@
+// A minimal ACPI Machine Language (AML) encoder: just the terms a micro-VM's DSDT needs (scopes,
+// devices, named integers/strings/buffers, resource templates with Memory32Fixed and Extended
+// Interrupt descriptors). Encodings follow the ACPI 6.5 specification, chapters 19 (ASL) and 20
+// (AML grammar) and 6.4 (resource descriptors).
+//
+// Names are the monitor's own constants: a NameSeg is 1-4 characters of [A-Z0-9_] (padded with
+// '_'), optionally preceded by '\' for the root.
+// Threading: pure functions.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+namespace phoenix::vmm::x86::aml {
+
+using Bytes = std::vector<uint8_t>;
+
+// PkgLength for a package whose contents after the PkgLength are `payload` bytes long: the
+// encoded length counts the PkgLength bytes themselves (1 byte below 64, else 2-4 bytes with the
+// byte count in bits 7-6 of the lead byte and the low nibble in its bits 3-0).
+Bytes PkgLength(size_t payload);
+
+Bytes NameString(std::string_view name);
+Bytes Integer(uint64_t value);  // ZeroOp/OneOp/BytePrefix/WordPrefix/DWordPrefix/QWordPrefix
+Bytes String(std::string_view value);
+Bytes Buffer(std::span<const uint8_t> data);
+Bytes Name(std::string_view name, std::span<const uint8_t> value);  // Name(NAME, value)
+Bytes Scope(std::string_view name, std::span<const uint8_t> body);
+Bytes Device(std::string_view name, std::span<const uint8_t> body);
+
+// Resource descriptors (large items) for ResourceTemplate.
+Bytes Memory32Fixed(bool read_write, uint32_t base, uint32_t length);
+// Interrupt(ResourceConsumer, Level|Edge, ActiveHigh|ActiveLow, Exclusive){gsi}.
+Bytes ExtendedInterrupt(bool level_triggered, bool active_high, uint32_t gsi);
+// A Buffer holding the descriptors followed by the End Tag (checksum 0: "treat as summed to 0").
+Bytes ResourceTemplate(std::span<const uint8_t> descriptors);
+
+}  // namespace phoenix::vmm::x86::aml

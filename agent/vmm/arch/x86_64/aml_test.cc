@@ -1,0 +1,96 @@
+#include "agent/vmm/arch/x86_64/aml.h"
+
+#include <gtest/gtest.h>
+
+#include "agent/vmm/arch/x86_64/acpi.h"
+
+namespace phoenix::vmm::x86 {
+namespace {
+
+using aml::Bytes;
+
+TEST(AmlTest, PkgLengthOneByteUpTo62PayloadBytes) {
+  EXPECT_EQ(aml::PkgLength(0), (Bytes{0x01}));
+  EXPECT_EQ(aml::PkgLength(10), (Bytes{0x0b}));
+  EXPECT_EQ(aml::PkgLength(62), (Bytes{0x3f}));
+}
+
+TEST(AmlTest, PkgLengthTwoBytes) {
+  // 63 payload bytes + 2 length bytes = 65 = 0x41: lead 0x40 | low nibble 1, then 0x41 >> 4 = 4.
+  EXPECT_EQ(aml::PkgLength(63), (Bytes{0x41, 0x04}));
+  // 298 + 2 = 300 = 0x12c: lead 0x4c, then 0x12.
+  EXPECT_EQ(aml::PkgLength(298), (Bytes{0x4c, 0x12}));
+  // Largest 2-byte length: 0xfff total.
+  EXPECT_EQ(aml::PkgLength(0xfff - 2), (Bytes{0x4f, 0xff}));
+}
+
+TEST(AmlTest, PkgLengthThreeAndFourBytes) {
+  // 0xffe + 2 = 0x1000 no longer fits 12 bits: 0xffe + 3 = 0x1001 -> 0x81, 0x00, 0x01.
+  EXPECT_EQ(aml::PkgLength(0xffe), (Bytes{0x81, 0x00, 0x01}));
+  // Largest 3-byte length: 0xfffff total.
+  EXPECT_EQ(aml::PkgLength(0xfffff - 3), (Bytes{0x8f, 0xff, 0xff}));
+  // 0xffffd + 4 = 0x100001 -> 0xc1, then 0x10000 little-endian.
+  EXPECT_EQ(aml::PkgLength(0xffffd), (Bytes{0xc1, 0x00, 0x00, 0x01}));
+}
+
+TEST(AmlTest, Integers) {
+  EXPECT_EQ(aml::Integer(0), (Bytes{0x00}));
+  EXPECT_EQ(aml::Integer(1), (Bytes{0x01}));
+  EXPECT_EQ(aml::Integer(5), (Bytes{0x0a, 0x05}));
+  EXPECT_EQ(aml::Integer(0x1234), (Bytes{0x0b, 0x34, 0x12}));
+  EXPECT_EQ(aml::Integer(0xd0000000), (Bytes{0x0c, 0x00, 0x00, 0x00, 0xd0}));
+  EXPECT_EQ(aml::Integer(0x100000000), (Bytes{0x0e, 0, 0, 0, 0, 1, 0, 0, 0}));
+}
+
+TEST(AmlTest, NamesAndStrings) {
+  EXPECT_EQ(aml::NameString("\\_SB"), (Bytes{'\\', '_', 'S', 'B', '_'}));
+  EXPECT_EQ(aml::String("AB"), (Bytes{0x0d, 'A', 'B', 0}));
+}
+
+// The whole DSDT body for one slot, decoded by hand from the ACPI 6.5 AML grammar.
+TEST(AmlTest, VirtioDeviceDecodesAsExpected) {
+  const Bytes body = VirtioDsdtBody({{0xd0000000, 0x1000, 5}});
+  const Bytes hid = {0x08, '_', 'H', 'I', 'D', 0x0d, 'L', 'N', 'R', 'O', '0', '0', '0', '5', 0};
+  const Bytes uid = {0x08, '_', 'U', 'I', 'D', 0x00};
+  const Bytes crs = {
+      0x08, '_',  'C',  'R',  'S',   // Name(_CRS,
+      0x11, 0x1a, 0x0a, 0x17,        // Buffer: PkgLength 26 (1 + 2 + 23), size 23
+      0x86, 0x09, 0x00, 0x01,        // Memory32Fixed, length 9, ReadWrite
+      0x00, 0x00, 0x00, 0xd0,        //   base 0xd0000000
+      0x00, 0x10, 0x00, 0x00,        //   length 0x1000
+      0x89, 0x06, 0x00, 0x01,        // Extended Interrupt, length 6, consumer|level|high|exclusive
+      0x01, 0x05, 0x00, 0x00, 0x00,  // one interrupt: GSI 5
+      0x79, 0x00};                   // End Tag
+  Bytes device_contents = {'V', 'R', '0', '0'};
+  device_contents.insert(device_contents.end(), hid.begin(), hid.end());
+  device_contents.insert(device_contents.end(), uid.begin(), uid.end());
+  device_contents.insert(device_contents.end(), crs.begin(), crs.end());
+  ASSERT_EQ(device_contents.size(), 4u + 15 + 6 + 32);  // 57: a 1-byte PkgLength (58)
+  Bytes device = {0x5b, 0x82, 58};
+  device.insert(device.end(), device_contents.begin(), device_contents.end());
+  // Scope(\_SB_): 5 name bytes + 60 device bytes = 65 payload -> 2-byte PkgLength 67 = 0x43.
+  Bytes expected = {0x10, 0x43, 0x04, '\\', '_', 'S', 'B', '_'};
+  expected.insert(expected.end(), device.begin(), device.end());
+  EXPECT_EQ(body, expected);
+}
+
+TEST(AmlTest, SecondDeviceGetsItsOwnNameUidAndGsi) {
+  const Bytes body = VirtioDsdtBody({{0xd0000000, 0x1000, 5}, {0xd0001000, 0x1000, 6}});
+  const Bytes second = {'V', 'R', '0', '1', 0x08, '_', 'H', 'I', 'D'};
+  auto it = std::search(body.begin(), body.end(), second.begin(), second.end());
+  ASSERT_NE(it, body.end());
+  const Bytes uid1 = {0x08, '_', 'U', 'I', 'D', 0x01};
+  EXPECT_NE(std::search(body.begin(), body.end(), uid1.begin(), uid1.end()), body.end());
+  const Bytes irq6 = {0x89, 0x06, 0x00, 0x01, 0x01, 0x06, 0x00, 0x00, 0x00};
+  EXPECT_NE(std::search(body.begin(), body.end(), irq6.begin(), irq6.end()), body.end());
+  const Bytes base1 = {0x86, 0x09, 0x00, 0x01, 0x00, 0x10, 0x00, 0xd0};
+  EXPECT_NE(std::search(body.begin(), body.end(), base1.begin(), base1.end()), body.end());
+}
+
+TEST(AmlTest, InterruptFlags) {
+  EXPECT_EQ(aml::ExtendedInterrupt(false, false, 9)[3], 0x07);  // edge, active low
+  EXPECT_EQ(aml::ExtendedInterrupt(true, true, 9)[3], 0x01);
+}
+
+}  // namespace
+}  // namespace phoenix::vmm::x86
