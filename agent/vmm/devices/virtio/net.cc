@@ -147,10 +147,12 @@ void VirtioNet::Run() {
       }
       if (stop_) return;
     }
-    bool signal = false;
-    ProcessTx(signal);
-    bool rx_room = ProcessRx(signal) && !tap_hangup_;
-    if (signal && interrupt_) interrupt_->Signal(kVirtioInterruptUsedBuffer);
+    bool tx_used = false, rx_used = false;
+    ProcessTx(tx_used);
+    bool rx_room = ProcessRx(rx_used) && !tap_hangup_;
+    // The driver turns callbacks off per queue (VIRTQ_AVAIL_F_NO_INTERRUPT) while it polls.
+    if ((tx_used && tx_->NeedsInterrupt()) || (rx_used && rx_->NeedsInterrupt()))
+      interrupt_->Signal(kVirtioInterruptUsedBuffer);
 
     pollfd fds[2] = {{event_fd_, POLLIN, 0}, {tap_fd_, POLLIN, 0}};
     // Without RX buffers, frames wait in the tap; the guest's refill notify wakes us.

@@ -4,6 +4,7 @@
 #include <linux/virtio_config.h>
 #include <linux/virtio_mmio.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -257,6 +258,28 @@ TEST_F(NetTest, MalformedChainsAreRefusedWithoutCrashing) {
   EXPECT_EQ(rig_->Receive(), Frame(60, 3));
 }
 
+double CpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_utime.tv_sec + usage.ru_stime.tv_sec +
+         (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+}
+
+TEST_F(NetTest, NoInterruptWhileTheDriverSuppressesIt) {
+  DriverInit(*rig_->mmio);
+  tx_->SetAvailFlags(kVirtqAvailFNoInterrupt);
+  PostTx(*rig_->mmio, Frame(60, 1), 0x60000);
+  EXPECT_EQ(rig_->Receive(), Frame(60, 1));
+  ASSERT_TRUE(tx_->WaitUsed(1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_FALSE(rig_->irq->level());
+  PostRx(*rig_->mmio, 0x40000);
+  rig_->Send(Frame(60, 2));
+  ExpectRx(1, 0x40000, Frame(60, 2));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_TRUE(rig_->irq->level());
+}
+
 TEST_F(NetTest, ResetStopsTheBackendAndAHungUpTapDoesNotSpin) {
   DriverInit(*rig_->mmio);
   SetReg(*rig_->mmio, VIRTIO_MMIO_STATUS, 0);
@@ -267,9 +290,13 @@ TEST_F(NetTest, ResetStopsTheBackendAndAHungUpTapDoesNotSpin) {
   PostRx(*rig_->mmio, 0x40000);
   // The queued frame was read by nobody before; after re-init it is delivered to the new rings.
   ASSERT_TRUE(rx_->WaitUsed(1));
+  PostRx(*rig_->mmio, 0x44000);  // RX buffers left: the backend keeps polling the tap
   close(rig_->peer);
   rig_->peer = -1;
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  double before = CpuSeconds();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_LT(CpuSeconds() - before, 0.1);  // a spinning backend would burn ~0.3 s
   EXPECT_EQ(rig_->net->counters().rx_frames, 1u);
 }
 
