@@ -9,7 +9,7 @@
 // interrupt is pending) and lowers then raises the line when a new THRE interrupt follows a THR
 // write, so an edge-triggered pin sees every interrupt.
 //
-// Ownership: holds the interrupt line and the console sink. Time-of-day-free; no threads.
+// Ownership: holds the interrupt line and the console sink. No threads of its own.
 // Threading: Read/Write (vCPU threads), QueueInput (any thread) and SaveState/LoadState are
 // serialized by an internal mutex. The console sink and InterruptLine::Set are called with that
 // mutex held (keeping console bytes in order); they must not call back into this device.

@@ -157,7 +157,13 @@ void VirtioNet::Run() {
     pollfd fds[2] = {{event_fd_, POLLIN, 0}, {tap_fd_, POLLIN, 0}};
     // Without RX buffers, frames wait in the tap; the guest's refill notify wakes us.
     int n = poll(fds, rx_room ? 2 : 1, kPollTimeoutMs);
-    if (n < 0 && errno != EINTR) return;  // cannot happen with valid fds; stop rather than spin
+    if (n < 0 && errno != EINTR) {
+      // Cannot happen with valid fds; stop rather than spin, and release any Quiesce waiter.
+      std::lock_guard lock(mu_);
+      stop_ = true;
+      cv_.notify_all();
+      return;
+    }
     // A tap that hung up (the peer of a test socketpair closed) would poll ready forever.
     if (n > 0 && rx_room && (fds[1].revents & (POLLHUP | POLLERR))) tap_hangup_ = true;
     if (n > 0 && (fds[0].revents & POLLIN)) {
