@@ -102,6 +102,16 @@ std::string_view ClusterEventTypeName(ClusterEventType type) {
   return "unknown";
 }
 
+std::string_view AutoscaleMetricName(AutoscaleMetric metric) {
+  switch (metric) {
+    case AutoscaleMetric::kCpu:
+      return "cpu";
+    case AutoscaleMetric::kRps:
+      return "rps";
+  }
+  return "unknown";
+}
+
 std::string ReplicaGuestName(std::string_view service, uint32_t index, uint64_t generation) {
   return std::string(service) + "-" + std::to_string(index) + "-" + std::to_string(generation);
 }

@@ -51,6 +51,23 @@ struct Resources {
   bool operator==(const Resources&) const = default;
 };
 
+// Horizontal autoscaling (mirrors phoenix.v1.AutoscalePolicy, with the API's defaults applied).
+enum class AutoscaleMetric { kCpu, kRps };
+std::string_view AutoscaleMetricName(AutoscaleMetric metric);  // "cpu", "rps"
+
+struct AutoscalePolicy {
+  uint32_t min_replicas = 1;
+  uint32_t max_replicas = 1;
+  AutoscaleMetric metric = AutoscaleMetric::kCpu;
+  double target = 0;  // cpu: percent of each replica's allowance; rps: requests/s per replica
+  double tolerance = 0.1;
+  uint32_t scale_up_stabilization_s = 0;
+  uint32_t scale_down_stabilization_s = 60;
+  uint32_t scale_up_max_step = 4;
+  uint32_t scale_up_period_s = 10;
+  bool operator==(const AutoscalePolicy&) const = default;
+};
+
 struct ServiceSpec {
   std::string name;  // [a-z0-9][a-z0-9-]{0,39}
   RuntimeKind runtime = RuntimeKind::kContainer;
@@ -67,8 +84,46 @@ struct ServiceSpec {
   // supervisor/api (which builds it) and supervisor/agents (which sends it), so the domain modules
   // stay free of protobuf while every field the user set reaches the agent unchanged.
   std::string guest_template;
+  std::optional<AutoscalePolicy> autoscale;  // absent = fixed replica count
   bool operator==(const ServiceSpec&) const = default;
 };
+
+// One change the autoscaler made (mirrors phoenix.v1.ScalingDecision).
+struct ScalingDecision {
+  TimePoint time{};
+  uint32_t from_replicas = 0;
+  uint32_t to_replicas = 0;
+  AutoscaleMetric metric = AutoscaleMetric::kCpu;
+  double observed = 0;  // per-replica average over the reporting replicas
+  double target = 0;
+  uint32_t reporting_replicas = 0;
+  std::string reason;
+  bool operator==(const ScalingDecision&) const = default;
+};
+
+// Consecutive evaluations that wanted the same replica count.
+struct DesireRun {
+  TimePoint first{};
+  TimePoint last{};
+  uint32_t replicas = 0;
+  bool operator==(const DesireRun&) const = default;
+};
+
+struct ScaleUpRecord {
+  TimePoint time{};
+  uint32_t added = 0;
+  bool operator==(const ScaleUpRecord&) const = default;
+};
+
+// The autoscaler's memory of one service. Durable, so a restarted supervisor keeps its
+// stabilization window and rate limit instead of starting from nothing.
+struct AutoscaleWindow {
+  std::vector<DesireRun> desires;        // oldest first, only as far back as a window reaches
+  std::vector<ScaleUpRecord> scale_ups;  // oldest first, within the scale-up period
+  std::vector<ScalingDecision> recent;   // newest first, at most kMaxRecentDecisions
+  bool operator==(const AutoscaleWindow&) const = default;
+};
+inline constexpr size_t kMaxRecentDecisions = 10;
 
 // Where one replica lives. Durable.
 struct ReplicaPlacement {
@@ -82,6 +137,23 @@ struct ReplicaPlacement {
 // over time, so a replacement never collides with a stale copy on a returning node.
 std::string ReplicaGuestName(std::string_view service, uint32_t index, uint64_t generation);
 
+// Load of a replica's current instance as its agent sampled it (mirrors phoenix.v1.GuestMetrics).
+// A value whose *_valid flag is false was not measured: missing, never zero. Not durable.
+struct GuestMetrics {
+  TimePoint sampled_at{};  // the agent's clock
+  uint32_t window_ms = 0;
+  bool cpu_valid = false;
+  double cpu_percent = 0;
+  uint64_t memory_bytes = 0;
+  bool requests_valid = false;
+  double requests_per_second = 0;
+  double latency_p50_ms = 0;
+  double latency_p99_ms = 0;
+  uint64_t requests_total = 0;
+  uint64_t connection_errors_total = 0;
+  bool operator==(const GuestMetrics&) const = default;
+};
+
 // What the replica's node last reported about its guest. Not durable.
 struct ReplicaObservation {
   GuestState guest_state = GuestState::kUnknown;
@@ -90,6 +162,10 @@ struct ReplicaObservation {
   std::string last_exit_reason;
   std::vector<std::string> endpoints;  // "127.0.0.1:49153->80"
   TimePoint reported_at{};
+  std::optional<GuestMetrics> metrics;  // absent until the agent sampled the instance
+  // When the supervisor received a new sample (sampled_at changed): the supervisor's clock, so
+  // freshness does not depend on the agents' clocks.
+  TimePoint metrics_received_at{};
 };
 
 struct Service {
@@ -98,6 +174,7 @@ struct Service {
   TimePoint created_at{};
   std::vector<ReplicaPlacement> replicas;  // durable placement, by index; may exceed spec.replicas
                                            // only between a scale-in decision and its commit
+  AutoscaleWindow autoscale;               // the autoscaler's state; empty without a policy
   bool operator==(const Service&) const = default;
 };
 

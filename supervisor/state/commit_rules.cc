@@ -35,6 +35,14 @@ Result<void> ValidateBatch(const CommitBatch& batch) {
       return InvalidArgument(field, "service " + d.name + " is written twice in one commit");
     }
   }
+  for (size_t i = 0; i < batch.put_windows.size(); ++i) {
+    const auto& w = batch.put_windows[i];
+    std::string field = "put_windows[" + std::to_string(i) + "]";
+    if (w.service.empty()) return InvalidArgument(field + ".service", "a service needs a name");
+    if (!services.insert(w.service).second) {
+      return InvalidArgument(field, "service " + w.service + " is written twice in one commit");
+    }
+  }
   std::set<std::string, std::less<>> nodes;
   for (size_t i = 0; i < batch.put_nodes.size(); ++i) {
     const NodeRecord& n = batch.put_nodes[i].node;
@@ -76,6 +84,16 @@ TimePoint FromMicros(int64_t us) {
 }
 
 TimePoint StoredTime(TimePoint t) { return FromMicros(ToMicros(t)); }
+
+AutoscaleWindow StoredWindow(AutoscaleWindow w) {
+  for (DesireRun& r : w.desires) {
+    r.first = StoredTime(r.first);
+    r.last = StoredTime(r.last);
+  }
+  for (ScaleUpRecord& r : w.scale_ups) r.time = StoredTime(r.time);
+  for (ScalingDecision& d : w.recent) d.time = StoredTime(d.time);
+  return w;
+}
 
 ClusterEvent StoredEvent(const ClusterEvent& event, uint64_t sequence, TimePoint commit_time) {
   ClusterEvent e = event;

@@ -23,9 +23,10 @@
 
 namespace phoenix::supervisor::commit_rules {
 
-// Names are non-empty; a service or node is written at most once per batch (a put and a delete of
-// the same service count as two); replica indices of a service are unique; a delete names a
-// version (never 0). The store answers kInvalidArgument and writes nothing otherwise.
+// Names are non-empty; a service or node is written at most once per batch (a put, a delete and a
+// window write of the same service count as separate writes); replica indices of a service are
+// unique; a delete names a version (never 0). The store answers kInvalidArgument and writes nothing
+// otherwise.
 [[nodiscard]] Result<void> ValidateBatch(const CommitBatch& batch);
 
 // `current` is the stored version (0 = absent). Returns the conflict's description, or nothing if
@@ -40,6 +41,9 @@ Error Conflicts(const std::vector<std::string>& conflicts);
 TimePoint StoredTime(TimePoint t);
 int64_t ToMicros(TimePoint t);
 TimePoint FromMicros(int64_t us);
+
+// The window with every time at microsecond precision.
+AutoscaleWindow StoredWindow(AutoscaleWindow window);
 
 // The event as the store records it: sequence assigned, time kept if set (at microsecond
 // precision) or else the commit time.

@@ -54,6 +54,11 @@ Result<CommitResult> MemoryStateStore::Commit(const CommitBatch& batch) {
       conflicts.push_back(std::move(*c));
     }
   }
+  for (const auto& w : batch.put_windows) {
+    if (!services_.contains(w.service)) {
+      conflicts.push_back("service " + w.service + ": does not exist (autoscale window)");
+    }
+  }
   if (!conflicts.empty()) return std::unexpected(commit_rules::Conflicts(conflicts));
 
   CommitResult result;
@@ -61,12 +66,16 @@ Result<CommitResult> MemoryStateStore::Commit(const CommitBatch& batch) {
     Service s = p.service;
     s.version = p.expected_version + 1;
     s.created_at = commit_rules::StoredTime(s.created_at);
+    s.autoscale = commit_rules::StoredWindow(s.autoscale);
     std::sort(s.replicas.begin(), s.replicas.end(),
               [](const auto& a, const auto& b) { return a.index < b.index; });
     result.service_versions.push_back(s.version);
     services_[s.spec.name] = std::move(s);
   }
   for (const auto& d : batch.delete_services) services_.erase(d.name);
+  for (const auto& w : batch.put_windows) {
+    services_.at(w.service).autoscale = commit_rules::StoredWindow(w.window);
+  }
   for (const auto& p : batch.put_nodes) {
     NodeRecord n = p.node;
     n.version = p.expected_version + 1;

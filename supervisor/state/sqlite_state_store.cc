@@ -1,6 +1,7 @@
 #include "supervisor/state/sqlite_state_store.h"
 
 #include <array>
+#include <charconv>
 #include <map>
 #include <utility>
 
@@ -74,11 +75,58 @@ CREATE TABLE events (
   message TEXT NOT NULL
 ) STRICT;
 )sql",
+    // 1 -> 2: horizontal autoscaling. The policy is part of the spec; the window is the
+    // autoscaler's memory (desires, scale-ups, decisions). Doubles are stored as their shortest
+    // round-trip decimal text, so what is read back is bit-identical.
+    R"sql(
+CREATE TABLE service_autoscale (
+  service TEXT PRIMARY KEY NOT NULL REFERENCES services(name) ON DELETE CASCADE,
+  min_replicas INTEGER NOT NULL,
+  max_replicas INTEGER NOT NULL,
+  metric TEXT NOT NULL,
+  target TEXT NOT NULL,
+  tolerance TEXT NOT NULL,
+  up_stabilization_s INTEGER NOT NULL,
+  down_stabilization_s INTEGER NOT NULL,
+  up_max_step INTEGER NOT NULL,
+  up_period_s INTEGER NOT NULL
+) STRICT;
+CREATE TABLE autoscale_desires (
+  service TEXT NOT NULL REFERENCES services(name) ON DELETE CASCADE,
+  pos INTEGER NOT NULL,
+  first_us INTEGER NOT NULL,
+  last_us INTEGER NOT NULL,
+  replicas INTEGER NOT NULL,
+  PRIMARY KEY (service, pos)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE autoscale_scale_ups (
+  service TEXT NOT NULL REFERENCES services(name) ON DELETE CASCADE,
+  pos INTEGER NOT NULL,
+  time_us INTEGER NOT NULL,
+  added INTEGER NOT NULL,
+  PRIMARY KEY (service, pos)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE autoscale_decisions (
+  service TEXT NOT NULL REFERENCES services(name) ON DELETE CASCADE,
+  pos INTEGER NOT NULL,
+  time_us INTEGER NOT NULL,
+  from_replicas INTEGER NOT NULL,
+  to_replicas INTEGER NOT NULL,
+  metric TEXT NOT NULL,
+  observed TEXT NOT NULL,
+  target TEXT NOT NULL,
+  reporting_replicas INTEGER NOT NULL,
+  reason TEXT NOT NULL,
+  PRIMARY KEY (service, pos)
+) STRICT, WITHOUT ROWID;
+)sql",
 };
 
 constexpr SqlCode<RuntimeKind> kRuntimeCodes[] = {{RuntimeKind::kVm, "vm"},
                                                   {RuntimeKind::kMicroVm, "microvm"},
                                                   {RuntimeKind::kContainer, "container"}};
+constexpr SqlCode<AutoscaleMetric> kMetricCodes[] = {{AutoscaleMetric::kCpu, "cpu"},
+                                                     {AutoscaleMetric::kRps, "rps"}};
 constexpr SqlCode<PlacementStrategy> kStrategyCodes[] = {{PlacementStrategy::kSpread, "spread"},
                                                          {PlacementStrategy::kBinpack, "binpack"}};
 constexpr SqlCode<ClusterEventType> kEventCodes[] = {
@@ -103,6 +151,22 @@ template <typename E, size_t N>
 Result<E> FromCode(const SqlCode<E> (&codes)[N], std::string_view text, std::string_view what) {
   if (auto value = FromSqlCode(codes, text)) return *value;
   return Internal("corrupt " + std::string(what) + ": unknown code \"" + std::string(text) + "\"");
+}
+
+std::string DoubleText(double v) {
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  PHX_CHECK(ec == std::errc());
+  return std::string(buf, end);
+}
+
+Result<double> DoubleFromText(const std::string& text, std::string_view what) {
+  double v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size()) {
+    return Internal("corrupt " + std::string(what) + ": \"" + text + "\" is not a number");
+  }
+  return v;
 }
 
 // SQLite integers are signed 64-bit: unsigned values travel as their bit pattern.
@@ -195,6 +259,13 @@ Result<CommitResult> SqliteStateStore::CommitLocked(const CommitBatch& batch, Ti
   for (const auto& p : batch.put_nodes) {
     PHX_TRY(check("node", "nodes", p.node.name, p.expected_version));
   }
+  for (const auto& w : batch.put_windows) {
+    auto current = StoredVersion("services", w.service);
+    if (!current) return std::unexpected(current.error());
+    if (*current == 0) {
+      conflicts.push_back("service " + w.service + ": does not exist (autoscale window)");
+    }
+  }
   if (!conflicts.empty()) return std::unexpected(commit_rules::Conflicts(conflicts));
 
   CommitResult result;
@@ -211,6 +282,7 @@ Result<CommitResult> SqliteStateStore::CommitLocked(const CommitBatch& batch, Ti
     PHX_TRY(PutNode(p.node, p.expected_version + 1));
     result.node_versions.push_back(p.expected_version + 1);
   }
+  for (const auto& w : batch.put_windows) PHX_TRY(PutWindow(w.service, w.window));
 
   uint64_t last = 0;
   for (const auto& e : batch.events) {
@@ -291,6 +363,83 @@ Result<void> SqliteStateStore::PutService(const Service& service, uint64_t versi
                 .Bind(3, AsInt(r.generation))
                 .Bind(4, r.node)
                 .Run("storing the replicas of " + name));
+  }
+  auto clear = Prepare("DELETE FROM service_autoscale WHERE service = ?1");
+  if (!clear) return std::unexpected(clear.error());
+  PHX_TRY(clear->Bind(1, name).Run("replacing the autoscale policy of " + name));
+  if (const auto& p = spec.autoscale) {
+    auto c = Prepare(
+        "INSERT INTO service_autoscale (service, min_replicas, max_replicas, metric, target, "
+        "tolerance, up_stabilization_s, down_stabilization_s, up_max_step, up_period_s) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+    if (!c) return std::unexpected(c.error());
+    PHX_TRY(c->Bind(1, name)
+                .Bind(2, int64_t{p->min_replicas})
+                .Bind(3, int64_t{p->max_replicas})
+                .Bind(4, ToSqlCode(kMetricCodes, p->metric))
+                .Bind(5, DoubleText(p->target))
+                .Bind(6, DoubleText(p->tolerance))
+                .Bind(7, int64_t{p->scale_up_stabilization_s})
+                .Bind(8, int64_t{p->scale_down_stabilization_s})
+                .Bind(9, int64_t{p->scale_up_max_step})
+                .Bind(10, int64_t{p->scale_up_period_s})
+                .Run("storing the autoscale policy of " + name));
+  }
+  return PutWindow(name, service.autoscale);
+}
+
+Result<void> SqliteStateStore::PutWindow(const std::string& name, const AutoscaleWindow& w) {
+  static constexpr std::string_view kClear[] = {
+      "DELETE FROM autoscale_desires WHERE service = ?1",
+      "DELETE FROM autoscale_scale_ups WHERE service = ?1",
+      "DELETE FROM autoscale_decisions WHERE service = ?1",
+  };
+  for (auto sql : kClear) {
+    auto c = Prepare(sql);
+    if (!c) return std::unexpected(c.error());
+    PHX_TRY(c->Bind(1, name).Run("replacing the autoscale window of " + name));
+  }
+  for (size_t i = 0; i < w.desires.size(); ++i) {
+    const DesireRun& r = w.desires[i];
+    auto c = Prepare(
+        "INSERT INTO autoscale_desires (service, pos, first_us, last_us, replicas) "
+        "VALUES (?1, ?2, ?3, ?4, ?5)");
+    if (!c) return std::unexpected(c.error());
+    PHX_TRY(c->Bind(1, name)
+                .Bind(2, AsInt(i))
+                .Bind(3, ToMicros(r.first))
+                .Bind(4, ToMicros(r.last))
+                .Bind(5, int64_t{r.replicas})
+                .Run("storing the autoscale window of " + name));
+  }
+  for (size_t i = 0; i < w.scale_ups.size(); ++i) {
+    auto c = Prepare(
+        "INSERT INTO autoscale_scale_ups (service, pos, time_us, added) VALUES (?1, ?2, ?3, ?4)");
+    if (!c) return std::unexpected(c.error());
+    PHX_TRY(c->Bind(1, name)
+                .Bind(2, AsInt(i))
+                .Bind(3, ToMicros(w.scale_ups[i].time))
+                .Bind(4, int64_t{w.scale_ups[i].added})
+                .Run("storing the autoscale window of " + name));
+  }
+  for (size_t i = 0; i < w.recent.size(); ++i) {
+    const ScalingDecision& d = w.recent[i];
+    auto c = Prepare(
+        "INSERT INTO autoscale_decisions (service, pos, time_us, from_replicas, to_replicas, "
+        "metric, observed, target, reporting_replicas, reason) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+    if (!c) return std::unexpected(c.error());
+    PHX_TRY(c->Bind(1, name)
+                .Bind(2, AsInt(i))
+                .Bind(3, ToMicros(d.time))
+                .Bind(4, int64_t{d.from_replicas})
+                .Bind(5, int64_t{d.to_replicas})
+                .Bind(6, ToSqlCode(kMetricCodes, d.metric))
+                .Bind(7, DoubleText(d.observed))
+                .Bind(8, DoubleText(d.target))
+                .Bind(9, int64_t{d.reporting_replicas})
+                .Bind(10, d.reason)
+                .Run("storing the autoscale decisions of " + name));
   }
   return {};
 }
@@ -400,6 +549,81 @@ Result<ClusterSnapshotRecord> SqliteStateStore::LoadLocked() {
                  }
                  return {};
                }));
+
+  auto service_of = [&](const std::string& name) -> Service* {
+    auto it = service_at.find(name);
+    return it == service_at.end() ? nullptr : &out.services[it->second];
+  };
+  PHX_TRY(each(
+      "SELECT service, min_replicas, max_replicas, metric, target, tolerance, up_stabilization_s, "
+      "down_stabilization_s, up_max_step, up_period_s FROM service_autoscale",
+      "loading autoscale policies", [&](Stmt& s) -> Result<void> {
+        Service* v = service_of(s.Text(0));
+        if (v == nullptr) return {};
+        const std::string what = "autoscale policy of service " + v->spec.name;
+        AutoscalePolicy p;
+        p.min_replicas = static_cast<uint32_t>(s.Int(1));
+        p.max_replicas = static_cast<uint32_t>(s.Int(2));
+        auto metric = FromCode(kMetricCodes, s.Text(3), what);
+        if (!metric) return std::unexpected(metric.error());
+        p.metric = *metric;
+        auto target = DoubleFromText(s.Text(4), what);
+        if (!target) return std::unexpected(target.error());
+        p.target = *target;
+        auto tolerance = DoubleFromText(s.Text(5), what);
+        if (!tolerance) return std::unexpected(tolerance.error());
+        p.tolerance = *tolerance;
+        p.scale_up_stabilization_s = static_cast<uint32_t>(s.Int(6));
+        p.scale_down_stabilization_s = static_cast<uint32_t>(s.Int(7));
+        p.scale_up_max_step = static_cast<uint32_t>(s.Int(8));
+        p.scale_up_period_s = static_cast<uint32_t>(s.Int(9));
+        v->spec.autoscale = p;
+        return {};
+      }));
+  PHX_TRY(each(
+      "SELECT service, first_us, last_us, replicas FROM autoscale_desires "
+      "ORDER BY service, pos",
+      "loading autoscale windows", [&](Stmt& s) -> Result<void> {
+        if (Service* v = service_of(s.Text(0))) {
+          v->autoscale.desires.push_back(DesireRun{.first = FromMicros(s.Int(1)),
+                                                   .last = FromMicros(s.Int(2)),
+                                                   .replicas = static_cast<uint32_t>(s.Int(3))});
+        }
+        return {};
+      }));
+  PHX_TRY(each("SELECT service, time_us, added FROM autoscale_scale_ups ORDER BY service, pos",
+               "loading autoscale windows", [&](Stmt& s) -> Result<void> {
+                 if (Service* v = service_of(s.Text(0))) {
+                   v->autoscale.scale_ups.push_back(ScaleUpRecord{
+                       .time = FromMicros(s.Int(1)), .added = static_cast<uint32_t>(s.Int(2))});
+                 }
+                 return {};
+               }));
+  PHX_TRY(
+      each("SELECT service, time_us, from_replicas, to_replicas, metric, observed, target, "
+           "reporting_replicas, reason FROM autoscale_decisions ORDER BY service, pos",
+           "loading autoscale decisions", [&](Stmt& s) -> Result<void> {
+             Service* v = service_of(s.Text(0));
+             if (v == nullptr) return {};
+             const std::string what = "autoscale decision of service " + v->spec.name;
+             ScalingDecision d;
+             d.time = FromMicros(s.Int(1));
+             d.from_replicas = static_cast<uint32_t>(s.Int(2));
+             d.to_replicas = static_cast<uint32_t>(s.Int(3));
+             auto metric = FromCode(kMetricCodes, s.Text(4), what);
+             if (!metric) return std::unexpected(metric.error());
+             d.metric = *metric;
+             auto observed = DoubleFromText(s.Text(5), what);
+             if (!observed) return std::unexpected(observed.error());
+             d.observed = *observed;
+             auto target = DoubleFromText(s.Text(6), what);
+             if (!target) return std::unexpected(target.error());
+             d.target = *target;
+             d.reporting_replicas = static_cast<uint32_t>(s.Int(7));
+             d.reason = s.Text(8);
+             v->autoscale.recent.push_back(std::move(d));
+             return {};
+           }));
 
   std::map<std::string, size_t, std::less<>> node_at;
   PHX_TRY(

@@ -38,7 +38,7 @@ namespace phoenix::supervisor {
 class SqliteStateStore : public StateStore {
  public:
   // The schema version this build writes and understands.
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   struct Options {
     size_t max_events = 10000;  // the event log keeps the newest N events; must be > 0
@@ -74,6 +74,7 @@ class SqliteStateStore : public StateStore {
   Result<CommitResult> CommitLocked(const CommitBatch& batch, TimePoint now);
   Result<void> PutService(const Service& service, uint64_t version);
   Result<void> PutNode(const NodeRecord& node, uint64_t version);
+  Result<void> PutWindow(const std::string& service, const AutoscaleWindow& window);
   Result<ClusterSnapshotRecord> LoadLocked();
 
   const std::filesystem::path path_;

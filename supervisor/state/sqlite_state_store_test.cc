@@ -100,6 +100,48 @@ TEST(SqliteStateStoreTest, RefusesANewerSchema) {
   EXPECT_THAT(r.error().message, HasSubstr(file.string()));
 }
 
+TEST(SqliteStateStoreTest, MigratesASchema1DatabaseKeepingItsServices) {
+  TempDir dir;
+  fs::path file = dir.path() / "supervisor.db";
+  {
+    auto store = SqliteStateStore::Open(file);
+    ASSERT_TRUE(store.has_value());
+    Service s;
+    s.spec.name = "web";
+    s.spec.image = "demo:1";
+    CommitBatch b;
+    b.put_services.push_back({s, 0});
+    ASSERT_TRUE((*store)->Commit(b).has_value());
+  }
+  {
+    // What a schema-1 database looks like: no autoscale tables.
+    RawDb raw(file);
+    for (const char* table :
+         {"service_autoscale", "autoscale_desires", "autoscale_scale_ups", "autoscale_decisions"}) {
+      ASSERT_EQ(raw.Exec(std::string("DROP TABLE ") + table), SQLITE_OK);
+    }
+    ASSERT_EQ(raw.Exec("PRAGMA user_version=1"), SQLITE_OK);
+  }
+  auto store = SqliteStateStore::Open(file);
+  ASSERT_TRUE(store.has_value()) << store.error().ToString();
+  auto snap = (*store)->Load();
+  ASSERT_TRUE(snap.has_value()) << snap.error().ToString();
+  ASSERT_EQ(snap->services.size(), 1u);
+  EXPECT_EQ(snap->services[0].spec.image, "demo:1");
+  EXPECT_FALSE(snap->services[0].spec.autoscale.has_value());
+  {
+    RawDb raw(file);
+    EXPECT_EQ(raw.Text("PRAGMA user_version"), "2");
+  }
+  // The migrated database takes a policy.
+  Service s = snap->services[0];
+  s.spec.autoscale = AutoscalePolicy{.min_replicas = 1, .max_replicas = 6, .target = 60};
+  CommitBatch b;
+  b.put_services.push_back({s, 1});
+  ASSERT_TRUE((*store)->Commit(b).has_value());
+  EXPECT_EQ((*store)->Load()->services[0].spec.autoscale, s.spec.autoscale);
+}
+
 TEST(SqliteStateStoreTest, RefusesAFileThatIsNotADatabase) {
   TempDir dir;
   fs::path file = dir.path() / "supervisor.db";

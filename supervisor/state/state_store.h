@@ -49,15 +49,26 @@ struct StoreWrite {
     NodeRecord node;
     uint64_t expected_version = 0;
   };
+  // Replaces the autoscaler's window (Service::autoscale) of an existing service WITHOUT changing
+  // its version: the window is the autoscaler's bookkeeping, written about once a second, and must
+  // not make users' expected_version updates fail. A service missing from the store refuses the
+  // batch (kAborted). A service written by put_services or delete_services in the same batch may
+  // not be named here (its Service value carries the window).
+  struct PutAutoscaleWindow {
+    std::string service;
+    AutoscaleWindow window;
+  };
 };
 
 struct CommitBatch {
   std::vector<StoreWrite::PutService> put_services;
   std::vector<StoreWrite::DeleteService> delete_services;
   std::vector<StoreWrite::PutNode> put_nodes;
+  std::vector<StoreWrite::PutAutoscaleWindow> put_windows;
   std::vector<ClusterEvent> events;  // sequence is ignored; assigned on commit
   bool empty() const {
-    return put_services.empty() && delete_services.empty() && put_nodes.empty() && events.empty();
+    return put_services.empty() && delete_services.empty() && put_nodes.empty() &&
+           put_windows.empty() && events.empty();
   }
 };
 

@@ -34,6 +34,30 @@ namespace phoenix::supervisor::conformance {
 
 using ::testing::HasSubstr;
 
+// An autoscaler window with every list filled; `salt` makes different windows.
+inline AutoscaleWindow FullWindow(uint32_t salt) {
+  const TimePoint t = commit_rules::FromMicros(1'700'000'100'000'001 + salt);
+  AutoscaleWindow w;
+  w.desires = {{t, t + std::chrono::seconds(4), 3 + salt}, {t + std::chrono::seconds(5), t, 1}};
+  w.scale_ups = {{t, 2}, {t + std::chrono::microseconds(7), salt}};
+  w.recent = {ScalingDecision{.time = t,
+                              .from_replicas = 2,
+                              .to_replicas = 4 + salt,
+                              .metric = AutoscaleMetric::kCpu,
+                              .observed = 91.0 / 3,
+                              .target = 60,
+                              .reporting_replicas = 2,
+                              .reason = "cpu 91.0% > target 60% (±10%) over 2 replicas: want 4"},
+              ScalingDecision{.time = t - std::chrono::seconds(1),
+                              .from_replicas = 1,
+                              .to_replicas = 2,
+                              .metric = AutoscaleMetric::kRps,
+                              .observed = 1e-300,
+                              .target = 1e300,
+                              .reason = "below the minimum"}};
+  return w;
+}
+
 // Every field away from its default, including bytes that text columns would mangle.
 inline Service FullService(const std::string& name) {
   Service s;
@@ -54,6 +78,16 @@ inline Service FullService(const std::string& name) {
                 {1, std::numeric_limits<uint64_t>::max(), "node-b"},
                 {2, 0, ""},
                 {5, 1, "node-c"}};
+  s.spec.autoscale = AutoscalePolicy{.min_replicas = 2,
+                                     .max_replicas = 9,
+                                     .metric = AutoscaleMetric::kRps,
+                                     .target = 0.1 + 0.2,  // not exact in decimal
+                                     .tolerance = 0.15,
+                                     .scale_up_stabilization_s = 3,
+                                     .scale_down_stabilization_s = 45,
+                                     .scale_up_max_step = 7,
+                                     .scale_up_period_s = 11};
+  s.autoscale = FullWindow(2);
   return s;
 }
 
@@ -199,6 +233,8 @@ TYPED_TEST_P(StateStoreConformance, UpdatesReplaceEveryFieldAndBumpTheVersion) {
   s.spec.node_selector = {{"disk", "hdd"}};
   s.spec.guest_template.clear();
   s.replicas = {{0, 8, "node-z"}};
+  s.spec.autoscale->max_replicas = 4;
+  s.autoscale = FullWindow(5);
   NodeRecord n = FullNode("node-a");
   n.labels.erase("rack");
   n.runtimes = {RuntimeKind::kContainer};
@@ -602,7 +638,60 @@ TYPED_TEST_P(StateStoreConformance, ConcurrentWritersNeverLoseAnUpdate) {
   for (size_t i = 1; i < events.size(); ++i) EXPECT_GT(events[i].sequence, events[i - 1].sequence);
 }
 
+TYPED_TEST_P(StateStoreConformance, AutoscaleWindowWritesKeepTheVersion) {
+  auto store = this->Open();
+  ASSERT_NE(store, nullptr);
+  Service s = FullService("web");
+  s.autoscale = {};
+  this->MustCommit(*store, PutService(s, 0));
+  this->MustCommit(*store, PutService(FullService("other"), 0));
+
+  CommitBatch b;
+  b.put_windows.push_back({"web", FullWindow(7)});
+  b.events.push_back(Event(ClusterEventType::kServiceScaled, "window"));
+  auto r = this->MustCommit(*store, b);
+  EXPECT_TRUE(r.service_versions.empty());
+  EXPECT_EQ(r.events.size(), 1u);
+  auto snap = this->MustLoad(*store);
+  ASSERT_EQ(snap.services.size(), 2u);
+  s.autoscale = FullWindow(7);
+  EXPECT_EQ(snap.services[1], WithVersion(s, 1));  // version unchanged
+  EXPECT_EQ(snap.services[0], WithVersion(FullService("other"), 1));
+
+  // A window of a missing service refuses the whole batch.
+  CommitBatch missing;
+  missing.put_windows.push_back({"web", AutoscaleWindow{}});
+  missing.put_windows.push_back({"gone", AutoscaleWindow{}});
+  auto refused = store->Commit(missing);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kAborted);
+  EXPECT_THAT(refused.error().message, HasSubstr("service gone: does not exist"));
+  EXPECT_EQ(this->MustLoad(*store).services, snap.services);
+
+  // A service written twice (put + window) is malformed.
+  CommitBatch twice = PutService(s, 1);
+  twice.put_windows.push_back({"web", AutoscaleWindow{}});
+  auto malformed = store->Commit(twice);
+  ASSERT_FALSE(malformed);
+  EXPECT_EQ(malformed.error().code, ErrorCode::kInvalidArgument);
+
+  // Clearing the policy and window with a put removes them; deleting the service drops its window.
+  Service plain = s;
+  plain.spec.autoscale.reset();
+  plain.autoscale = {};
+  this->MustCommit(*store, PutService(plain, 1));
+  EXPECT_EQ(this->MustLoad(*store).services[1], WithVersion(plain, 2));
+  CommitBatch del;
+  del.delete_services.push_back({"other", 1});
+  this->MustCommit(*store, del);
+  Service again = FullService("other");
+  again.autoscale = {};
+  this->MustCommit(*store, PutService(again, 0));
+  EXPECT_EQ(this->MustLoad(*store).services[0], WithVersion(again, 1));
+}
+
 REGISTER_TYPED_TEST_SUITE_P(StateStoreConformance, StartsEmpty, RoundTripsEveryField,
+                            AutoscaleWindowWritesKeepTheVersion,
                             UpdatesReplaceEveryFieldAndBumpTheVersion, TimestampsKeepMicroseconds,
                             VersionConflictsChangeNothing,
                             MalformedBatchesAreInvalidAndChangeNothing,
