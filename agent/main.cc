@@ -30,6 +30,7 @@
 #include "agent/node/node_info.h"
 #include "agent/reconcile/guest_manager.h"
 #include "agent/runtime/libvirt/libvirt_runtime.h"
+#include "agent/runtime/microvm/microvm_runtime.h"
 #include "agent/runtime/oci/oci_runtime.h"
 #include "agent/state/agent_store.h"
 #include "proto/support/logging.h"
@@ -40,7 +41,7 @@ namespace {
 constexpr char kVersion[] = "0.1.0";
 
 constexpr char kUsage[] =
-    R"(phoenix-agent: runs guests (VMs and OCI containers; micro-VMs later) on this host,
+    R"(phoenix-agent: runs guests (VMs, micro-VMs and OCI containers) on this host,
 restarts them from their golden image when they crash, and serves the Phoenix agent API over gRPC.
 
 Usage: phoenix-agent [flags]
@@ -60,6 +61,8 @@ Flags:
                        several agents share one host, each offering a slice of it
   --memory-mib N       memory this node offers in MiB (default: the host's)
   --libvirt-uri URI    libvirt connection (default qemu:///system)
+  --vmm PATH           the phoenix-vmm executable for micro-VMs (default: $PHOENIX_VMM, else
+                       next to phoenix-agent)
   --port-file FILE     write the port the agent listens on to FILE once it serves
   --supervisor HOST:PORT
                        join a phoenix-supervisor: hold a link to it, run the guests it assigns to
@@ -89,6 +92,7 @@ struct Flags {
   std::string zone = "default";
   std::string labels;
   std::string libvirt_uri = "qemu:///system";
+  std::filesystem::path vmm;
   std::filesystem::path port_file;
   std::string log_level = "info";
   std::string supervisor;
@@ -149,6 +153,8 @@ Flags ParseFlags(int argc, char** argv) {
       f.labels = value;
     else if (arg == "--libvirt-uri")
       f.libvirt_uri = value;
+    else if (arg == "--vmm")
+      f.vmm = value;
     else if (arg == "--port-file")
       f.port_file = value;
     else if (arg == "--log-level")
@@ -292,7 +298,12 @@ int main(int argc, char** argv) {
   oci::OciRuntimeOptions oci_options;
   oci_options.state_dir = flags.state_dir / "container";
   oci::OciRuntime containers(loop, oci_options);
+  microvm::MicroVmRuntimeOptions microvm_options;
+  microvm_options.state_dir = flags.state_dir / "microvm";
+  if (!flags.vmm.empty()) microvm_options.vmm_binary = std::filesystem::absolute(flags.vmm);
+  microvm::MicroVmRuntime microvms(loop, microvm_options);
   std::map<RuntimeKind, Runtime*> runtimes = {{RuntimeKind::kVm, &libvirt},
+                                              {RuntimeKind::kMicroVm, &microvms},
                                               {RuntimeKind::kContainer, &containers}};
   for (auto& [kind, runtime] : runtimes) {
     spdlog::info("{} runtime: {}", RuntimeKindName(kind), runtime->Describe());

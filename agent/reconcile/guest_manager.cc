@@ -36,6 +36,7 @@ struct GuestManager::Entry {
   // Where the current instance's guest ports live: empty = host loopback at backend_ports,
   // else a network namespace file in which the guest listens on 127.0.0.1:<guest_port>.
   std::filesystem::path netns;
+  std::string guest_address = "127.0.0.1";  // the guest's address inside netns
   std::string died_while_starting;  // set when the runtime reported a stop before Start returned
   milliseconds stop_grace{10000};
   std::vector<Reply> stop_waiters;
@@ -222,7 +223,10 @@ void GuestManager::AdoptOrReset(Entry& e, const std::set<std::string>& adopt,
   e.awaiting_runtime = false;
   if (adopt.contains(e.rec.id)) {
     for (const InstanceStatus& i : instances) {
-      if (i.instance == e.rec.instance) e.netns = i.netns;
+      if (i.instance == e.rec.instance) {
+        e.netns = i.netns;
+        e.guest_address = i.guest_address;
+      }
     }
     e.rec.state = GuestState::kRunning;
     e.rec.healthy = false;
@@ -430,6 +434,7 @@ void GuestManager::OnStarted(const std::string& name, const std::string& instanc
   e.rec.last_boot_ms = static_cast<uint32_t>(r->start_duration.count());
   e.rec.accelerator = r->accelerator;
   e.netns = r->netns;
+  e.guest_address = r->guest_address;
   Persist(e);
   Emit(EventType::kGuestRunning, name,
        "instance " + instance + " running (" + std::string(BootModeName(r->boot)) + " boot in " +
@@ -449,9 +454,20 @@ void GuestManager::AttachInstance(Entry& e) {
   auto backend_port = [&e](size_t i) -> uint16_t {
     return e.netns.empty() ? e.rec.backend_ports.at(i) : e.rec.spec.ports[i].guest_port;
   };
+  // Inside a namespace the guest is at its own address (micro-VMs: behind a tap); a runtime's
+  // unparsable address is a bug, and loopback then fails visibly rather than reaching elsewhere.
+  asio::ip::address_v4 address = asio::ip::address_v4::loopback();
+  if (!e.netns.empty()) {
+    boost::system::error_code ec;
+    auto parsed = asio::ip::make_address_v4(e.guest_address, ec);
+    if (!ec)
+      address = parsed;
+    else
+      spdlog::error("guest {}: bad guest address \"{}\"", name, e.guest_address);
+  }
   for (size_t i = 0; i < e.proxies.size(); ++i) {
-    e.proxies[i]->SetBackend(net::Backend{
-        asio::ip::tcp::endpoint(asio::ip::address_v4::loopback(), backend_port(i)), e.netns});
+    e.proxies[i]->SetBackend(
+        net::Backend{asio::ip::tcp::endpoint(address, backend_port(i)), e.netns});
   }
   const HealthCheck& h = e.rec.spec.health;
   if (h.kind != HealthCheck::Kind::kNone) {
@@ -463,6 +479,7 @@ void GuestManager::AttachInstance(Entry& e) {
     health::ProbeTarget target;
     target.kind = h.kind == HealthCheck::Kind::kHttp ? health::ProbeTarget::Kind::kHttp
                                                      : health::ProbeTarget::Kind::kTcp;
+    target.host = address.to_string();
     target.port = backend;
     target.netns = e.netns;
     target.path = h.path;
@@ -727,8 +744,10 @@ void GuestManager::RunOnLoop(GuestSpec spec, std::function<void(Result<GuestReco
   }
   if (!runtime->Available()) {
     return reply(Unavailable("the " + std::string(RuntimeKindName(spec.runtime)) +
-                             " runtime is not reachable now (" + runtime->Describe() +
-                             "); is libvirtd running? start it with tools/libvirtd start"));
+                             " runtime is not reachable now (" + runtime->Describe() + ")" +
+                             (spec.runtime == RuntimeKind::kVm
+                                  ? "; is libvirtd running? start it with tools/libvirtd start"
+                                  : "")));
   }
   auto image = images_.Resolve(spec.image);
   if (!image) {

@@ -66,6 +66,9 @@ struct InstanceInfo {
   // guest listens on 127.0.0.1:<guest_port> itself (containers). The agent's proxy and health
   // probes connect from inside that namespace, so no bridge or address management is needed.
   std::filesystem::path netns;
+  // The guest's address inside `netns` (ignored when netns is empty): 127.0.0.1 for containers,
+  // which share the namespace's loopback; 172.16.0.2 for micro-VMs, behind the namespace's tap.
+  std::string guest_address = "127.0.0.1";
   BootMode boot = BootMode::kCold;    // how it actually started: kCold or kSnapshot
   std::chrono::milliseconds start_duration{0};
   std::string accelerator;            // "kvm" / "tcg" for VMs; empty otherwise
@@ -79,6 +82,7 @@ struct InstanceStatus {
   bool running = false;
   int pid = 0;
   std::filesystem::path netns;  // as in InstanceInfo
+  std::string guest_address = "127.0.0.1";  // as in InstanceInfo
 };
 
 struct RuntimeEvent {

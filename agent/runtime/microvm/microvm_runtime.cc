@@ -1,0 +1,826 @@
+#include "agent/runtime/microvm/microvm_runtime.h"
+
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
+#include <fstream>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "agent/runtime/microvm/control_client.h"
+#include "agent/runtime/microvm/guest_netns.h"
+#include "agent/runtime/microvm/vmm_command.h"
+#include "agent/runtime/oci/netns.h"
+#include "agent/runtime/oci/process.h"
+#include "agent/runtime/oci/run_record.h"
+
+extern char** environ;
+
+namespace phoenix::agent::microvm {
+
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+using std::chrono::milliseconds;
+using SteadyClock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr milliseconds kKillWait{10000};
+constexpr milliseconds kGoldenExitWait{60000};  // ready line (snapshot written) to clean exit
+constexpr size_t kMaxReadyLine = 4096;
+
+std::string Tail(const fs::path& path, size_t max) {
+  std::ifstream f(path, std::ios::binary);
+  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s.size() > max ? s.substr(s.size() - max) : s;
+}
+
+Result<void> MakeDir(const fs::path& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return Internal("creating " + dir.string() + ": " + ec.message());
+  return {};
+}
+
+// Waits until the pidfd's process exited; false on timeout.
+bool WaitExited(int pidfd, milliseconds timeout) {
+  const auto deadline = SteadyClock::now() + timeout;
+  for (;;) {
+    auto left = std::chrono::duration_cast<milliseconds>(deadline - SteadyClock::now());
+    pollfd pfd{pidfd, POLLIN, 0};
+    int n = ::poll(&pfd, 1, static_cast<int>(std::max<int64_t>(left.count(), 0)));
+    if (n > 0) return true;
+    if (n < 0 && errno == EINTR) continue;
+    return false;
+  }
+}
+
+// A spawned monitor before it is tracked: our child, with its pidfd and the read end of its ready
+// pipe.
+struct Spawned {
+  pid_t pid = 0;
+  UniqueFd pidfd;
+  UniqueFd ready;
+};
+
+// posix_spawn with stdin /dev/null, stdout+stderr appended to `log`, the tap on kTapFd and the
+// ready pipe's write end on kReadyFd; everything else we hold is O_CLOEXEC. Own session, so a
+// Ctrl-C of the agent's terminal never reaches the monitors (they outlive the agent).
+Result<Spawned> SpawnMonitor(const std::vector<std::string>& argv, int tap_fd,
+                             const fs::path& log) {
+  UniqueFd log_fd(::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640));
+  if (!log_fd) return ErrnoError("opening " + log.string());
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) return ErrnoError("ready pipe for phoenix-vmm");
+  UniqueFd ready_r(p[0]), ready_w(p[1]);
+  // Sources above the target numbers, so no dup2 of the file actions clobbers a later source.
+  UniqueFd src_log(::fcntl(log_fd.get(), F_DUPFD_CLOEXEC, 10));
+  UniqueFd src_tap(::fcntl(tap_fd, F_DUPFD_CLOEXEC, 10));
+  UniqueFd src_ready(::fcntl(ready_w.get(), F_DUPFD_CLOEXEC, 10));
+  if (!src_log || !src_tap || !src_ready) return ErrnoError("dup for phoenix-vmm");
+  ready_w.Reset();
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, src_log.get(), 1);
+  posix_spawn_file_actions_adddup2(&actions, src_log.get(), 2);
+  posix_spawn_file_actions_adddup2(&actions, src_tap.get(), kTapFd);
+  posix_spawn_file_actions_adddup2(&actions, src_ready.get(), kReadyFd);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  int rc = ::posix_spawn(&pid, argv[0].c_str(), &actions, &attr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) return ErrnoError("starting " + argv[0], rc);
+  Spawned s;
+  s.pid = pid;
+  s.ready = std::move(ready_r);
+  s.pidfd.Reset(oci::PidfdOpen(pid));
+  if (!s.pidfd) {
+    int err = errno;
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return ErrnoError("pidfd_open for phoenix-vmm", err);
+  }
+  return s;
+}
+
+// Kills and reaps a monitor that never became an instance.
+void Abandon(Spawned& s) {
+  if (s.pid <= 0) return;
+  oci::PidfdSendSignal(s.pidfd.get(), SIGKILL);
+  while (::waitpid(s.pid, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  s.pid = 0;
+}
+
+// Reads the monitor's one ready line; bounded by `timeout`. Errors when the monitor exits first
+// or says "error ...", naming the end of `log`.
+Result<ReadyLine> AwaitReady(Spawned& s, milliseconds timeout, const fs::path& log) {
+  const auto deadline = SteadyClock::now() + timeout;
+  std::string line;
+  bool exited = false;  // then only the pipe is polled: its EOF follows at once
+  for (;;) {
+    if (auto nl = line.find('\n'); nl != std::string::npos) {
+      return ParseReadyLine(std::string_view(line).substr(0, nl));
+    }
+    auto left = std::chrono::duration_cast<milliseconds>(deadline - SteadyClock::now());
+    if (left.count() <= 0) {
+      return MakeError(ErrorCode::kDeadlineExceeded,
+                       fmt::format("phoenix-vmm not ready within {} ms; its log: {}",
+                                   timeout.count(), Tail(log, 1500)));
+    }
+    pollfd fds[2] = {{s.ready.get(), POLLIN, 0}, {s.pidfd.get(), POLLIN, 0}};
+    int n = ::poll(fds, exited ? 1 : 2, static_cast<int>(left.count()));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError("poll on phoenix-vmm's ready pipe");
+    }
+    if (n == 0) continue;
+    if (fds[0].revents == 0) {
+      exited = exited || fds[1].revents != 0;
+      continue;
+    }
+    char buf[512];
+    ssize_t got = ::read(s.ready.get(), buf, sizeof buf);
+    if (got < 0 && errno == EINTR) continue;
+    if (got > 0) {
+      line.append(buf, static_cast<size_t>(got));
+      if (line.size() > kMaxReadyLine) return Internal("phoenix-vmm: ready line too long");
+      continue;
+    }
+    if (got < 0) return ErrnoError("reading phoenix-vmm's ready pipe");
+    break;  // EOF: the monitor closed it (exiting) without a complete line
+  }
+  if (!line.empty()) return ParseReadyLine(line);
+  std::string how = "exited";
+  int status = 0;
+  if (WaitExited(s.pidfd.get(), milliseconds(2000)) && ::waitpid(s.pid, &status, 0) == s.pid) {
+    how = oci::DescribeWaitStatus(status);
+    s.pid = 0;
+  }
+  return Internal(fmt::format("phoenix-vmm {} before it was ready: {}", how, Tail(log, 1500)));
+}
+
+}  // namespace
+
+// ---- detection ----
+
+Result<void> CheckKvm(const fs::path& device) {
+  int fd = ::open(device.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) {
+      return Unavailable(
+          fmt::format("no {}: micro-VMs need KVM (use runtime vm, which falls back "
+                      "to QEMU TCG)",
+                      device.string()));
+    }
+    return Unavailable(fmt::format("{} cannot be opened read-write ({}): micro-VMs need KVM",
+                                   device.string(), std::strerror(errno)));
+  }
+  int version = ::ioctl(fd, KVM_GET_API_VERSION, 0);
+  int err = errno;
+  ::close(fd);
+  if (version < 0) {
+    return Unavailable(
+        fmt::format("KVM_GET_API_VERSION on {}: {}", device.string(), std::strerror(err)));
+  }
+  if (version != KVM_API_VERSION) {
+    return Unavailable(fmt::format("{} reports KVM API version {}, phoenix-vmm needs {}",
+                                   device.string(), version, KVM_API_VERSION));
+  }
+  return {};
+}
+
+Result<fs::path> FindVmmBinary() {
+  std::vector<fs::path> tried;
+  if (const char* env = std::getenv("PHOENIX_VMM"); env != nullptr && *env != '\0') {
+    if (::access(env, X_OK) == 0) return fs::path(env);
+    return NotFound(fmt::format("PHOENIX_VMM={} is not an executable", env));
+  }
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    for (fs::path candidate :
+         {exe.parent_path() / "phoenix-vmm", exe.parent_path() / "vmm" / "cli" / "phoenix-vmm",
+          exe.parent_path().parent_path() / "agent" / "vmm" / "cli" / "phoenix-vmm"}) {
+      if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+      tried.push_back(candidate);
+    }
+  }
+  std::vector<std::string> names;
+  for (const fs::path& p : tried) names.push_back(p.string());
+  return NotFound(fmt::format("phoenix-vmm not found (looked at {}; set PHOENIX_VMM or --vmm)",
+                              fmt::join(names, ", ")));
+}
+
+namespace {
+
+// Everything Available() needs; the monitor's path.
+Result<fs::path> DetectMonitor(const MicroVmRuntimeOptions& options) {
+  if (options.state_dir.empty()) return Unavailable("no state directory configured");
+  PHX_TRY(CheckKvm(options.kvm_device));
+  if (::access("/dev/net/tun", R_OK | W_OK) != 0) {
+    return Unavailable(fmt::format("/dev/net/tun: {} (micro-VM networking needs the tun driver)",
+                                   std::strerror(errno)));
+  }
+  if (options.vmm_binary.empty()) return FindVmmBinary();
+  if (::access(options.vmm_binary.c_str(), X_OK) != 0) {
+    return NotFound(options.vmm_binary.string() + " is not an executable");
+  }
+  return options.vmm_binary;
+}
+
+}  // namespace
+
+// ---- shared state of watchers ----
+
+struct MicroVmRuntime::Shared {
+  std::mutex mu;
+  bool alive = true;
+  MicroVmRuntime* runtime = nullptr;
+  std::map<std::string, std::unique_ptr<asio::posix::stream_descriptor>> watchers;  // io thread
+};
+
+struct MicroVmRuntime::Tracked {
+  int pid = 0;
+  int pidfd = -1;         // owned; for signals and waits from worker threads
+  bool child = false;     // spawned by this agent process: reaped here with waitpid
+  bool stopping = false;  // under mu_
+  bool killed = false;    // under mu_
+  ~Tracked() {
+    if (pidfd >= 0) ::close(pidfd);
+  }
+};
+
+MicroVmRuntime::MicroVmRuntime(asio::io_context& io, MicroVmRuntimeOptions options)
+    : io_(io),
+      options_(std::move(options)),
+      layout_{options_.state_dir},
+      shared_(std::make_shared<Shared>()) {
+  shared_->runtime = this;
+  auto vmm = DetectMonitor(options_);
+  if (!vmm) {
+    description_ = "micro-VMs unavailable: " + vmm.error().message;
+    spdlog::warn("microvm runtime: {}", description_);
+    return;
+  }
+  vmm_ = *vmm;
+  description_ = fmt::format("phoenix-vmm on {} ({})", options_.kvm_device.string(), vmm_.string());
+  available_ = true;
+  spdlog::info("microvm runtime: {}", description_);
+}
+
+MicroVmRuntime::~MicroVmRuntime() {
+  std::lock_guard lock(shared_->mu);
+  shared_->alive = false;
+  shared_->watchers.clear();
+}
+
+void MicroVmRuntime::Watch(std::function<void(const RuntimeEvent&)> on_event) {
+  std::lock_guard lock(mu_);
+  on_event_ = std::move(on_event);
+}
+
+void MicroVmRuntime::Emit(const RuntimeEvent& event) {
+  std::function<void(const RuntimeEvent&)> sink;
+  {
+    std::lock_guard lock(mu_);
+    sink = on_event_;
+  }
+  if (sink) sink(event);
+}
+
+// ---- watching ----
+
+void MicroVmRuntime::WatchExit(const std::string& instance, const std::shared_ptr<Tracked>& tracked,
+                               int fd) {
+  asio::post(io_, [shared = shared_, instance, tracked, fd] {
+    std::lock_guard lock(shared->mu);
+    if (!shared->alive) {
+      ::close(fd);
+      return;
+    }
+    auto sd = std::make_unique<asio::posix::stream_descriptor>(shared->runtime->io_, fd);
+    sd->async_wait(asio::posix::stream_descriptor::wait_read,
+                   [shared, instance, tracked](const boost::system::error_code& ec) {
+                     if (ec) return;  // cancelled: the runtime is going away
+                     std::lock_guard lock(shared->mu);
+                     if (shared->alive) shared->runtime->OnExited(instance, tracked);
+                   });
+    shared->watchers[instance] = std::move(sd);
+  });
+}
+
+void MicroVmRuntime::OnExited(const std::string& instance,
+                              const std::shared_ptr<Tracked>& tracked) {
+  std::optional<int> status;
+  if (tracked->child) {
+    int ws = 0;
+    pid_t r;
+    while ((r = ::waitpid(tracked->pid, &ws, WNOHANG)) < 0 && errno == EINTR) {
+    }
+    if (r == tracked->pid) status = ws;
+  } else {
+    status = oci::ZombieWaitStatus(tracked->pid, tracked->pidfd);
+  }
+  bool stopping = false, killed = false;
+  {
+    std::lock_guard lock(mu_);
+    stopping = tracked->stopping;
+    killed = tracked->killed;
+    auto it = tracked_.find(instance);
+    if (it != tracked_.end() && it->second == tracked) tracked_.erase(it);
+  }
+  if (auto it = shared_->watchers.find(instance); it != shared_->watchers.end()) {
+    shared_->watchers.erase(it);
+  }
+  ExitVerdict v =
+      ClassifyMonitorExit(status, stopping, killed, Tail(layout_.VmmLog(instance), 300));
+  spdlog::info("microvm runtime: {} stopped: {}{}", instance, v.reason,
+               v.crashed ? " (crash)" : "");
+  Emit(RuntimeEvent{.kind = RuntimeEvent::Kind::kStopped,
+                    .instance = instance,
+                    .crashed = v.crashed,
+                    .reason = v.reason});
+}
+
+Result<std::shared_ptr<MicroVmRuntime::Tracked>> MicroVmRuntime::Adopt(
+    const InstanceRecord& record) {
+  std::shared_ptr<Tracked> t;
+  int watch_fd = -1;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = tracked_.find(record.instance); it != tracked_.end()) return it->second;
+    if (record.pid <= 0) return std::shared_ptr<Tracked>();
+    int pidfd = oci::PidfdOpen(record.pid);
+    if (pidfd < 0) {
+      if (errno == ESRCH) return std::shared_ptr<Tracked>();
+      return ErrnoError(fmt::format("pidfd_open({}) (monitor of {})", record.pid, record.instance));
+    }
+    std::ifstream f(fmt::format("/proc/{}/cmdline", record.pid), std::ios::binary);
+    std::string raw((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (oci::ProcessStartTime(record.pid) != record.start_time ||
+        !IsMonitorOf(SplitProcCmdline(raw), layout_.ControlSocket(record.instance))) {
+      ::close(pidfd);  // exited, or the pid now belongs to another process
+      return std::shared_ptr<Tracked>();
+    }
+    watch_fd = ::fcntl(pidfd, F_DUPFD_CLOEXEC, 0);
+    if (watch_fd < 0) {
+      auto e = ErrnoError("dup of the pidfd of " + record.instance);
+      ::close(pidfd);
+      return e;
+    }
+    t = std::make_shared<Tracked>();
+    t->pid = record.pid;
+    t->pidfd = pidfd;
+    tracked_[record.instance] = t;
+  }
+  spdlog::info("microvm runtime: watching {} (phoenix-vmm pid {})", record.instance, record.pid);
+  WatchExit(record.instance, t, watch_fd);
+  return t;
+}
+
+Result<std::shared_ptr<MicroVmRuntime::Tracked>> MicroVmRuntime::TrackedFor(
+    const std::string& instance) {
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = tracked_.find(instance); it != tracked_.end()) return it->second;
+  }
+  if (!ValidInstanceName(instance)) return NotFound("no instance " + instance);
+  auto record = ReadInstanceRecord(layout_.RecordFile(instance));
+  if (!record) {
+    if (record.error().code == ErrorCode::kNotFound) return NotFound("no instance " + instance);
+    return std::unexpected(record.error());
+  }
+  return Adopt(*record);
+}
+
+// ---- golden snapshots ----
+
+bool MicroVmRuntime::HasGolden(const ImageArtifacts& image, uint32_t vcpus,
+                               uint32_t memory_mib) const {
+  auto key = GoldenKey(image, vcpus, memory_mib);
+  std::error_code ec;
+  return key && fs::is_directory(layout_.GoldenDir(*key), ec);
+}
+
+Result<void> MicroVmRuntime::PrepareGolden(const ImageArtifacts& image, uint32_t vcpus,
+                                           uint32_t memory_mib) {
+  if (!available_) return Unavailable(description_);
+  auto key = GoldenKey(image, vcpus, memory_mib);
+  if (!key) return std::unexpected(key.error());
+  if (image.kernel.empty()) return FailedPrecondition("the image has no kernel for micro-VMs");
+  if (image.ready_marker.empty()) {
+    return FailedPrecondition("the image has no ready marker: a golden snapshot needs one");
+  }
+  std::shared_ptr<std::mutex> key_mu;
+  {
+    std::lock_guard lock(mu_);
+    auto& slot = golden_locks_[*key];
+    if (!slot) slot = std::make_shared<std::mutex>();
+    key_mu = slot;
+  }
+  // Concurrent first starts of one image wait here for the one boot.
+  std::lock_guard boot_lock(*key_mu);
+  std::error_code ec;
+  if (fs::is_directory(layout_.GoldenDir(*key), ec)) return {};
+  const auto started = SteadyClock::now();
+  auto r = BootGolden(image, vcpus, memory_mib, *key);
+  if (!r)
+    return std::unexpected(r.error().Wrap("preparing the golden snapshot of " + image.image_id));
+  spdlog::info("microvm runtime: golden snapshot {} ready in {} ms", *key,
+               std::chrono::duration_cast<milliseconds>(SteadyClock::now() - started).count());
+  return {};
+}
+
+Result<void> MicroVmRuntime::BootGolden(const ImageArtifacts& image, uint32_t vcpus,
+                                        uint32_t memory_mib, const std::string& key) {
+  const fs::path golden_root = layout_.state_dir / "golden";
+  PHX_TRY(MakeDir(golden_root));
+  {
+    // Leftovers of a boot that an agent crash interrupted (we hold the key's lock).
+    std::error_code ec;
+    for (fs::directory_iterator it(golden_root, ec), end; !ec && it != end; it.increment(ec)) {
+      if (layout_.IsGoldenTempOf(it->path(), key)) fs::remove_all(it->path(), ec);
+    }
+  }
+  uint64_t attempt = 0;
+  {
+    std::lock_guard lock(mu_);
+    attempt = ++golden_attempts_;
+  }
+  const fs::path temp = layout_.GoldenTemp(key, attempt);
+  const fs::path log = layout_.GoldenBootLog(key);
+  std::error_code ec;
+  fs::remove(log, ec);
+  if (!fs::create_directory(temp, ec) || ec) {
+    return Internal("creating " + temp.string() + ": " + (ec ? ec.message() : "exists"));
+  }
+  struct RemoveTemp {
+    fs::path dir;
+    ~RemoveTemp() {
+      std::error_code ec;
+      if (!dir.empty()) fs::remove_all(dir, ec);
+    }
+  } remove_temp{temp};
+
+  auto net = CreateGuestNetwork();
+  if (!net) return std::unexpected(net.error().Wrap("guest network of the golden boot"));
+  BootCommand cmd{.vmm = vmm_,
+                  .kernel = image.kernel,
+                  .initrd = image.initrd,
+                  .cmdline = GuestCmdline(image.cmdline),
+                  .memory_mib = memory_mib,
+                  .vcpus = vcpus,
+                  .ready_marker = image.ready_marker,
+                  .snapshot_to = temp,
+                  .console_log = log};
+  const fs::path vmm_log = fs::path(log.string() + ".vmm");
+  fs::remove(vmm_log, ec);
+  auto spawned = SpawnMonitor(BootArgv(cmd), net->tap.get(), vmm_log);
+  if (!spawned) return std::unexpected(spawned.error());
+  net->tap.Reset();  // the monitor has it now
+  auto ready = AwaitReady(*spawned, options_.golden_timeout, vmm_log);
+  if (!ready) {
+    Abandon(*spawned);
+    return std::unexpected(ready.error().Wrap("golden boot; console: " + Tail(log, 1000)));
+  }
+  if (!WaitExited(spawned->pidfd.get(), kGoldenExitWait)) {
+    Abandon(*spawned);
+    return Internal(fmt::format("phoenix-vmm did not exit within {} ms after its golden snapshot",
+                                kGoldenExitWait.count()));
+  }
+  int status = 0;
+  while (::waitpid(spawned->pid, &status, 0) < 0) {
+    if (errno != EINTR) return ErrnoError("waiting for the golden boot's phoenix-vmm");
+  }
+  spawned->pid = 0;
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return Internal(fmt::format("golden boot: phoenix-vmm {} after its snapshot: {}",
+                                oci::DescribeWaitStatus(status), Tail(vmm_log, 1000)));
+  }
+  if (fs::is_empty(temp, ec)) return Internal("golden boot: phoenix-vmm wrote no snapshot");
+  if (::rename(temp.c_str(), layout_.GoldenDir(key).c_str()) != 0) {
+    return ErrnoError("renaming " + temp.string() + " to " + layout_.GoldenDir(key).string());
+  }
+  remove_temp.dir.clear();
+  spdlog::info("microvm runtime: golden {}: ready marker after {} ms", key,
+               ready->marker_ms.value_or(0));
+  return {};
+}
+
+// ---- instances ----
+
+Result<void> MicroVmRuntime::Teardown(const std::string& instance) {
+  std::vector<std::string> problems;
+  auto tracked = TrackedFor(instance);
+  if (tracked && *tracked) {
+    std::shared_ptr<Tracked> t = *tracked;
+    {
+      std::lock_guard lock(mu_);
+      t->stopping = true;
+    }
+    if (oci::PidfdSendSignal(t->pidfd, SIGKILL) != 0 && errno != ESRCH) {
+      problems.push_back(
+          ErrnoError(fmt::format("SIGKILL to phoenix-vmm {}", t->pid)).error().message);
+    } else if (!WaitExited(t->pidfd, kKillWait)) {
+      problems.push_back(fmt::format("phoenix-vmm {} did not exit within {} ms of SIGKILL", t->pid,
+                                     kKillWait.count()));
+    }
+  } else if (!tracked && tracked.error().code != ErrorCode::kNotFound) {
+    problems.push_back(tracked.error().message);
+  }
+  fs::path netns = layout_.NetnsFile(instance);
+  if (auto record = ReadInstanceRecord(layout_.RecordFile(instance)); record) {
+    if (!record->netns.empty()) netns = record->netns;
+  }
+  if (auto r = oci::RemoveNetns(netns); !r) problems.push_back(r.error().message);
+  if (!problems.empty()) {
+    return Internal(fmt::format("cleaning up {}: {}", instance, fmt::join(problems, "; ")));
+  }
+  std::error_code ec;
+  fs::remove_all(layout_.RunDir(instance), ec);
+  if (ec) return Internal("removing " + layout_.RunDir(instance).string() + ": " + ec.message());
+  return {};
+}
+
+Result<InstanceInfo> MicroVmRuntime::Start(const InstanceSpec& spec) {
+  const auto started = SteadyClock::now();
+  if (!ValidInstanceName(spec.instance)) {
+    return InvalidArgument("instance",
+                           "must start with \"phx-\", use only [A-Za-z0-9._-] and be at most 64 "
+                           "characters");
+  }
+  if (spec.log_path.empty()) return InvalidArgument("log_path", "required");
+  if (spec.image.kernel.empty()) {
+    return FailedPrecondition("image " + spec.image.image_id + " has no kernel for micro-VMs");
+  }
+  if (!available_) return Unavailable(description_);
+  // sun_path holds 107 bytes.
+  if (layout_.ControlSocket(spec.instance).string().size() > 100) {
+    return InvalidArgument("instance", "control socket path too long: " +
+                                           layout_.ControlSocket(spec.instance).string());
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (tracked_.contains(spec.instance) || !starting_.insert(spec.instance).second) {
+      return AlreadyExists("instance " + spec.instance + " is already running or starting");
+    }
+  }
+  struct Unmark {
+    MicroVmRuntime* rt;
+    const std::string& name;
+    ~Unmark() {
+      std::lock_guard lock(rt->mu_);
+      rt->starting_.erase(name);
+    }
+  } unmark{this, spec.instance};
+
+  bool restore = false;
+  switch (spec.boot_mode) {
+    case BootMode::kCold:
+      break;
+    case BootMode::kAuto:
+      restore = HasGolden(spec.image, spec.vcpus, spec.memory_mib);
+      break;
+    case BootMode::kSnapshot:
+      PHX_TRY(PrepareGolden(spec.image, spec.vcpus, spec.memory_mib));
+      restore = true;
+      break;
+  }
+  std::string key;
+  if (restore) {
+    auto k = GoldenKey(spec.image, spec.vcpus, spec.memory_mib);
+    if (!k) return std::unexpected(k.error());
+    key = *k;
+  } else if (!fs::exists(spec.image.kernel)) {
+    return NotFound("kernel " + spec.image.kernel.string() + " does not exist");
+  }
+
+  const fs::path run_dir = layout_.RunDir(spec.instance);
+  InstanceRecord record{.instance = spec.instance,
+                        .guest_id = spec.guest_id,
+                        .netns = layout_.NetnsFile(spec.instance),
+                        .golden = key};
+  {
+    std::error_code ec;
+    if (fs::exists(run_dir, ec)) {
+      return AlreadyExists("instance " + spec.instance + " exists (destroy it first)");
+    }
+    if (fs::exists(fs::symlink_status(record.netns, ec))) {
+      return AlreadyExists("network namespace file " + record.netns.string() + " already exists");
+    }
+  }
+  PHX_TRY(MakeDir(layout_.state_dir / "run"));
+  PHX_TRY(MakeDir(layout_.state_dir / "netns"));
+  {
+    std::error_code ec;
+    if (!fs::create_directory(run_dir, ec) || ec) {
+      return Internal("creating " + run_dir.string() + ": " + (ec ? ec.message() : "exists"));
+    }
+    fs::permissions(run_dir, fs::perms::owner_all, ec);
+    if (spec.log_path.has_parent_path()) fs::create_directories(spec.log_path.parent_path(), ec);
+  }
+  std::optional<Spawned> spawned;
+  auto fail = [&](Error e) -> Result<InstanceInfo> {
+    if (spawned) Abandon(*spawned);
+    if (auto r = Teardown(spec.instance); !r) {
+      spdlog::error("microvm runtime: failed start of {} left something behind: {}", spec.instance,
+                    r.error().message);
+      e.message += " (cleanup: " + r.error().message + ")";
+    }
+    return std::unexpected(e.Wrap("starting " + spec.instance));
+  };
+  // Written first so that Destroy finds everything even if the agent dies half-way.
+  if (auto r = WriteInstanceRecord(layout_.RecordFile(spec.instance), record); !r) {
+    return fail(r.error());
+  }
+  auto net = CreateGuestNetwork(record.netns);
+  if (!net) return fail(net.error());
+
+  std::vector<std::string> argv;
+  if (restore) {
+    argv = RestoreArgv({.vmm = vmm_,
+                        .snapshot = layout_.GoldenDir(key),
+                        .control = layout_.ControlSocket(spec.instance),
+                        .console_log = spec.log_path});
+  } else {
+    argv = BootArgv({.vmm = vmm_,
+                     .kernel = spec.image.kernel,
+                     .initrd = spec.image.initrd,
+                     .cmdline = GuestCmdline(spec.image.cmdline),
+                     .memory_mib = spec.memory_mib,
+                     .vcpus = spec.vcpus,
+                     .ready_marker = spec.image.ready_marker,
+                     .control = layout_.ControlSocket(spec.instance),
+                     .console_log = spec.log_path});
+  }
+  auto s = SpawnMonitor(argv, net->tap.get(), layout_.VmmLog(spec.instance));
+  if (!s) return fail(s.error());
+  spawned = std::move(*s);
+  net->tap.Reset();
+  net->netns.Reset();  // the bind mount keeps the namespace
+  record.pid = spawned->pid;
+  record.start_time = oci::ProcessStartTime(spawned->pid);
+  if (auto r = WriteInstanceRecord(layout_.RecordFile(spec.instance), record); !r) {
+    return fail(r.error());
+  }
+  const milliseconds ready_timeout = restore ? options_.ready_timeout : options_.golden_timeout;
+  auto ready = AwaitReady(*spawned, ready_timeout, layout_.VmmLog(spec.instance));
+  if (!ready) {
+    return fail(ready.error().Wrap(fmt::format("console: {}", Tail(spec.log_path, 800))));
+  }
+
+  auto t = std::make_shared<Tracked>();
+  t->pid = spawned->pid;
+  t->pidfd = spawned->pidfd.Release();
+  t->child = true;
+  int watch_fd = ::fcntl(t->pidfd, F_DUPFD_CLOEXEC, 0);
+  if (watch_fd < 0) {
+    spawned->pidfd.Reset(t->pidfd);
+    t->pidfd = -1;
+    return fail(ErrnoError("dup of the monitor's pidfd").error());
+  }
+  {
+    std::lock_guard lock(mu_);
+    tracked_[spec.instance] = t;
+  }
+  spawned.reset();  // tracked now: the watcher reaps it
+  WatchExit(spec.instance, t, watch_fd);
+
+  InstanceInfo info;
+  info.instance = spec.instance;
+  info.pid = t->pid;
+  info.netns = record.netns;
+  info.guest_address = std::string(kGuestAddress);
+  info.boot = restore ? BootMode::kSnapshot : BootMode::kCold;
+  info.start_duration = std::chrono::duration_cast<milliseconds>(SteadyClock::now() - started);
+  info.accelerator = "kvm";
+  spdlog::info("microvm runtime: {} running (phoenix-vmm pid {}, {} in {} ms, monitor setup {} us)",
+               spec.instance, info.pid, restore ? "restored " + key : std::string("cold boot"),
+               info.start_duration.count(), ready->setup_us);
+  return info;
+}
+
+Result<void> MicroVmRuntime::Stop(const std::string& instance, milliseconds grace) {
+  auto tracked = TrackedFor(instance);
+  if (!tracked) return std::unexpected(tracked.error());
+  std::shared_ptr<Tracked> t = *tracked;
+  if (!t) return {};
+  {
+    std::lock_guard lock(mu_);
+    t->stopping = true;
+  }
+  const auto deadline = SteadyClock::now() + grace;
+  auto reply = ControlCall(layout_.ControlSocket(instance), "stop",
+                           std::min(grace, options_.control_timeout));
+  if (!reply) {
+    spdlog::warn("microvm runtime: {}: control stop: {}", instance, reply.error().message);
+  }
+  auto left = std::chrono::duration_cast<milliseconds>(deadline - SteadyClock::now());
+  if (WaitExited(t->pidfd, std::max(left, milliseconds(0)))) return {};
+  if (oci::PidfdSendSignal(t->pidfd, SIGTERM) != 0 && errno != ESRCH) {
+    return ErrnoError(fmt::format("SIGTERM to phoenix-vmm {} ({})", t->pid, instance));
+  }
+  if (WaitExited(t->pidfd, options_.term_wait)) return {};
+  if (oci::PidfdSendSignal(t->pidfd, SIGKILL) != 0 && errno != ESRCH) {
+    return ErrnoError(fmt::format("SIGKILL to phoenix-vmm {} ({})", t->pid, instance));
+  }
+  if (!WaitExited(t->pidfd, kKillWait)) {
+    return Internal(fmt::format("phoenix-vmm {} of {} did not exit within {} ms of SIGKILL", t->pid,
+                                instance, kKillWait.count()));
+  }
+  return {};
+}
+
+Result<void> MicroVmRuntime::Destroy(const std::string& instance) {
+  if (!ValidInstanceName(instance)) {
+    return InvalidArgument("instance", "not a Phoenix instance name");
+  }
+  return Teardown(instance);
+}
+
+Result<int> MicroVmRuntime::Kill(const std::string& instance) {
+  auto tracked = TrackedFor(instance);
+  if (!tracked) return std::unexpected(tracked.error());
+  std::shared_ptr<Tracked> t = *tracked;
+  if (!t) return NotFound("instance " + instance + " is not running");
+  {
+    std::lock_guard lock(mu_);
+    t->killed = true;
+  }
+  if (oci::PidfdSendSignal(t->pidfd, SIGKILL) != 0) {
+    int err = errno;
+    {
+      std::lock_guard lock(mu_);
+      t->killed = false;
+    }
+    if (err == ESRCH) return NotFound("instance " + instance + " is not running");
+    return ErrnoError(fmt::format("kill -9 {} (phoenix-vmm of {})", t->pid, instance), err);
+  }
+  return t->pid;
+}
+
+Result<std::vector<InstanceStatus>> MicroVmRuntime::List() {
+  std::vector<InstanceStatus> out;
+  std::error_code ec;
+  for (fs::directory_iterator it(layout_.state_dir / "run", ec), end; !ec && it != end;
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (!ValidInstanceName(name)) continue;
+    {
+      std::lock_guard lock(mu_);
+      if (starting_.contains(name)) continue;
+    }
+    InstanceStatus s{.instance = name, .netns = layout_.NetnsFile(name)};
+    s.guest_address = std::string(kGuestAddress);
+    auto record = ReadInstanceRecord(layout_.RecordFile(name));
+    if (!record) {
+      // Half-created: listed as not running so the agent destroys it.
+      spdlog::warn("microvm runtime: {}", record.error().message);
+      out.push_back(std::move(s));
+      continue;
+    }
+    s.guest_id = record->guest_id;
+    if (!record->netns.empty()) s.netns = record->netns;
+    auto tracked = Adopt(*record);
+    if (!tracked) return std::unexpected(tracked.error());
+    if (*tracked) {
+      s.running = true;
+      s.pid = (*tracked)->pid;
+      // The process is ours; whether its monitor still answers is worth a line in the log.
+      if (auto ping = ControlCall(layout_.ControlSocket(name), "ping", options_.control_timeout);
+          !ping) {
+        spdlog::warn("microvm runtime: {} (pid {}) does not answer ping: {}", name, s.pid,
+                     ping.error().message);
+      }
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+}  // namespace phoenix::agent::microvm

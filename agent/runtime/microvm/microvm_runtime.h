@@ -1,0 +1,126 @@
+// MicroVmRuntime: the Runtime that runs guests as micro-VMs, one `phoenix-vmm` process (Phoenix's
+// own monitor on raw KVM ioctls, agent/vmm/) per instance, restored from a golden memory snapshot
+// of the image in milliseconds.
+//
+// Golden snapshots: per (image id, memory size, vCPUs) on this host (run_layout.h for the files),
+// the image is booted once with `phoenix-vmm boot ... --ready-marker M --snapshot-to DIR
+// --exit-after-snapshot` inside a throwaway network namespace (guest_netns.h) into a temp dir that
+// is renamed into place when the monitor exited cleanly; concurrent first starts of one key wait
+// for that one boot. Every snapshot Start then spawns `phoenix-vmm restore` on it: the guest's
+// memory is mapped privately, so nothing a crashed instance wrote survives.
+//
+// Boot modes: kSnapshot restores (preparing the golden snapshot on first use); kAuto restores when
+// the golden snapshot exists, else cold-boots (the agent prepares it in the background); kCold
+// boots the kernel (`phoenix-vmm boot` with a control socket, ready at the image's marker).
+//
+// Instances: each has its own network namespace (bind-mounted on <state_dir>/netns/<instance>)
+// with tap0 = 172.16.0.1/30; the guest is 172.16.0.2 (InstanceInfo.guest_address) and the agent's
+// proxy and health probes connect to it from inside that namespace. The monitor runs in its own
+// session with the tap on fd 3 and a ready pipe on fd 4; Start returns once it wrote its ready
+// line. Stop: control `stop`, SIGTERM after the grace period, then SIGKILL.
+//
+// Watching: a pidfd on each monitor, registered on the io_context, emits exactly one kStopped when
+// it exits (ClassifyMonitorExit). Monitors outlive the agent; after an agent restart List re-adopts
+// them from their run dirs: the recorded pid must still be the same process (start time) and run
+// `--control <this instance's socket>` (/proc/<pid>/cmdline).
+//
+// Availability (decided once, in the constructor): /dev/kvm opens read-write with
+// KVM_GET_API_VERSION 12, /dev/net/tun exists and the phoenix-vmm executable is found (option,
+// $PHOENIX_VMM, next to the agent's executable, or in the build tree's agent/vmm/cli/). Describe()
+// says why not otherwise.
+//
+// Threading: see runtime.h. Events are emitted on the io_context thread. Destroy the runtime on the
+// io_context thread or after the io_context stopped running.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+
+#include "agent/runtime/microvm/run_layout.h"
+#include "agent/runtime/runtime.h"
+
+namespace phoenix::agent::microvm {
+
+struct MicroVmRuntimeOptions {
+  std::filesystem::path state_dir;   // golden/, run/, netns/ (run_layout.h)
+  std::filesystem::path vmm_binary;  // empty: detect (see above)
+  std::filesystem::path kvm_device = "/dev/kvm";
+  std::chrono::milliseconds golden_timeout{240000};  // golden boot to its snapshot
+  std::chrono::milliseconds ready_timeout{60000};    // restore / cold boot to the ready line
+  std::chrono::milliseconds control_timeout{2000};   // one control socket request
+  std::chrono::milliseconds term_wait{2000};         // after SIGTERM, before SIGKILL
+};
+
+// Whether `device` is a usable KVM: opens read-write and reports API version 12. The error says
+// why not in words for Describe() ("no /dev/kvm: micro-VMs need KVM").
+[[nodiscard]] Result<void> CheckKvm(const std::filesystem::path& device);
+
+// phoenix-vmm: $PHOENIX_VMM, else next to this executable, else <exe dir>/vmm/cli/ (build tree).
+// kNotFound naming where it looked.
+[[nodiscard]] Result<std::filesystem::path> FindVmmBinary();
+
+class MicroVmRuntime final : public Runtime {
+ public:
+  MicroVmRuntime(boost::asio::io_context& io, MicroVmRuntimeOptions options);
+  ~MicroVmRuntime() override;
+  MicroVmRuntime(const MicroVmRuntime&) = delete;
+  MicroVmRuntime& operator=(const MicroVmRuntime&) = delete;
+
+  RuntimeKind kind() const override { return RuntimeKind::kMicroVm; }
+  std::string Describe() const override { return description_; }
+  bool Available() const override { return available_; }
+  void Watch(std::function<void(const RuntimeEvent&)> on_event) override;
+
+  Result<InstanceInfo> Start(const InstanceSpec& spec) override;
+  Result<void> Stop(const std::string& instance, std::chrono::milliseconds grace) override;
+  Result<void> Destroy(const std::string& instance) override;
+  Result<int> Kill(const std::string& instance) override;
+  Result<std::vector<InstanceStatus>> List() override;
+  Result<void> PrepareGolden(const ImageArtifacts& image, uint32_t vcpus,
+                             uint32_t memory_mib) override;
+
+  const RunLayout& layout() const { return layout_; }
+  const std::filesystem::path& vmm_binary() const { return vmm_; }
+  bool HasGolden(const ImageArtifacts& image, uint32_t vcpus, uint32_t memory_mib) const;
+
+ private:
+  struct Shared;
+  struct Tracked;
+
+  Result<void> BootGolden(const ImageArtifacts& image, uint32_t vcpus, uint32_t memory_mib,
+                          const std::string& key);
+  // The tracked monitor of a running instance, adopting it when not yet tracked; nullptr when the
+  // instance exists but its monitor does not run.
+  Result<std::shared_ptr<Tracked>> TrackedFor(const std::string& instance);
+  // Watches the recorded monitor; nullptr when it is gone or the pid is someone else's now.
+  Result<std::shared_ptr<Tracked>> Adopt(const InstanceRecord& record);
+  void WatchExit(const std::string& instance, const std::shared_ptr<Tracked>& tracked, int fd);
+  void OnExited(const std::string& instance, const std::shared_ptr<Tracked>& tracked);
+  // Kills the monitor if it runs, removes the netns and the run dir. Idempotent.
+  Result<void> Teardown(const std::string& instance);
+  void Emit(const RuntimeEvent& event);
+
+  boost::asio::io_context& io_;
+  const MicroVmRuntimeOptions options_;
+  const RunLayout layout_;
+  std::shared_ptr<Shared> shared_;
+  // Set once in the constructor.
+  std::filesystem::path vmm_;
+  std::string description_;
+  bool available_ = false;
+
+  mutable std::mutex mu_;
+  std::function<void(const RuntimeEvent&)> on_event_;
+  std::map<std::string, std::shared_ptr<Tracked>> tracked_;  // running monitors being watched
+  std::set<std::string> starting_;
+  std::map<std::string, std::shared_ptr<std::mutex>> golden_locks_;  // per golden key
+  uint64_t golden_attempts_ = 0;
+};
+
+}  // namespace phoenix::agent::microvm
