@@ -11,21 +11,24 @@ namespace phoenix::vmm {
 Result<std::unique_ptr<Machine>> Machine::Boot(const BootConfig& config) {
   const auto start = MicroVm::Clock::now();
   auto fail = [](const Error& e) { return std::unexpected(Context("boot", e)); };
-  if (config.with_net) return Fail("boot: virtio-net is not wired into the machine yet");
   auto memory = GuestMemory::CreateAnonymous(config.memory_bytes);
   if (!memory) return fail(memory.error());
   MachineShape shape;
   shape.vcpus = config.vcpus;
   shape.memory_bytes = config.memory_bytes;
+  shape.has_net = config.with_net;
+  if (config.with_net) shape.mac = config.net.mac;
   auto vm = MicroVm::Create(shape, std::move(*memory), /*probe_msrs=*/true, start);
   if (!vm) return fail(vm.error());
-  if (auto r = AddStandardDevices(**vm, config.console); !r) return fail(r.error());
+  if (auto r = AddStandardDevices(**vm, config.console, config.net.tap_fd); !r)
+    return fail(r.error());
 
   LinuxBootRequest request;
   request.kernel_path = config.kernel_path;
   request.initrd_path = config.initrd_path;
   request.cmdline = config.cmdline;
   request.vcpus = config.vcpus;
+  request.virtio = StandardVirtioSlots(shape);
   auto entry = LoadLinux((*vm)->memory(), request);
   if (!entry) return fail(entry.error());
   if (auto r = (*vm)->SetBootState(); !r) return fail(r.error());

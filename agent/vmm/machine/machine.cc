@@ -16,15 +16,15 @@ Result<std::unique_ptr<Machine>> Machine::Restore(const RestoreConfig& config) {
   };
   auto state = ReadSnapshotState(config.snapshot_dir);
   if (!state) return fail(state.error());
-  if (state->shape.has_net)
-    return Fail("restore " + config.snapshot_dir +
-                ": the snapshot has virtio-net, which the machine does not wire yet");
+  if (state->shape.has_net && config.net.tap_fd < 0)
+    return Fail("restore " + config.snapshot_dir + ": the snapshot has virtio-net; pass a tap fd");
   auto memory = GuestMemory::MapPrivateFile(config.snapshot_dir + "/" + kMemoryFileName,
                                             state->shape.memory_bytes);
   if (!memory) return fail(memory.error());
   auto vm = MicroVm::Create(state->shape, std::move(*memory), /*probe_msrs=*/false, start);
   if (!vm) return fail(vm.error());
-  if (auto r = AddStandardDevices(**vm, config.console); !r) return fail(r.error());
+  if (auto r = AddStandardDevices(**vm, config.console, config.net.tap_fd); !r)
+    return fail(r.error());
   if (auto r = (*vm)->ApplyState(*state); !r) return fail(r.error());
   (*vm)->set_restored(true);
   return std::unique_ptr<Machine>(std::move(*vm));

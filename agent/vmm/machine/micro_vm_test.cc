@@ -3,6 +3,7 @@
 #include "agent/vmm/machine/micro_vm.h"
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -81,11 +82,13 @@ void EnterLongMode(MicroVm& vm, const std::vector<uint8_t>& code) {
   ASSERT_TRUE(bsp.SetRegs(regs));
 }
 
-std::unique_ptr<MicroVm> NewVm(uint32_t vcpus = 1) {
+std::unique_ptr<MicroVm> NewVm(uint32_t vcpus = 1, bool has_net = false) {
   auto mem = GuestMemory::CreateAnonymous(kMemory);
   if (!mem) return nullptr;
   MachineShape shape;
   shape.vcpus = vcpus;
+  shape.has_net = has_net;
+  shape.mac = {0x06, 0, 0xac, 0x10, 0, 0x09};
   shape.memory_bytes = kMemory;
   auto vm = MicroVm::Create(shape, std::move(*mem), true, MicroVm::Clock::now());
   EXPECT_TRUE(vm) << vm.error().message;
@@ -251,10 +254,12 @@ TEST(MicroVmTest, PauseHoldsTheGuestAndResumeContinues) {
 }
 
 // The snapshot tests use the standard machine (serial, i8042, CMOS), as Machine::Restore does.
-std::unique_ptr<MicroVm> StandardCounterVm(const std::string& snapshot_dir, uint64_t& at_snapshot) {
-  auto vm = NewVm();
+// With `tap_fd` >= 0 the machine also has virtio-net on it.
+std::unique_ptr<MicroVm> StandardCounterVm(const std::string& snapshot_dir, uint64_t& at_snapshot,
+                                           int tap_fd = -1) {
+  auto vm = NewVm(1, tap_fd >= 0);
   if (!vm) return nullptr;
-  EXPECT_TRUE(AddStandardDevices(*vm, nullptr));
+  EXPECT_TRUE(AddStandardDevices(*vm, nullptr, tap_fd));
   EnterLongMode(*vm, ReadGuest("counter_guest"));
   EXPECT_TRUE(vm->Start(nullptr));
   EXPECT_TRUE(WaitCounterAbove(*vm, 100000));
@@ -306,6 +311,40 @@ TEST(MicroVmTest, RestoredGuestKeepsCountingFromSnapshot) {
   EXPECT_EQ(Counter(*vm2), second_at);
   ASSERT_TRUE((*again)->Start(nullptr));
   ASSERT_TRUE(WaitCounterAbove(*vm2, second_at + 1000));
+}
+
+TEST(MicroVmTest, MachineWithNetRestoresOnlyWithATap) {
+  TempDir dir;
+  uint64_t at_snapshot = 0;
+  int fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds), 0);
+  ASSERT_TRUE(StandardCounterVm(dir.path(), at_snapshot, fds[0]));  // takes fds[0]
+  close(fds[1]);
+  auto state = ReadSnapshotState(dir.path());
+  ASSERT_TRUE(state) << state.error().message;
+  EXPECT_TRUE(state->shape.has_net);
+  EXPECT_EQ(state->shape.mac[5], 0x09);
+  bool has_virtio_state = false;
+  for (const auto& d : state->devices) has_virtio_state |= d.name == "virtio-net0";
+  EXPECT_TRUE(has_virtio_state);
+
+  RestoreConfig config;
+  config.snapshot_dir = dir.path();
+  auto refused = Machine::Restore(config);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("tap"), std::string::npos);
+
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds), 0);
+  config.net.tap_fd = fds[0];
+  auto restored = Machine::Restore(config);
+  ASSERT_TRUE(restored) << restored.error().message;
+  auto* vm = dynamic_cast<MicroVm*>(restored->get());
+  ASSERT_TRUE((*restored)->Start(nullptr));
+  ASSERT_TRUE(WaitCounterAbove(*vm, at_snapshot + 1000));
+  ASSERT_TRUE((*restored)->Pause());  // quiesces the net backend too
+  ASSERT_TRUE((*restored)->Resume());
+  restored->reset();
+  close(fds[1]);
 }
 
 TEST(MicroVmTest, CorruptSnapshotRefused) {

@@ -5,10 +5,17 @@
 #include "agent/vmm/devices/cmos.h"
 #include "agent/vmm/devices/i8042.h"
 #include "agent/vmm/devices/serial.h"
+#include "agent/vmm/devices/virtio/mmio.h"
+#include "agent/vmm/devices/virtio/net.h"
 
 namespace phoenix::vmm {
 
-Status AddStandardDevices(MicroVm& vm, ConsoleSink console) {
+std::vector<VirtioMmioSlot> StandardVirtioSlots(const MachineShape& shape) {
+  if (!shape.has_net) return {};
+  return {VirtioMmioSlot{kVirtioMmioBase, kVirtioMmioStride, kVirtioFirstGsi}};
+}
+
+Status AddStandardDevices(MicroVm& vm, ConsoleSink console, int tap_fd) {
   auto serial = std::make_shared<Serial8250>(vm.Interrupt(kSerialGsi), std::move(console));
   if (auto r = vm.io_bus().Insert(kSerialPort, 8, serial); !r) return r;
   if (auto r = vm.AddSnapshotDevice(serial); !r) return r;
@@ -20,7 +27,18 @@ Status AddStandardDevices(MicroVm& vm, ConsoleSink console) {
 
   auto cmos = std::make_shared<Cmos>(vm.memory().size());
   if (auto r = vm.io_bus().Insert(kCmosPort, 2, cmos); !r) return r;
-  return vm.AddSnapshotDevice(cmos);
+  if (auto r = vm.AddSnapshotDevice(cmos); !r) return r;
+
+  if (!vm.shape().has_net) return {};
+  if (tap_fd < 0) return Fail("the machine has virtio-net but no tap fd was given");
+  auto net = VirtioNet::Create(tap_fd, vm.shape().mac);
+  if (!net) return std::unexpected(net.error());
+  auto transport =
+      std::make_shared<VirtioMmio>("virtio-net0", *net, vm.memory(), vm.Interrupt(kVirtioFirstGsi));
+  if (auto r = vm.mmio_bus().Insert(kVirtioMmioBase, kVirtioMmioStride, transport); !r) return r;
+  if (auto r = vm.AddSnapshotDevice(transport); !r) return r;
+  vm.AddBackgroundWork(*net);
+  return {};
 }
 
 }  // namespace phoenix::vmm
