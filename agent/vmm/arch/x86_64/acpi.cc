@@ -4,6 +4,7 @@
 #include <string>
 
 #include "agent/vmm/arch/x86_64/aml.h"
+#include "agent/vmm/machine.h"
 
 namespace phoenix::vmm::x86 {
 namespace {
@@ -19,7 +20,8 @@ constexpr uint32_t kFadtHwReducedAcpi = 1u << 20;
 // IAPC_BOOT_ARCH: no VGA, no MSI (there is no PCI), ASPM not controllable. The 8042 bit stays
 // clear, so Linux does not probe a keyboard controller; its reboot path still writes 0xFE to 0x64.
 constexpr uint16_t kIapcBootArch = (1u << 2) | (1u << 3) | (1u << 4);
-constexpr uint32_t kMadtPcatCompat = 1;  // the in-kernel irqchip includes the dual 8259
+constexpr uint32_t kMadtPcatCompat = 1;
+constexpr uint16_t kSerialPort = 0x3f8;  // COM1  // the in-kernel irqchip includes the dual 8259
 
 void PutLe(std::vector<uint8_t>& bytes, size_t offset, uint64_t value, int size) {
   for (int i = 0; i < size; ++i) bytes[offset + i] = static_cast<uint8_t>(value >> (8 * i));
@@ -47,7 +49,7 @@ std::vector<uint8_t> Table(const char signature[5], uint8_t revision,
 }
 
 std::vector<uint8_t> Dsdt(const std::vector<VirtioMmioSlot>& virtio) {
-  return Table("DSDT", 2, VirtioDsdtBody(virtio));  // revision 2: 64-bit AML integers
+  return Table("DSDT", 2, DsdtBody(virtio));  // revision 2: 64-bit AML integers
 }
 
 std::vector<uint8_t> Fadt(uint64_t dsdt) {
@@ -116,21 +118,37 @@ uint8_t AcpiChecksum(const uint8_t* data, size_t length) {
   return sum;
 }
 
-std::vector<uint8_t> VirtioDsdtBody(const std::vector<VirtioMmioSlot>& virtio) {
-  aml::Bytes devices;
-  for (size_t i = 0; i < virtio.size(); ++i) {
-    const VirtioMmioSlot& slot = virtio[i];
-    aml::Bytes resources = aml::Memory32Fixed(true, static_cast<uint32_t>(slot.base),
-                                              static_cast<uint32_t>(slot.size));
-    const aml::Bytes interrupt = aml::ExtendedInterrupt(true, true, slot.gsi);
-    resources.insert(resources.end(), interrupt.begin(), interrupt.end());
+std::vector<uint8_t> VirtioMmioDeviceAml(size_t index, const VirtioMmioSlot& slot) {
+  aml::Bytes resources =
+      aml::Memory32Fixed(true, static_cast<uint32_t>(slot.base), static_cast<uint32_t>(slot.size));
+  const aml::Bytes interrupt = aml::ExtendedInterrupt(true, true, slot.gsi);
+  resources.insert(resources.end(), interrupt.begin(), interrupt.end());
 
-    aml::Bytes body = aml::Name("_HID", aml::String("LNRO0005"));
-    const aml::Bytes uid = aml::Name("_UID", aml::Integer(i));
-    const aml::Bytes crs = aml::Name("_CRS", aml::ResourceTemplate(resources));
-    body.insert(body.end(), uid.begin(), uid.end());
-    body.insert(body.end(), crs.begin(), crs.end());
-    const aml::Bytes device = aml::Device(DeviceName(i), body);
+  aml::Bytes body = aml::Name("_HID", aml::String("LNRO0005"));
+  const aml::Bytes uid = aml::Name("_UID", aml::Integer(index));
+  const aml::Bytes crs = aml::Name("_CRS", aml::ResourceTemplate(resources));
+  body.insert(body.end(), uid.begin(), uid.end());
+  body.insert(body.end(), crs.begin(), crs.end());
+  return aml::Device(DeviceName(index), body);
+}
+
+std::vector<uint8_t> SerialDeviceAml() {
+  aml::Bytes resources = aml::Io(kSerialPort, kSerialPort, 1, 8);
+  const aml::Bytes irq = aml::IrqNoFlags(static_cast<uint8_t>(kSerialGsi));
+  resources.insert(resources.end(), irq.begin(), irq.end());
+
+  aml::Bytes body = aml::Name("_HID", aml::EisaId("PNP0501"));
+  const aml::Bytes uid = aml::Name("_UID", aml::Integer(0));
+  const aml::Bytes crs = aml::Name("_CRS", aml::ResourceTemplate(resources));
+  body.insert(body.end(), uid.begin(), uid.end());
+  body.insert(body.end(), crs.begin(), crs.end());
+  return aml::Device("COM1", body);
+}
+
+std::vector<uint8_t> DsdtBody(const std::vector<VirtioMmioSlot>& virtio) {
+  aml::Bytes devices = SerialDeviceAml();
+  for (size_t i = 0; i < virtio.size(); ++i) {
+    const aml::Bytes device = VirtioMmioDeviceAml(i, virtio[i]);
     devices.insert(devices.end(), device.begin(), device.end());
   }
   return aml::Scope("\\_SB_", devices);

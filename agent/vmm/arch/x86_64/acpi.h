@@ -1,6 +1,6 @@
 // ACPI tables for a hardware-reduced micro-VM: RSDP v2 -> XSDT -> {FADT -> DSDT, MADT}. The DSDT
-// describes each virtio-mmio device as an "LNRO0005" device (the ACPI id Linux's virtio_mmio driver
-// matches), so a stock kernel finds them without command-line options.
+// describes the COM1 UART and each virtio-mmio device as an "LNRO0005" device (the ACPI id Linux's
+// virtio_mmio driver matches), so a stock kernel finds them without command-line options.
 //
 // Ownership: BuildAcpiTables returns the tables as one byte image the caller writes into guest
 // memory at `base`; every table's checksum is already computed for that address.
@@ -25,8 +25,15 @@ struct AcpiTables {
   std::vector<uint8_t> bytes;
 };
 
-// The DSDT's AML body (everything after the table header): Scope(\_SB) { Device(VRxx) ... }.
-std::vector<uint8_t> VirtioDsdtBody(const std::vector<VirtioMmioSlot>& virtio);
+// Device(VRxx) for virtio-mmio slot `index`: _HID "LNRO0005", _UID index, _CRS with the slot's
+// Memory32Fixed window and level/active-high Extended Interrupt.
+std::vector<uint8_t> VirtioMmioDeviceAml(size_t index, const VirtioMmioSlot& slot);
+// Device(COM1): _HID PNP0501, _CRS IO 0x3f8/8 and IRQ 4. On a hardware-reduced platform Linux
+// has no legacy PIC and sets up no ISA interrupts by itself: without this device the 8250 driver
+// would find no usable IRQ for ttyS0.
+std::vector<uint8_t> SerialDeviceAml();
+// The DSDT's AML body (everything after the table header): Scope(\_SB) { COM1, VR00, ... }.
+std::vector<uint8_t> DsdtBody(const std::vector<VirtioMmioSlot>& virtio);
 
 // `base` must be 16-byte aligned and below 4 GiB (the tables use 32-bit addresses where ACPI only
 // has those). Refuses more than 255 vCPUs (xAPIC ids) and slots outside 32-bit space.

@@ -18,6 +18,7 @@ constexpr uint8_t kDeviceOp = 0x82;
 constexpr uint8_t kRootChar = '\\';
 
 void Append(Bytes& out, std::span<const uint8_t> more) {
+  out.reserve(out.size() + more.size());
   out.insert(out.end(), more.begin(), more.end());
 }
 
@@ -80,9 +81,25 @@ Bytes Integer(uint64_t value) {
   return out;
 }
 
+Bytes EisaId(std::string_view id) {
+  // Three letters of 5 bits each ('A' = 1) and four hex digits, stored big-endian.
+  auto hex = [](char c) -> uint32_t { return c <= '9' ? c - '0' : c - 'A' + 10; };
+  uint32_t value = 0;
+  if (id.size() == 7) {
+    value = (uint32_t(id[0] - 0x40) << 26) | (uint32_t(id[1] - 0x40) << 21) |
+            (uint32_t(id[2] - 0x40) << 16) | (hex(id[3]) << 12) | (hex(id[4]) << 8) |
+            (hex(id[5]) << 4) | hex(id[6]);
+  }
+  Bytes out{kDWordPrefix};
+  AppendLe(out, __builtin_bswap32(value), 4);
+  return out;
+}
+
 Bytes String(std::string_view value) {
-  Bytes out{kStringPrefix};
-  out.insert(out.end(), value.begin(), value.end());
+  Bytes out;
+  out.reserve(value.size() + 2);
+  out.push_back(kStringPrefix);
+  for (char c : value) out.push_back(static_cast<uint8_t>(c));
   out.push_back(0);
   return out;
 }
@@ -119,6 +136,21 @@ Bytes Memory32Fixed(bool read_write, uint32_t base, uint32_t length) {
   Bytes out{0x86, 9, 0, static_cast<uint8_t>(read_write ? 1 : 0)};
   AppendLe(out, base, 4);
   AppendLe(out, length, 4);
+  return out;
+}
+
+Bytes Io(uint16_t min, uint16_t max, uint8_t alignment, uint8_t length) {
+  Bytes out{0x47, 0x01};  // small item 8, length 7; information: 16-bit decode
+  AppendLe(out, min, 2);
+  AppendLe(out, max, 2);
+  out.push_back(alignment);
+  out.push_back(length);
+  return out;
+}
+
+Bytes IrqNoFlags(uint8_t irq) {
+  Bytes out{0x22};  // small item 4, length 2: no information byte (edge, active high)
+  AppendLe(out, 1u << irq, 2);
   return out;
 }
 

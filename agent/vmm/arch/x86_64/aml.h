@@ -23,14 +23,20 @@ using Bytes = std::vector<uint8_t>;
 Bytes PkgLength(size_t payload);
 
 Bytes NameString(std::string_view name);
-Bytes Integer(uint64_t value);  // ZeroOp/OneOp/BytePrefix/WordPrefix/DWordPrefix/QWordPrefix
+Bytes Integer(uint64_t value);
+// EisaId("PNP0501"): the 32-bit compressed EISA id as a DWord integer.
+Bytes EisaId(std::string_view id);  // ZeroOp/OneOp/BytePrefix/WordPrefix/DWordPrefix/QWordPrefix
 Bytes String(std::string_view value);
 Bytes Buffer(std::span<const uint8_t> data);
 Bytes Name(std::string_view name, std::span<const uint8_t> value);  // Name(NAME, value)
 Bytes Scope(std::string_view name, std::span<const uint8_t> body);
 Bytes Device(std::string_view name, std::span<const uint8_t> body);
 
-// Resource descriptors (large items) for ResourceTemplate.
+// Resource descriptors for ResourceTemplate.
+// IO(Decode16, min, max, alignment, length).
+Bytes Io(uint16_t min, uint16_t max, uint8_t alignment, uint8_t length);
+// IRQNoFlags(){irq}: an ISA interrupt, edge-triggered, active high.
+Bytes IrqNoFlags(uint8_t irq);
 Bytes Memory32Fixed(bool read_write, uint32_t base, uint32_t length);
 // Interrupt(ResourceConsumer, Level|Edge, ActiveHigh|ActiveLow, Exclusive){gsi}.
 Bytes ExtendedInterrupt(bool level_triggered, bool active_high, uint32_t gsi);

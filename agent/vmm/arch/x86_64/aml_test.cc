@@ -9,6 +9,17 @@ namespace {
 
 using aml::Bytes;
 
+// Concatenation that reserves first (g++ 12 -O2 warns falsely about inserting into a vector built
+// from a short initializer list).
+Bytes Cat(std::initializer_list<const Bytes*> parts) {
+  size_t size = 0;
+  for (const Bytes* part : parts) size += part->size();
+  Bytes out;
+  out.reserve(size);
+  for (const Bytes* part : parts) out.insert(out.end(), part->begin(), part->end());
+  return out;
+}
+
 TEST(AmlTest, PkgLengthOneByteUpTo62PayloadBytes) {
   EXPECT_EQ(aml::PkgLength(0), (Bytes{0x01}));
   EXPECT_EQ(aml::PkgLength(10), (Bytes{0x0b}));
@@ -45,11 +56,11 @@ TEST(AmlTest, Integers) {
 TEST(AmlTest, NamesAndStrings) {
   EXPECT_EQ(aml::NameString("\\_SB"), (Bytes{'\\', '_', 'S', 'B', '_'}));
   EXPECT_EQ(aml::String("AB"), (Bytes{0x0d, 'A', 'B', 0}));
+  EXPECT_EQ(aml::EisaId("PNP0A03"), (Bytes{0x0c, 0x41, 0xd0, 0x0a, 0x03}));  // 0x030ad041
 }
 
-// The whole DSDT body for one slot, decoded by hand from the ACPI 6.5 AML grammar.
-TEST(AmlTest, VirtioDeviceDecodesAsExpected) {
-  const Bytes body = VirtioDsdtBody({{0xd0000000, 0x1000, 5}});
+// One virtio-mmio device, decoded by hand from the ACPI 6.5 AML grammar.
+Bytes ExpectedVirtioDevice() {
   const Bytes hid = {0x08, '_', 'H', 'I', 'D', 0x0d, 'L', 'N', 'R', 'O', '0', '0', '0', '5', 0};
   const Bytes uid = {0x08, '_', 'U', 'I', 'D', 0x00};
   const Bytes crs = {
@@ -61,21 +72,43 @@ TEST(AmlTest, VirtioDeviceDecodesAsExpected) {
       0x89, 0x06, 0x00, 0x01,        // Extended Interrupt, length 6, consumer|level|high|exclusive
       0x01, 0x05, 0x00, 0x00, 0x00,  // one interrupt: GSI 5
       0x79, 0x00};                   // End Tag
-  Bytes device_contents = {'V', 'R', '0', '0'};
-  device_contents.insert(device_contents.end(), hid.begin(), hid.end());
-  device_contents.insert(device_contents.end(), uid.begin(), uid.end());
-  device_contents.insert(device_contents.end(), crs.begin(), crs.end());
-  ASSERT_EQ(device_contents.size(), 4u + 15 + 6 + 32);  // 57: a 1-byte PkgLength (58)
-  Bytes device = {0x5b, 0x82, 58};
-  device.insert(device.end(), device_contents.begin(), device_contents.end());
-  // Scope(\_SB_): 5 name bytes + 60 device bytes = 65 payload -> 2-byte PkgLength 67 = 0x43.
-  Bytes expected = {0x10, 0x43, 0x04, '\\', '_', 'S', 'B', '_'};
-  expected.insert(expected.end(), device.begin(), device.end());
-  EXPECT_EQ(body, expected);
+  const Bytes name = {'V', 'R', '0', '0'};
+  const Bytes contents = Cat({&name, &hid, &uid, &crs});
+  EXPECT_EQ(contents.size(), 4u + 15 + 6 + 32);  // 57: a 1-byte PkgLength (58)
+  const Bytes head = {0x5b, 0x82, 58};
+  return Cat({&head, &contents});
+}
+
+Bytes ExpectedSerialDevice() {
+  return {0x5b, 0x82, 0x2b, 'C',  'O',  'M',  '1',                     // Device(COM1), PkgLength 43
+          0x08, '_',  'H',  'I',  'D',  0x0c, 0x41, 0xd0, 0x05, 0x01,  // EisaId("PNP0501")
+          0x08, '_',  'U',  'I',  'D',  0x00,                          // _UID 0
+          0x08, '_',  'C',  'R',  'S',  0x11, 0x10, 0x0a, 0x0d,        // Buffer of 13 bytes
+          0x47, 0x01, 0xf8, 0x03, 0xf8, 0x03, 0x01, 0x08,              // IO(Decode16, 0x3f8, 8)
+          0x22, 0x10, 0x00,                                            // IRQNoFlags(){4}
+          0x79, 0x00};
+}
+
+TEST(AmlTest, VirtioDeviceDecodesAsExpected) {
+  EXPECT_EQ(VirtioMmioDeviceAml(0, {0xd0000000, 0x1000, 5}), ExpectedVirtioDevice());
+}
+
+TEST(AmlTest, SerialDeviceDecodesAsExpected) {
+  EXPECT_EQ(SerialDeviceAml(), ExpectedSerialDevice());
+}
+
+TEST(AmlTest, DsdtBodyIsOneScopeWithSerialThenVirtioDevices) {
+  const Bytes body = DsdtBody({{0xd0000000, 0x1000, 5}});
+  // Scope(\_SB_): 5 name bytes + 45 + 60 device bytes = 110 payload -> 2-byte PkgLength 112 =
+  // 0x70: lead 0x40 | 0x0, then 0x07.
+  const Bytes scope = {0x10, 0x40, 0x07, '\\', '_', 'S', 'B', '_'};
+  const Bytes serial = ExpectedSerialDevice();
+  const Bytes virtio = ExpectedVirtioDevice();
+  EXPECT_EQ(body, Cat({&scope, &serial, &virtio}));
 }
 
 TEST(AmlTest, SecondDeviceGetsItsOwnNameUidAndGsi) {
-  const Bytes body = VirtioDsdtBody({{0xd0000000, 0x1000, 5}, {0xd0001000, 0x1000, 6}});
+  const Bytes body = DsdtBody({{0xd0000000, 0x1000, 5}, {0xd0001000, 0x1000, 6}});
   const Bytes second = {'V', 'R', '0', '1', 0x08, '_', 'H', 'I', 'D'};
   auto it = std::search(body.begin(), body.end(), second.begin(), second.end());
   ASSERT_NE(it, body.end());
