@@ -241,7 +241,8 @@ Examples:
       --exit-after-snapshot --ready-fd 3 3>ready.txt
   # (with networking, the caller opens a tap with TUNSETIFF and passes it: --tap-fd N)
 
-  # Start a clone from it with a control socket, then ask it for its figures:
+  # Start a clone from it with a control socket, then ask it for its figures (any Unix-socket
+  # client speaks the protocol, e.g. socat from Debian's socat package):
   phoenix-vmm restore --snapshot /var/lib/phoenix/golden/demo --control /run/vm1.sock &
   printf 'stats\n' | socat - UNIX-CONNECT:/run/vm1.sock
 
