@@ -226,8 +226,11 @@ Result<fs::path> FindVmmBinary() {
     for (fs::path candidate :
          {exe.parent_path() / "phoenix-vmm", exe.parent_path() / "vmm" / "cli" / "phoenix-vmm",
           exe.parent_path().parent_path() / "agent" / "vmm" / "cli" / "phoenix-vmm"}) {
+      candidate = candidate.lexically_normal();
       if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-      tried.push_back(candidate);
+      if (std::find(tried.begin(), tried.end(), candidate) == tried.end()) {
+        tried.push_back(candidate);
+      }
     }
   }
   std::vector<std::string> names;
