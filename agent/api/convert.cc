@@ -232,6 +232,21 @@ void GuestToProto(const GuestRecord& in, const std::string& node, v1::Guest* out
   out->set_last_boot_ms(in.last_boot_ms);
   out->set_instance(in.instance);
   out->set_accelerator(in.accelerator);
+  if (in.metrics) {
+    const GuestMetrics& m = *in.metrics;
+    v1::GuestMetrics* pm = out->mutable_metrics();
+    SetTime(m.sampled_at, pm->mutable_sampled_at());
+    pm->set_window_ms(m.window_ms);
+    pm->set_cpu_valid(m.cpu_valid);
+    pm->set_cpu_percent(m.cpu_percent);
+    pm->set_memory_bytes(m.memory_bytes);
+    pm->set_requests_valid(m.requests_valid);
+    pm->set_requests_per_second(m.requests_per_second);
+    pm->set_latency_p50_ms(m.latency_p50_ms);
+    pm->set_latency_p99_ms(m.latency_p99_ms);
+    pm->set_requests_total(m.requests_total);
+    pm->set_connection_errors_total(m.connection_errors_total);
+  }
 }
 
 void EventToProto(const EventRecord& in, v1::Event* out) {

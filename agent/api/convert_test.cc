@@ -85,5 +85,38 @@ TEST(ConvertTest, GuestCarriesEndpoints) {
   EXPECT_EQ(out.node(), "node-1");
 }
 
+TEST(ConvertTest, GuestWithoutSampleHasNoMetrics) {
+  GuestRecord rec;
+  v1::Guest out;
+  GuestToProto(rec, "node-1", &out);
+  EXPECT_FALSE(out.has_metrics());
+}
+
+TEST(ConvertTest, GuestCarriesMetricsWithValidityFlags) {
+  GuestRecord rec;
+  GuestMetrics m;
+  m.sampled_at = TimePoint(std::chrono::seconds(1'700'000'000));
+  m.window_ms = 1000;
+  m.cpu_valid = true;
+  m.cpu_percent = 42.5;
+  m.memory_bytes = 1 << 20;
+  m.requests_valid = false;  // no published port: never sent as a zero rate
+  m.requests_total = 7;
+  m.connection_errors_total = 2;
+  rec.metrics = m;
+  v1::Guest out;
+  GuestToProto(rec, "node-1", &out);
+  ASSERT_TRUE(out.has_metrics());
+  const v1::GuestMetrics& pm = out.metrics();
+  EXPECT_EQ(pm.sampled_at().seconds(), 1'700'000'000);
+  EXPECT_EQ(pm.window_ms(), 1000u);
+  EXPECT_TRUE(pm.cpu_valid());
+  EXPECT_DOUBLE_EQ(pm.cpu_percent(), 42.5);
+  EXPECT_EQ(pm.memory_bytes(), 1u << 20);
+  EXPECT_FALSE(pm.requests_valid());
+  EXPECT_EQ(pm.requests_total(), 7u);
+  EXPECT_EQ(pm.connection_errors_total(), 2u);
+}
+
 }  // namespace
 }  // namespace phoenix::agent::api

@@ -77,6 +77,23 @@ struct GuestSpec {
   bool operator==(const GuestSpec&) const = default;
 };
 
+// Load of a guest's current instance as the agent last sampled it (agent/metrics). A value whose
+// *_valid flag is false was not measured and must never be read as zero. Never persisted.
+struct GuestMetrics {
+  TimePoint sampled_at{};
+  uint32_t window_ms = 0;  // the rates are averages over this window
+  bool cpu_valid = false;
+  double cpu_percent = 0;       // of the allowance: 100 = spec.vcpus cores busy
+  uint64_t memory_bytes = 0;    // 0 = unknown
+  bool requests_valid = false;  // the guest has published ports the agent proxies
+  double requests_per_second = 0;
+  double latency_p50_ms = 0;  // over the window's requests; 0 when there were none
+  double latency_p99_ms = 0;
+  uint64_t requests_total = 0;           // since the instance started
+  uint64_t connection_errors_total = 0;  // since the instance started
+  bool operator==(const GuestMetrics&) const = default;
+};
+
 // What the agent persists about a guest. `desired_running` is the user's intent (run/start vs
 // stop); `state` is the agent's latest observation/decision.
 struct GuestRecord {
@@ -101,6 +118,9 @@ struct GuestRecord {
   TimePoint created_at{};
   TimePoint started_at{};
   TimePoint updated_at{};
+  // Latest sample of the current instance; nullopt until the first sample. Not persisted: the
+  // store ignores it, and a reloaded record starts without.
+  std::optional<GuestMetrics> metrics;
   bool operator==(const GuestRecord&) const = default;
 };
 

@@ -201,6 +201,7 @@ class Session : public std::enable_shared_from_this<Session> {
         Close();
         return;
       }
+      CountTurn(pipe);
       asio::async_write(pipe.to, asio::buffer(pipe.buffer.data(), n),
                         [this, self, &pipe](const error_code& write_ec, size_t written) {
                           if (phase_ == Phase::kClosed) {
@@ -214,6 +215,25 @@ class Session : public std::enable_shared_from_this<Session> {
                           Read(pipe);
                         });
     });
+  }
+
+  // Request accounting (see the header): client bytes open a turn unless one is open; the guest's
+  // first bytes after that answer it and close it.
+  void CountTurn(const Pipe& pipe) {
+    if (&pipe == &upstream_) {
+      if (!client_turn_) {
+        client_turn_ = true;
+        awaiting_reply_ = true;
+        request_started_ = std::chrono::steady_clock::now();
+        ++core_->stats().requests;
+      }
+      return;
+    }
+    if (awaiting_reply_) {
+      core_->stats().latency.Record(std::chrono::steady_clock::now() - request_started_);
+      awaiting_reply_ = false;
+    }
+    client_turn_ = false;
   }
 
   void Fail(const std::string& why) {
@@ -232,6 +252,9 @@ class Session : public std::enable_shared_from_this<Session> {
   Pipe downstream_;  // backend -> client
   Phase phase_ = Phase::kWaiting;
   int attempts_ = 0;
+  bool client_turn_ = false;     // the client has sent since the guest last replied
+  bool awaiting_reply_ = false;  // that turn's first reply byte has not arrived yet
+  std::chrono::steady_clock::time_point request_started_{};
 };
 
 void ProxyCore::Accept() {

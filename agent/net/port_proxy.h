@@ -15,6 +15,12 @@
 //    other) and one fixed 16 KiB buffer per direction: a slow reader stalls its writer (TCP
 //    backpressure) instead of growing a queue. A reset or error on either side closes both.
 //  - At most ProxyOptions::max_connections are open; further clients are closed on accept.
+//  - Requests are counted for the guest's metrics, cheaply, on the loop thread: a request is a
+//    client turn (the first bytes of a connection, or client bytes after the guest last replied);
+//    its latency runs from reading those bytes to reading the guest's first reply byte. Exact for
+//    HTTP/1.x without pipelining; a pipelined burst counts as one request. Time spent waiting for a
+//    backend is not in the latency (reading starts once connected); such waits that fail are in
+//    ProxyStats::failed.
 //  - Connections already forwarding keep their backend when SetBackend changes it; only new and
 //    still-waiting connections use the new one.
 //
@@ -34,6 +40,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include "agent/net/backend.h"
+#include "agent/net/latency_histogram.h"
 #include "proto/support/error.h"
 
 namespace phoenix::agent::net {
@@ -55,12 +62,14 @@ struct ProxyOptions {
 };
 
 struct ProxyStats {
-  uint64_t accepted = 0;   // client connections accepted since Listen
-  uint64_t active = 0;     // open now: waiting, connecting or forwarding
-  uint64_t failed = 0;     // closed without reaching a backend (none set in time, or unreachable)
-  uint64_t rejected = 0;   // closed on accept because max_connections were open
-  uint64_t bytes_in = 0;   // client -> backend, bytes delivered
-  uint64_t bytes_out = 0;  // backend -> client, bytes delivered
+  uint64_t accepted = 0;     // client connections accepted since Listen
+  uint64_t active = 0;       // open now: waiting, connecting or forwarding
+  uint64_t failed = 0;       // closed without reaching a backend (none set in time, or unreachable)
+  uint64_t rejected = 0;     // closed on accept because max_connections were open
+  uint64_t bytes_in = 0;     // client -> backend, bytes delivered
+  uint64_t bytes_out = 0;    // backend -> client, bytes delivered
+  uint64_t requests = 0;     // client turns forwarded (see the header comment)
+  LatencyHistogram latency;  // per request the guest answered: time to its first reply byte
 };
 
 class PortProxy {

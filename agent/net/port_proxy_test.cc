@@ -234,6 +234,89 @@ TEST(PortProxyTest, ForwardsMegabytesBothWaysAndHalfCloses) {
   EXPECT_EQ(stats.bytes_out, payload.size());
 }
 
+// Answers each read with "ok" after `delay`: a request/response server with a known latency.
+struct DelayedReplier : std::enable_shared_from_this<DelayedReplier> {
+  DelayedReplier(std::shared_ptr<tcp::socket> s, std::chrono::milliseconds d)
+      : socket(std::move(s)), timer(socket->get_executor()), delay(d) {}
+  void Next() {
+    socket->async_read_some(
+        asio::buffer(buffer), [self = shared_from_this()](const error_code& ec, size_t) {
+          if (ec) return;
+          self->timer.expires_after(self->delay);
+          self->timer.async_wait([self](const error_code& timer_ec) {
+            if (timer_ec) return;
+            asio::async_write(*self->socket, asio::buffer(std::string_view("ok")),
+                              [self](const error_code& write_ec, size_t) {
+                                if (!write_ec) self->Next();
+                              });
+          });
+        });
+  }
+  std::shared_ptr<tcp::socket> socket;
+  asio::steady_timer timer;
+  std::chrono::milliseconds delay;
+  std::array<char, 4096> buffer;
+};
+
+TestServer::Serve ReplyAfterDelay(std::chrono::milliseconds delay) {
+  return [delay](std::shared_ptr<tcp::socket> socket) {
+    std::make_shared<DelayedReplier>(std::move(socket), delay)->Next();
+  };
+}
+
+TEST(PortProxyTest, CountsClientTurnsAsRequestsAndTimesTheFirstReplyByte) {
+  asio::io_context io;
+  TestServer server(io, ReplyAfterDelay(30ms));
+  auto proxy = MustListen(io);
+  ASSERT_NE(proxy, nullptr);
+  proxy->SetBackend(server.endpoint());
+
+  Client client(io);
+  client.Connect(proxy->port());
+  ASSERT_TRUE(RunUntil(io, [&] { return client.connected; }));
+  // Three turns on one connection: each waits for the reply before the next request.
+  for (int i = 1; i <= 3; ++i) {
+    client.Write("GET / HTTP/1.1\r\n\r\n");
+    ASSERT_TRUE(RunUntil(io, [&] { return client.received.size() == 2u * i; }));
+  }
+  // A second connection with one turn.
+  Client other(io);
+  other.Connect(proxy->port());
+  ASSERT_TRUE(RunUntil(io, [&] { return other.connected; }));
+  other.Write("GET / HTTP/1.1\r\n\r\n");
+  ASSERT_TRUE(RunUntil(io, [&] { return other.received == "ok"; }));
+
+  ProxyStats stats = proxy->stats();
+  EXPECT_EQ(stats.requests, 4u);
+  EXPECT_EQ(stats.latency.count(), 4u);
+  auto p50 = stats.latency.QuantileMs(0.5);
+  ASSERT_TRUE(p50.has_value());
+  // At least the server's delay; well under a second on loopback (one bucket is <= 20 % wide).
+  EXPECT_GE(*p50, 30.0 * 0.8);
+  EXPECT_LT(*p50, 1000.0);
+  EXPECT_GE(stats.latency.max(), 30ms);
+}
+
+TEST(PortProxyTest, ARequestWithoutReplyIsCountedButNotTimed) {
+  asio::io_context io;
+  std::vector<std::shared_ptr<tcp::socket>> held;  // destroyed before `io`
+  // Never answers; keeps the connection open for the test's duration.
+  TestServer server(io, [&held](std::shared_ptr<tcp::socket> socket) { held.push_back(socket); });
+  auto proxy = MustListen(io);
+  ASSERT_NE(proxy, nullptr);
+  proxy->SetBackend(server.endpoint());
+
+  Client client(io);
+  client.Connect(proxy->port());
+  ASSERT_TRUE(RunUntil(io, [&] { return client.connected; }));
+  client.Write("GET / HTTP/1.1\r\n\r\n");
+  ASSERT_TRUE(RunUntil(io, [&] { return proxy->stats().requests == 1; }));
+  client.Write("more bytes of the same turn");
+  ASSERT_TRUE(RunUntil(io, [&] { return proxy->stats().bytes_in == 45; }));
+  EXPECT_EQ(proxy->stats().requests, 1u);  // still the same client turn
+  EXPECT_EQ(proxy->stats().latency.count(), 0u);
+}
+
 TEST(PortProxyTest, ClientHalfCloseStillGetsTheResponse) {
   asio::io_context io;
   TestServer server(io, ReplyAfterEof("A"));

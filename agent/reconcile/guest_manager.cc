@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "agent/health/health_monitor.h"
+#include "agent/metrics/guest_sampler.h"
 #include "agent/net/port_allocator.h"
 #include "agent/net/port_proxy.h"
 
@@ -19,7 +20,8 @@ namespace asio = boost::asio;
 using std::chrono::milliseconds;
 
 struct GuestManager::Entry {
-  explicit Entry(asio::io_context& loop) : restart_timer(loop), stable_timer(loop) {}
+  Entry(asio::io_context& loop, metrics::UsageReader& usage)
+      : restart_timer(loop), stable_timer(loop), sampler(usage) {}
 
   GuestRecord rec;
   ImageArtifacts image;
@@ -41,6 +43,8 @@ struct GuestManager::Entry {
   milliseconds stop_grace{10000};
   std::vector<Reply> stop_waiters;
   std::vector<std::function<void(Result<void>)>> delete_waiters;
+  int pid = 0;  // the current instance's hypervisor / container init process; 0 = unknown
+  metrics::GuestSampler sampler;
 };
 
 namespace {
@@ -70,7 +74,13 @@ GuestManager::GuestManager(asio::io_context& loop, asio::thread_pool& pool, Agen
       images_(images),
       runtimes_(std::move(runtimes)),
       hub_(hub),
-      options_(std::move(options)) {
+      options_(std::move(options)),
+      usage_reader_(options_.usage_reader),
+      metrics_timer_(loop) {
+  if (usage_reader_ == nullptr) {
+    own_usage_reader_ = std::make_unique<metrics::ProcUsageReader>();
+    usage_reader_ = own_usage_reader_.get();
+  }
   for (auto& [kind, runtime] : runtimes_) {
     runtime->Watch([this, r = runtime](const RuntimeEvent& event) { OnRuntimeEvent(r, event); });
   }
@@ -182,7 +192,7 @@ Result<void> GuestManager::Recover() {
   AdoptionPlan plan = PlanAdoption(decidable, instances);
 
   for (GuestRecord& rec : *records) {
-    auto e = std::make_unique<Entry>(loop_);
+    auto e = std::make_unique<Entry>(loop_, *usage_reader_);
     e->rec = std::move(rec);
     auto image = images_.Resolve(e->rec.image_id);
     if (!image) {
@@ -213,6 +223,7 @@ Result<void> GuestManager::Recover() {
     if (!e->awaiting_runtime) AdoptOrReset(*e, adopt, instances);
   }
   for (auto& [name, e] : guests_) Reconcile(*e);
+  ScheduleMetrics();
   spdlog::info("recovered {} guests: {} adopted, {} to restart, {} leftovers removed",
                guests_.size(), plan.adopt.size(), plan.restart.size(), plan.destroy.size());
   return {};
@@ -227,6 +238,9 @@ void GuestManager::AdoptOrReset(Entry& e, const std::set<std::string>& adopt,
         e.netns = i.netns;
         e.guest_address = i.guest_address;
       }
+    }
+    for (const InstanceStatus& i : instances) {
+      if (i.instance == e.rec.instance) e.pid = i.pid;
     }
     e.rec.state = GuestState::kRunning;
     e.rec.healthy = false;
@@ -433,6 +447,7 @@ void GuestManager::OnStarted(const std::string& name, const std::string& instanc
   e.rec.last_boot = r->boot;
   e.rec.last_boot_ms = static_cast<uint32_t>(r->start_duration.count());
   e.rec.accelerator = r->accelerator;
+  e.pid = r->pid;
   e.netns = r->netns;
   e.guest_address = r->guest_address;
   Persist(e);
@@ -517,6 +532,9 @@ void GuestManager::DetachInstance(Entry& e) {
   }
   e.stable_timer.cancel();
   e.rec.healthy = false;
+  e.pid = 0;
+  e.sampler.Reset();
+  e.rec.metrics.reset();
 }
 
 void GuestManager::OnHealth(const std::string& name, const std::string& instance, bool healthy,
@@ -772,7 +790,7 @@ void GuestManager::RunOnLoop(GuestSpec spec, std::function<void(Result<GuestReco
                   "spec.memory_mib"));
   }
 
-  auto e = std::make_unique<Entry>(loop_);
+  auto e = std::make_unique<Entry>(loop_, *usage_reader_);
   e->rec.id = NewGuestId();
   e->rec.spec = std::move(spec);
   e->rec.image_id = image->id;
@@ -880,6 +898,50 @@ Result<std::filesystem::path> GuestManager::LogPath(const std::string& name) {
 NodeResources GuestManager::Allocated() {
   auto r = CallOnLoop<NodeResources>([this](auto reply) { reply(AllocatedOnLoop()); });
   return r ? *r : NodeResources{};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics
+
+void GuestManager::ScheduleMetrics() {
+  if (options_.metrics_interval.count() <= 0) return;
+  metrics_timer_.expires_after(options_.metrics_interval);
+  metrics_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;  // cancelled: the manager may be gone
+    SampleMetrics();
+    ScheduleMetrics();
+  });
+}
+
+void GuestManager::SampleMetrics() {
+  const auto now = std::chrono::steady_clock::now();
+  const TimePoint wall_now = Clock::now();
+  for (auto& [name, e] : guests_) {
+    if (e->deleting || e->rec.state != GuestState::kRunning || e->rec.instance.empty()) {
+      e->sampler.Reset();
+      e->rec.metrics.reset();
+      continue;
+    }
+    metrics::SampleInput in;
+    in.instance = e->rec.instance;
+    // A container is every process in its cgroup; a VM or micro-VM is its hypervisor process.
+    in.source.kind = e->rec.spec.runtime == RuntimeKind::kContainer
+                         ? metrics::UsageSource::Kind::kCgroup
+                         : metrics::UsageSource::Kind::kProcess;
+    in.source.pid = e->pid;
+    in.vcpus = e->rec.spec.vcpus;
+    if (!e->proxies.empty()) {
+      metrics::RequestCounters counters;
+      for (const auto& proxy : e->proxies) {
+        const net::ProxyStats stats = proxy->stats();
+        counters.requests += stats.requests;
+        counters.connection_errors += stats.failed;
+        counters.latency.Add(stats.latency);
+      }
+      in.requests = std::move(counters);
+    }
+    e->rec.metrics = e->sampler.Sample(in, now, wall_now);
+  }
 }
 
 NodeResources GuestManager::AllocatedOnLoop() const {

@@ -8,6 +8,9 @@
 // is persisted *before* the runtime is asked to start it, which is what lets a restarted agent tell
 // its own running instance from a leftover (see PlanAdoption) and never run a guest twice.
 //
+// Metrics: once per Options::metrics_interval the loop samples every running guest's CPU, memory
+// and proxy request counters (agent/metrics) into GuestRecord::metrics, which Get/List return.
+//
 // Threading: all state lives on the agent's event loop (the io_context). Blocking runtime calls run
 // on the worker pool and post their completions back to the loop. The public methods are the
 // bridge for gRPC threads: they post to the loop and block the *calling* thread until the loop has
@@ -30,6 +33,7 @@
 #include "agent/guest/event.h"
 #include "agent/guest/guest.h"
 #include "agent/image/image_store.h"
+#include "agent/metrics/usage_reader.h"
 #include "agent/reconcile/decisions.h"
 #include "proto/support/event_hub.h"
 #include "agent/runtime/runtime.h"
@@ -61,6 +65,10 @@ class GuestManager {
     // How long a blocking API call waits for the loop before giving up (the loop is never busy
     // that long unless something is badly wrong).
     std::chrono::milliseconds call_timeout{std::chrono::minutes(10)};
+    // How often guests' metrics are sampled; 0 = never (GuestRecord::metrics stays empty).
+    std::chrono::milliseconds metrics_interval{1000};
+    // Where CPU and memory come from; nullptr = the host's /proc and /sys/fs/cgroup.
+    metrics::UsageReader* usage_reader = nullptr;
   };
 
   GuestManager(boost::asio::io_context& loop, boost::asio::thread_pool& pool, AgentStore& store,
@@ -126,6 +134,8 @@ class GuestManager {
   InstanceSpec MakeInstanceSpec(const Entry& e) const;
   Runtime* RuntimeFor(RuntimeKind kind) const;
   NodeResources AllocatedOnLoop() const;
+  void ScheduleMetrics();
+  void SampleMetrics();
 
   boost::asio::io_context& loop_;
   boost::asio::thread_pool& pool_;
@@ -137,6 +147,9 @@ class GuestManager {
 
   std::map<std::string, std::unique_ptr<Entry>> guests_;  // by name; loop thread only
   std::set<std::string> golden_in_flight_;                // loop thread only
+  std::unique_ptr<metrics::UsageReader> own_usage_reader_;  // when Options gave none
+  metrics::UsageReader* usage_reader_;
+  boost::asio::steady_timer metrics_timer_;
 };
 
 }  // namespace phoenix::agent

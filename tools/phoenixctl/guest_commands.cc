@@ -1,6 +1,7 @@
 #include "tools/phoenixctl/guest_commands.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <optional>
 
@@ -543,6 +544,38 @@ void RenderGuestTable(std::span<const v1::Guest> guests, std::chrono::system_clo
   table.Render(out);
 }
 
+std::vector<std::pair<std::string, std::string>> MetricsRows(const v1::GuestMetrics& m,
+                                                             uint32_t vcpus) {
+  auto fixed = [](double v, int decimals) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+    return std::string(buf);
+  };
+  if (vcpus == 0) vcpus = 1;
+  std::vector<std::pair<std::string, std::string>> rows;
+  const std::string window =
+      m.window_ms() == 0 ? "" : " (over " + fixed(m.window_ms() / 1000.0, 1) + " s)";
+  rows.emplace_back("CPU", m.cpu_valid()
+                               ? fixed(m.cpu_percent(), 1) + "% of " + std::to_string(vcpus) +
+                                     " vCPU" + (vcpus == 1 ? "" : "s") + window
+                               : "not measured");
+  rows.emplace_back("Memory used", m.memory_bytes() == 0
+                                       ? "not measured"
+                                       : fixed(m.memory_bytes() / 1048576.0, 1) + " MiB");
+  if (m.requests_valid()) {
+    rows.emplace_back("Requests", fixed(m.requests_per_second(), 1) + "/s" + window + ", " +
+                                      std::to_string(m.requests_total()) + " since start, " +
+                                      std::to_string(m.connection_errors_total()) +
+                                      " connection errors");
+    rows.emplace_back("Latency", "p50 " + fixed(m.latency_p50_ms(), 2) + " ms, p99 " +
+                                     fixed(m.latency_p99_ms(), 2) +
+                                     " ms (to the first reply byte)");
+  } else {
+    rows.emplace_back("Requests", "not measured (no published port, or no sample yet)");
+  }
+  return rows;
+}
+
 void RenderGuestDetail(const v1::Guest& guest, std::ostream& out) {
   const v1::GuestSpec& spec = guest.spec();
   std::vector<std::pair<std::string, std::string>> rows;
@@ -592,6 +625,11 @@ void RenderGuestDetail(const v1::Guest& guest, std::ostream& out) {
   add("Boot", boot);
   add("Instance", guest.instance());
   add("Node", guest.node());
+  if (guest.has_metrics()) {
+    for (auto& [key, value] : MetricsRows(guest.metrics(), spec.vcpus())) add(key, value);
+  } else if (guest.state() == v1::GUEST_STATE_RUNNING) {
+    add("Load", "not sampled yet");
+  }
   if (!spec.command().empty()) {
     std::string command;
     for (const std::string& word : spec.command()) command += (command.empty() ? "" : " ") + word;

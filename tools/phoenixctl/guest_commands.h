@@ -78,6 +78,11 @@ void RenderGuestTable(std::span<const v1::Guest> guests, std::chrono::system_clo
                       std::ostream& out);
 // One "Key: value" line per fact, for `guest show` and `guest run`.
 void RenderGuestDetail(const v1::Guest& guest, std::ostream& out);
+// The load rows of `guest show` ("CPU", "Memory used", "Requests", "Latency"), also for other
+// commands that print a guest's GuestMetrics. A measurement whose *_valid flag is false prints as
+// "not measured", never as 0. `vcpus` is the guest's allowance (0 = the default 1).
+std::vector<std::pair<std::string, std::string>> MetricsRows(const v1::GuestMetrics& metrics,
+                                                             uint32_t vcpus);
 // "healthy", "unhealthy" or "-" (not running, or no health check).
 std::string HealthColumn(const v1::Guest& guest);
 

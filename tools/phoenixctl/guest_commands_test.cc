@@ -259,6 +259,43 @@ TEST(GuestShowTest, PrintsDetailsOrNotFound) {
   EXPECT_EQ(missing.err, "error: guest nope not found (NOT_FOUND)\n");
 }
 
+TEST(GuestShowTest, PrintsMetricsAndNeverShowsMissingAsZero) {
+  FakeAgent agent;
+  v1::Guest web = MakeGuest("web", v1::GUEST_STATE_RUNNING, true, 8080);
+  web.mutable_spec()->set_vcpus(2);
+  v1::GuestMetrics* m = web.mutable_metrics();
+  m->set_window_ms(1000);
+  m->set_cpu_valid(true);
+  m->set_cpu_percent(37.25);
+  m->set_memory_bytes(48 * 1048576);
+  m->set_requests_valid(true);
+  m->set_requests_per_second(123.4);
+  m->set_latency_p50_ms(1.5);
+  m->set_latency_p99_ms(9.75);
+  m->set_requests_total(5678);
+  m->set_connection_errors_total(2);
+  agent.AddGuest(web);
+  v1::Guest idle = MakeGuest("idle", v1::GUEST_STATE_RUNNING, true, 8081);
+  idle.mutable_metrics()->set_cpu_valid(false);  // first sample: no window yet
+  agent.AddGuest(idle);
+
+  auto result = RunCli(RunGuestGroup, agent.endpoint(), {"show", "web"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_THAT(result.out, HasSubstr("CPU:            37.2% of 2 vCPUs (over 1.0 s)\n"));
+  EXPECT_THAT(result.out, HasSubstr("Memory used:    48.0 MiB\n"));
+  EXPECT_THAT(result.out,
+              HasSubstr("Requests:       123.4/s (over 1.0 s), 5678 since start, 2 connection "
+                        "errors\n"));
+  EXPECT_THAT(result.out,
+              HasSubstr("Latency:        p50 1.50 ms, p99 9.75 ms (to the first reply byte)\n"));
+
+  auto first = RunCli(RunGuestGroup, agent.endpoint(), {"show", "idle"});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_THAT(first.out, HasSubstr("CPU:            not measured\n"));
+  EXPECT_THAT(first.out, HasSubstr("Memory used:    not measured\n"));
+  EXPECT_THAT(first.out, HasSubstr("Requests:       not measured"));
+}
+
 TEST(GuestCommandsTest, StartStopRmKillAndLogs) {
   FakeAgent agent;
   agent.AddGuest(MakeGuest("web", v1::GUEST_STATE_RUNNING, true, 8080));
