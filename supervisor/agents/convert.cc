@@ -86,6 +86,23 @@ ReportedGuest GuestFromProto(const v1::Guest& in, TimePoint now) {
     out.observed.endpoints.push_back(EndpointString(endpoint));
   }
   out.observed.reported_at = now;
+  if (in.has_metrics()) {
+    const v1::GuestMetrics& m = in.metrics();
+    GuestMetrics& g = out.observed.metrics.emplace();
+    g.sampled_at = TimePoint(std::chrono::duration_cast<Clock::duration>(
+        std::chrono::seconds(m.sampled_at().seconds()) +
+        std::chrono::nanoseconds(m.sampled_at().nanos())));
+    g.window_ms = m.window_ms();
+    g.cpu_valid = m.cpu_valid();
+    g.cpu_percent = m.cpu_percent();
+    g.memory_bytes = m.memory_bytes();
+    g.requests_valid = m.requests_valid();
+    g.requests_per_second = m.requests_per_second();
+    g.latency_p50_ms = m.latency_p50_ms();
+    g.latency_p99_ms = m.latency_p99_ms();
+    g.requests_total = m.requests_total();
+    g.connection_errors_total = m.connection_errors_total();
+  }
   return out;
 }
 

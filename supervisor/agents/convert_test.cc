@@ -81,6 +81,40 @@ TEST(AgentLinkConvertTest, StatusBecomesReportWithRenderedEndpoints) {
   EXPECT_EQ(out.observed.reported_at, now);
 }
 
+TEST(AgentLinkConvertTest, GuestMetricsAreCopiedAndAbsentStaysAbsent) {
+  const TimePoint now = Clock::now();
+  v1::Guest guest;
+  guest.mutable_spec()->set_name("web-0-1");
+  EXPECT_FALSE(GuestFromProto(guest, now).observed.metrics.has_value());
+
+  v1::GuestMetrics* m = guest.mutable_metrics();
+  m->mutable_sampled_at()->set_seconds(1'800'000'000);
+  m->mutable_sampled_at()->set_nanos(250'000'000);
+  m->set_window_ms(1000);
+  m->set_cpu_valid(true);
+  m->set_cpu_percent(91.5);
+  m->set_memory_bytes(123456);
+  m->set_requests_valid(false);
+  m->set_requests_per_second(0);
+  m->set_latency_p50_ms(1.5);
+  m->set_latency_p99_ms(9.5);
+  m->set_requests_total(77);
+  m->set_connection_errors_total(3);
+  ReportedGuest g = GuestFromProto(guest, now);
+  ASSERT_TRUE(g.observed.metrics.has_value());
+  const GuestMetrics& got = *g.observed.metrics;
+  EXPECT_EQ(got.sampled_at,
+            TimePoint(std::chrono::seconds(1'800'000'000) + std::chrono::milliseconds(250)));
+  EXPECT_EQ(got.window_ms, 1000u);
+  EXPECT_TRUE(got.cpu_valid);
+  EXPECT_DOUBLE_EQ(got.cpu_percent, 91.5);
+  EXPECT_EQ(got.memory_bytes, 123456u);
+  EXPECT_FALSE(got.requests_valid);  // missing, not zero
+  EXPECT_DOUBLE_EQ(got.latency_p99_ms, 9.5);
+  EXPECT_EQ(got.requests_total, 77u);
+  EXPECT_EQ(got.connection_errors_total, 3u);
+}
+
 TEST(AgentLinkConvertTest, GuestStatesMapOneToOne) {
   const std::pair<v1::GuestState, GuestState> table[] = {
       {v1::GUEST_STATE_UNSPECIFIED, GuestState::kUnknown},

@@ -8,6 +8,7 @@
 #include <future>
 #include <regex>
 
+#include "supervisor/autoscale/autoscaler.h"
 #include "supervisor/reconcile/planner.h"
 
 namespace phoenix::supervisor {
@@ -46,7 +47,15 @@ Result<void> ValidateSpec(const ServiceSpec& spec) {
     return InvalidArgument("spec.spread.attribute", "only \"zone\" (or empty for no spread)");
   }
   if (spec.max_skew == 0) return InvalidArgument("spec.spread.max_skew", "must be at least 1");
+  if (spec.autoscale) PHX_TRY(autoscale::ValidatePolicy(*spec.autoscale, "spec.autoscale"));
   return {};
+}
+
+std::string PolicyText(const AutoscalePolicy& p) {
+  return "min " + std::to_string(p.min_replicas) + ", max " + std::to_string(p.max_replicas) +
+         ", target " + std::string(AutoscaleMetricName(p.metric)) + "=" +
+         autoscale::FormatValue(p.metric, p.target, 0) + ", scale-down window " +
+         std::to_string(p.scale_down_stabilization_s) + " s";
 }
 
 // "<service>-<index>-<generation>" back into its parts; nullopt for other names.
@@ -75,12 +84,26 @@ std::optional<GuestKey> ParseGuestName(std::string_view name) {
 }  // namespace
 
 struct Controller::Impl {
+  // A scaled-in replica still on its node until `until`.
+  struct Draining {
+    std::string service;
+    ReplicaPlacement placement;
+    std::string guest_template;
+    SteadyClock::time_point until{};
+    std::string guest() const {
+      return ReplicaGuestName(service, placement.index, placement.generation);
+    }
+  };
+
   // A change in progress: copies of the records it touches, and the events it will record.
   struct Draft {
     std::map<std::string, Service> services;  // new full values
     std::set<std::string> deleted_services;
     std::map<std::string, NodeRecord> nodes;
     std::vector<ClusterEvent> events;
+    std::map<std::string, AutoscaleWindow> windows;  // window-only writes (no version bump)
+    std::vector<Draining> drain_add;
+    std::set<std::string> drain_remove;  // guest names whose grace ended
   };
 
   struct NodeEntry {
@@ -112,6 +135,9 @@ struct Controller::Impl {
   std::map<AgentSession*, std::string> session_nodes;
   std::map<std::pair<std::string, uint32_t>, ReplicaExtra> extras;
   SteadyClock::time_point last_pending_retry{};
+  asio::steady_timer autoscale_timer{loop};
+  std::map<std::string, AutoscaleStatus> autoscale_status;  // by service; not durable
+  std::vector<Draining> draining;
 
   // ---- Drafts and commits ----
 
@@ -195,13 +221,26 @@ struct Controller::Impl {
       return r == nullptr ? std::string("?") : r->zone;
     };
     switch (c.kind) {
-      case ReplicaChange::Kind::kRemove:
-        if (it != s.replicas.end()) s.replicas.erase(it);
+      case ReplicaChange::Kind::kRemove: {
+        std::string drain_note;
+        if (it != s.replicas.end()) {
+          if (options.drain_grace.count() > 0 && !it->node.empty() && Keeps(d, it->node)) {
+            d.drain_add.push_back(Draining{.service = c.service,
+                                           .placement = *it,
+                                           .guest_template = s.spec.guest_template,
+                                           .until = SteadyClock::now() + options.drain_grace});
+            drain_note = "; it left the endpoints and stops after " + Seconds(options.drain_grace) +
+                         " of draining";
+          }
+          s.replicas.erase(it);
+        }
         extras.erase({c.service, c.index});
         AddEvent(d, ClusterEventType::kReplicaRemoved, c.service, c.from_node,
                  "replica " + std::to_string(c.index) + " of " + c.service + " removed" +
-                     (c.from_node.empty() ? "" : " from " + c.from_node) + " (" + c.reason + ")");
+                     (c.from_node.empty() ? "" : " from " + c.from_node) + " (" + c.reason + ")" +
+                     drain_note);
         return;
+      }
       case ReplicaChange::Kind::kPending: {
         if (it == s.replicas.end()) {
           s.replicas.push_back(ReplicaPlacement{.index = c.index});
@@ -245,10 +284,19 @@ struct Controller::Impl {
     }
   }
 
-  // Guest names assigned to `node` in the given services.
+  // Guest names assigned to `node` in the given services, and the draining replicas still there.
   static std::vector<AssignedReplica> AssignmentOf(const std::map<std::string, Service>& all,
+                                                   const std::vector<Draining>& drains,
                                                    const std::string& node) {
     std::vector<AssignedReplica> out;
+    for (const Draining& dr : drains) {
+      if (dr.placement.node != node || !all.contains(dr.service)) continue;
+      out.push_back(AssignedReplica{.service = dr.service,
+                                    .index = dr.placement.index,
+                                    .generation = dr.placement.generation,
+                                    .guest = dr.guest(),
+                                    .guest_template = dr.guest_template});
+    }
     for (const auto& [name, s] : all) {
       for (const ReplicaPlacement& r : s.replicas) {
         if (r.node != node) continue;
@@ -259,12 +307,24 @@ struct Controller::Impl {
                                       .guest_template = s.spec.guest_template});
       }
     }
+    // A replica placed again while its old copy drains (same guest name): listed once.
+    std::set<std::string> seen;
+    std::erase_if(out, [&](const AssignedReplica& r) { return !seen.insert(r.guest).second; });
+    return out;
+  }
+
+  std::vector<Draining> DrainingAfter(const Draft& d) const {
+    std::vector<Draining> out;
+    for (const Draining& dr : draining) {
+      if (!d.drain_remove.contains(dr.guest())) out.push_back(dr);
+    }
+    out.insert(out.end(), d.drain_add.begin(), d.drain_add.end());
     return out;
   }
 
   NodeAssignment CurrentAssignment(const std::string& node) const {
     return NodeAssignment{.version = nodes.at(node).plan.record.assignment_version,
-                          .replicas = AssignmentOf(services, node)};
+                          .replicas = AssignmentOf(services, draining, node)};
   }
 
   // Plans, bumps the assignment version of every node whose assignment changes, commits, and only
@@ -282,17 +342,24 @@ struct Controller::Impl {
       if (auto old = services.find(name); old != services.end()) touch(old->second);
     }
     for (const std::string& name : d.deleted_services) touch(services.at(name));
+    for (const Draining& dr : draining) {
+      if (d.drain_remove.contains(dr.guest())) touched.insert(dr.placement.node);
+    }
+    for (const Draining& dr : d.drain_add) touched.insert(dr.placement.node);
     std::set<std::string> bumped;
     const std::map<std::string, Service> merged =
         touched.empty() ? std::map<std::string, Service>{} : MergedServices(d);
+    const std::vector<Draining> drains_after = DrainingAfter(d);
     for (const std::string& node : touched) {
       if (!nodes.contains(node)) continue;
-      if (AssignmentOf(services, node) != AssignmentOf(merged, node)) {
+      if (AssignmentOf(services, draining, node) != AssignmentOf(merged, drains_after, node)) {
         DraftNode(d, node).assignment_version++;
         bumped.insert(node);
       }
     }
-    if (d.services.empty() && d.deleted_services.empty() && d.nodes.empty() && d.events.empty()) {
+    if (d.services.empty() && d.deleted_services.empty() && d.nodes.empty() && d.events.empty() &&
+        d.windows.empty()) {
+      draining = drains_after;
       return {};
     }
 
@@ -310,6 +377,18 @@ struct Controller::Impl {
       batch.put_nodes.push_back(
           {.node = n, .expected_version = nodes.at(name).plan.record.version});
     }
+    for (const auto& [name, w] : d.windows) {
+      if (auto it = d.services.find(name); it != d.services.end()) {
+        it->second.autoscale = w;  // the service is written anyway: its value carries the window
+      } else if (!d.deleted_services.contains(name)) {
+        batch.put_windows.push_back({.service = name, .window = w});
+      }
+    }
+    for (auto& p : batch.put_services) {
+      if (auto it = d.windows.find(p.service.spec.name); it != d.windows.end()) {
+        p.service.autoscale = it->second;
+      }
+    }
     batch.events = d.events;
     Result<CommitResult> committed = store.Commit(batch);
     if (!committed) {
@@ -323,6 +402,8 @@ struct Controller::Impl {
       services[name] = s;
     }
     for (const std::string& name : d.deleted_services) services.erase(name);
+    for (const auto& w : batch.put_windows) services.at(w.service).autoscale = w.window;
+    draining = drains_after;
     i = 0;
     for (auto& [name, n] : d.nodes) {
       n.version = committed->node_versions[i++];
@@ -379,7 +460,79 @@ struct Controller::Impl {
       if (rs.state == ReplicaState::kRunning) out.running++;
       out.replicas.push_back(std::move(rs));
     }
+    if (s.spec.autoscale) {
+      auto it = autoscale_status.find(s.spec.name);
+      AutoscaleStatus a =
+          it == autoscale_status.end()
+              ? AutoscaleStatus{.desired_replicas = s.spec.replicas, .state = "not evaluated yet"}
+              : it->second;
+      a.recent = s.autoscale.recent;
+      out.autoscale = std::move(a);
+    }
     return out;
+  }
+
+  // ---- Autoscaling ----
+
+  void ScheduleAutoscale() {
+    autoscale_timer.expires_after(options.autoscale_interval);
+    autoscale_timer.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      OnAutoscaleTick();
+      ScheduleAutoscale();
+    });
+  }
+
+  std::vector<autoscale::ReplicaSample> SamplesOf(const Service& s, TimePoint now) const {
+    std::vector<autoscale::ReplicaSample> out;
+    for (const ReplicaPlacement& r : s.replicas) {
+      auto it = extras.find({s.spec.name, r.index});
+      const ReplicaExtra* extra = it == extras.end() ? nullptr : &it->second;
+      autoscale::ReplicaSample sample{.running = StateOf(r, extra) == ReplicaState::kRunning};
+      if (sample.running && extra->observed.metrics) {
+        const GuestMetrics& m = *extra->observed.metrics;
+        const bool cpu = s.spec.autoscale->metric == AutoscaleMetric::kCpu;
+        if (cpu ? m.cpu_valid : m.requests_valid) {
+          sample.value = cpu ? m.cpu_percent : m.requests_per_second;
+          sample.age = std::chrono::duration_cast<std::chrono::milliseconds>(
+              now - extra->observed.metrics_received_at);
+        }
+      }
+      out.push_back(sample);
+    }
+    return out;
+  }
+
+  void OnAutoscaleTick() {
+    const TimePoint now = StoredNow();
+    Draft d;
+    std::vector<std::string> decided;
+    for (const auto& [name, s] : services) {
+      if (!s.spec.autoscale) {
+        autoscale_status.erase(name);
+        continue;
+      }
+      autoscale::Output out = autoscale::Evaluate(autoscale::Input{
+          .policy = *s.spec.autoscale,
+          .current = s.spec.replicas,
+          .replicas = SamplesOf(s, now),
+          .window = s.autoscale,
+          .now = now,
+          .max_metric_age = options.max_metric_age,
+      });
+      autoscale_status[name] = AutoscaleStatus{.observed = out.observed,
+                                               .reporting_replicas = out.reporting,
+                                               .desired_replicas = out.desired,
+                                               .state = out.state};
+      if (out.decision) {
+        DraftService(d, name).spec.replicas = out.decision->to_replicas;
+        AddEvent(d, ClusterEventType::kServiceScaled, name, "",
+                 "autoscale " + name + " " + std::to_string(out.decision->from_replicas) + " -> " +
+                     std::to_string(out.decision->to_replicas) + ": " + out.decision->reason);
+      }
+      if (out.window != s.autoscale) d.windows[name] = std::move(out.window);
+    }
+    (void)Commit(d);  // refused: nothing changed, the next tick evaluates again
   }
 
   NodeStatus NodeStatusOf(const std::string& name) const {
@@ -426,6 +579,13 @@ struct Controller::Impl {
                  "node " + name + " is DOWN: " + e.live.state_reason +
                      "; its replicas are placed elsewhere");
       }
+    }
+    for (const Draining& dr : draining) {
+      if (dr.until > now) continue;
+      d.drain_remove.insert(dr.guest());
+      AddEvent(d, ClusterEventType::kReplicaRemoved, dr.service, dr.placement.node,
+               "replica " + std::to_string(dr.placement.index) + " of " + dr.service + " (" +
+                   dr.guest() + ") stops on " + dr.placement.node + ": drained");
     }
     const bool retry_pending = now - last_pending_retry >= kPendingRetry;
     if (retry_pending) last_pending_retry = now;
@@ -536,13 +696,22 @@ struct Controller::Impl {
         }
       }
       if (replica == nullptr) {
-        stale_now.insert(g.name);
+        const bool drains =
+            std::ranges::any_of(draining, [&](const Draining& dr) { return dr.guest() == g.name; });
+        if (!drains) stale_now.insert(g.name);
         continue;
       }
       ReplicaExtra& extra = extras[{key->service, key->index}];
       if (extra.generation != replica->generation)
         extra = ReplicaExtra{.generation = replica->generation};
+      // A metric is fresh from when the supervisor first saw its sample, not by the agent's clock.
+      TimePoint received = g.observed.reported_at;
+      if (g.observed.metrics && extra.observed.metrics &&
+          extra.observed.metrics->sampled_at == g.observed.metrics->sampled_at) {
+        received = extra.observed.metrics_received_at;
+      }
       extra.observed = g.observed;
+      extra.observed.metrics_received_at = received;
       extra.observed_set = true;
       if (g.observed.guest_state == GuestState::kRunning && !extra.running_announced) {
         extra.running_announced = true;
@@ -610,6 +779,7 @@ Result<void> Controller::Recover() {
   spdlog::info("recovered {} services and {} nodes (last event {})", impl_->services.size(),
                impl_->nodes.size(), snapshot.last_event_sequence);
   impl_->ScheduleTick();
+  impl_->ScheduleAutoscale();
   return {};
 }
 
@@ -641,11 +811,17 @@ Result<ServiceStatus> Controller::CreateService(ServiceSpec spec) {
           return AlreadyExists("service " + spec.name + " already exists");
         }
         Impl::Draft d;
-        d.services[spec.name] = Service{.spec = spec, .created_at = StoredNow()};
-        impl_->AddEvent(d, ClusterEventType::kServiceCreated, spec.name, "",
-                        "service " + spec.name + " created: " + std::to_string(spec.replicas) +
-                            " " + std::string(RuntimeKindName(spec.runtime)) + " replicas of " +
-                            spec.image);
+        ServiceSpec stored = spec;
+        if (stored.autoscale) {
+          stored.replicas = std::clamp(stored.replicas, stored.autoscale->min_replicas,
+                                       stored.autoscale->max_replicas);
+        }
+        d.services[spec.name] = Service{.spec = stored, .created_at = StoredNow()};
+        impl_->AddEvent(
+            d, ClusterEventType::kServiceCreated, spec.name, "",
+            "service " + spec.name + " created: " + std::to_string(stored.replicas) + " " +
+                std::string(RuntimeKindName(spec.runtime)) + " replicas of " + spec.image +
+                (stored.autoscale ? "; autoscaled (" + PolicyText(*stored.autoscale) + ")" : ""));
         PHX_TRY(impl_->Commit(d));
         return impl_->StatusOf(impl_->services.at(spec.name));
       });
@@ -687,6 +863,11 @@ Result<ServiceStatus> Controller::ScaleService(const std::string& name, uint32_t
                                                     std::to_string(expected_version) +
                                                     "; read it again");
         }
+        if (const auto& p = it->second.spec.autoscale) {
+          return FailedPrecondition("service " + name + " is autoscaled (" + PolicyText(*p) +
+                                    "): change its policy (phoenixctl service autoscale) or turn "
+                                    "autoscaling off first");
+        }
         Impl::Draft d;
         Service& s = impl_->DraftService(d, name);
         const uint32_t before = s.spec.replicas;
@@ -694,6 +875,44 @@ Result<ServiceStatus> Controller::ScaleService(const std::string& name, uint32_t
         impl_->AddEvent(d, ClusterEventType::kServiceScaled, name, "",
                         "service " + name + " scaled from " + std::to_string(before) + " to " +
                             std::to_string(replicas) + " replicas");
+        PHX_TRY(impl_->Commit(d));
+        return impl_->StatusOf(impl_->services.at(name));
+      });
+}
+
+Result<ServiceStatus> Controller::SetAutoscale(const std::string& name,
+                                               std::optional<AutoscalePolicy> policy,
+                                               uint64_t expected_version) {
+  if (policy) PHX_TRY(autoscale::ValidatePolicy(*policy, "policy"));
+  return CallOn<ServiceStatus>(
+      impl_->loop, options_.call_timeout, [=, this]() -> Result<ServiceStatus> {
+        auto it = impl_->services.find(name);
+        if (it == impl_->services.end()) return NotFound("no service " + name);
+        if (expected_version != 0 && it->second.version != expected_version) {
+          return MakeError(ErrorCode::kAborted, "service " + name + " is at version " +
+                                                    std::to_string(it->second.version) + ", not " +
+                                                    std::to_string(expected_version) +
+                                                    "; read it again");
+        }
+        if (it->second.spec.autoscale == policy) return impl_->StatusOf(it->second);
+        Impl::Draft d;
+        Service& s = impl_->DraftService(d, name);
+        s.spec.autoscale = policy;
+        std::string message;
+        if (!policy) {
+          s.autoscale = {};
+          message = "autoscaling of " + name + " turned off; it keeps " +
+                    std::to_string(s.spec.replicas) + " replicas";
+        } else {
+          const uint32_t before = s.spec.replicas;
+          s.spec.replicas = std::clamp(before, policy->min_replicas, policy->max_replicas);
+          message = "autoscale " + name + ": " + PolicyText(*policy);
+          if (before != s.spec.replicas) {
+            message += "; " + std::to_string(before) + " -> " + std::to_string(s.spec.replicas) +
+                       " replicas to be within [min, max]";
+          }
+        }
+        impl_->AddEvent(d, ClusterEventType::kServiceScaled, name, "", message);
         PHX_TRY(impl_->Commit(d));
         return impl_->StatusOf(impl_->services.at(name));
       });
@@ -710,6 +929,7 @@ Result<void> Controller::DeleteService(const std::string& name) {
     for (auto it = impl_->extras.begin(); it != impl_->extras.end();) {
       it = it->first.first == name ? impl_->extras.erase(it) : std::next(it);
     }
+    impl_->autoscale_status.erase(name);
     return true;
   });
   if (!r) return std::unexpected(r.error());

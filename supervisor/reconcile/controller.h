@@ -7,6 +7,13 @@
 // send assignments. A change that fails to commit is not applied, so a supervisor killed at any
 // moment restarts from exactly what it acknowledged.
 //
+// Autoscaling: every Options::autoscale_interval each service with a policy is evaluated by the
+// pure autoscale::Evaluate from its replicas' latest metrics; a decision commits the new count,
+// its placement and the autoscaler's window in one batch (so a restart neither double-scales nor
+// forgets the window), otherwise the window alone is written (without a version bump).
+// Scale-in drains: a removed replica leaves the published endpoints at once and stays in its
+// node's assignment for Options::drain_grace (memory only: a restart stops it at once).
+//
 // Fencing: a node's assignment version only grows. When a node goes DOWN its replicas are placed
 // elsewhere and its assignment loses them (new version); when it returns it receives that version
 // and stops the stale guests. Replacement guests get a new generation and so a new guest name,
@@ -50,10 +57,21 @@ struct ReplicaStatus {
   std::string pending_reason;
 };
 
+// What the autoscaler last concluded about a service (mirrors phoenix.v1.AutoscaleStatus).
+struct AutoscaleStatus {
+  double observed = 0;  // per-replica average of the policy's metric over the reporting replicas
+  uint32_t reporting_replicas = 0;
+  uint32_t desired_replicas = 0;        // before stabilization and rate limit
+  std::string state;                    // "steady", "waiting: scale-down window (41 s left)", ...
+  std::vector<ScalingDecision> recent;  // newest first
+};
+
 struct ServiceStatus {
   Service service;
-  std::vector<ReplicaStatus> replicas;  // by index, only indices < spec.replicas
+  std::vector<ReplicaStatus> replicas;  // by index; scaled-in replicas that are draining are
+                                        // not listed (they left the published endpoints)
   uint32_t running = 0;
+  std::optional<AutoscaleStatus> autoscale;  // when spec.autoscale is set
 };
 
 struct NodeStatus {
@@ -73,6 +91,14 @@ class Controller : public AgentLinkHandler {
     std::chrono::milliseconds tick{250};  // how often liveness is checked
     placement::Options placement;
     std::chrono::milliseconds call_timeout{std::chrono::seconds(30)};
+    // How often each autoscaled service is evaluated.
+    std::chrono::milliseconds autoscale_interval{1000};
+    // A replica metric older than this (supervisor clock, since it was received) is missing.
+    std::chrono::milliseconds max_metric_age{5000};
+    // A scaled-in replica leaves the service's published endpoints at once and stays in its
+    // node's assignment this long, so clients re-reading the endpoints stop sending it requests
+    // before it stops. 0 = stop at once.
+    std::chrono::milliseconds drain_grace{3000};
   };
 
   Controller(boost::asio::io_context& loop, StateStore& store, EventHub& hub, Options options);
@@ -91,7 +117,13 @@ class Controller : public AgentLinkHandler {
   [[nodiscard]] Result<ServiceStatus> GetService(const std::string& name);
   std::vector<ServiceStatus> ListServices();
   // expected_version 0 = unconditional; otherwise kAborted unless the service is at that version.
+  // FailedPrecondition for an autoscaled service (its policy decides the count).
   [[nodiscard]] Result<ServiceStatus> ScaleService(const std::string& name, uint32_t replicas,
+                                                   uint64_t expected_version);
+  // Sets (or with nullopt, removes) the service's autoscale policy. The count moves into
+  // [min, max] at once; removing the policy keeps the current count.
+  [[nodiscard]] Result<ServiceStatus> SetAutoscale(const std::string& name,
+                                                   std::optional<AutoscalePolicy> policy,
                                                    uint64_t expected_version);
   [[nodiscard]] Result<void> DeleteService(const std::string& name);
   std::vector<NodeStatus> ListNodes();

@@ -73,6 +73,8 @@ class ControllerTest : public testing::Test {
     options.suspect_after = 150ms;
     options.down_after = 300ms;
     options.tick = 20ms;
+    options.autoscale_interval = 50ms;
+    options.drain_grace = 300ms;
     controller_ = std::make_unique<Controller>(*loop_, store_, hub_, options);
     ASSERT_TRUE(controller_->Recover());
     work_ = std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(
@@ -127,6 +129,51 @@ class ControllerTest : public testing::Test {
     }
     controller_->AgentReported(sessions_.at(name).get(), report);
     Sync();
+  }
+
+  // Reports every assigned guest running with a new rps sample (nullopt: no metrics at all).
+  void ReportLoad(const std::string& name, std::optional<double> rps) {
+    AgentReport report;
+    std::optional<NodeAssignment> a = sessions_.at(name)->Last();
+    if (a) {
+      report.applied_version = a->version;
+      for (const AssignedReplica& r : a->replicas) {
+        ReplicaObservation o{.guest_state = GuestState::kRunning, .reported_at = Clock::now()};
+        if (rps) {
+          o.metrics = GuestMetrics{.sampled_at = Clock::now(),
+                                   .window_ms = 1000,
+                                   .requests_valid = true,
+                                   .requests_per_second = *rps};
+        }
+        report.guests.push_back({r.guest, o});
+      }
+    }
+    controller_->AgentReported(sessions_.at(name).get(), report);
+    Sync();
+  }
+
+  // Keeps every node reporting `rps` per replica until `done` (bounded).
+  bool PumpUntil(std::function<std::optional<double>(const std::string&)> rps_of,
+                 const std::function<bool()>& done, std::chrono::milliseconds limit) {
+    for (auto deadline = std::chrono::steady_clock::now() + limit;
+         std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(25ms)) {
+      for (const auto& [node, _] : sessions_) ReportLoad(node, rps_of(node));
+      if (done()) return true;
+    }
+    return done();
+  }
+
+  uint32_t Replicas(const std::string& service) {
+    auto s = controller_->GetService(service);
+    return s ? s->service.spec.replicas : 0;
+  }
+
+  static AutoscalePolicy Rps100(uint32_t down_window_s) {
+    return AutoscalePolicy{.min_replicas = 1,
+                           .max_replicas = 6,
+                           .metric = AutoscaleMetric::kRps,
+                           .target = 100,
+                           .scale_down_stabilization_s = down_window_s};
   }
 
   ServiceSpec Spec(std::string name, uint32_t replicas) {
@@ -352,6 +399,153 @@ TEST_F(ControllerTest, ASecondLinkReplacesTheFirst) {
   controller_->AgentGone(first);  // the old stream ends later: the node must stay READY
   EXPECT_EQ(controller_->GetNode("n-a")->live.state, NodeState::kReady);
   delete first;
+}
+
+}  // namespace
+}  // namespace phoenix::supervisor
+
+namespace phoenix::supervisor {
+namespace {
+
+TEST_F(ControllerTest, AutoscaleOutAcrossZonesThenInAfterTheWindowDrainingFirst) {
+  ConnectThreeZones();
+  ServiceSpec spec = Spec("web", 0);
+  spec.autoscale = Rps100(1);
+  auto created = controller_->CreateService(spec);
+  ASSERT_TRUE(created) << created.error().ToString();
+  EXPECT_EQ(created->service.spec.replicas, 1u);  // moved into [min, max] at once
+  ASSERT_TRUE(created->autoscale.has_value());
+
+  // 350 rps on the single replica: ceil(1 * 350 / 100) = 4.
+  ASSERT_TRUE(PumpUntil([](const std::string&) { return 350.0; },
+                        [&] { return Replicas("web") >= 4; }, 3s));
+  auto shown = controller_->GetService("web");
+  ASSERT_TRUE(shown);
+  EXPECT_GE(ZoneCounts(*shown).size(), 2u);
+  ASSERT_TRUE(shown->autoscale);
+  ASSERT_FALSE(shown->autoscale->recent.empty());
+  EXPECT_EQ(shown->autoscale->recent.back().from_replicas, 1u);
+  EXPECT_EQ(shown->autoscale->recent.back().to_replicas, 4u);
+  auto events = store_.EventsSince(0, 1000);
+  ASSERT_TRUE(events);
+  EXPECT_TRUE(std::ranges::any_of(*events, [](const ClusterEvent& e) {
+    return e.message.starts_with(
+        "autoscale web 1 -> 4: rps 350.0 > target 100 (±10%) over 1 "
+        "replica: want 4");
+  }));
+
+  // Load gone: after the 1 s window, back to 1; removed replicas leave the service at once but
+  // stay assigned to their node for the drain grace.
+  std::set<std::string> assigned_before;
+  for (const auto& [node, session] : sessions_) {
+    const std::optional<NodeAssignment> a = session->Last();
+    for (const AssignedReplica& r : a->replicas) assigned_before.insert(r.guest);
+  }
+  ASSERT_EQ(assigned_before.size(), 4u);
+  ASSERT_TRUE(
+      PumpUntil([](const std::string&) { return 5.0; }, [&] { return Replicas("web") == 1; }, 5s));
+  shown = controller_->GetService("web");
+  ASSERT_TRUE(shown);
+  EXPECT_EQ(shown->replicas.size(), 1u);
+  std::set<std::string> assigned_now;
+  for (const auto& [node, session] : sessions_) {
+    const std::optional<NodeAssignment> a = session->Last();
+    for (const AssignedReplica& r : a->replicas) assigned_now.insert(r.guest);
+  }
+  EXPECT_EQ(assigned_now, assigned_before) << "scale-in must drain before it stops";
+  EXPECT_TRUE(PumpUntil([](const std::string&) { return 5.0; },
+                        [&] {
+                          size_t n = 0;
+                          for (const auto& [node, session] : sessions_) {
+                            n += session->Last()->replicas.size();
+                          }
+                          return n == 1;
+                        },
+                        2s));
+  EXPECT_THAT(shown->autoscale->recent.front().reason, testing::HasSubstr("rps 5.0 < target 100"));
+}
+
+TEST_F(ControllerTest, AutoscaleNeverShrinksOnMissingData) {
+  ConnectThreeZones();
+  ServiceSpec spec = Spec("web", 3);
+  spec.autoscale = Rps100(0);
+  ASSERT_TRUE(controller_->CreateService(spec));
+  // n-a's replica reports no metrics; the others report almost nothing.
+  auto rps = [](const std::string& node) -> std::optional<double> {
+    if (node == "n-a") return std::nullopt;
+    return 1.0;
+  };
+  EXPECT_FALSE(PumpUntil(
+      rps, [&] { return Replicas("web") != 3; }, 1s));
+  auto shown = controller_->GetService("web");
+  ASSERT_TRUE(shown && shown->autoscale);
+  EXPECT_THAT(shown->autoscale->state, testing::HasSubstr("no scale-in on missing data"));
+  EXPECT_EQ(shown->autoscale->reporting_replicas, 2u);
+  // Everyone reports: it shrinks.
+  EXPECT_TRUE(
+      PumpUntil([](const std::string&) { return 1.0; }, [&] { return Replicas("web") == 1; }, 2s));
+}
+
+TEST_F(ControllerTest, AutoscaleWindowSurvivesARestartWithoutDoubleScaling) {
+  ConnectThreeZones();
+  ServiceSpec spec = Spec("web", 1);
+  spec.autoscale = Rps100(30);
+  ASSERT_TRUE(controller_->CreateService(spec));
+  ASSERT_TRUE(PumpUntil([](const std::string&) { return 250.0; },
+                        [&] { return Replicas("web") == 3; }, 3s));
+  auto before = store_.Load();
+  ASSERT_TRUE(before);
+  ASSERT_EQ(before->services.size(), 1u);
+  const AutoscaleWindow window = before->services[0].autoscale;
+  ASSERT_FALSE(window.recent.empty());
+  ASSERT_FALSE(window.desires.empty());
+
+  Stop();
+  sessions_.clear();
+  Start();
+  ConnectThreeZones();
+  // Low load right after the restart: the persisted 30 s window still holds the desire of 3.
+  EXPECT_FALSE(
+      PumpUntil([](const std::string&) { return 1.0; }, [&] { return Replicas("web") != 3; }, 1s));
+  auto shown = controller_->GetService("web");
+  ASSERT_TRUE(shown && shown->autoscale);
+  EXPECT_THAT(shown->autoscale->state, testing::HasSubstr("scale-down window"));
+  EXPECT_EQ(shown->autoscale->recent.size(), window.recent.size());
+}
+
+TEST_F(ControllerTest, SetAutoscaleValidatesChecksTheVersionAndOwnsTheCount) {
+  ConnectThreeZones();
+  auto created = controller_->CreateService(Spec("web", 5));
+  ASSERT_TRUE(created);
+  AutoscalePolicy bad = Rps100(10);
+  bad.min_replicas = 4;
+  bad.max_replicas = 2;
+  auto refused = controller_->SetAutoscale("web", bad, 0);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(refused.error().ToString(), "policy.max_replicas: must be >= min_replicas (4)");
+  auto stale = controller_->SetAutoscale("web", Rps100(10), created->service.version + 7);
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error().code, ErrorCode::kAborted);
+  AutoscalePolicy small = Rps100(10);
+  small.max_replicas = 3;
+  auto set = controller_->SetAutoscale("web", small, created->service.version);
+  ASSERT_TRUE(set) << set.error().ToString();
+  EXPECT_EQ(set->service.spec.replicas, 3u);  // into [1, 3] at once
+  auto scaled = controller_->ScaleService("web", 2, 0);
+  ASSERT_FALSE(scaled);
+  EXPECT_EQ(scaled.error().code, ErrorCode::kFailedPrecondition);
+  auto off = controller_->SetAutoscale("web", std::nullopt, 0);
+  ASSERT_TRUE(off);
+  EXPECT_FALSE(off->autoscale.has_value());
+  EXPECT_EQ(off->service.spec.replicas, 3u);
+  EXPECT_TRUE(controller_->ScaleService("web", 2, 0));
+  ServiceSpec invalid = Spec("api", 1);
+  invalid.autoscale = Rps100(10);
+  invalid.autoscale->target = 0;
+  auto r = controller_->CreateService(invalid);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().field, "spec.autoscale.target");
 }
 
 }  // namespace
