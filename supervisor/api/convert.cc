@@ -8,6 +8,8 @@
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/util/time_util.h>
 
+#include "supervisor/autoscale/autoscaler.h"
+
 namespace phoenix::supervisor::api {
 
 namespace {
@@ -187,6 +189,62 @@ v1::ClusterEventType ClusterEventTypeToProto(ClusterEventType type) {
   return v1::CLUSTER_EVENT_TYPE_UNSPECIFIED;
 }
 
+Result<AutoscalePolicy> AutoscalePolicyFromProto(const v1::AutoscalePolicy& in,
+                                                 std::string_view prefix) {
+  AutoscalePolicy out;
+  auto metric = autoscale::ParseMetric(in.metric());
+  if (!metric) {
+    return InvalidArgument(std::string(prefix) + ".metric",
+                           "must be \"cpu\" or \"rps\" (got \"" + in.metric() + "\")");
+  }
+  out.metric = *metric;
+  out.min_replicas = in.min_replicas();
+  out.max_replicas = in.max_replicas();
+  out.target = in.target();
+  const AutoscalePolicy defaults;
+  out.tolerance = in.tolerance() == 0 ? defaults.tolerance : in.tolerance();
+  out.scale_up_stabilization_s = in.scale_up_stabilization_s();
+  out.scale_down_stabilization_s = in.scale_down_stabilization_s() == 0
+                                       ? defaults.scale_down_stabilization_s
+                                       : in.scale_down_stabilization_s();
+  out.scale_up_max_step =
+      in.scale_up_max_step() == 0 ? defaults.scale_up_max_step : in.scale_up_max_step();
+  out.scale_up_period_s =
+      in.scale_up_period_s() == 0 ? defaults.scale_up_period_s : in.scale_up_period_s();
+  if (out.max_replicas > kMaxReplicas) {
+    return InvalidArgument(std::string(prefix) + ".max_replicas",
+                           "must be at most " + std::to_string(kMaxReplicas));
+  }
+  PHX_TRY(autoscale::ValidatePolicy(out, prefix));
+  return out;
+}
+
+void AutoscalePolicyToProto(const AutoscalePolicy& in, v1::AutoscalePolicy* out) {
+  out->set_min_replicas(in.min_replicas);
+  out->set_max_replicas(in.max_replicas);
+  out->set_metric(std::string(AutoscaleMetricName(in.metric)));
+  out->set_target(in.target);
+  out->set_tolerance(in.tolerance);
+  out->set_scale_up_stabilization_s(in.scale_up_stabilization_s);
+  out->set_scale_down_stabilization_s(in.scale_down_stabilization_s);
+  out->set_scale_up_max_step(in.scale_up_max_step);
+  out->set_scale_up_period_s(in.scale_up_period_s);
+}
+
+void GuestMetricsToProto(const GuestMetrics& in, v1::GuestMetrics* out) {
+  SetTime(in.sampled_at, out->mutable_sampled_at());
+  out->set_window_ms(in.window_ms);
+  out->set_cpu_valid(in.cpu_valid);
+  out->set_cpu_percent(in.cpu_percent);
+  out->set_memory_bytes(in.memory_bytes);
+  out->set_requests_valid(in.requests_valid);
+  out->set_requests_per_second(in.requests_per_second);
+  out->set_latency_p50_ms(in.latency_p50_ms);
+  out->set_latency_p99_ms(in.latency_p99_ms);
+  out->set_requests_total(in.requests_total);
+  out->set_connection_errors_total(in.connection_errors_total);
+}
+
 Result<ServiceSpec> ServiceSpecFromProto(const v1::ServiceSpec& in) {
   ServiceSpec out;
   PHX_TRY(ValidateName(in.name()));
@@ -230,6 +288,11 @@ Result<ServiceSpec> ServiceSpecFromProto(const v1::ServiceSpec& in) {
   out.strategy = *strategy;
   for (const auto& [key, value] : in.node_selector()) out.node_selector[key] = value;
   out.distinct_hosts = in.distinct_hosts();
+  if (in.has_autoscale()) {
+    auto policy = AutoscalePolicyFromProto(in.autoscale(), "spec.autoscale");
+    if (!policy) return std::unexpected(policy.error());
+    out.autoscale = *policy;
+  }
 
   // The supervisor names each replica's guest and every agent picks its own host ports.
   guest.clear_name();
@@ -264,6 +327,7 @@ void ServiceSpecToProto(const ServiceSpec& in, v1::ServiceSpec* out) {
   out->set_strategy(StrategyToProto(in.strategy));
   for (const auto& [key, value] : in.node_selector) (*out->mutable_node_selector())[key] = value;
   out->set_distinct_hosts(in.distinct_hosts);
+  if (in.autoscale) AutoscalePolicyToProto(*in.autoscale, out->mutable_autoscale());
 }
 
 bool ParseEndpoint(std::string_view text, v1::Endpoint* out) {
@@ -310,6 +374,7 @@ void ReplicaToProto(const ReplicaStatus& in, v1::Replica* out) {
     // An endpoint the agent reported in another shape is left out rather than shown wrong.
     if (ParseEndpoint(text, &endpoint)) *out->add_endpoints() = std::move(endpoint);
   }
+  if (in.observed.metrics) GuestMetricsToProto(*in.observed.metrics, out->mutable_metrics());
 }
 
 void ServiceToProto(const ServiceStatus& in, v1::Service* out) {
@@ -318,6 +383,24 @@ void ServiceToProto(const ServiceStatus& in, v1::Service* out) {
   SetTime(in.service.created_at, out->mutable_created_at());
   for (const ReplicaStatus& replica : in.replicas) ReplicaToProto(replica, out->add_replicas());
   out->set_running(in.running);
+  if (in.autoscale) {
+    v1::AutoscaleStatus* a = out->mutable_autoscale();
+    a->set_observed(in.autoscale->observed);
+    a->set_reporting_replicas(in.autoscale->reporting_replicas);
+    a->set_desired_replicas(in.autoscale->desired_replicas);
+    a->set_state(in.autoscale->state);
+    for (const ScalingDecision& d : in.autoscale->recent) {
+      v1::ScalingDecision* p = a->add_recent();
+      SetTime(d.time, p->mutable_time());
+      p->set_from_replicas(d.from_replicas);
+      p->set_to_replicas(d.to_replicas);
+      p->set_metric(std::string(AutoscaleMetricName(d.metric)));
+      p->set_observed(d.observed);
+      p->set_target(d.target);
+      p->set_reporting_replicas(d.reporting_replicas);
+      p->set_reason(d.reason);
+    }
+  }
 }
 
 void NodeToProto(const NodeStatus& in, v1::Node* out) {

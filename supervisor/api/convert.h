@@ -27,6 +27,12 @@ inline constexpr uint32_t kDefaultVcpus = 1;
 inline constexpr uint32_t kDefaultMaxSkew = 1;
 
 [[nodiscard]] Result<ServiceSpec> ServiceSpecFromProto(const v1::ServiceSpec& in);
+// The policy with the proto's defaults applied (0 = default), validated; errors name
+// `prefix` + "." + the field ("spec.autoscale.max_replicas", "policy.metric").
+[[nodiscard]] Result<AutoscalePolicy> AutoscalePolicyFromProto(const v1::AutoscalePolicy& in,
+                                                               std::string_view prefix);
+void AutoscalePolicyToProto(const AutoscalePolicy& in, v1::AutoscalePolicy* out);
+void GuestMetricsToProto(const GuestMetrics& in, v1::GuestMetrics* out);
 // The spec as the user sees it: the stored template with the value's fields on top.
 void ServiceSpecToProto(const ServiceSpec& in, v1::ServiceSpec* out);
 void ServiceToProto(const ServiceStatus& in, v1::Service* out);

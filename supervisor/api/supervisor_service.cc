@@ -107,6 +107,24 @@ grpc::Status SupervisorServiceImpl::ScaleService(grpc::ServerContext*,
   });
 }
 
+grpc::Status SupervisorServiceImpl::SetAutoscale(grpc::ServerContext*,
+                                                 const v1::SetAutoscaleRequest* req,
+                                                 v1::Service* resp) {
+  return GuardHandler([&] {
+    if (auto ok = RequireName(req->name()); !ok) return Fail(ok.error());
+    std::optional<AutoscalePolicy> policy;
+    if (req->has_policy()) {
+      auto p = AutoscalePolicyFromProto(req->policy(), "policy");
+      if (!p) return Fail(p.error());
+      policy = *p;
+    }
+    auto status = controller_.SetAutoscale(req->name(), policy, req->expected_version());
+    if (!status) return Fail(status.error());
+    ServiceToProto(*status, resp);
+    return grpc::Status::OK;
+  });
+}
+
 grpc::Status SupervisorServiceImpl::DeleteService(grpc::ServerContext*,
                                                   const v1::DeleteServiceRequest* req,
                                                   v1::DeleteServiceResponse*) {

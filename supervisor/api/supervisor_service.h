@@ -41,6 +41,8 @@ class SupervisorServiceImpl final : public v1::Supervisor::Service {
                             v1::ListServicesResponse*) override;
   grpc::Status ScaleService(grpc::ServerContext*, const v1::ScaleServiceRequest*,
                             v1::Service*) override;
+  grpc::Status SetAutoscale(grpc::ServerContext*, const v1::SetAutoscaleRequest*,
+                            v1::Service*) override;
   grpc::Status DeleteService(grpc::ServerContext*, const v1::DeleteServiceRequest*,
                              v1::DeleteServiceResponse*) override;
   grpc::Status ListNodes(grpc::ServerContext*, const v1::ListNodesRequest*,

@@ -224,6 +224,32 @@ TEST_F(SupervisorServiceTest, BadSpecIsInvalidArgumentNamingTheField) {
        "spec.template.memory_mib"},
       {[](v1::ServiceSpec& s) { s.mutable_spread()->set_attribute("rack"); },
        "spec.spread.attribute"},
+      {[](v1::ServiceSpec& s) {
+         s.mutable_autoscale()->set_min_replicas(3);
+         s.mutable_autoscale()->set_max_replicas(2);
+         s.mutable_autoscale()->set_metric("cpu");
+         s.mutable_autoscale()->set_target(60);
+       },
+       "spec.autoscale.max_replicas"},
+      {[](v1::ServiceSpec& s) {
+         s.mutable_autoscale()->set_max_replicas(2);
+         s.mutable_autoscale()->set_metric("cpu");
+         s.mutable_autoscale()->set_target(60);
+       },
+       "spec.autoscale.min_replicas"},
+      {[](v1::ServiceSpec& s) {
+         s.mutable_autoscale()->set_min_replicas(1);
+         s.mutable_autoscale()->set_max_replicas(2);
+         s.mutable_autoscale()->set_metric("rps");
+       },
+       "spec.autoscale.target"},
+      {[](v1::ServiceSpec& s) {
+         s.mutable_autoscale()->set_min_replicas(1);
+         s.mutable_autoscale()->set_max_replicas(2);
+         s.mutable_autoscale()->set_metric("memory");
+         s.mutable_autoscale()->set_target(60);
+       },
+       "spec.autoscale.metric"},
   };
   for (const Case& c : cases) {
     v1::ServiceSpec spec = Spec("web", 1);
@@ -282,6 +308,62 @@ TEST_F(SupervisorServiceTest, ScaleChecksTheExpectedVersion) {
   s = Scale("", 1, 0, &scaled);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(), HasSubstr("name:"));
+}
+
+TEST_F(SupervisorServiceTest, AutoscalePolicyRoundTripsAndSetAutoscaleChangesIt) {
+  v1::ServiceSpec spec = Spec("web", 0);
+  v1::AutoscalePolicy* policy = spec.mutable_autoscale();
+  policy->set_min_replicas(2);
+  policy->set_max_replicas(6);
+  policy->set_metric("rps");
+  policy->set_target(200);
+  v1::Service created;
+  grpc::Status s = Create(spec, &created);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(created.spec().replicas(), 2u);  // into [min, max]
+  ASSERT_TRUE(created.spec().has_autoscale());
+  EXPECT_EQ(created.spec().autoscale().scale_down_stabilization_s(), 60u);  // defaults applied
+  EXPECT_DOUBLE_EQ(created.spec().autoscale().tolerance(), 0.1);
+  EXPECT_EQ(created.spec().autoscale().scale_up_max_step(), 4u);
+  ASSERT_TRUE(created.has_autoscale());
+  EXPECT_EQ(created.autoscale().desired_replicas(), 2u);
+
+  auto set = [&](const v1::SetAutoscaleRequest& req, v1::Service* out) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    return stub_->SetAutoscale(&ctx, req, out);
+  };
+  v1::SetAutoscaleRequest req;
+  req.set_name("web");
+  req.mutable_policy()->set_min_replicas(1);
+  req.mutable_policy()->set_max_replicas(0);
+  req.mutable_policy()->set_metric("cpu");
+  req.mutable_policy()->set_target(60);
+  v1::Service out;
+  s = set(req, &out);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message(), "policy.max_replicas: must be >= min_replicas (1)");
+
+  req.mutable_policy()->set_max_replicas(1);
+  req.set_expected_version(created.version() + 5);
+  EXPECT_EQ(set(req, &out).error_code(), grpc::StatusCode::ABORTED);
+  req.set_expected_version(created.version());
+  s = set(req, &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(out.spec().replicas(), 1u);
+  EXPECT_EQ(out.spec().autoscale().metric(), "cpu");
+  v1::Service scaled;
+  EXPECT_EQ(Scale("web", 3, 0, &scaled).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+
+  v1::SetAutoscaleRequest off;
+  off.set_name("web");
+  s = set(off, &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_FALSE(out.spec().has_autoscale());
+  EXPECT_FALSE(out.has_autoscale());
+  EXPECT_TRUE(Scale("web", 3, 0, &scaled).ok());
+  off.set_name("nope");
+  EXPECT_EQ(set(off, &out).error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
 TEST_F(SupervisorServiceTest, DeletedServiceIsNotFound) {

@@ -21,6 +21,7 @@ constexpr MethodRule kMethodRules[] = {
     {"/phoenix.v1.Supervisor/WatchEvents", R::kViewer},
     {"/phoenix.v1.Supervisor/CreateService", R::kOperator},
     {"/phoenix.v1.Supervisor/ScaleService", R::kOperator},
+    {"/phoenix.v1.Supervisor/SetAutoscale", R::kOperator},
     {"/phoenix.v1.Supervisor/DeleteService", R::kOperator},
     {"/phoenix.v1.Supervisor/DrainNode", R::kOperator},
     {"/phoenix.v1.Supervisor/UndrainNode", R::kOperator},

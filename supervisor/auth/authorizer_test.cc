@@ -38,6 +38,7 @@ class OkSupervisor final : public v1::Supervisor::Service {
   PHX_OK_METHOD(GetService, GetServiceRequest, Service)
   PHX_OK_METHOD(ListServices, ListServicesRequest, ListServicesResponse)
   PHX_OK_METHOD(ScaleService, ScaleServiceRequest, Service)
+  PHX_OK_METHOD(SetAutoscale, SetAutoscaleRequest, Service)
   PHX_OK_METHOD(DeleteService, DeleteServiceRequest, DeleteServiceResponse)
   PHX_OK_METHOD(ListNodes, ListNodesRequest, ListNodesResponse)
   PHX_OK_METHOD(GetNode, GetNodeRequest, Node)
@@ -95,6 +96,7 @@ std::map<std::string, Call> SupervisorCalls() {
   PHX_CALL(GetService, GetServiceRequest, Service)
   PHX_CALL(ListServices, ListServicesRequest, ListServicesResponse)
   PHX_CALL(ScaleService, ScaleServiceRequest, Service)
+  PHX_CALL(SetAutoscale, SetAutoscaleRequest, Service)
   PHX_CALL(DeleteService, DeleteServiceRequest, DeleteServiceResponse)
   PHX_CALL(ListNodes, ListNodesRequest, ListNodesResponse)
   PHX_CALL(GetNode, GetNodeRequest, Node)
@@ -200,8 +202,8 @@ TEST_F(AuthorizerTest, ViewerReadsButCannotChange) {
   for (const char* read : {"ListServices", "GetService", "ListNodes", "GetNode", "WatchEvents"}) {
     EXPECT_EQ(CallAs(read, viewer), grpc::StatusCode::OK) << read;
   }
-  for (const char* change : {"CreateService", "ScaleService", "DeleteService", "DrainNode",
-                             "UndrainNode", "CreateToken", "CreateJoinToken"}) {
+  for (const char* change : {"CreateService", "ScaleService", "SetAutoscale", "DeleteService",
+                             "DrainNode", "UndrainNode", "CreateToken", "CreateJoinToken"}) {
     EXPECT_EQ(CallAs(change, viewer), grpc::StatusCode::PERMISSION_DENIED) << change;
   }
   EXPECT_EQ(supervisor_.calls, 5);
@@ -222,8 +224,8 @@ TEST_F(AuthorizerTest, PermissionDeniedNamesTheRoles) {
 
 TEST_F(AuthorizerTest, OperatorChangesButCannotMintTokens) {
   std::string op = Mint(Role::kOperator);
-  for (const char* method : {"ListServices", "CreateService", "ScaleService", "DeleteService",
-                             "DrainNode", "UndrainNode"}) {
+  for (const char* method : {"ListServices", "CreateService", "ScaleService", "SetAutoscale",
+                             "DeleteService", "DrainNode", "UndrainNode"}) {
     EXPECT_EQ(CallAs(method, op), grpc::StatusCode::OK) << method;
   }
   EXPECT_EQ(CallAs("CreateToken", op), grpc::StatusCode::PERMISSION_DENIED);
