@@ -53,6 +53,19 @@ constexpr uint64_t kMtrrEnableWriteBack = (1u << 11) | 6;
 constexpr size_t kApicLvtLint0 = 0x350, kApicLvtLint1 = 0x360;
 constexpr uint32_t kApicDeliveryExtInt = 7u << 8, kApicDeliveryNmi = 4u << 8;
 
+// XCR0 a guest that enables every user state component its CPUID offers ends up with (leaf 0xD
+// sub-leaf 0 EAX/EDX), or 0 when the vCPU has no XSAVE.
+uint64_t OfferedXcr0(const std::vector<kvm_cpuid_entry2>& cpuid) {
+  constexpr uint32_t kLeaf1EcxXsave = 1u << 26;
+  bool xsave = false;
+  uint64_t xcr0 = 0;
+  for (const auto& e : cpuid) {
+    if (e.function == 1) xsave = (e.ecx & kLeaf1EcxXsave) != 0;
+    if (e.function == 0xd && e.index == 0) xcr0 = e.eax | (uint64_t{e.edx} << 32);
+  }
+  return xsave ? xcr0 : 0;
+}
+
 uint32_t LapicReg(const kvm_lapic_state& s, size_t offset) {
   uint32_t v;
   std::memcpy(&v, s.regs + offset, sizeof v);
@@ -155,7 +168,8 @@ void MicroVm::AddBackgroundWork(std::shared_ptr<BackgroundWork> work) {
 }
 
 Status MicroVm::SetBootState() {
-  for (auto& vcpu : vcpus_) {
+  for (size_t i = 0; i < vcpus_.size(); ++i) {
+    const VcpuFd& vcpu = vcpus_[i];
     auto ctx = [&](const Error& e) {
       return std::unexpected(Context("boot state of vCPU " + std::to_string(vcpu.id()), e));
     };
@@ -182,6 +196,19 @@ Status MicroVm::SetBootState() {
     fpu.fcw = 0x37f;     // x87 default control word
     fpu.mxcsr = 0x1f80;  // SSE exceptions masked
     if (auto r = vcpu.SetFpu(fpu); !r) return ctx(r.error());
+    // XCR0 starts with every user state component the CPUID offers (Linux enables exactly those).
+    // KVM recomputes CPUID 0xD's XSAVE-area size from its own copy of XCR0, which it learns from
+    // an intercepted XSETBV; a nested hypervisor that lets XSETBV through (QEMU TCG's SVM, our KVM
+    // test host) leaves that size at 576 bytes, Linux then finds it inconsistent, warns and runs
+    // without XSAVE, and KVM reloads the stale XCR0 on every entry. Starting from the final value
+    // keeps size and XCR0 consistent there and changes nothing where XSETBV is intercepted.
+    if (const uint64_t xcr0 = OfferedXcr0(cpuid_[i]); xcr0 != 0) {
+      kvm_xcrs xcrs{};
+      xcrs.nr_xcrs = 1;
+      xcrs.xcrs[0].xcr = 0;
+      xcrs.xcrs[0].value = xcr0;
+      if (auto r = vcpu.SetXcrs(xcrs); !r) return ctx(r.error());
+    }
     auto lapic = vcpu.GetLapic();
     if (!lapic) return ctx(lapic.error());
     // The legacy PIC reaches the CPU through LINT0 in ExtINT mode; LINT1 carries NMIs.
