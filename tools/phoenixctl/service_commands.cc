@@ -1,6 +1,8 @@
 #include "tools/phoenixctl/service_commands.h"
 
 #include <algorithm>
+#include <charconv>
+#include <cstdio>
 #include <map>
 #include <optional>
 #include <vector>
@@ -26,6 +28,8 @@ Commands:
   show NAME                the spec and every replica: node, zone, state, health, restarts,
                            endpoints, and why a pending replica cannot be placed
   scale NAME N             change the number of replicas
+  autoscale NAME --min N --max M --target cpu=60%|rps=200
+                           let the supervisor scale the service with its load (--off: stop)
   rm NAME                  delete the service; its replicas are stopped and removed
 
 Supervisor flags (before the command or among its flags):
@@ -42,6 +46,26 @@ Examples:
       --publish 80 --health-http 80/health
   phoenixctl service show web
   phoenixctl service scale web 6
+  phoenixctl service autoscale web --min 1 --max 6 --target rps=200
+)";
+
+// The autoscale flags, shared by `service create` and `service autoscale`.
+constexpr std::string_view kAutoscaleFlagsHelp =
+    R"(Autoscaling flags (the supervisor evaluates every second: desired = ceil(current * observed /
+target) over the replicas reporting the metric, within [min, max]):
+  --min N                      fewest replicas (>= 1)
+  --max M                      most replicas (>= --min)
+  --target cpu=P%|rps=R        per-replica target: CPU use as a percentage of each replica's
+                               allowance (cpu=60%), or requests per second through the published
+                               port (rps=200)
+  --tolerance P%               no change while observed/target is within ±P (default 10%)
+  --scale-down-window D        shrink only to the highest count wanted during the last D
+                               (default 60s; growing is immediate)
+  --scale-up-window D          grow only to the lowest count wanted during the last D (default 0s)
+  --scale-up-max-step N        at most max(N, current) replicas added per --scale-up-period
+                               (default 4 per 10s)
+  --scale-up-period D
+A replica whose metric is missing never lets the service shrink; with no data nothing changes.
 )";
 
 constexpr std::string_view kCreateHelpHead =
@@ -86,9 +110,142 @@ Examples:
 )";
 
 std::string CreateHelp() {
-  return std::string(kCreateHelpHead) + std::string(GuestSpecFlags::kHelp) +
-         std::string(kCreateHelpTail);
+  return std::string(kCreateHelpHead) + std::string(GuestSpecFlags::kHelp) + "\n" +
+         std::string(kAutoscaleFlagsHelp) + "\n" + std::string(kCreateHelpTail);
 }
+
+constexpr std::string_view kAutoscaleHelpHead =
+    R"(phoenixctl service autoscale: set, change or turn off a live service's autoscale policy. The
+service's replica count moves into [--min, --max] at once; then the supervisor follows the load.
+While a policy is set, 'phoenixctl service scale' is refused.
+
+Usage:
+  phoenixctl service autoscale NAME --min N --max M --target cpu=P%|rps=R [flags]
+  phoenixctl service autoscale NAME --off       (keeps the current replica count)
+
+)";
+
+constexpr std::string_view kAutoscaleHelpTail =
+    R"(  --expected-version V         only change the policy if the service is at version V
+  -o json                      print the service as JSON
+
+Examples:
+  phoenixctl service autoscale web --min 1 --max 6 --target rps=200
+  phoenixctl service autoscale web --min 2 --max 10 --target cpu=60% --scale-down-window 5m
+  phoenixctl service autoscale web --min 1 --max 6 --target rps=50 --scale-down-window 10s
+  phoenixctl service autoscale web --off
+  phoenixctl service show web     # current/desired replicas, the metric, the last decisions
+)";
+
+// Collects the autoscale flags; Policy() says whether any was given and builds the message.
+struct AutoscaleFlags {
+  std::optional<uint64_t> min;
+  std::optional<uint64_t> max;
+  std::string metric;
+  double target = 0;
+  std::optional<double> tolerance;
+  std::optional<std::chrono::milliseconds> down_window;
+  std::optional<std::chrono::milliseconds> up_window;
+  std::optional<uint64_t> up_step;
+  std::optional<std::chrono::milliseconds> up_period;
+
+  void Register(FlagSet& flags) {
+    flags.UInt("min", 1000, &min);
+    flags.UInt("max", 1000, &max);
+    flags.Value("target", [this](std::string_view value) -> Result<void> {
+      size_t eq = value.find('=');
+      std::string_view name = value.substr(0, eq);
+      if (eq == std::string_view::npos || (name != "cpu" && name != "rps")) {
+        return InvalidArgument("", "expects cpu=P% or rps=R (e.g. cpu=60% or rps=200)");
+      }
+      std::string_view number = value.substr(eq + 1);
+      if (name == "cpu" && number.ends_with('%')) number.remove_suffix(1);
+      auto parsed = ParseNumber(number);
+      if (!parsed || *parsed <= 0) {
+        return InvalidArgument("", "the target must be a number > 0 (got '" +
+                                       std::string(value.substr(eq + 1)) + "')");
+      }
+      metric = std::string(name);
+      target = *parsed;
+      return {};
+    });
+    flags.Value("tolerance", [this](std::string_view value) -> Result<void> {
+      const bool percent = value.ends_with('%');
+      if (percent) value.remove_suffix(1);
+      auto parsed = ParseNumber(value);
+      if (!parsed) return InvalidArgument("", "expects a percentage like 10% (or 0.1)");
+      tolerance = percent ? *parsed / 100 : *parsed;
+      if (*tolerance <= 0 || *tolerance >= 1) {
+        return InvalidArgument("", "must be between 0% and 100% (exclusive)");
+      }
+      return {};
+    });
+    flags.Duration("scale-down-window", &down_window);
+    flags.Duration("scale-up-window", &up_window);
+    flags.UInt("scale-up-max-step", 1000, &up_step);
+    flags.Duration("scale-up-period", &up_period);
+  }
+
+  bool Any() const {
+    return min || max || !metric.empty() || tolerance || down_window || up_window || up_step ||
+           up_period;
+  }
+
+  static Result<double> ParseNumber(std::string_view text) {
+    double v = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc() || end != text.data() + text.size() || text.empty()) {
+      return InvalidArgument("", "not a number");
+    }
+    return v;
+  }
+
+  static Result<uint32_t> Seconds(std::string_view flag, std::chrono::milliseconds d,
+                                  bool allow_zero) {
+    if (d.count() % 1000 != 0) {
+      return InvalidArgument("", std::string(flag) + " must be whole seconds");
+    }
+    if (!allow_zero && d.count() == 0) {
+      return InvalidArgument("", std::string(flag) + " must be at least 1s");
+    }
+    return static_cast<uint32_t>(d.count() / 1000);
+  }
+
+  // Every required flag present; the supervisor validates the rest (min <= max, ...).
+  Result<v1::AutoscalePolicy> Policy() const {
+    if (!min) return InvalidArgument("", "--min is required with autoscaling, e.g. --min 1");
+    if (!max) return InvalidArgument("", "--max is required with autoscaling, e.g. --max 6");
+    if (metric.empty()) {
+      return InvalidArgument("", "--target is required with autoscaling, e.g. --target rps=200");
+    }
+    v1::AutoscalePolicy p;
+    p.set_min_replicas(static_cast<uint32_t>(*min));
+    p.set_max_replicas(static_cast<uint32_t>(*max));
+    p.set_metric(metric);
+    p.set_target(target);
+    if (tolerance) p.set_tolerance(*tolerance);
+    if (down_window) {
+      auto s = Seconds("--scale-down-window", *down_window, false);
+      if (!s) return std::unexpected(s.error());
+      p.set_scale_down_stabilization_s(*s);
+    }
+    if (up_window) {
+      auto s = Seconds("--scale-up-window", *up_window, true);
+      if (!s) return std::unexpected(s.error());
+      p.set_scale_up_stabilization_s(*s);
+    }
+    if (up_step) {
+      if (*up_step == 0) return InvalidArgument("", "--scale-up-max-step must be at least 1");
+      p.set_scale_up_max_step(static_cast<uint32_t>(*up_step));
+    }
+    if (up_period) {
+      auto s = Seconds("--scale-up-period", *up_period, false);
+      if (!s) return std::unexpected(s.error());
+      p.set_scale_up_period_s(*s);
+    }
+    return p;
+  }
+};
 
 constexpr std::string_view kLsHelp = R"help(phoenixctl service ls: list the supervisor's services.
 
@@ -181,9 +338,11 @@ int ServiceCreate(Context& ctx, std::span<const std::string> args) {
   std::optional<v1::PlacementStrategy> strategy;
   std::vector<std::string> selectors;
   bool distinct_hosts = false;
+  AutoscaleFlags autoscale;
 
   FlagSet flags{std::string(kCommand)};
   spec_flags.Register(flags);
+  autoscale.Register(flags);
   flags.UInt("replicas", 10000, &replicas);
   flags.Value("spread", [&spread](std::string_view value) -> Result<void> {
     if (value != "zone") return InvalidArgument("", "expects zone (the only spread attribute)");
@@ -227,6 +386,13 @@ int ServiceCreate(Context& ctx, std::span<const std::string> args) {
                                           ": a service's host ports are picked on each node; "
                                           "give GUESTPORT (or HOSTIP:0:GUESTPORT)");
     }
+  }
+  if (autoscale.Any()) {
+    auto policy = autoscale.Policy();
+    if (!policy) return ctx.UsageError(kCommand, policy.error().message);
+    *spec.mutable_autoscale() = *policy;
+    // The supervisor starts an autoscaled service at --replicas clamped to [min, max].
+    if (!replicas) replicas = policy->min_replicas();
   }
   if (!replicas) return ctx.UsageError(kCommand, "--replicas is required, e.g. --replicas 3");
   spec.set_replicas(static_cast<uint32_t>(*replicas));
@@ -347,6 +513,57 @@ int ServiceScale(Context& ctx, std::span<const std::string> args) {
   return kExitOk;
 }
 
+int ServiceAutoscale(Context& ctx, std::span<const std::string> args) {
+  constexpr std::string_view kCommand = "service autoscale";
+  AutoscaleFlags autoscale;
+  bool off = false;
+  std::optional<uint64_t> expected_version;
+  FlagSet flags{std::string(kCommand)};
+  autoscale.Register(flags);
+  flags.Bool("off", &off);
+  flags.UInt("expected-version", std::numeric_limits<uint64_t>::max(), &expected_version);
+  int exit_code = kExitOk;
+  const std::string help = std::string(kAutoscaleHelpHead) + std::string(kAutoscaleFlagsHelp) +
+                           std::string(kAutoscaleHelpTail);
+  auto parsed = ParseCommandLine(ctx, flags, args, help, &exit_code);
+  if (!parsed) return exit_code;
+  auto name = OneServiceName(ctx, kCommand, parsed->positionals, &exit_code);
+  if (!name) return exit_code;
+  if (expected_version == 0u) {
+    return ctx.UsageError(kCommand, "--expected-version must be at least 1 (versions start at 1)");
+  }
+  v1::SetAutoscaleRequest request;
+  request.set_name(*name);
+  request.set_expected_version(expected_version.value_or(0));
+  if (off) {
+    if (autoscale.Any()) return ctx.UsageError(kCommand, "--off takes no policy flags");
+  } else {
+    if (!autoscale.Any()) {
+      return ctx.UsageError(kCommand,
+                            "give a policy (--min N --max M --target cpu=60%|rps=200) or --off");
+    }
+    auto policy = autoscale.Policy();
+    if (!policy) return ctx.UsageError(kCommand, policy.error().message);
+    *request.mutable_policy() = *policy;
+  }
+  auto* stub = DialSupervisor(ctx, kCommand, &exit_code);
+  if (stub == nullptr) return exit_code;
+  v1::Service service;
+  auto context = ctx.SupervisorContext();
+  grpc::Status status = stub->SetAutoscale(context.get(), request, &service);
+  if (!status.ok()) return ctx.RpcError(status, Peer::kSupervisor);
+  if (ctx.json()) return PrintJson(ctx, service);
+  if (off) {
+    ctx.out() << *name << ": autoscaling off; it keeps " << service.spec().replicas()
+              << " replicas (version " << service.version() << ")\n";
+  } else {
+    ctx.out() << *name << ": autoscaling " << AutoscalePolicyText(service.spec().autoscale())
+              << "; now " << service.spec().replicas() << " replicas (version " << service.version()
+              << ")\n";
+  }
+  return kExitOk;
+}
+
 int ServiceRm(Context& ctx, std::span<const std::string> args) {
   constexpr std::string_view kCommand = "service rm";
   FlagSet flags{std::string(kCommand)};
@@ -384,6 +601,23 @@ std::string ReplicaEndpoints(const v1::Replica& replica) {
   return text.empty() ? "-" : text;
 }
 
+// "cpu 12% 35.2 rps", or "-" when nothing was measured.
+std::string ReplicaLoad(const v1::Replica& replica) {
+  if (!replica.has_metrics()) return "-";
+  const v1::GuestMetrics& m = replica.metrics();
+  std::string text;
+  char buf[64];
+  if (m.cpu_valid()) {
+    std::snprintf(buf, sizeof buf, "cpu %.0f%%", m.cpu_percent());
+    text = buf;
+  }
+  if (m.requests_valid()) {
+    std::snprintf(buf, sizeof buf, "%.1f rps", m.requests_per_second());
+    text += (text.empty() ? "" : " ") + std::string(buf);
+  }
+  return text.empty() ? "-" : text;
+}
+
 std::string OrDash(const std::string& text) { return text.empty() ? "-" : text; }
 
 }  // namespace
@@ -391,7 +625,7 @@ std::string OrDash(const std::string& text) { return text.empty() ? "-" : text; 
 int RunServiceGroup(Context& ctx, std::span<const std::string> args) {
   static const std::map<std::string, CommandFn, std::less<>> kCommands = {
       {"create", ServiceCreate}, {"ls", ServiceLs}, {"show", ServiceShow},
-      {"scale", ServiceScale},   {"rm", ServiceRm},
+      {"scale", ServiceScale},   {"rm", ServiceRm}, {"autoscale", ServiceAutoscale},
   };
   return DispatchGroup(ctx, "service", kGroupHelp, kCommands, args);
 }
@@ -416,6 +650,21 @@ std::string ReplicaStateName(v1::ReplicaState state) {
     default:
       return "-";
   }
+}
+
+std::string AutoscaleValueText(const std::string& metric, double value, int decimals) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f%s", decimals, value, metric == "cpu" ? "%" : " rps");
+  return buf;
+}
+
+std::string AutoscalePolicyText(const v1::AutoscalePolicy& p) {
+  char tolerance[32];
+  std::snprintf(tolerance, sizeof tolerance, "%g%%", p.tolerance() * 100);
+  return "min " + std::to_string(p.min_replicas()) + ", max " + std::to_string(p.max_replicas()) +
+         ", target " + p.metric() + " " + AutoscaleValueText(p.metric(), p.target(), 0) +
+         " per replica (±" + tolerance + "), scale-down window " +
+         std::to_string(p.scale_down_stabilization_s()) + "s";
 }
 
 std::string SpreadText(const v1::Spread& spread) {
@@ -449,6 +698,18 @@ void RenderServiceDetail(const v1::Service& service, std::ostream& out) {
   add("Runtime", RuntimeName(guest.runtime()));
   add("Replicas", std::to_string(service.running()) + " running of " +
                       std::to_string(spec.replicas()) + " desired");
+  if (spec.has_autoscale()) {
+    const v1::AutoscalePolicy& p = spec.autoscale();
+    add("Autoscale", AutoscalePolicyText(p));
+    const v1::AutoscaleStatus& a = service.autoscale();
+    add("  Current/desired", std::to_string(spec.replicas()) + " / " +
+                                 std::to_string(a.desired_replicas()) + " (" + a.state() + ")");
+    add("  Observed", a.reporting_replicas() == 0
+                          ? "no data"
+                          : AutoscaleValueText(p.metric(), a.observed(), 1) + " per replica vs " +
+                                AutoscaleValueText(p.metric(), p.target(), 0) + " target, over " +
+                                std::to_string(a.reporting_replicas()) + " reporting");
+  }
   add("Spread", SpreadText(spec.spread()));
   add("Strategy", spec.strategy() == v1::PLACEMENT_STRATEGY_BINPACK ? "binpack" : "spread");
   std::map<std::string, std::string> selector(spec.node_selector().begin(),
@@ -493,12 +754,13 @@ void RenderServiceDetail(const v1::Service& service, std::ostream& out) {
   const bool has_health_check = guest.health().probe_case() != v1::HealthCheck::PROBE_NOT_SET;
   out << "\n";
   Table table({"INDEX", "GUEST", "NODE", "ZONE", "STATE", "GUEST-STATE", "HEALTHY", "RESTARTS",
-               "ENDPOINTS"});
+               "LOAD", "ENDPOINTS"});
   for (const v1::Replica& replica : replicas) {
     table.AddRow({std::to_string(replica.index()), OrDash(replica.guest()), OrDash(replica.node()),
                   OrDash(replica.zone()), ReplicaStateName(replica.state()),
                   GuestStateName(replica.guest_state()), ReplicaHealth(replica, has_health_check),
-                  std::to_string(replica.restart_count()), ReplicaEndpoints(replica)});
+                  std::to_string(replica.restart_count()), ReplicaLoad(replica),
+                  ReplicaEndpoints(replica)});
   }
   table.Render(out);
 
@@ -512,6 +774,13 @@ void RenderServiceDetail(const v1::Service& service, std::ostream& out) {
     out << "  " << replica.index() << ": "
         << (replica.pending_reason().empty() ? "no reason given" : replica.pending_reason())
         << "\n";
+  }
+  if (spec.has_autoscale() && service.autoscale().recent_size() > 0) {
+    out << "\nLast scaling decisions (newest first):\n";
+    for (const v1::ScalingDecision& d : service.autoscale().recent()) {
+      out << "  " << FormatTime(d.time()) << "  " << d.from_replicas() << " -> " << d.to_replicas()
+          << ": " << d.reason() << "\n";
+    }
   }
   bool exit_header = false;
   for (const v1::Replica& replica : replicas) {

@@ -200,13 +200,13 @@ TEST(ServiceShowTest, PrintsSpecReplicaRowsAndPendingReasonsInFull) {
   EXPECT_THAT(
       result.out,
       HasSubstr("INDEX   GUEST     NODE     ZONE   STATE     GUEST-STATE   HEALTHY   RESTARTS   "
-                "ENDPOINTS\n"
+                "LOAD   ENDPOINTS\n"
                 "0       web-0-1   host-1   a      running   running       yes       0          "
-                "http://10.0.0.1:31000\n"
+                "-      http://10.0.0.1:31000\n"
                 "1       web-1-1   host-2   b      running   running       no        2          "
-                "http://10.0.0.2:31001\n"
+                "-      http://10.0.0.2:31001\n"
                 "2       -         -        -      pending   -             -         0          "
-                "-\n"));
+                "-      -\n"));
   EXPECT_THAT(result.out,
               HasSubstr("Pending replicas (why no node fits):\n"
                         "  2: 3 nodes: 2 zone a/b (max skew 1 reached), 1 memory (needs 256 MiB, "
@@ -276,6 +276,96 @@ TEST(ServiceScaleTest, PassesReplicasAndExpectedVersion) {
     EXPECT_EQ(RunSupervisorCli(RunServiceGroup, supervisor, bad).exit_code, 2);
   }
   EXPECT_EQ(supervisor.scale_requests().size(), 3u);
+}
+
+TEST(ServiceAutoscaleTest, SendsThePolicyAndOff) {
+  FakeSupervisor supervisor;
+  supervisor.AddService(MakeService());
+  auto result = RunSupervisorCli(RunServiceGroup, supervisor,
+                                 {"autoscale", "web", "--min", "1", "--max", "6", "--target",
+                                  "cpu=60%", "--tolerance", "5%", "--scale-down-window", "10s"},
+                                 "tok");
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  auto requests = supervisor.autoscale_requests();
+  ASSERT_EQ(requests.size(), 1u);
+  const v1::AutoscalePolicy& p = requests[0].policy();
+  EXPECT_EQ(p.min_replicas(), 1u);
+  EXPECT_EQ(p.max_replicas(), 6u);
+  EXPECT_EQ(p.metric(), "cpu");
+  EXPECT_DOUBLE_EQ(p.target(), 60);
+  EXPECT_DOUBLE_EQ(p.tolerance(), 0.05);
+  EXPECT_EQ(p.scale_down_stabilization_s(), 10u);
+  EXPECT_THAT(result.out, HasSubstr("web: autoscaling min 1, max 6, target cpu 60%"));
+
+  auto off = RunSupervisorCli(RunServiceGroup, supervisor, {"autoscale", "web", "--off"});
+  ASSERT_EQ(off.exit_code, 0) << off.err;
+  EXPECT_FALSE(supervisor.autoscale_requests().back().has_policy());
+  EXPECT_THAT(off.out, HasSubstr("web: autoscaling off"));
+
+  for (const std::vector<std::string>& bad :
+       {std::vector<std::string>{"autoscale", "web"},
+        {"autoscale", "web", "--min", "1", "--max", "2"},
+        {"autoscale", "web", "--min", "1", "--max", "2", "--target", "mem=5"},
+        {"autoscale", "web", "--min", "1", "--max", "2", "--target", "rps=0"},
+        {"autoscale", "web", "--off", "--min", "1"},
+        {"autoscale", "web", "--min", "1", "--max", "2", "--target", "rps=5", "--scale-down-window",
+         "1500ms"}}) {
+    auto r = RunSupervisorCli(RunServiceGroup, supervisor, bad);
+    EXPECT_EQ(r.exit_code, 2) << bad.back() << ": " << r.err;
+  }
+  EXPECT_EQ(supervisor.autoscale_requests().size(), 2u);
+}
+
+TEST(ServiceCreateTest, AutoscaleFlagsMakeAPolicyAndDefaultReplicasToMin) {
+  FakeSupervisor supervisor;
+  auto result =
+      RunSupervisorCli(RunServiceGroup, supervisor,
+                       {"create", "web", "--image", "demo", "--runtime", "container", "--min", "2",
+                        "--max", "6", "--target", "rps=200", "--publish", "80"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  auto requests = supervisor.create_requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].spec().replicas(), 2u);
+  EXPECT_EQ(requests[0].spec().autoscale().metric(), "rps");
+  EXPECT_DOUBLE_EQ(requests[0].spec().autoscale().target(), 200);
+}
+
+TEST(ServiceShowTest, PrintsTheAutoscaleStateAndDecisions) {
+  FakeSupervisor supervisor;
+  v1::Service service = MakeService();
+  v1::AutoscalePolicy* p = service.mutable_spec()->mutable_autoscale();
+  p->set_min_replicas(1);
+  p->set_max_replicas(6);
+  p->set_metric("rps");
+  p->set_target(200);
+  p->set_tolerance(0.1);
+  p->set_scale_down_stabilization_s(60);
+  v1::AutoscaleStatus* a = service.mutable_autoscale();
+  a->set_observed(412.34);
+  a->set_reporting_replicas(2);
+  a->set_desired_replicas(5);
+  a->set_state("scaling up");
+  v1::ScalingDecision* d = a->add_recent();
+  d->set_from_replicas(1);
+  d->set_to_replicas(3);
+  d->set_reason("rps 412.3 > target 200 (±10%) over 1 replica: want 3");
+  service.mutable_replicas(0)->mutable_metrics()->set_requests_valid(true);
+  service.mutable_replicas(0)->mutable_metrics()->set_requests_per_second(35.25);
+  service.mutable_replicas(0)->mutable_metrics()->set_cpu_valid(true);
+  service.mutable_replicas(0)->mutable_metrics()->set_cpu_percent(12.4);
+  supervisor.AddService(service);
+  auto result = RunSupervisorCli(RunServiceGroup, supervisor, {"show", "web"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_THAT(result.out, HasSubstr("Autoscale:         min 1, max 6, target rps 200 rps per "
+                                    "replica (±10%), scale-down window 60s\n"));
+  EXPECT_THAT(result.out, HasSubstr("  Current/desired: 3 / 5 (scaling up)\n"));
+  EXPECT_THAT(result.out,
+              HasSubstr("  Observed:        412.3 rps per replica vs 200 rps target, over 2 "
+                        "reporting\n"));
+  EXPECT_THAT(result.out, HasSubstr("cpu 12% 35.2 rps"));
+  EXPECT_THAT(result.out, HasSubstr("Last scaling decisions (newest first):\n"));
+  EXPECT_THAT(result.out,
+              HasSubstr("1 -> 3: rps 412.3 > target 200 (±10%) over 1 replica: want 3\n"));
 }
 
 TEST(ServiceRmTest, DeletesAndReportsNotFound) {

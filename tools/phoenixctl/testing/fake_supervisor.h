@@ -94,6 +94,9 @@ class FakeSupervisor final : public v1::Supervisor::Service {
   }
   std::vector<v1::CreateServiceRequest> create_requests() const { return Copy(create_requests_); }
   std::vector<v1::ScaleServiceRequest> scale_requests() const { return Copy(scale_requests_); }
+  std::vector<v1::SetAutoscaleRequest> autoscale_requests() const {
+    return Copy(autoscale_requests_);
+  }
   std::vector<std::string> deleted() const { return Copy(deleted_); }
   std::vector<std::string> drained() const { return Copy(drained_); }
   std::vector<std::string> undrained() const { return Copy(undrained_); }
@@ -160,6 +163,23 @@ class FakeSupervisor final : public v1::Supervisor::Service {
           "service " + request->name() + " is at version " + std::to_string(it->second.version()));
     }
     it->second.mutable_spec()->set_replicas(request->replicas());
+    it->second.set_version(it->second.version() + 1);
+    *response = it->second;
+    return grpc::Status::OK;
+  }
+
+  grpc::Status SetAutoscale(grpc::ServerContext* context, const v1::SetAutoscaleRequest* request,
+                            v1::Service* response) override {
+    std::lock_guard lock(mu_);
+    if (auto failure = Record("SetAutoscale", context)) return *failure;
+    autoscale_requests_.push_back(*request);
+    auto it = services_.find(request->name());
+    if (it == services_.end()) return ServiceNotFound(request->name());
+    if (request->has_policy()) {
+      *it->second.mutable_spec()->mutable_autoscale() = request->policy();
+    } else {
+      it->second.mutable_spec()->clear_autoscale();
+    }
     it->second.set_version(it->second.version() + 1);
     *response = it->second;
     return grpc::Status::OK;
@@ -299,6 +319,7 @@ class FakeSupervisor final : public v1::Supervisor::Service {
   std::string minted_token_ = "phx_minted_token";
   std::vector<v1::CreateServiceRequest> create_requests_;
   std::vector<v1::ScaleServiceRequest> scale_requests_;
+  std::vector<v1::SetAutoscaleRequest> autoscale_requests_;
   std::vector<std::string> deleted_;
   std::vector<std::string> drained_;
   std::vector<std::string> undrained_;
