@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <utility>
 #include <vector>
 
@@ -174,11 +175,28 @@ Status GuestMemory::WriteToFile(const std::string& path) const {
 }
 
 Result<uint64_t> GuestMemory::ResidentBytes() const {
-  std::vector<unsigned char> vec((size_ + kPageSize - 1) / kPageSize);
-  if (mincore(base_, size_, vec.data()) != 0) return Errno("mincore guest RAM");
-  uint64_t pages = static_cast<uint64_t>(
-      std::count_if(vec.begin(), vec.end(), [](unsigned char c) { return c & 1; }));
-  return pages * kPageSize;
+  // mincore would answer for the page cache: on a MAP_PRIVATE file mapping it reports the memory
+  // file's cached pages, including ones this process never touched. smaps' Rss counts only pages
+  // mapped here. The kernel may split the mapping into several areas: sum those inside it.
+  std::FILE* f = std::fopen("/proc/self/smaps", "re");
+  if (f == nullptr) return Errno("open /proc/self/smaps");
+  const auto from = reinterpret_cast<uintptr_t>(base_), to = from + size_;
+  uint64_t kib = 0;
+  bool inside = false;
+  char line[512];
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    unsigned long start = 0, end = 0, value = 0;
+    char dash = 0;
+    if (std::sscanf(line, "%lx%c%lx ", &start, &dash, &end) == 3 && dash == '-') {
+      inside = start >= from && end <= to;
+    } else if (inside && std::sscanf(line, "Rss: %lu kB", &value) == 1) {
+      kib += value;
+    }
+  }
+  const bool failed = std::ferror(f) != 0;
+  std::fclose(f);
+  if (failed) return Fail("read /proc/self/smaps failed");
+  return kib << 10;
 }
 
 }  // namespace phoenix::vmm

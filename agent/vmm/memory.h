@@ -71,8 +71,9 @@ class GuestMemory {
   // rename, fsync'd). All-zero pages become holes, so the file's disk usage is what the guest used.
   Status WriteToFile(const std::string& path) const;
 
-  // Bytes of guest RAM resident in this process (mincore over the mapping): with MapPrivateFile
-  // this is what the guest has touched since restore.
+  // Bytes of guest RAM resident in this process (the mapping's Rss in /proc/self/smaps, not
+  // mincore, which would count the memory file's page cache): with MapPrivateFile this is what
+  // the guest has touched since restore.
   Result<uint64_t> ResidentBytes() const;
 
  private:
