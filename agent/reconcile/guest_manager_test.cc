@@ -1,5 +1,7 @@
 #include "agent/reconcile/guest_manager.h"
 
+#include <mutex>
+
 #include <boost/asio/executor_work_guard.hpp>
 #include <fstream>
 #include <functional>
@@ -85,6 +87,8 @@ class GuestManagerTest : public ::testing::Test {
     options.stable_after =
         30s;  // no test relies on the reset; a short one races the crash loop test
     options.call_timeout = 10s;
+    options.metrics_interval = 50ms;
+    options.usage_reader = &usage_;
     manager_ = std::make_unique<GuestManager>(
         *loop_, *pool_, *store_, *images_,
         std::map<RuntimeKind, Runtime*>{{RuntimeKind::kVm, runtime_.get()},
@@ -133,7 +137,26 @@ class GuestManagerTest : public ::testing::Test {
 
   static bool Running(const GuestRecord& g) { return g.state == GuestState::kRunning; }
 
+  // CPU and memory for the sampler: a fixed reading for any pid; remembers what was asked.
+  class FakeUsageReader : public metrics::UsageReader {
+   public:
+    Result<metrics::Usage> Read(const metrics::UsageSource& source) override {
+      std::lock_guard lock(mu_);
+      last_ = source;
+      return metrics::Usage{5'000'000'000, 4096};
+    }
+    std::optional<metrics::UsageSource> last() {
+      std::lock_guard lock(mu_);
+      return last_;
+    }
+
+   private:
+    std::mutex mu_;
+    std::optional<metrics::UsageSource> last_;
+  };
+
   using WorkGuard = boost::asio::executor_work_guard<boost::asio::io_context::executor_type>;
+  FakeUsageReader usage_;  // outlives every manager
   fs::path dir_;
   std::unique_ptr<AgentStore> store_;
   std::unique_ptr<ImageStore> images_;
@@ -162,6 +185,27 @@ TEST_F(GuestManagerTest, RunStartsAFreshInstanceAndPublishesPorts) {
       << "the runtime gets a private backend port; users keep the published one";
   EXPECT_THAT(EventTypes("web"), ElementsAre(EventType::kGuestCreated, EventType::kGuestStarting,
                                              EventType::kGuestRunning));
+}
+
+TEST_F(GuestManagerTest, RunningGuestsAreSampledAndStoppedOnesHaveNoMetrics) {
+  ASSERT_TRUE(manager_->Run(Spec("web")));
+  GuestRecord g = WaitGuest("web", [](const GuestRecord& g) {
+    return Running(g) && g.metrics && g.metrics->cpu_valid && g.metrics->requests_valid;
+  });
+  ASSERT_TRUE(g.metrics.has_value());
+  EXPECT_EQ(g.metrics->cpu_percent, 0.0);  // the fake's CPU time does not move: idle, not missing
+  EXPECT_EQ(g.metrics->memory_bytes, 4096u);
+  EXPECT_EQ(g.metrics->requests_total, 0u);
+  EXPECT_GT(g.metrics->window_ms, 0u);
+  auto source = usage_.last();
+  ASSERT_TRUE(source.has_value());
+  EXPECT_EQ(source->kind, metrics::UsageSource::Kind::kProcess);  // a VM: its hypervisor process
+  EXPECT_EQ(source->pid, 1001);
+
+  ASSERT_TRUE(manager_->Stop("web", 1s));
+  auto stopped = manager_->Get("web");
+  ASSERT_TRUE(stopped);
+  EXPECT_FALSE(stopped->metrics.has_value());
 }
 
 TEST_F(GuestManagerTest, RefusesDuplicatesUnknownImagesAndOvercommit) {
