@@ -21,6 +21,7 @@ constexpr uint32_t kFadtHwReducedAcpi = 1u << 20;
 // clear, so Linux does not probe a keyboard controller; its reboot path still writes 0xFE to 0x64.
 constexpr uint16_t kIapcBootArch = (1u << 2) | (1u << 3) | (1u << 4);
 constexpr uint32_t kMadtPcatCompat = 1;
+constexpr uint16_t kCmosPort = 0x70;     // MC146818 RTC: index 0x70, data 0x71
 constexpr uint16_t kSerialPort = 0x3f8;  // COM1  // the in-kernel irqchip includes the dual 8259
 
 void PutLe(std::vector<uint8_t>& bytes, size_t offset, uint64_t value, int size) {
@@ -145,8 +146,18 @@ std::vector<uint8_t> SerialDeviceAml() {
   return aml::Device("COM1", body);
 }
 
+std::vector<uint8_t> RtcDeviceAml() {
+  const aml::Bytes resources = aml::Io(kCmosPort, kCmosPort, 1, 2);
+  aml::Bytes body = aml::Name("_HID", aml::EisaId("PNP0B00"));
+  const aml::Bytes crs = aml::Name("_CRS", aml::ResourceTemplate(resources));
+  body.insert(body.end(), crs.begin(), crs.end());
+  return aml::Device("RTC_", body);
+}
+
 std::vector<uint8_t> DsdtBody(const std::vector<VirtioMmioSlot>& virtio) {
   aml::Bytes devices = SerialDeviceAml();
+  const aml::Bytes rtc = RtcDeviceAml();
+  devices.insert(devices.end(), rtc.begin(), rtc.end());
   for (size_t i = 0; i < virtio.size(); ++i) {
     const aml::Bytes device = VirtioMmioDeviceAml(i, virtio[i]);
     devices.insert(devices.end(), device.begin(), device.end());

@@ -32,7 +32,12 @@ std::vector<uint8_t> VirtioMmioDeviceAml(size_t index, const VirtioMmioSlot& slo
 // has no legacy PIC and sets up no ISA interrupts by itself: without this device the 8250 driver
 // would find no usable IRQ for ttyS0.
 std::vector<uint8_t> SerialDeviceAml();
-// The DSDT's AML body (everything after the table header): Scope(\_SB) { COM1, VR00, ... }.
+// Device(RTC_): _HID PNP0B00, _CRS IO 0x70/2, no IRQ (the CMOS device raises none). The x86 code
+// registers no legacy RTC on a hardware-reduced platform either (and rtc_cmos's fallback probe
+// fails there without an IRQ), so without this device the guest has no /dev/rtc and a clone
+// restored from a golden snapshot cannot read the real time (the demo image's init re-reads it).
+std::vector<uint8_t> RtcDeviceAml();
+// The DSDT's AML body (everything after the table header): Scope(\_SB) { COM1, RTC_, VR00, ... }.
 std::vector<uint8_t> DsdtBody(const std::vector<VirtioMmioSlot>& virtio);
 
 // `base` must be 16-byte aligned and below 4 GiB (the tables use 32-bit addresses where ACPI only

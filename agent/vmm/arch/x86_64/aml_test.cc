@@ -89,6 +89,14 @@ Bytes ExpectedSerialDevice() {
           0x79, 0x00};
 }
 
+Bytes ExpectedRtcDevice() {
+  return {0x5b, 0x82, 0x22, 'R',  'T',  'C',  '_',                     // Device(RTC_), PkgLength 34
+          0x08, '_',  'H',  'I',  'D',  0x0c, 0x41, 0xd0, 0x0b, 0x00,  // EisaId("PNP0B00")
+          0x08, '_',  'C',  'R',  'S',  0x11, 0x0d, 0x0a, 0x0a,        // Buffer of 10 bytes
+          0x47, 0x01, 0x70, 0x00, 0x70, 0x00, 0x01, 0x02,              // IO(Decode16, 0x70, 2)
+          0x79, 0x00};
+}
+
 TEST(AmlTest, VirtioDeviceDecodesAsExpected) {
   EXPECT_EQ(VirtioMmioDeviceAml(0, {0xd0000000, 0x1000, 5}), ExpectedVirtioDevice());
 }
@@ -97,14 +105,17 @@ TEST(AmlTest, SerialDeviceDecodesAsExpected) {
   EXPECT_EQ(SerialDeviceAml(), ExpectedSerialDevice());
 }
 
-TEST(AmlTest, DsdtBodyIsOneScopeWithSerialThenVirtioDevices) {
+TEST(AmlTest, RtcDeviceDecodesAsExpected) { EXPECT_EQ(RtcDeviceAml(), ExpectedRtcDevice()); }
+
+TEST(AmlTest, DsdtBodyIsOneScopeWithSerialRtcThenVirtioDevices) {
   const Bytes body = DsdtBody({{0xd0000000, 0x1000, 5}});
-  // Scope(\_SB_): 5 name bytes + 45 + 60 device bytes = 110 payload -> 2-byte PkgLength 112 =
-  // 0x70: lead 0x40 | 0x0, then 0x07.
-  const Bytes scope = {0x10, 0x40, 0x07, '\\', '_', 'S', 'B', '_'};
+  // Scope(\_SB_): 5 name bytes + 45 + 36 + 60 device bytes = 146 payload -> 2-byte PkgLength
+  // 148 = 0x94: lead 0x40 | 0x4, then 0x09.
+  const Bytes scope = {0x10, 0x44, 0x09, '\\', '_', 'S', 'B', '_'};
   const Bytes serial = ExpectedSerialDevice();
+  const Bytes rtc = ExpectedRtcDevice();
   const Bytes virtio = ExpectedVirtioDevice();
-  EXPECT_EQ(body, Cat({&scope, &serial, &virtio}));
+  EXPECT_EQ(body, Cat({&scope, &serial, &rtc, &virtio}));
 }
 
 TEST(AmlTest, SecondDeviceGetsItsOwnNameUidAndGsi) {
