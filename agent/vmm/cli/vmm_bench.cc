@@ -258,10 +258,21 @@ Result<Child> Spawn(const std::string& vmm, std::vector<std::string> args, int t
   args.insert(args.begin(), vmm);
   args.insert(args.end(), {"--ready-fd", "3", "--console-log", c.console_path});
   if (tap_fd >= 0) args.insert(args.end(), {"--tap-fd", "4"});
+  // The child's fds 3 and 4 are dup2 targets, applied in order: a source that is itself 3 or 4
+  // (the tap is usually the bench's fd 3) would be overwritten before it is copied, and the
+  // monitor would get the ready pipe as its tap. Copies above both targets cannot collide.
+  const int ready_src = ::fcntl(pipefd[1], F_DUPFD_CLOEXEC, 10);
+  const int tap_src = tap_fd >= 0 ? ::fcntl(tap_fd, F_DUPFD_CLOEXEC, 10) : -1;
+  if (ready_src < 0 || (tap_fd >= 0 && tap_src < 0)) {
+    auto e = Errno("fcntl(F_DUPFD_CLOEXEC)");
+    for (int fd : {pipefd[0], pipefd[1], ready_src, tap_src})
+      if (fd >= 0) ::close(fd);
+    return e;
+  }
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, pipefd[1], 3);
-  if (tap_fd >= 0) posix_spawn_file_actions_adddup2(&fa, tap_fd, 4);
+  posix_spawn_file_actions_adddup2(&fa, ready_src, 3);
+  if (tap_fd >= 0) posix_spawn_file_actions_adddup2(&fa, tap_src, 4);
   posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
   posix_spawn_file_actions_addopen(&fa, 2, c.stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
                                    0600);
@@ -272,6 +283,8 @@ Result<Child> Spawn(const std::string& vmm, std::vector<std::string> args, int t
   const int err = ::posix_spawn(&c.pid, vmm.c_str(), &fa, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
   ::close(pipefd[1]);
+  ::close(ready_src);
+  if (tap_src >= 0) ::close(tap_src);
   if (err != 0) {
     ::close(pipefd[0]);
     return ErrnoValue("spawn " + vmm, err);
