@@ -9,9 +9,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
+#include <cstring>
 #include <fstream>
+#include <iterator>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -214,6 +217,37 @@ Result<void> CheckKvm(const fs::path& device) {
   return {};
 }
 
+Result<void> CheckHardwareVirtualization(std::string_view cpuinfo, bool kvm_pvm_loaded) {
+  size_t pos = 0;
+  while (pos < cpuinfo.size()) {
+    size_t end = cpuinfo.find('\n', pos);
+    if (end == std::string_view::npos) end = cpuinfo.size();
+    std::string_view line = cpuinfo.substr(pos, end - pos);
+    pos = end + 1;
+    if (!line.starts_with("flags")) continue;
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    std::string_view flags = line.substr(colon + 1);
+    while (!flags.empty()) {
+      size_t start = flags.find_first_not_of(" \t");
+      if (start == std::string_view::npos) break;
+      flags.remove_prefix(start);
+      size_t len = std::min(flags.find_first_of(" \t"), flags.size());
+      std::string_view flag = flags.substr(0, len);
+      if (flag == "vmx" || flag == "svm") return {};
+      flags.remove_prefix(len);
+    }
+  }
+  constexpr std::string_view kAdvice =
+      "cannot boot stock Linux kernels; use runtime vm (QEMU TCG) or a host with VT-x/AMD-V";
+  if (kvm_pvm_loaded) {
+    return Unavailable(fmt::format(
+        "/dev/kvm is a software KVM (kvm-pvm; host CPU has no vmx/svm), which {}", kAdvice));
+  }
+  return Unavailable(fmt::format(
+      "host CPU has no vmx/svm (no hardware virtualization in /proc/cpuinfo), so KVM {}", kAdvice));
+}
+
 Result<fs::path> FindVmmBinary() {
   std::vector<fs::path> tried;
   if (const char* env = std::getenv("PHOENIX_VMM"); env != nullptr && *env != '\0') {
@@ -245,6 +279,15 @@ namespace {
 Result<fs::path> DetectMonitor(const MicroVmRuntimeOptions& options) {
   if (options.state_dir.empty()) return Unavailable("no state directory configured");
   PHX_TRY(CheckKvm(options.kvm_device));
+  std::ifstream cpuinfo(options.cpuinfo);
+  if (!cpuinfo) {
+    return Unavailable(
+        fmt::format("reading {}: {}", options.cpuinfo.string(), std::strerror(errno)));
+  }
+  std::string cpuinfo_text((std::istreambuf_iterator<char>(cpuinfo)),
+                           std::istreambuf_iterator<char>());
+  std::error_code ec;
+  PHX_TRY(CheckHardwareVirtualization(cpuinfo_text, fs::exists(options.kvm_pvm_module, ec)));
   if (::access("/dev/net/tun", R_OK | W_OK) != 0) {
     return Unavailable(fmt::format("/dev/net/tun: {} (micro-VM networking needs the tun driver)",
                                    std::strerror(errno)));

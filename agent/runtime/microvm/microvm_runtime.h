@@ -25,9 +25,11 @@
 // `--control <this instance's socket>` (/proc/<pid>/cmdline).
 //
 // Availability (decided once, in the constructor): /dev/kvm opens read-write with
-// KVM_GET_API_VERSION 12, /dev/net/tun exists and the phoenix-vmm executable is found (option,
-// $PHOENIX_VMM, next to the agent's executable, or in the build tree's agent/vmm/cli/). Describe()
-// says why not otherwise.
+// KVM_GET_API_VERSION 12, the CPU has hardware virtualization (vmx or svm in /proc/cpuinfo: a
+// software KVM such as kvm-pvm offers /dev/kvm without it but cannot boot a stock Linux kernel, so
+// the first start would only time out), /dev/net/tun exists and the phoenix-vmm executable is
+// found (option, $PHOENIX_VMM, next to the agent's executable, or in the build tree's
+// agent/vmm/cli/). Describe() says why not otherwise.
 //
 // Threading: see runtime.h. Events are emitted on the io_context thread. Destroy the runtime on the
 // io_context thread or after the io_context stopped running.
@@ -41,6 +43,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <string_view>
 
 #include "agent/runtime/microvm/run_layout.h"
 #include "agent/runtime/runtime.h"
@@ -51,15 +54,24 @@ struct MicroVmRuntimeOptions {
   std::filesystem::path state_dir;   // golden/, run/, netns/ (run_layout.h)
   std::filesystem::path vmm_binary;  // empty: detect (see above)
   std::filesystem::path kvm_device = "/dev/kvm";
-  std::chrono::milliseconds golden_timeout{240000};  // golden boot to its snapshot
-  std::chrono::milliseconds ready_timeout{60000};    // restore / cold boot to the ready line
-  std::chrono::milliseconds control_timeout{2000};   // one control socket request
-  std::chrono::milliseconds term_wait{2000};         // after SIGTERM, before SIGKILL
+  std::filesystem::path cpuinfo = "/proc/cpuinfo";               // CheckHardwareVirtualization
+  std::filesystem::path kvm_pvm_module = "/sys/module/kvm_pvm";  // exists when kvm-pvm is loaded
+  std::chrono::milliseconds golden_timeout{240000};              // golden boot to its snapshot
+  std::chrono::milliseconds ready_timeout{60000};   // restore / cold boot to the ready line
+  std::chrono::milliseconds control_timeout{2000};  // one control socket request
+  std::chrono::milliseconds term_wait{2000};        // after SIGTERM, before SIGKILL
 };
 
 // Whether `device` is a usable KVM: opens read-write and reports API version 12. The error says
 // why not in words for Describe() ("no /dev/kvm: micro-VMs need KVM").
 [[nodiscard]] Result<void> CheckKvm(const std::filesystem::path& device);
+
+// Whether KVM on this host can boot stock Linux kernels, from the text of /proc/cpuinfo: some
+// "flags" line names vmx (VT-x) or svm (AMD-V). `kvm_pvm_loaded` (the kvm_pvm module is loaded)
+// only sharpens the reason: kvm-pvm is a paravirtual software KVM that boots PVM guest kernels
+// only. kUnavailable with the reason in words for Describe().
+[[nodiscard]] Result<void> CheckHardwareVirtualization(std::string_view cpuinfo,
+                                                       bool kvm_pvm_loaded);
 
 // phoenix-vmm: $PHOENIX_VMM, else next to this executable, else <exe dir>/vmm/cli/ (build tree).
 // kNotFound naming where it looked.

@@ -95,6 +95,70 @@ TEST(MicroVmAvailabilityTest, NotAKvmDevice) {
   EXPECT_THAT(rt.Describe(), HasSubstr("KVM_GET_API_VERSION on /dev/null"));
 }
 
+TEST(HardwareVirtualizationTest, VmxOrSvmFlagIsEnough) {
+  EXPECT_TRUE(CheckHardwareVirtualization(
+      "processor\t: 0\nflags\t\t: fpu vme de pse msr vmx smx est\n", false));
+  EXPECT_TRUE(CheckHardwareVirtualization(
+      "processor\t: 0\nflags\t\t: fpu svm\nprocessor\t: 1\nflags\t\t: fpu svm\n", true));
+  // A flag only counts as a whole word on a flags line.
+  EXPECT_FALSE(CheckHardwareVirtualization("flags\t\t: fpu svm_lock vmxx\n", false));
+  EXPECT_FALSE(CheckHardwareVirtualization("model name\t: svm vmx\nflags\t\t: fpu\n", false));
+  EXPECT_FALSE(CheckHardwareVirtualization("", false));
+}
+
+TEST(HardwareVirtualizationTest, SoftwareKvmIsRefusedSayingWhy) {
+  // This machine's CPU: a guest CPU without vmx/svm, /dev/kvm from kvm-pvm.
+  const std::string_view cpuinfo =
+      "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu vme sse2 hypervisor "
+      "lahf_lm\nbugs\t\t: spectre_v1\n";
+  auto pvm = CheckHardwareVirtualization(cpuinfo, true);
+  ASSERT_FALSE(pvm);
+  EXPECT_EQ(pvm.error().code, ErrorCode::kUnavailable);
+  EXPECT_THAT(pvm.error().message,
+              HasSubstr("/dev/kvm is a software KVM (kvm-pvm; host CPU has no vmx/svm), which "
+                        "cannot boot stock Linux kernels; use runtime vm (QEMU TCG) or a host "
+                        "with VT-x/AMD-V"));
+  auto other = CheckHardwareVirtualization(cpuinfo, false);
+  ASSERT_FALSE(other);
+  EXPECT_EQ(other.error().code, ErrorCode::kUnavailable);
+  EXPECT_THAT(other.error().message, HasSubstr("host CPU has no vmx/svm"));
+  EXPECT_THAT(other.error().message, HasSubstr("use runtime vm (QEMU TCG)"));
+}
+
+// Where /dev/kvm works: the runtime is unavailable when the CPU has no vmx/svm, and refuses starts
+// up front instead of letting the golden boot run into its timeout.
+TEST(MicroVmAvailabilityTest, KvmWithoutHardwareVirtualizationIsUnavailable) {
+  if (!CheckKvm("/dev/kvm")) GTEST_SKIP() << "no usable /dev/kvm";
+  const fs::path dir = fs::temp_directory_path() / ("microvm_avail_" + std::to_string(::getpid()));
+  fs::create_directories(dir / "kvm_pvm");
+  std::ofstream(dir / "cpuinfo") << "processor\t: 0\nflags\t\t: fpu sse2 hypervisor\n";
+  boost::asio::io_context io;
+  MicroVmRuntime rt(io, {.state_dir = dir / "state",
+                         .vmm_binary = "/bin/true",
+                         .cpuinfo = dir / "cpuinfo",
+                         .kvm_pvm_module = dir / "kvm_pvm"});
+  EXPECT_FALSE(rt.Available());
+  EXPECT_THAT(rt.Describe(),
+              HasSubstr("micro-VMs unavailable: /dev/kvm is a software KVM (kvm-pvm"));
+  auto start = rt.Start(InstanceSpec{.instance = "phx-a",
+                                     .image = {.image_id = "sha256:ab", .kernel = "/k"},
+                                     .log_path = dir / "x.log"});
+  ASSERT_FALSE(start);
+  EXPECT_EQ(start.error().code, ErrorCode::kUnavailable);
+
+  std::ofstream(dir / "cpuinfo") << "processor\t: 0\nflags\t\t: fpu sse2 svm\n";
+  MicroVmRuntime ok(io, {.state_dir = dir / "state",
+                         .vmm_binary = "/bin/true",
+                         .cpuinfo = dir / "cpuinfo",
+                         .kvm_pvm_module = dir / "kvm_pvm"});
+  EXPECT_EQ(ok.Available(), ::access("/dev/net/tun", R_OK | W_OK) == 0) << ok.Describe();
+  MicroVmRuntime unreadable(
+      io, {.state_dir = dir / "state", .vmm_binary = "/bin/true", .cpuinfo = dir / "missing"});
+  EXPECT_FALSE(unreadable.Available());
+  EXPECT_THAT(unreadable.Describe(), HasSubstr("missing"));
+  fs::remove_all(dir);
+}
+
 class MicroVmRuntimeTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -107,6 +171,8 @@ class MicroVmRuntimeTest : public ::testing::Test {
     std::ofstream(vmm_) << kFakeVmm;
     fs::permissions(vmm_, fs::perms::owner_all);
     std::ofstream(dir_ / "image" / "vmlinux") << "kernel";
+    // The stand-in boots nothing, so it runs where /dev/kvm is a software KVM too.
+    std::ofstream(dir_ / "cpuinfo") << "processor\t: 0\nflags\t\t: fpu svm\n";
     ::setenv("FAKE_VMM_LOG", (dir_ / "invocations").c_str(), 1);
     ::unsetenv("FAKE_VMM_FAIL_GOLDEN");
     image_ = {.image_id = "sha256:abc123",
@@ -125,7 +191,10 @@ class MicroVmRuntimeTest : public ::testing::Test {
     fs::remove_all(dir_);
   }
   MicroVmRuntimeOptions Options() const {
-    return {.state_dir = dir_ / "state", .vmm_binary = vmm_, .ready_timeout = milliseconds(10000)};
+    return {.state_dir = dir_ / "state",
+            .vmm_binary = vmm_,
+            .cpuinfo = dir_ / "cpuinfo",
+            .ready_timeout = milliseconds(10000)};
   }
   MicroVmRuntime& Runtime() {
     if (!runtime_) {
