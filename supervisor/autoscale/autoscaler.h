@@ -40,7 +40,9 @@ inline constexpr std::chrono::milliseconds kDefaultMaxMetricAge{5000};
 
 // One replica of the service (index < current count) as the controller sees it.
 struct ReplicaSample {
-  bool running = false;              // its guest runs on its node (else placed, starting, pending)
+  // Its guest runs on its node and has reported the metric at least once (else placed, starting,
+  // pending, or running without a first sample yet: it has no load of its own to count).
+  bool running = false;
   std::optional<double> value;       // the policy's metric, when the agent measured it
   std::chrono::milliseconds age{0};  // since the supervisor received that value
 };

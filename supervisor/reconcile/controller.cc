@@ -120,6 +120,10 @@ struct Controller::Impl {
     bool observed_set = false;
     bool running_announced = false;
     std::string pending_reason;
+    // Whether this instance ever reported a valid value: until then it counts as starting for the
+    // autoscaler (0 load), after that a missing value means its reporter went quiet (at target).
+    bool cpu_seen = false;
+    bool rps_seen = false;
   };
 
   Impl(asio::io_context& loop, StateStore& store, EventHub& hub, const Options& options)
@@ -488,10 +492,11 @@ struct Controller::Impl {
     for (const ReplicaPlacement& r : s.replicas) {
       auto it = extras.find({s.spec.name, r.index});
       const ReplicaExtra* extra = it == extras.end() ? nullptr : &it->second;
-      autoscale::ReplicaSample sample{.running = StateOf(r, extra) == ReplicaState::kRunning};
+      const bool cpu = s.spec.autoscale->metric == AutoscaleMetric::kCpu;
+      autoscale::ReplicaSample sample{.running = StateOf(r, extra) == ReplicaState::kRunning &&
+                                                 (cpu ? extra->cpu_seen : extra->rps_seen)};
       if (sample.running && extra->observed.metrics) {
         const GuestMetrics& m = *extra->observed.metrics;
-        const bool cpu = s.spec.autoscale->metric == AutoscaleMetric::kCpu;
         if (cpu ? m.cpu_valid : m.requests_valid) {
           sample.value = cpu ? m.cpu_percent : m.requests_per_second;
           sample.age = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -712,6 +717,10 @@ struct Controller::Impl {
       }
       extra.observed = g.observed;
       extra.observed.metrics_received_at = received;
+      if (g.observed.metrics) {
+        extra.cpu_seen = extra.cpu_seen || g.observed.metrics->cpu_valid;
+        extra.rps_seen = extra.rps_seen || g.observed.metrics->requests_valid;
+      }
       extra.observed_set = true;
       if (g.observed.guest_state == GuestState::kRunning && !extra.running_announced) {
         extra.running_announced = true;
