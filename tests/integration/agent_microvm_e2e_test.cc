@@ -90,8 +90,9 @@ class AgentMicroVmE2ETest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!HasHardwareVirtualization()) {
-      GTEST_SKIP() << "/proc/cpuinfo has neither svm nor vmx: KVM here cannot boot the demo "
-                      "kernel (kvm-pvm); run it in tools/kvm-test-host";
+      GTEST_SKIP() << "/proc/cpuinfo has neither svm nor vmx: no KVM here can boot the demo "
+                      "kernel (a software /dev/kvm such as kvm-pvm cannot); run it in "
+                      "tools/kvm-test-host";
     }
     if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, taps)";
     for (const char* var : {"PHOENIX_AGENT_BIN", "PHOENIXCTL_BIN", "PHOENIX_VMM"}) {
