@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <charconv>
 #include <csignal>
 #include <cstdio>
@@ -435,9 +436,28 @@ std::unique_ptr<grpc::ClientContext> Context::ContextWithDeadline(
   return context;
 }
 
+// UNAVAILABLE means two things: gRPC could not reach the server, or the server answered that
+// something behind it is unavailable (libvirtd down, no KVM for micro-VMs). Only the first earns
+// the "is it running?" hint; the second's message already says what is wrong.
+static bool IsTransportFailure(const grpc::Status& status) {
+  if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return false;
+  std::string message = status.error_message();
+  std::transform(message.begin(), message.end(), message.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  for (std::string_view needle :
+       {"connect", "refused", "socket closed", "broken pipe", "dns resolution", "handshake",
+        "connection reset", "endpoint", "transport"}) {
+    if (message.find(needle) != std::string::npos) return true;
+  }
+  return false;
+}
+
 int Context::RpcError(const grpc::Status& status, Peer peer) {
   err_ << "error: " << status.error_message() << " (" << StatusCodeName(status.error_code())
        << ")\n";
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE && !IsTransportFailure(status)) {
+    return kExitRpcError;
+  }
   if (peer == Peer::kSupervisor) {
     switch (status.error_code()) {
       case grpc::StatusCode::UNAVAILABLE:

@@ -9,6 +9,7 @@ namespace phoenix::ctl {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using namespace std::chrono_literals;
 
 std::vector<std::string> Args(std::initializer_list<const char*> list) {
@@ -278,6 +279,14 @@ TEST(ContextTest, RpcErrorsPrintMessageCodeAndHints) {
   EXPECT_THAT(err.str(), HasSubstr("error: connection refused (UNAVAILABLE)\n"));
   EXPECT_THAT(err.str(), HasSubstr("is phoenix-agent running at 127.0.0.1:7070?"));
   EXPECT_THAT(err.str(), HasSubstr("tools/quickstart"));
+  err.str("");
+  // The agent answered: something behind it is unavailable. No "is it running?" hint.
+  EXPECT_EQ(ctx.RpcError(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                      "the microvm runtime is not reachable now (micro-VMs "
+                                      "unavailable: /dev/kvm is a software KVM)")),
+            1);
+  EXPECT_THAT(err.str(), HasSubstr("micro-VMs unavailable"));
+  EXPECT_THAT(err.str(), Not(HasSubstr("hint:")));
   err.str("");
   EXPECT_EQ(ctx.UsageError("guest run", "missing guest NAME"), 2);
   EXPECT_EQ(err.str(), "error: missing guest NAME\nsee 'phoenixctl guest run --help'\n");
