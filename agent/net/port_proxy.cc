@@ -201,6 +201,13 @@ class Session : public std::enable_shared_from_this<Session> {
         Close();
         return;
       }
+      if (&pipe == &upstream_ && downstream_.eof) {
+        // The guest closed its side after replying (a busybox CGI reply ends with EOF) and the
+        // client, keeping the connection, sent again: nothing will answer, and a client that has
+        // not read our forwarded EOF yet would wait on this pair forever. Close it now.
+        Close();
+        return;
+      }
       CountTurn(pipe);
       asio::async_write(pipe.to, asio::buffer(pipe.buffer.data(), n),
                         [this, self, &pipe](const error_code& write_ec, size_t written) {

@@ -14,6 +14,8 @@
 //  - Forwarding is full duplex with half-close (EOF on one side becomes shutdown(send) on the
 //    other) and one fixed 16 KiB buffer per direction: a slow reader stalls its writer (TCP
 //    backpressure) instead of growing a queue. A reset or error on either side closes both.
+//    Once the guest has sent EOF, client bytes arriving afterwards close both sides at once (no
+//    one will answer them, and a keep-alive client must see the close rather than wait).
 //  - At most ProxyOptions::max_connections are open; further clients are closed on accept.
 //  - Requests are counted for the guest's metrics, cheaply, on the loop thread: a request is a
 //    client turn (the first bytes of a connection, or client bytes after the guest last replied);

@@ -335,6 +335,94 @@ TEST(PortProxyTest, ClientHalfCloseStillGetsTheResponse) {
   EXPECT_EQ(client.read_error, asio::error::eof);
 }
 
+// Like a busybox CGI: reads one request, answers without a length and closes (the reply ends
+// with EOF).
+void ServeOneReplyThenClose(std::shared_ptr<tcp::socket> socket) {
+  auto buffer = std::make_shared<std::array<char, 4096>>();
+  socket->async_read_some(asio::buffer(*buffer), [socket, buffer](const error_code& ec, size_t) {
+    if (ec) {
+      return;
+    }
+    asio::async_write(*socket, asio::buffer(std::string_view("HTTP/1.1 200 OK\r\n\r\nhello")),
+                      [socket](const error_code&, size_t) {
+                        error_code ignored;
+                        socket->close(ignored);
+                      });
+  });
+}
+
+TEST(PortProxyTest, KeepAliveClientSendingAfterTheGuestsEofIsClosedAtOnce) {
+  asio::io_context io;
+  TestServer server(io, ServeOneReplyThenClose);
+  auto proxy = MustListen(io);
+  ASSERT_NE(proxy, nullptr);
+  proxy->SetBackend(server.endpoint());
+
+  // A keep-alive client: it reads exactly the reply it expects and nothing more, so it has not
+  // seen the EOF when it sends its next request on the same connection.
+  tcp::socket client(io);
+  bool connected = false;
+  client.async_connect(tcp::endpoint(kLoopback, proxy->port()),
+                       [&](const error_code& ec) { connected = !ec; });
+  ASSERT_TRUE(RunUntil(io, [&] { return connected; }));
+  const std::string_view kRequest = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string_view kReply = "HTTP/1.1 200 OK\r\n\r\nhello";
+  asio::write(client, asio::buffer(kRequest));
+  std::string reply(kReply.size(), '\0');
+  bool replied = false;
+  asio::async_read(client, asio::buffer(reply),
+                   [&](const error_code& ec, size_t) { replied = !ec; });
+  ASSERT_TRUE(RunUntil(io, [&] { return replied; }));
+  EXPECT_EQ(reply, kReply);
+  RunFor(io, 100ms);                     // the guest's EOF reaches the proxy
+  EXPECT_EQ(proxy->stats().active, 1u);  // the client's half still stands
+
+  asio::write(client, asio::buffer(kRequest));
+  std::array<char, 64> more{};
+  bool read_done = false;
+  error_code read_error;
+  size_t read_bytes = 0;
+  client.async_read_some(asio::buffer(more), [&](const error_code& ec, size_t n) {
+    read_done = true;
+    read_error = ec;
+    read_bytes = n;
+  });
+  // The client still holds its socket open: the proxy closes the pair at once all the same.
+  ASSERT_TRUE(RunUntil(
+      io, [&] { return proxy->stats().active == 0; }, 2s));
+  ASSERT_TRUE(RunUntil(
+      io, [&] { return read_done; }, 2s));
+  EXPECT_EQ(read_bytes, 0u);
+  EXPECT_TRUE(read_error == asio::error::eof || read_error == asio::error::connection_reset)
+      << read_error.message();
+
+  ProxyStats stats = proxy->stats();
+  EXPECT_EQ(stats.requests, 1u);  // the unanswerable second turn is not a request
+  EXPECT_EQ(stats.latency.count(), 1u);
+  EXPECT_EQ(stats.failed, 0u);
+  EXPECT_EQ(server.connections(), 1);
+}
+
+TEST(PortProxyTest, ClientClosingAfterTheGuestsEofClosesThePair) {
+  asio::io_context io;
+  TestServer server(io, ServeOneReplyThenClose);
+  auto proxy = MustListen(io);
+  ASSERT_NE(proxy, nullptr);
+  proxy->SetBackend(server.endpoint());
+
+  Client client(io);
+  client.Connect(proxy->port());
+  ASSERT_TRUE(RunUntil(io, [&] { return client.connected; }));
+  client.Write("GET / HTTP/1.1\r\n\r\n");
+  ASSERT_TRUE(RunUntil(io, [&] { return client.closed; }));  // the guest's EOF, passed on
+  EXPECT_EQ(client.received, "HTTP/1.1 200 OK\r\n\r\nhello");
+  EXPECT_EQ(client.read_error, asio::error::eof);
+  EXPECT_EQ(proxy->stats().active, 1u);
+  client.socket.close();
+  ASSERT_TRUE(RunUntil(
+      io, [&] { return proxy->stats().active == 0; }, 2s));
+}
+
 TEST(PortProxyTest, HeldConnectionIsForwardedOnceABackendIsSet) {
   asio::io_context io;
   TestServer echo(io, ServeEcho);
