@@ -52,7 +52,8 @@ class LoadRunner::Impl : public std::enable_shared_from_this<Impl> {
         options_(std::move(options)),
         on_second_(std::move(cb)),
         tick_(io),
-        second_timer_(io) {}
+        second_timer_(io),
+        phase_totals_(std::max<size_t>(1, options_.profile.phases().size())) {}
 
   void SetTargets(std::vector<Target> targets) {
     targets_ = std::move(targets);
@@ -92,6 +93,7 @@ class LoadRunner::Impl : public std::enable_shared_from_this<Impl> {
   struct Request {
     Request(asio::io_context& io, Target t) : target(std::move(t)), timer(io) {}
     Target target;
+    size_t phase = 0;  // the profile phase it was started in
     std::shared_ptr<Connection> conn;
     bool reused = false;
     bool retried = false;
@@ -127,14 +129,29 @@ class LoadRunner::Impl : public std::enable_shared_from_this<Impl> {
     });
   }
 
+  // The profile phase request number `n` (1-based) belongs to: the first whose end has that many
+  // requests due. By count, not by the clock, so a request launched a tick late stays in its phase.
+  size_t PhaseOfRequest(uint64_t n) const {
+    const auto& phases = options_.profile.phases();
+    double end = 0;
+    for (size_t i = 0; i < phases.size(); ++i) {
+      end += phases[i].seconds;
+      if (options_.profile.RequestsBy(end) + 1e-9 >= static_cast<double>(n)) return i;
+    }
+    return phases.empty() ? 0 : phases.size() - 1;
+  }
+
   void Launch() {
     ++started_;
+    const size_t phase = PhaseOfRequest(started_);
     ++totals_.sent;
     ++second_.sent;
-    if (targets_.empty()) return Fail("no target (service has no healthy endpoint)");
-    if (in_flight_ >= options_.max_in_flight) return Fail("dropped (in-flight limit)");
+    ++phase_totals_[phase].sent;
+    if (targets_.empty()) return Fail("no target (service has no healthy endpoint)", phase);
+    if (in_flight_ >= options_.max_in_flight) return Fail("dropped (in-flight limit)", phase);
     const Target& target = targets_[next_target_++ % targets_.size()];
     auto r = std::make_shared<Request>(io_, target);
+    r->phase = phase;
     r->started = SteadyClock::now();
     r->req.method(http::verb::get);
     r->req.target(target.path);
@@ -241,6 +258,7 @@ class LoadRunner::Impl : public std::enable_shared_from_this<Impl> {
           std::chrono::duration<double, std::milli>(SteadyClock::now() - r->started).count();
       ++totals_.ok;
       ++second_.ok;
+      ++phase_totals_[r->phase].ok;
       all_.Add(ms);
       window_.Add(ms);
     } else {
@@ -248,14 +266,15 @@ class LoadRunner::Impl : public std::enable_shared_from_this<Impl> {
         error_code ignored;
         r->conn->socket.close(ignored);
       }
-      Fail(error);
+      Fail(error, r->phase);
     }
     last_answer_ = SteadyClock::now();
   }
 
-  void Fail(const std::string& kind) {
+  void Fail(const std::string& kind, size_t phase) {
     ++totals_.errors[kind];
     ++second_.errors;
+    ++phase_totals_[phase].errors[kind];
   }
 
   void ScheduleSecond() {
@@ -289,6 +308,7 @@ class LoadRunner::Impl : public std::enable_shared_from_this<Impl> {
     report.seconds = std::chrono::duration<double>(end - start_).count();
     const double send_s = std::chrono::duration<double>(send_end_.value_or(end) - start_).count();
     report.totals = totals_;
+    report.phases = phase_totals_;
     report.achieved_rate = send_s > 0 ? static_cast<double>(totals_.ok) / send_s : 0;
     report.p50_ms = all_.Percentile(50);
     report.p90_ms = all_.Percentile(90);
@@ -316,6 +336,7 @@ class LoadRunner::Impl : public std::enable_shared_from_this<Impl> {
   bool hit_max_ = false;
   bool stopped_ = false;
   RunTotals totals_;
+  std::vector<RunTotals> phase_totals_;  // one per profile phase (at least one)
   LatencyRecorder all_, window_;
   SecondReport second_;
   int seconds_reported_ = 0;

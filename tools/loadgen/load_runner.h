@@ -55,6 +55,9 @@ struct Report {
   double achieved_rate = 0;  // OK answers per second over the sending time
   std::optional<double> p50_ms, p90_ms, p99_ms, max_ms;
   bool hit_max_requests = false;
+  // The same counts per profile phase (by the phase a request was started in), one per phase:
+  // what a load step did to the service, apart from the calm before and after it.
+  std::vector<RunTotals> phases;
 };
 
 class LoadRunner {

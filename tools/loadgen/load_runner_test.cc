@@ -143,6 +143,24 @@ TEST(LoadRunnerTest, SendsTheProfilesRequestsAndMeasuresThem) {
   EXPECT_NEAR(static_cast<double>(seconds[1].sent), 200.0, 20.0);
 }
 
+TEST(LoadRunnerTest, CountsEachPhaseApart) {
+  asio::io_context io;
+  TinyHttpServer server(io);
+  LoadRunner runner(io, Options("step:40@0.5,0@0.5,20@0.5"), nullptr);
+  runner.SetTargets({server.target("/"), server.target("/fail")});
+  Report r = RunToEnd(io, runner);
+  ASSERT_EQ(r.phases.size(), 3u);
+  EXPECT_EQ(r.phases[0].sent, 20u);
+  EXPECT_EQ(r.phases[1].sent, 0u);
+  EXPECT_EQ(r.phases[2].sent, 10u);
+  EXPECT_EQ(r.phases[0].ok + r.phases[0].error_count(), 20u);
+  EXPECT_EQ(r.phases[2].ok + r.phases[2].error_count(), 10u);
+  // Round-robin over "/" and "/fail": half of each phase failed with 503.
+  EXPECT_EQ(r.phases[0].errors["http 503"], 10u);
+  EXPECT_EQ(r.phases[2].errors["http 503"], 5u);
+  EXPECT_EQ(r.phases[0].error_count() + r.phases[2].error_count(), r.totals.error_count());
+}
+
 TEST(LoadRunnerTest, StopsAtMaxRequests) {
   asio::io_context io;
   TinyHttpServer server(io);

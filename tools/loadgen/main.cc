@@ -49,12 +49,14 @@ Bounds and behaviour:
   --max-requests N       stop after starting N requests (default 10000)
   --request-timeout DUR  connect + send + whole reply (default 2s)
   --max-in-flight N      requests open at once before due ones are dropped as errors (default 512)
-  -o json                the final report as one JSON object on stdout (progress goes to stderr)
+  -o json                the final report as one JSON object on stdout (progress goes to stderr);
+                         "phases" holds sent/ok/failed/errors per profile phase
 
 Output: one progress line per second (wanted and sent rate, OK, errors, p50/p99 of that second,
 requests in flight, targets), then the report: achieved rate (OK answers per second), errors by
 kind (connect refused, timeout, connection reset, closed before reply, http 5xx, ...), latency
-p50/p90/p99/max over the whole run. Exit status 0 when every request succeeded, 3 when some
+p50/p90/p99/max over the whole run, and with several phases the counts per phase (by the phase a
+request was started in). Exit status 0 when every request succeeded, 3 when some
 failed, 2 for bad flags, 1 when the service could not be read.
 
 Examples:
@@ -230,21 +232,32 @@ int Run(ctl::Context& ctx, std::span<const std::string> args) {
     return 130;
   }
 
-  if (ctx.json()) {
+  auto json_errors = [](const RunTotals& totals) {
     std::string errors;
-    for (const auto& [kind, count] : report.totals.errors) {
+    for (const auto& [kind, count] : totals.errors) {
       errors += (errors.empty() ? "" : ",") + JsonString(kind) + ":" + std::to_string(count);
+    }
+    return "{" + errors + "}";
+  };
+  if (ctx.json()) {
+    std::string phases;
+    for (const RunTotals& phase : report.phases) {
+      phases += std::string(phases.empty() ? "" : ",") + "{\"sent\":" + std::to_string(phase.sent) +
+                ",\"ok\":" + std::to_string(phase.ok) +
+                ",\"failed\":" + std::to_string(phase.error_count()) +
+                ",\"errors\":" + json_errors(phase) + "}";
     }
     char rate[32];
     std::snprintf(rate, sizeof rate, "%.3f", report.achieved_rate);
     ctx.out() << "{\"seconds\":" << JsonNumber(report.seconds) << ",\"sent\":" << report.totals.sent
               << ",\"ok\":" << report.totals.ok << ",\"failed\":" << report.totals.error_count()
-              << ",\"achieved_rate\":" << rate << ",\"errors\":{" << errors << "}"
+              << ",\"achieved_rate\":" << rate << ",\"errors\":" << json_errors(report.totals)
               << ",\"latency_ms\":{\"p50\":" << JsonNumber(report.p50_ms)
               << ",\"p90\":" << JsonNumber(report.p90_ms)
               << ",\"p99\":" << JsonNumber(report.p99_ms)
               << ",\"max\":" << JsonNumber(report.max_ms) << "}"
-              << ",\"hit_max_requests\":" << (report.hit_max_requests ? "true" : "false") << "}\n";
+              << ",\"hit_max_requests\":" << (report.hit_max_requests ? "true" : "false")
+              << ",\"phases\":[" << phases << "]}\n";
   } else {
     char line[256];
     std::snprintf(line, sizeof line,
@@ -257,6 +270,13 @@ int Run(ctl::Context& ctx, std::span<const std::string> args) {
     ctx.out() << line;
     for (const auto& [kind, count] : report.totals.errors) {
       ctx.out() << "  error " << kind << ": " << count << "\n";
+    }
+    if (report.phases.size() > 1) {
+      for (size_t i = 0; i < report.phases.size(); ++i) {
+        const RunTotals& phase = report.phases[i];
+        ctx.out() << "  phase " << i + 1 << ": " << phase.sent << " sent, " << phase.ok << " ok, "
+                  << phase.error_count() << " failed\n";
+      }
     }
     ctx.out() << "latency p50 " << Ms(report.p50_ms) << "  p90 " << Ms(report.p90_ms) << "  p99 "
               << Ms(report.p99_ms) << "  max " << Ms(report.max_ms) << "\n";
