@@ -10,8 +10,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <boost/asio/posix/stream_descriptor.hpp>
-#include <boost/asio/post.hpp>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -19,18 +17,17 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "agent/runtime/microvm/control_client.h"
 #include "agent/runtime/microvm/guest_netns.h"
 #include "agent/runtime/microvm/vmm_command.h"
 #include "agent/runtime/oci/netns.h"
 #include "agent/runtime/oci/process.h"
 #include "agent/runtime/oci/run_record.h"
+#include "agent/vmm/cli/control.h"
 
 extern char** environ;
 
 namespace phoenix::agent::microvm {
 
-namespace asio = boost::asio;
 namespace fs = std::filesystem;
 using std::chrono::milliseconds;
 using SteadyClock = std::chrono::steady_clock;
@@ -53,6 +50,15 @@ Result<void> MakeDir(const fs::path& dir) {
   fs::create_directories(dir, ec);
   if (ec) return Internal("creating " + dir.string() + ": " + ec.message());
   return {};
+}
+
+// One request on a monitor's control socket. The runtime only logs failures, so every vmm::Error
+// (no answer, or an "error ..." reply) becomes kUnavailable with the monitor's words.
+Result<std::map<std::string, std::string>> Control(const fs::path& socket, std::string_view request,
+                                                   milliseconds timeout) {
+  auto reply = phoenix::vmm::ControlCall(socket.string(), request, timeout);
+  if (!reply) return Unavailable(reply.error().message);
+  return std::move(*reply);
 }
 
 // Waits until the pidfd's process exited; false on timeout.
@@ -301,14 +307,7 @@ Result<fs::path> DetectMonitor(const MicroVmRuntimeOptions& options) {
 
 }  // namespace
 
-// ---- shared state of watchers ----
-
-struct MicroVmRuntime::Shared {
-  std::mutex mu;
-  bool alive = true;
-  MicroVmRuntime* runtime = nullptr;
-  std::map<std::string, std::unique_ptr<asio::posix::stream_descriptor>> watchers;  // io thread
-};
+// ---- watching ----
 
 struct MicroVmRuntime::Tracked {
   int pid = 0;
@@ -321,12 +320,8 @@ struct MicroVmRuntime::Tracked {
   }
 };
 
-MicroVmRuntime::MicroVmRuntime(asio::io_context& io, MicroVmRuntimeOptions options)
-    : io_(io),
-      options_(std::move(options)),
-      layout_{options_.state_dir},
-      shared_(std::make_shared<Shared>()) {
-  shared_->runtime = this;
+MicroVmRuntime::MicroVmRuntime(boost::asio::io_context& io, MicroVmRuntimeOptions options)
+    : options_(std::move(options)), layout_{options_.state_dir}, exits_(io) {
   auto vmm = DetectMonitor(options_);
   if (!vmm) {
     description_ = "micro-VMs unavailable: " + vmm.error().message;
@@ -339,45 +334,15 @@ MicroVmRuntime::MicroVmRuntime(asio::io_context& io, MicroVmRuntimeOptions optio
   spdlog::info("microvm runtime: {}", description_);
 }
 
-MicroVmRuntime::~MicroVmRuntime() {
-  std::lock_guard lock(shared_->mu);
-  shared_->alive = false;
-  shared_->watchers.clear();
-}
+MicroVmRuntime::~MicroVmRuntime() { exits_.Stop(); }
 
 void MicroVmRuntime::Watch(std::function<void(const RuntimeEvent&)> on_event) {
-  std::lock_guard lock(mu_);
-  on_event_ = std::move(on_event);
+  events_.Set(std::move(on_event));
 }
-
-void MicroVmRuntime::Emit(const RuntimeEvent& event) {
-  std::function<void(const RuntimeEvent&)> sink;
-  {
-    std::lock_guard lock(mu_);
-    sink = on_event_;
-  }
-  if (sink) sink(event);
-}
-
-// ---- watching ----
 
 void MicroVmRuntime::WatchExit(const std::string& instance, const std::shared_ptr<Tracked>& tracked,
                                int fd) {
-  asio::post(io_, [shared = shared_, instance, tracked, fd] {
-    std::lock_guard lock(shared->mu);
-    if (!shared->alive) {
-      ::close(fd);
-      return;
-    }
-    auto sd = std::make_unique<asio::posix::stream_descriptor>(shared->runtime->io_, fd);
-    sd->async_wait(asio::posix::stream_descriptor::wait_read,
-                   [shared, instance, tracked](const boost::system::error_code& ec) {
-                     if (ec) return;  // cancelled: the runtime is going away
-                     std::lock_guard lock(shared->mu);
-                     if (shared->alive) shared->runtime->OnExited(instance, tracked);
-                   });
-    shared->watchers[instance] = std::move(sd);
-  });
+  exits_.Watch(instance, fd, [this, instance, tracked] { OnExited(instance, tracked); });
 }
 
 void MicroVmRuntime::OnExited(const std::string& instance,
@@ -400,17 +365,14 @@ void MicroVmRuntime::OnExited(const std::string& instance,
     auto it = tracked_.find(instance);
     if (it != tracked_.end() && it->second == tracked) tracked_.erase(it);
   }
-  if (auto it = shared_->watchers.find(instance); it != shared_->watchers.end()) {
-    shared_->watchers.erase(it);
-  }
   ExitVerdict v =
       ClassifyMonitorExit(status, stopping, killed, Tail(layout_.VmmLog(instance), 300));
   spdlog::info("microvm runtime: {} stopped: {}{}", instance, v.reason,
                v.crashed ? " (crash)" : "");
-  Emit(RuntimeEvent{.kind = RuntimeEvent::Kind::kStopped,
-                    .instance = instance,
-                    .crashed = v.crashed,
-                    .reason = v.reason});
+  events_.Emit(RuntimeEvent{.kind = RuntimeEvent::Kind::kStopped,
+                            .instance = instance,
+                            .crashed = v.crashed,
+                            .reason = v.reason});
 }
 
 Result<std::shared_ptr<MicroVmRuntime::Tracked>> MicroVmRuntime::Adopt(
@@ -781,8 +743,8 @@ Result<void> MicroVmRuntime::Stop(const std::string& instance, milliseconds grac
     t->stopping = true;
   }
   const auto deadline = SteadyClock::now() + grace;
-  auto reply = ControlCall(layout_.ControlSocket(instance), "stop",
-                           std::min(grace, options_.control_timeout));
+  auto reply =
+      Control(layout_.ControlSocket(instance), "stop", std::min(grace, options_.control_timeout));
   if (!reply) {
     spdlog::warn("microvm runtime: {}: control stop: {}", instance, reply.error().message);
   }
@@ -858,7 +820,7 @@ Result<std::vector<InstanceStatus>> MicroVmRuntime::List() {
       s.running = true;
       s.pid = (*tracked)->pid;
       // The process is ours; whether its monitor still answers is worth a line in the log.
-      if (auto ping = ControlCall(layout_.ControlSocket(name), "ping", options_.control_timeout);
+      if (auto ping = Control(layout_.ControlSocket(name), "ping", options_.control_timeout);
           !ping) {
         spdlog::warn("microvm runtime: {} (pid {}) does not answer ping: {}", name, s.pid,
                      ping.error().message);

@@ -45,6 +45,7 @@
 #include <string>
 #include <string_view>
 
+#include "agent/runtime/exit_watch.h"
 #include "agent/runtime/microvm/run_layout.h"
 #include "agent/runtime/runtime.h"
 
@@ -102,7 +103,6 @@ class MicroVmRuntime final : public Runtime {
   bool HasGolden(const ImageArtifacts& image, uint32_t vcpus, uint32_t memory_mib) const;
 
  private:
-  struct Shared;
   struct Tracked;
 
   Result<void> BootGolden(const ImageArtifacts& image, uint32_t vcpus, uint32_t memory_mib,
@@ -112,23 +112,22 @@ class MicroVmRuntime final : public Runtime {
   Result<std::shared_ptr<Tracked>> TrackedFor(const std::string& instance);
   // Watches the recorded monitor; nullptr when it is gone or the pid is someone else's now.
   Result<std::shared_ptr<Tracked>> Adopt(const InstanceRecord& record);
+  // Watches `fd` (a dup of the tracked pidfd, which the watch takes over).
   void WatchExit(const std::string& instance, const std::shared_ptr<Tracked>& tracked, int fd);
   void OnExited(const std::string& instance, const std::shared_ptr<Tracked>& tracked);
   // Kills the monitor if it runs, removes the netns and the run dir. Idempotent.
   Result<void> Teardown(const std::string& instance);
-  void Emit(const RuntimeEvent& event);
 
-  boost::asio::io_context& io_;
   const MicroVmRuntimeOptions options_;
   const RunLayout layout_;
-  std::shared_ptr<Shared> shared_;
+  EventSink events_;
+  ExitWatch exits_;
   // Set once in the constructor.
   std::filesystem::path vmm_;
   std::string description_;
   bool available_ = false;
 
   mutable std::mutex mu_;
-  std::function<void(const RuntimeEvent&)> on_event_;
   std::map<std::string, std::shared_ptr<Tracked>> tracked_;  // running monitors being watched
   std::set<std::string> starting_;
   std::map<std::string, std::shared_ptr<std::mutex>> golden_locks_;  // per golden key

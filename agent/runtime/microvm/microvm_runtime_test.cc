@@ -19,7 +19,7 @@
 #include <fstream>
 #include <thread>
 
-#include "agent/runtime/microvm/control_client.h"
+#include "agent/vmm/cli/control.h"
 
 namespace phoenix::agent::microvm {
 namespace {
@@ -251,7 +251,8 @@ TEST_F(MicroVmRuntimeTest, SnapshotStartRestoresGoldenAndKillIsACrash) {
   std::string cmdline;
   std::getline(state, cmdline);
   EXPECT_EQ(cmdline, "console=ttyS0 phoenix.ip=172.16.0.2/30 phoenix.gw=172.16.0.1");
-  EXPECT_TRUE(ControlCall(rt.layout().ControlSocket("phx-a"), "ping", milliseconds(1000)));
+  EXPECT_TRUE(phoenix::vmm::ControlCall(rt.layout().ControlSocket("phx-a").string(), "ping",
+                                        milliseconds(1000)));
 
   auto killed = rt.Kill("phx-a");
   ASSERT_TRUE(killed) << killed.error().message;

@@ -7,8 +7,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <boost/asio/posix/stream_descriptor.hpp>
-#include <boost/asio/post.hpp>
 #include <charconv>
 #include <fstream>
 #include <sstream>
@@ -104,15 +102,6 @@ bool WaitExited(int pidfd, milliseconds timeout) {
 
 }  // namespace
 
-// What io_context handlers reach the runtime through: they may outlive it.
-struct OciRuntime::Shared {
-  std::mutex mu;
-  bool alive = true;
-  OciRuntime* runtime = nullptr;
-  // io thread only (and the destructor, which runs there or after the loop stopped).
-  std::map<std::string, std::unique_ptr<asio::posix::stream_descriptor>> watchers;
-};
-
 // A running container init being watched.
 struct OciRuntime::Tracked {
   int pid = 0;
@@ -129,8 +118,7 @@ struct OciRuntime::Tracked {
 // ---- construction and detection ----
 
 OciRuntime::OciRuntime(asio::io_context& io, OciRuntimeOptions options)
-    : io_(io), options_(std::move(options)), shared_(std::make_shared<Shared>()) {
-  shared_->runtime = this;
+    : options_(std::move(options)), exits_(io) {
   auto layout = DetectCgroupLayout(options_.cgroup_root);
   if (!layout) {
     description_ = "containers unavailable: " + layout.error().message;
@@ -168,17 +156,12 @@ OciRuntime::OciRuntime(asio::io_context& io, OciRuntimeOptions options)
   spdlog::info("oci runtime: {}", description_);
 }
 
-OciRuntime::~OciRuntime() {
-  std::lock_guard lock(shared_->mu);
-  shared_->alive = false;
-  shared_->watchers.clear();  // cancels the waits; their handlers see alive == false
-}
+OciRuntime::~OciRuntime() { exits_.Stop(); }
 
 std::string OciRuntime::Describe() const { return description_; }
 
 void OciRuntime::Watch(std::function<void(const RuntimeEvent&)> on_event) {
-  std::lock_guard lock(mu_);
-  on_event_ = std::move(on_event);
+  events_.Set(std::move(on_event));
 }
 
 fs::path OciRuntime::NetnsFile(const std::string& instance) const {
@@ -246,32 +229,9 @@ Result<std::vector<OciRuntime::ContainerState>> OciRuntime::ListContainers(
 
 // ---- events ----
 
-void OciRuntime::Emit(const RuntimeEvent& event) {
-  std::function<void(const RuntimeEvent&)> sink;
-  {
-    std::lock_guard lock(mu_);
-    sink = on_event_;
-  }
-  if (sink) sink(event);
-}
-
 void OciRuntime::WatchInit(const std::string& instance, const std::shared_ptr<Tracked>& tracked,
                            int fd) {
-  asio::post(io_, [shared = shared_, instance, tracked, fd] {
-    std::lock_guard lock(shared->mu);
-    if (!shared->alive) {
-      ::close(fd);
-      return;
-    }
-    auto sd = std::make_unique<asio::posix::stream_descriptor>(shared->runtime->io_, fd);
-    sd->async_wait(asio::posix::stream_descriptor::wait_read,
-                   [shared, instance, tracked](const boost::system::error_code& ec) {
-                     if (ec) return;  // cancelled: the runtime is going away
-                     std::lock_guard lock(shared->mu);
-                     if (shared->alive) shared->runtime->OnInitExited(instance, tracked);
-                   });
-    shared->watchers[instance] = std::move(sd);
-  });
+  exits_.Watch(instance, fd, [this, instance, tracked] { OnInitExited(instance, tracked); });
 }
 
 void OciRuntime::OnInitExited(const std::string& instance,
@@ -288,14 +248,13 @@ void OciRuntime::OnInitExited(const std::string& instance,
     auto it = tracked_.find(instance);
     if (it != tracked_.end() && it->second == tracked) tracked_.erase(it);
   }
-  shared_->watchers.erase(instance);
   StopReason why = ClassifyStop(facts);
   spdlog::info("oci runtime: {} stopped: {}{}", instance, why.reason,
                why.crashed ? " (crash)" : "");
-  Emit(RuntimeEvent{.kind = RuntimeEvent::Kind::kStopped,
-                    .instance = instance,
-                    .crashed = why.crashed,
-                    .reason = why.reason});
+  events_.Emit(RuntimeEvent{.kind = RuntimeEvent::Kind::kStopped,
+                            .instance = instance,
+                            .crashed = why.crashed,
+                            .reason = why.reason});
 }
 
 Result<std::shared_ptr<OciRuntime::Tracked>> OciRuntime::Adopt(const RunRecord& record, int pid) {

@@ -36,6 +36,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/runtime/exit_watch.h"
 #include "agent/runtime/oci/cgroup_layout.h"
 #include "agent/runtime/oci/run_record.h"
 #include "agent/runtime/runtime.h"
@@ -83,7 +84,6 @@ class OciRuntime final : public Runtime {
   std::filesystem::path RunRecordFile(const std::string& instance) const;
 
  private:
-  struct Shared;
   struct Tracked;
   struct ContainerState {
     std::string id, status;
@@ -109,11 +109,10 @@ class OciRuntime final : public Runtime {
   // Registers `fd` (a pidfd the io_context takes over) on the io_context.
   void WatchInit(const std::string& instance, const std::shared_ptr<Tracked>& tracked, int fd);
   void OnInitExited(const std::string& instance, const std::shared_ptr<Tracked>& tracked);
-  void Emit(const RuntimeEvent& event);
 
-  boost::asio::io_context& io_;
   const OciRuntimeOptions options_;
-  std::shared_ptr<Shared> shared_;
+  EventSink events_;
+  ExitWatch exits_;
   // Set once in the constructor.
   std::string tool_;
   CgroupLayout layout_ = CgroupLayout::kLegacy;
@@ -122,7 +121,6 @@ class OciRuntime final : public Runtime {
   bool available_ = false;
 
   mutable std::mutex mu_;
-  std::function<void(const RuntimeEvent&)> on_event_;
   std::map<std::string, std::shared_ptr<Tracked>> tracked_;  // running instances being watched
   std::set<std::string> starting_;
 };
