@@ -43,7 +43,7 @@ struct NetConfig {
 struct BootConfig {
   uint32_t vcpus = 1;
   uint64_t memory_bytes = 128ull << 20;
-  std::string kernel_path;  // ELF vmlinux (entered through its PVH note or 64-bit entry) or bzImage
+  std::string kernel_path;  // ELF vmlinux or bzImage, both entered at their 64-bit entry point
   std::string initrd_path;  // optional
   std::string cmdline;      // the monitor appends nothing the caller did not ask for
   bool with_net = false;
