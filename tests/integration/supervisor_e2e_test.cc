@@ -23,6 +23,7 @@
 #include "phoenix/v1/supervisor.grpc.pb.h"
 #include "tests/integration/support/http.h"
 #include "tests/integration/support/process.h"
+#include "tests/integration/support/three_zone_cluster.h"
 
 namespace phoenix {
 namespace {
@@ -31,30 +32,13 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using testing::ChildProcess;
 using testing::RunCommand;
+using testing::cluster::Agent;
+using testing::cluster::Env;
+using testing::cluster::ReadAll;
+using testing::cluster::WaitFor;
 
 constexpr char kService[] = "e2e-sup";
 constexpr auto kDownAfter = 3s;  // passed to the supervisor; the replacement window starts here
-
-std::string Env(const char* name) {
-  const char* v = std::getenv(name);
-  return v == nullptr ? "" : v;
-}
-
-bool WaitFor(const std::function<bool()>& pred, std::chrono::seconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(200ms);
-  }
-  return pred();
-}
-
-std::string ReadAll(const fs::path& path) {
-  std::ifstream in(path);
-  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
 
 // SIGKILLs every process of a container instance, found through its cgroup in any hierarchy:
 // what a host's death does to its guests.
@@ -74,201 +58,9 @@ int KillInstanceProcesses(const std::string& instance) {
   return killed;
 }
 
-struct Agent {
-  std::string node, zone;
-  fs::path state_dir;
-  ChildProcess process;
-  std::unique_ptr<v1::AgentService::Stub> stub;
-};
-
-class SupervisorE2ETest : public ::testing::Test {
+class SupervisorE2ETest : public testing::cluster::ThreeZoneCluster {
  protected:
-  void SetUp() override {
-    image_dir_ = Env("PHOENIX_DEMO_IMAGE_DIR");
-    ASSERT_FALSE(image_dir_.empty()) << "PHOENIX_DEMO_IMAGE_DIR is not set (run through ctest)";
-    if (!fs::exists(fs::path(image_dir_) / "manifest.env")) {
-      auto built = RunCommand({Env("PHOENIX_DEMO_RECIPE"), image_dir_});
-      ASSERT_EQ(built.exit_code, 0) << "building the demo image failed:\n" << built.output;
-    }
-    root_ = fs::path(Env("PHOENIX_TEST_TMP")) / ("supervisor-e2e-" + std::to_string(getpid()));
-    fs::remove_all(root_);
-    fs::create_directories(root_);
-    sup_dir_ = root_ / "supervisor";
-    auto init =
-        RunCommand({Env("PHOENIX_SUPERVISOR_BIN"), "init", "--state-dir", sup_dir_.string()});
-    ASSERT_EQ(init.exit_code, 0) << init.output;
-    admin_token_ = ReadAll(sup_dir_ / "admin.token");
-    ASSERT_FALSE(admin_token_.empty());
-    ca_pem_ = ReadAll(sup_dir_ / "pki" / "ca.pem");
-    ASSERT_NO_FATAL_FAILURE(StartSupervisor());
-    auto join =
-        RunCommand({Env("PHOENIX_SUPERVISOR_BIN"), "join-token", "--state-dir", sup_dir_.string()});
-    ASSERT_EQ(join.exit_code, 0) << join.output;
-    join_token_ = join.output.substr(0, join.output.find('\n'));
-
-    for (auto [node, zone] : {std::pair{"e2e-a", "a"}, {"e2e-b", "b"}, {"e2e-c", "c"}}) {
-      agents_[node] = Agent{.node = node, .zone = zone, .state_dir = root_ / node};
-      ASSERT_NO_FATAL_FAILURE(StartAgent(agents_[node]));
-      v1::ImportImageRequest req;
-      req.set_directory(image_dir_);
-      req.set_name("demo");
-      v1::Image image;
-      grpc::ClientContext ctx;
-      grpc::Status s = agents_[node].stub->ImportImage(&ctx, req, &image);
-      ASSERT_TRUE(s.ok()) << node << ": " << s.error_message();
-    }
-  }
-
-  void TearDown() override {
-    // Leave no container behind, even after a failure midway.
-    if (supervisor_.Running()) {
-      grpc::ClientContext ctx;
-      Authorize(ctx);
-      v1::DeleteServiceRequest req;
-      req.set_name(kService);
-      v1::DeleteServiceResponse resp;
-      (void)sup_->DeleteService(&ctx, req, &resp);
-      WaitFor([&] { return TotalGuests() == 0; }, 30s);
-    }
-    for (auto& [node, agent] : agents_) {
-      if (!agent.process.Running()) continue;
-      for (const v1::Guest& g : Guests(agent)) {
-        grpc::ClientContext ctx;
-        v1::DeleteGuestRequest req;
-        req.set_name(g.spec().name());
-        v1::DeleteGuestResponse resp;
-        (void)agent.stub->DeleteGuest(&ctx, req, &resp);
-      }
-      agent.process.KillAndWait(SIGTERM, 10s);
-    }
-    supervisor_.KillAndWait(SIGTERM, 10s);
-    if (!HasFailure()) fs::remove_all(root_);
-  }
-
-  void StartSupervisor() {
-    const fs::path port_file = sup_dir_ / "port";
-    fs::remove(port_file);
-    auto child = ChildProcess::Spawn(
-        {Env("PHOENIX_SUPERVISOR_BIN"), "serve", "--state-dir", sup_dir_.string(), "--listen",
-         "127.0.0.1:" + std::to_string(sup_port_), "--port-file", port_file.string(),
-         "--heartbeat-interval", "500ms", "--suspect-after", "1500ms", "--down-after",
-         std::to_string(kDownAfter.count()) + "s", "--log-level", "debug"},
-        (sup_dir_ / "supervisor.log").string());
-    ASSERT_TRUE(child) << child.error().ToString();
-    supervisor_ = std::move(*child);
-    auto port = testing::WaitForIntFile(port_file.string(), 30s);
-    ASSERT_TRUE(port) << "supervisor did not start; see " << (sup_dir_ / "supervisor.log");
-    sup_port_ = *port;  // a restart listens on the same port, so agents find it again
-    grpc::SslCredentialsOptions tls;
-    tls.pem_root_certs = ca_pem_;
-    sup_ = v1::Supervisor::NewStub(
-        grpc::CreateChannel("127.0.0.1:" + std::to_string(sup_port_), grpc::SslCredentials(tls)));
-  }
-
-  void StartAgent(Agent& agent) {
-    const fs::path port_file = agent.state_dir / "agent.port";
-    fs::create_directories(agent.state_dir);
-    fs::remove(port_file);
-    auto child = ChildProcess::Spawn({Env("PHOENIX_AGENT_BIN"),
-                                      "--listen",
-                                      "127.0.0.1:0",
-                                      "--state-dir",
-                                      agent.state_dir.string(),
-                                      "--port-file",
-                                      port_file.string(),
-                                      "--node",
-                                      agent.node,
-                                      "--zone",
-                                      agent.zone,
-                                      "--vcpus",
-                                      "8",
-                                      "--memory-mib",
-                                      "2048",
-                                      "--supervisor",
-                                      "127.0.0.1:" + std::to_string(sup_port_),
-                                      "--supervisor-ca",
-                                      (sup_dir_ / "pki" / "ca.pem").string(),
-                                      "--join-token",
-                                      join_token_,
-                                      "--log-level",
-                                      "debug"},
-                                     (agent.state_dir.string() + ".log"));
-    ASSERT_TRUE(child) << child.error().ToString();
-    agent.process = std::move(*child);
-    auto port = testing::WaitForIntFile(port_file.string(), 60s);
-    ASSERT_TRUE(port) << "agent did not start; see " << agent.state_dir.string() << ".log";
-    agent.stub = v1::AgentService::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(*port),
-                                                               grpc::InsecureChannelCredentials()));
-  }
-
-  void Authorize(grpc::ClientContext& ctx) {
-    ctx.AddMetadata("authorization", "Bearer " + admin_token_);
-    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
-  }
-
-  std::optional<v1::Service> GetService() {
-    grpc::ClientContext ctx;
-    Authorize(ctx);
-    v1::GetServiceRequest req;
-    req.set_name(kService);
-    v1::Service out;
-    if (!sup_->GetService(&ctx, req, &out).ok()) return std::nullopt;
-    return out;
-  }
-
-  std::map<std::string, v1::Node> Nodes() {
-    grpc::ClientContext ctx;
-    Authorize(ctx);
-    v1::ListNodesResponse resp;
-    std::map<std::string, v1::Node> out;
-    if (!sup_->ListNodes(&ctx, v1::ListNodesRequest(), &resp).ok()) return out;
-    for (const v1::Node& n : resp.nodes()) out[n.name()] = n;
-    return out;
-  }
-
-  std::vector<v1::Guest> Guests(Agent& agent) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
-    v1::ListGuestsResponse resp;
-    if (!agent.stub->ListGuests(&ctx, v1::ListGuestsRequest(), &resp).ok()) return {};
-    return {resp.guests().begin(), resp.guests().end()};
-  }
-
-  size_t TotalGuests() {
-    size_t n = 0;
-    for (auto& [_, agent] : agents_) {
-      if (agent.process.Running()) n += Guests(agent).size();
-    }
-    return n;
-  }
-
-  // Replicas running per zone, or nullopt unless exactly `want` run and all are RUNNING.
-  std::optional<std::map<std::string, int>> RunningByZone(uint32_t want) {
-    auto s = GetService();
-    if (!s || s->running() != want || static_cast<uint32_t>(s->replicas_size()) != want) {
-      return std::nullopt;
-    }
-    std::map<std::string, int> zones;
-    for (const v1::Replica& r : s->replicas()) zones[r.zone()]++;
-    return zones;
-  }
-
-  std::string Describe() {
-    std::string out;
-    if (auto s = GetService()) out += s->DebugString();
-    for (auto& [name, n] : Nodes()) {
-      out += name + " " + v1::NodeState_Name(n.state()) + " " + n.state_reason() + "\n";
-    }
-    return out;
-  }
-
-  std::string image_dir_;
-  fs::path root_, sup_dir_;
-  std::string admin_token_, ca_pem_, join_token_;
-  int sup_port_ = 0;
-  ChildProcess supervisor_;
-  std::unique_ptr<v1::Supervisor::Stub> sup_;
-  std::map<std::string, Agent> agents_;
+  SupervisorE2ETest() : ThreeZoneCluster(kService, "supervisor-e2e", kDownAfter) {}
 };
 
 TEST_F(SupervisorE2ETest, SpreadSurviveANodeFenceItAndKeepAcknowledgedScale) {
