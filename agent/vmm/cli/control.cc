@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 namespace phoenix::vmm {
 namespace {
@@ -250,6 +251,9 @@ Result<std::map<std::string, std::string>> ControlCall(const std::string& socket
   std::string out(request);
   out += '\n';
   size_t sent = 0;
+  // A monitor that turns the connection away (too many clients) answers and closes before it
+  // reads the request, so the send can fail with EPIPE while its answer waits to be read.
+  std::optional<Error> send_error;
   while (sent < out.size()) {
     ssize_t n = ::send(fd, out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
     if (n >= 0) {
@@ -257,6 +261,10 @@ Result<std::map<std::string, std::string>> ControlCall(const std::string& socket
       continue;
     }
     if (errno == EINTR) continue;
+    if (errno == EPIPE || errno == ECONNRESET) {
+      send_error = Errno("send").error();
+      break;
+    }
     if (errno != EAGAIN) return fail(Errno("send").error());
     pollfd p{fd, POLLOUT, 0};
     if (::poll(&p, 1, RemainingMs(deadline)) == 0)
@@ -277,9 +285,12 @@ Result<std::map<std::string, std::string>> ControlCall(const std::string& socket
     ssize_t n = ::recv(fd, buf, sizeof buf, 0);
     if (n < 0) {
       if (errno == EINTR || errno == EAGAIN) continue;
-      return fail(Errno("recv").error());
+      return fail(send_error ? *send_error : Errno("recv").error());
     }
-    if (n == 0) return fail(Error{0, "monitor closed the connection without a reply"});
+    if (n == 0) {
+      return fail(send_error ? *send_error
+                             : Error{0, "monitor closed the connection without a reply"});
+    }
     in.append(buf, static_cast<size_t>(n));
   }
 }
