@@ -10,6 +10,9 @@ using google::protobuf::util::TimeUtil;
 
 constexpr uint32_t kDefaultMemoryMib = 256;
 constexpr uint32_t kDefaultStartPeriodMs = 120000;  // a cold boot under TCG takes tens of seconds
+// Long enough for an overloaded replica, out of its service's endpoints, to drain its backlog and
+// pass again; short enough that a hung guest is replaced within seconds of being declared dead.
+constexpr uint32_t kDefaultRestartAfterUnhealthyMs = 10000;
 
 void SetTime(TimePoint t, google::protobuf::Timestamp* out) {
   if (t == TimePoint{}) return;
@@ -141,6 +144,9 @@ Result<GuestSpec> SpecFromProto(const v1::GuestSpec& in) {
     hc.timeout_ms = h.timeout_ms() != 0 ? h.timeout_ms() : std::min(hc.timeout_ms, hc.interval_ms);
     if (h.unhealthy_threshold() != 0) hc.unhealthy_threshold = h.unhealthy_threshold();
     hc.start_period_ms = h.start_period_ms() != 0 ? h.start_period_ms() : kDefaultStartPeriodMs;
+    hc.restart_after_unhealthy_ms = h.has_restart_after_unhealthy_ms()
+                                        ? h.restart_after_unhealthy_ms()
+                                        : kDefaultRestartAfterUnhealthyMs;
   }
   switch (in.restart().policy()) {
     case v1::RESTART_POLICY_UNSPECIFIED:
@@ -203,6 +209,7 @@ void SpecToProto(const GuestSpec& in, v1::GuestSpec* out) {
     h->set_timeout_ms(in.health.timeout_ms);
     h->set_unhealthy_threshold(in.health.unhealthy_threshold);
     h->set_start_period_ms(in.health.start_period_ms);
+    h->set_restart_after_unhealthy_ms(in.health.restart_after_unhealthy_ms);
   }
   out->mutable_restart()->set_policy(PolicyToProto(in.restart.policy));
   out->mutable_restart()->set_initial_backoff_ms(in.restart.initial_backoff_ms);

@@ -19,8 +19,19 @@ TEST(ConvertTest, AppliesDefaults) {
   EXPECT_EQ(s->ports.at(0).host_ip, "127.0.0.1");
   EXPECT_EQ(s->health.kind, HealthCheck::Kind::kHttp);
   EXPECT_EQ(s->health.path, "/health");
+  EXPECT_EQ(s->health.restart_after_unhealthy_ms, 10000u) << "unset: a 10 s liveness grace";
   EXPECT_EQ(s->restart.policy, RestartPolicy::kAlways);
   EXPECT_EQ(s->boot_mode, BootMode::kAuto);
+}
+
+TEST(ConvertTest, RestartAfterUnhealthyZeroIsKeptNotDefaulted) {
+  v1::GuestSpec in;
+  in.add_ports()->set_guest_port(80);
+  in.mutable_health()->mutable_tcp()->set_port(80);
+  in.mutable_health()->set_restart_after_unhealthy_ms(0);
+  auto s = SpecFromProto(in);
+  ASSERT_TRUE(s) << s.error().ToString();
+  EXPECT_EQ(s->health.restart_after_unhealthy_ms, 0u);
 }
 
 TEST(ConvertTest, RejectsPortsOutOfRangeNamingTheField) {
@@ -50,12 +61,18 @@ TEST(ConvertTest, SpecRoundTrips) {
   spec.command = {"/bin/sh", "-c", "echo hi"};
   spec.env = {{"A", "1"}};
   spec.ports = {{8080, 18080, "127.0.0.1"}};
-  spec.health = {HealthCheck::Kind::kTcp, 8080, "/health", 500, 400, 2, 30000};
+  spec.health = {HealthCheck::Kind::kTcp, 8080, "/health", 500, 400, 2, 30000, 2500};
   spec.restart = {RestartPolicy::kOnFailure, 100, 5000};
   spec.boot_mode = BootMode::kCold;
   v1::GuestSpec wire;
   SpecToProto(spec, &wire);
   auto back = SpecFromProto(wire);
+  ASSERT_TRUE(back) << back.error().ToString();
+  EXPECT_EQ(*back, spec);
+  spec.health.restart_after_unhealthy_ms = 0;  // "at once" survives the wire too
+  v1::GuestSpec wire_at_once;
+  SpecToProto(spec, &wire_at_once);
+  back = SpecFromProto(wire_at_once);
   ASSERT_TRUE(back) << back.error().ToString();
   EXPECT_EQ(*back, spec);
 }

@@ -52,6 +52,9 @@ struct HealthCheck {
   uint32_t timeout_ms = 1000;
   uint32_t unhealthy_threshold = 3;
   uint32_t start_period_ms = 60000;
+  // Liveness: an unhealthy guest keeps running (out of its service's endpoints) this long before it
+  // is restarted; 0 restarts at once. Unset in the API, it is 10 s (agent/api/convert.cc).
+  uint32_t restart_after_unhealthy_ms = 10000;
   bool operator==(const HealthCheck&) const = default;
 };
 

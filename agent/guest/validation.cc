@@ -32,6 +32,11 @@ Result<void> ValidateHealth(const HealthCheck& h) {
   if (h.unhealthy_threshold == 0 || h.unhealthy_threshold > 100) {
     return InvalidArgument("spec.health.unhealthy_threshold", "must be 1-100");
   }
+  if (h.restart_after_unhealthy_ms > kMaxRestartAfterUnhealthyMs) {
+    return InvalidArgument(
+        "spec.health.restart_after_unhealthy_ms",
+        "must be at most " + std::to_string(kMaxRestartAfterUnhealthyMs) + " (1 hour)");
+  }
   return {};
 }
 

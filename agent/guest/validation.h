@@ -10,6 +10,7 @@ namespace phoenix::agent {
 
 inline constexpr uint32_t kMinMemoryMib = 64;
 inline constexpr uint32_t kMaxVcpus = 64;
+inline constexpr uint32_t kMaxRestartAfterUnhealthyMs = 3'600'000;
 
 // Checks everything that does not depend on the node's state (image existence, capacity and port
 // availability are checked by the agent when it accepts the guest).

@@ -21,7 +21,7 @@ using std::chrono::milliseconds;
 
 struct GuestManager::Entry {
   Entry(asio::io_context& loop, metrics::UsageReader& usage)
-      : restart_timer(loop), stable_timer(loop), sampler(usage) {}
+      : restart_timer(loop), stable_timer(loop), unhealthy_timer(loop), sampler(usage) {}
 
   GuestRecord rec;
   ImageArtifacts image;
@@ -29,6 +29,9 @@ struct GuestManager::Entry {
   std::unique_ptr<health::HealthMonitor> health;
   asio::steady_timer restart_timer;
   asio::steady_timer stable_timer;
+  // Armed while the instance is unhealthy: when it fires the instance has stayed unhealthy for
+  // spec.health.restart_after_unhealthy_ms and is restarted (liveness).
+  asio::steady_timer unhealthy_timer;
   bool restart_pending = false;  // restart_timer armed
   bool op_in_flight = false;     // a runtime Start/Stop/Destroy for this guest is running
   bool deleting = false;
@@ -61,6 +64,12 @@ std::string NewGuestId() {
 bool IsPermanent(const Error& e) {
   return e.code == ErrorCode::kNotFound || e.code == ErrorCode::kInvalidArgument ||
          e.code == ErrorCode::kFailedPrecondition;
+}
+
+// "10 s", "1500 ms": for event messages.
+std::string FormatMillis(milliseconds d) {
+  return d.count() % 1000 == 0 ? std::to_string(d.count() / 1000) + " s"
+                               : std::to_string(d.count()) + " ms";
 }
 
 }  // namespace
@@ -531,6 +540,7 @@ void GuestManager::DetachInstance(Entry& e) {
     e.health.reset();
   }
   e.stable_timer.cancel();
+  e.unhealthy_timer.cancel();
   e.rec.healthy = false;
   e.pid = 0;
   e.sampler.Reset();
@@ -542,14 +552,41 @@ void GuestManager::OnHealth(const std::string& name, const std::string& instance
   Entry* e = Find(name);
   if (e == nullptr || e->rec.instance != instance || e->rec.state != GuestState::kRunning) return;
   if (healthy) {
+    const bool recovered = e->unhealthy_timer.cancel() > 0;
     e->rec.healthy = true;
     e->rec.consecutive_failures = 0;
     Persist(*e);
-    Emit(EventType::kGuestHealthy, name, "healthy" + (detail.empty() ? "" : " (" + detail + ")"));
+    Emit(EventType::kGuestHealthy, name,
+         std::string(recovered ? "healthy again, not restarted" : "healthy") +
+             (detail.empty() ? "" : " (" + detail + ")"));
     return;
   }
-  Emit(EventType::kGuestUnhealthy, name, "unhealthy: " + detail);
-  HandleExit(*e, ExitCause::kUnhealthy, "health check failed: " + detail);
+  // Readiness first, liveness later: an unhealthy guest leaves its service's endpoints at once
+  // (the supervisor publishes only healthy replicas) but keeps running for the grace, because an
+  // overloaded guest that is killed takes its in-flight requests with it and pushes its load onto
+  // the others, which then fail their checks in turn.
+  const milliseconds grace(e->rec.spec.health.restart_after_unhealthy_ms);
+  if (grace.count() == 0) {
+    Emit(EventType::kGuestUnhealthy, name, "unhealthy: " + detail);
+    HandleExit(*e, ExitCause::kUnhealthy, "health check failed: " + detail);
+    return;
+  }
+  e->rec.healthy = false;
+  Persist(*e);
+  Emit(EventType::kGuestUnhealthy, name,
+       "unhealthy: " + detail + "; restarting in " + FormatMillis(grace) + " unless it recovers");
+  e->unhealthy_timer.expires_after(grace);
+  e->unhealthy_timer.async_wait([this, name, instance, detail,
+                                 grace](const boost::system::error_code& ec) {
+    if (ec) return;
+    Entry* e = Find(name);
+    if (e == nullptr || e->rec.instance != instance || e->rec.state != GuestState::kRunning ||
+        e->rec.healthy) {
+      return;
+    }
+    HandleExit(*e, ExitCause::kUnhealthy,
+               "health check failed: " + detail + ", still unhealthy after " + FormatMillis(grace));
+  });
 }
 
 // An instance ended (crash, clean exit, failed health check or failed start): clean it up and let

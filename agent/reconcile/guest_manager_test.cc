@@ -1,5 +1,12 @@
 #include "agent/reconcile/guest_manager.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <mutex>
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -405,6 +412,139 @@ TEST_F(GuestManagerTest, RestartedAgentRestartsVanishedAndRemovesLeftoverInstanc
   EXPECT_NE(after.instance, before.instance);
   EXPECT_NE(after.instance, "phx-web-7");
   EXPECT_EQ(runtime_->running().size(), 1u) << "exactly one instance of the guest runs";
+}
+
+// The guest's health endpoint, stood in for on the guest's backend port (the fake runtime runs
+// nothing there): answers every request with 200 or 503 as the test chooses. Serves from its own
+// thread with bounded waits; stops in the destructor.
+class HealthEndpoint {
+ public:
+  explicit HealthEndpoint(uint16_t port) {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bound_ =
+        bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 && listen(fd_, 16) == 0;
+    if (bound_) thread_ = std::thread([this] { Serve(); });
+  }
+  ~HealthEndpoint() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    close(fd_);
+  }
+  bool bound() const { return bound_; }
+  void SetHealthy(bool healthy) { healthy_ = healthy; }
+
+ private:
+  void Serve() {
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, 20) <= 0) continue;
+      int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) continue;
+      char buf[1024];
+      pollfd in{c, POLLIN, 0};
+      if (poll(&in, 1, 500) > 0) (void)!read(c, buf, sizeof buf);
+      const std::string reply = healthy_ ? "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"
+                                         : "HTTP/1.1 503 Busy\r\nContent-Length: 5\r\n\r\nbusy\n";
+      (void)!write(c, reply.data(), reply.size());
+      close(c);
+    }
+  }
+
+  int fd_ = -1;
+  bool bound_ = false;
+  std::atomic<bool> healthy_{true};
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// A guest with a fast HTTP health check and the given liveness grace.
+GuestSpec HealthChecked(const std::string& name, uint32_t restart_after_unhealthy_ms) {
+  GuestSpec s;
+  s.name = name;
+  s.image = "demo";
+  s.ports = {{80, 0, "127.0.0.1"}};
+  s.restart.initial_backoff_ms = 20;
+  s.restart.max_backoff_ms = 100;
+  s.health.kind = HealthCheck::Kind::kHttp;
+  s.health.port = 80;
+  s.health.interval_ms = 100;
+  s.health.timeout_ms = 100;
+  s.health.unhealthy_threshold = 2;
+  s.health.start_period_ms = 0;
+  s.health.restart_after_unhealthy_ms = restart_after_unhealthy_ms;
+  return s;
+}
+
+TEST_F(GuestManagerTest, UnhealthyGuestRunsOnOutOfRotationAndRestartsOnlyAfterTheGrace) {
+  ASSERT_TRUE(manager_->Run(HealthChecked("web", 700)));
+  GuestRecord up = WaitGuest("web", Running);
+  HealthEndpoint endpoint(up.backend_ports.at(0));
+  ASSERT_TRUE(endpoint.bound()) << "backend port " << up.backend_ports.at(0);
+  WaitGuest("web", [](const GuestRecord& g) { return Running(g) && g.healthy; });
+
+  endpoint.SetHealthy(false);
+  // Readiness: reported unhealthy while the same instance still runs.
+  GuestRecord sick = WaitGuest("web", [](const GuestRecord& g) { return !g.healthy; });
+  EXPECT_EQ(sick.state, GuestState::kRunning);
+  EXPECT_EQ(sick.instance, up.instance) << "not restarted at the first unhealthy verdict";
+  // Liveness: still unhealthy when the grace ends, so a fresh instance replaces it.
+  GuestRecord replaced =
+      WaitGuest("web", [&](const GuestRecord& g) { return g.instance != up.instance; });
+  EXPECT_NE(replaced.last_exit_reason.find("still unhealthy after 700 ms"), std::string::npos)
+      << replaced.last_exit_reason;
+  auto events = store_->EventsSince(1, 1000);
+  ASSERT_TRUE(events);
+  bool announced = false;
+  for (const auto& e : *events) {
+    if (e.type == EventType::kGuestUnhealthy &&
+        e.message.find("restarting in 700 ms unless it recovers") != std::string::npos) {
+      announced = true;
+    }
+  }
+  EXPECT_TRUE(announced) << "the unhealthy event says when the restart comes";
+}
+
+TEST_F(GuestManagerTest, GuestThatRecoversWithinTheGraceIsNotRestarted) {
+  ASSERT_TRUE(manager_->Run(HealthChecked("web", 800)));
+  GuestRecord up = WaitGuest("web", Running);
+  HealthEndpoint endpoint(up.backend_ports.at(0));
+  ASSERT_TRUE(endpoint.bound()) << "backend port " << up.backend_ports.at(0);
+  WaitGuest("web", [](const GuestRecord& g) { return Running(g) && g.healthy; });
+
+  endpoint.SetHealthy(false);
+  WaitGuest("web", [](const GuestRecord& g) { return !g.healthy; });
+  endpoint.SetHealthy(true);
+  GuestRecord again = WaitGuest("web", [](const GuestRecord& g) { return g.healthy; });
+  EXPECT_EQ(again.instance, up.instance);
+  // Past the grace: the cancelled restart stays cancelled.
+  std::this_thread::sleep_for(1200ms);
+  GuestRecord later = WaitGuest("web", Running);
+  EXPECT_EQ(later.instance, up.instance);
+  EXPECT_TRUE(later.healthy);
+  EXPECT_EQ(runtime_->starts().size(), 1u);
+  EXPECT_EQ(later.restart_count, 0u);
+}
+
+TEST_F(GuestManagerTest, ZeroGraceRestartsAtTheFirstUnhealthyVerdict) {
+  ASSERT_TRUE(manager_->Run(HealthChecked("web", 0)));
+  GuestRecord up = WaitGuest("web", Running);
+  HealthEndpoint endpoint(up.backend_ports.at(0));
+  ASSERT_TRUE(endpoint.bound()) << "backend port " << up.backend_ports.at(0);
+  WaitGuest("web", [](const GuestRecord& g) { return Running(g) && g.healthy; });
+
+  endpoint.SetHealthy(false);
+  GuestRecord replaced =
+      WaitGuest("web", [&](const GuestRecord& g) { return g.instance != up.instance; });
+  EXPECT_NE(replaced.last_exit_reason.find("health check failed: HTTP 503"), std::string::npos)
+      << replaced.last_exit_reason;
+  EXPECT_EQ(replaced.last_exit_reason.find("still unhealthy"), std::string::npos)
+      << replaced.last_exit_reason;
 }
 
 }  // namespace

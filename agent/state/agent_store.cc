@@ -92,6 +92,11 @@ CREATE TABLE managed_guests (
   name TEXT PRIMARY KEY NOT NULL
 ) STRICT, WITHOUT ROWID;
 )sql",
+    // Guests recorded before the liveness grace existed restarted at their first unhealthy verdict:
+    // 0 keeps that meaning for them.
+    R"sql(
+ALTER TABLE guests ADD COLUMN health_restart_after_unhealthy_ms INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 
 constexpr SqlCode<RuntimeKind> kRuntimeCodes[] = {{RuntimeKind::kVm, "vm"},
@@ -213,9 +218,9 @@ Result<void> AgentStore::PutGuestLocked(const GuestRecord& r) {
       "health_start_period_ms, restart_policy, restart_initial_backoff_ms, restart_max_backoff_ms, "
       "boot_mode, image_id, desired_running, state, healthy, restart_count, consecutive_failures, "
       "last_exit_reason, instance, instance_seq, last_boot, last_boot_ms, accelerator, "
-      "created_at_us, started_at_us, updated_at_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
-      "?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, "
-      "?28, ?29, ?30, ?31, ?32)");
+      "created_at_us, started_at_us, updated_at_us, health_restart_after_unhealthy_ms) VALUES (?1, "
+      "?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, "
+      "?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)");
   if (!s) return std::unexpected(s.error());
   s->Bind(1, r.id)
       .Bind(2, g.name)
@@ -249,7 +254,8 @@ Result<void> AgentStore::PutGuestLocked(const GuestRecord& r) {
       .Bind(29, r.accelerator)
       .Bind(30, ToMicros(r.created_at))
       .Bind(31, ToMicros(r.started_at))
-      .Bind(32, ToMicros(r.updated_at));
+      .Bind(32, ToMicros(r.updated_at))
+      .Bind(33, int64_t{g.health.restart_after_unhealthy_ms});
   PHX_TRY(s->Run("inserting guest " + r.id));
 
   for (size_t i = 0; i < g.command.size(); ++i) {
@@ -309,8 +315,8 @@ Result<std::vector<GuestRecord>> AgentStore::LoadGuests() {
         "health_start_period_ms, restart_policy, restart_initial_backoff_ms, "
         "restart_max_backoff_ms, boot_mode, image_id, desired_running, state, healthy, "
         "restart_count, consecutive_failures, last_exit_reason, instance, instance_seq, last_boot, "
-        "last_boot_ms, accelerator, created_at_us, started_at_us, updated_at_us FROM guests "
-        "ORDER BY id");
+        "last_boot_ms, accelerator, created_at_us, started_at_us, updated_at_us, "
+        "health_restart_after_unhealthy_ms FROM guests ORDER BY id");
     if (!s) return std::unexpected(s.error());
     for (;;) {
       auto row = s->Step("loading guests");
@@ -337,6 +343,7 @@ Result<std::vector<GuestRecord>> AgentStore::LoadGuests() {
       g.health.timeout_ms = u32(10);
       g.health.unhealthy_threshold = u32(11);
       g.health.start_period_ms = u32(12);
+      g.health.restart_after_unhealthy_ms = u32(32);
       auto policy = FromCode(kPolicyCodes, s->Text(13), "restart_policy");
       if (!policy) return std::unexpected(policy.error().Wrap("guest " + r.id));
       g.restart.policy = *policy;

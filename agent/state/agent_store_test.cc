@@ -54,6 +54,7 @@ GuestRecord FullRecord(const std::string& id) {
   r.spec.health.timeout_ms = 125;
   r.spec.health.unhealthy_threshold = 7;
   r.spec.health.start_period_ms = 9000;
+  r.spec.health.restart_after_unhealthy_ms = 4321;
   r.spec.restart.policy = RestartPolicy::kOnFailure;
   r.spec.restart.initial_backoff_ms = 100;
   r.spec.restart.max_backoff_ms = 4000000000u;
@@ -315,17 +316,23 @@ TEST(AgentStoreTest, RefusesANewerSchemaVersion) {
               HasSubstr("version " + std::to_string(AgentStore::kSchemaVersion + 1)));
 }
 
-// A database as a version-1 agent left it: the frozen v1 schema, made by this build and then
-// stripped of everything version 2 added.
-void DowngradeToV1(const fs::path& file) {
+void Exec(const fs::path& file, const char* sql) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(file.c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(
-      sqlite3_exec(db, "DROP TABLE assignment; DROP TABLE managed_guests; PRAGMA user_version=1;",
-                   nullptr, nullptr, nullptr),
-      SQLITE_OK)
-      << sqlite3_errmsg(db);
+  ASSERT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
   sqlite3_close(db);
+}
+
+// A database as a version-2 agent left it: made by this build, stripped of what version 3 added.
+void DowngradeToV2(const fs::path& file) {
+  Exec(file,
+       "ALTER TABLE guests DROP COLUMN health_restart_after_unhealthy_ms; PRAGMA user_version=2;");
+}
+
+// A database as a version-1 agent left it: also without what version 2 added.
+void DowngradeToV1(const fs::path& file) {
+  DowngradeToV2(file);
+  Exec(file, "DROP TABLE assignment; DROP TABLE managed_guests; PRAGMA user_version=1;");
 }
 
 int UserVersion(const fs::path& file) {
@@ -356,7 +363,9 @@ TEST(AgentStoreTest, MigratesAVersion1DatabaseKeepingItsGuestsAndEvents) {
   auto guests = store->LoadGuests();
   ASSERT_TRUE(guests) << guests.error().ToString();
   ASSERT_EQ(guests->size(), 1u);
-  EXPECT_EQ((*guests)[0], FullRecord("g1"));
+  GuestRecord expected = FullRecord("g1");
+  expected.spec.health.restart_after_unhealthy_ms = 0;  // what those agents did: restart at once
+  EXPECT_EQ((*guests)[0], expected);
   EXPECT_EQ(store->LastSequence(), 1u);
   auto assignment = store->LoadAssignment();
   ASSERT_TRUE(assignment) << assignment.error().ToString();
@@ -367,6 +376,36 @@ TEST(AgentStoreTest, MigratesAVersion1DatabaseKeepingItsGuestsAndEvents) {
   // The new tables are usable at once.
   ASSERT_TRUE(store->SaveAssignment({3, "x"}));
   ASSERT_TRUE(store->AddManagedGuest("web-0-1"));
+}
+
+TEST(AgentStoreTest, MigratesAVersion2DatabaseSoItsGuestsRestartAtTheFirstUnhealthyVerdict) {
+  TempDir dir;
+  auto file = dir.path() / "agent.db";
+  {
+    auto store = MustOpen(file);
+    ASSERT_TRUE(store->PutGuest(FullRecord("g1")));
+    ASSERT_TRUE(store->SaveAssignment({7, "payload"}));
+  }
+  DowngradeToV2(file);
+  ASSERT_EQ(UserVersion(file), 2);
+
+  auto store = MustOpen(file);
+  EXPECT_EQ(UserVersion(file), AgentStore::kSchemaVersion);
+  auto guests = store->LoadGuests();
+  ASSERT_TRUE(guests) << guests.error().ToString();
+  ASSERT_EQ(guests->size(), 1u);
+  GuestRecord expected = FullRecord("g1");
+  expected.spec.health.restart_after_unhealthy_ms = 0;
+  EXPECT_EQ((*guests)[0], expected);
+  auto assignment = store->LoadAssignment();
+  ASSERT_TRUE(assignment && assignment->has_value());
+  EXPECT_EQ((*assignment)->version, 7u);
+  // New records keep their grace.
+  ASSERT_TRUE(store->PutGuest(FullRecord("g2")));
+  guests = store->LoadGuests();
+  ASSERT_TRUE(guests) << guests.error().ToString();
+  ASSERT_EQ(guests->size(), 2u);
+  EXPECT_EQ((*guests)[1], FullRecord("g2"));
 }
 
 TEST(AgentStoreTest, AssignmentAndManagedGuestsSurviveReopen) {

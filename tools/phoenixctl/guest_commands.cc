@@ -381,6 +381,7 @@ void GuestSpecFlags::Register(FlagSet& flags) {
   flags.String("health-http", &health_http_);
   flags.UInt("health-tcp", 65535, &health_tcp_);
   flags.Duration("health-interval", &health_interval_);
+  flags.Duration("health-restart-after", &health_restart_after_);
   flags.Value("restart", [this](std::string_view value) -> Result<void> {
     auto policy = ParseRestartPolicy(value);
     if (!policy) return std::unexpected(policy.error());
@@ -431,6 +432,16 @@ Result<void> GuestSpecFlags::Apply(const FlagSet::Parsed& parsed, v1::GuestSpec*
     spec->mutable_health()->set_interval_ms(interval_ms);
     // A probe may not outlive its interval; the default probe timeout is 1s.
     if (interval_ms < 1000) spec->mutable_health()->set_timeout_ms(interval_ms);
+  }
+  if (health_restart_after_) {
+    if (!spec->has_health()) {
+      return InvalidArgument("", "--health-restart-after needs --health-http or --health-tcp");
+    }
+    if (*health_restart_after_ > std::chrono::hours(1)) {
+      return InvalidArgument("", "--health-restart-after must be at most 1h");
+    }
+    spec->mutable_health()->set_restart_after_unhealthy_ms(
+        static_cast<uint32_t>(health_restart_after_->count()));
   }
   if (restart_) spec->mutable_restart()->set_policy(*restart_);
   if (boot_) spec->set_boot_mode(*boot_);
@@ -613,6 +624,14 @@ void RenderGuestDetail(const v1::Guest& guest, std::ostream& out) {
       health +=
           " every " +
           FormatMillis(std::chrono::milliseconds(h.interval_ms() == 0 ? 1000 : h.interval_ms()));
+      if (h.has_restart_after_unhealthy_ms()) {
+        health +=
+            h.restart_after_unhealthy_ms() == 0
+                ? ", restart when unhealthy"
+                : ", restart after " +
+                      FormatMillis(std::chrono::milliseconds(h.restart_after_unhealthy_ms())) +
+                      " unhealthy";
+      }
     }
   }
   add("Health check", health);

@@ -44,6 +44,11 @@ class GuestSpecFlags {
                                (PATH default /health). The port must also be published.
   --health-tcp PORT            TCP health check: guest port PORT must accept connections
   --health-interval DURATION   time between probes (default 1s; minimum 100ms)
+  --health-restart-after DURATION
+                               how long a guest may stay unhealthy (3 failed probes in a row)
+                               before it is restarted; meanwhile it runs on but leaves its
+                               service's endpoints, so an overloaded replica can recover
+                               (default 10s; 0s: restart at once; at most 1h)
   --restart always|on-failure|never
                                restart policy (default always; on-failure skips clean exits)
   --boot auto|cold|snapshot    auto (default): restore the image's golden snapshot when there is
@@ -63,6 +68,7 @@ class GuestSpecFlags {
   std::string health_http_;
   std::optional<uint64_t> health_tcp_;
   std::optional<std::chrono::milliseconds> health_interval_;
+  std::optional<std::chrono::milliseconds> health_restart_after_;
   std::optional<v1::RestartPolicy> restart_;
   std::optional<v1::BootMode> boot_;
 };

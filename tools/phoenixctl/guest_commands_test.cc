@@ -85,6 +85,8 @@ TEST(GuestRunTest, BuildsTheGuestSpecFromFlags) {
                         "80/healthz",
                         "--health-interval",
                         "500ms",
+                        "--health-restart-after",
+                        "0s",
                         "--restart",
                         "on-failure",
                         "--boot",
@@ -117,6 +119,8 @@ TEST(GuestRunTest, BuildsTheGuestSpecFromFlags) {
   EXPECT_EQ(spec.health().http().path(), "/healthz");
   EXPECT_EQ(spec.health().interval_ms(), 500u);
   EXPECT_EQ(spec.health().timeout_ms(), 500u);  // may not exceed the interval
+  ASSERT_TRUE(spec.health().has_restart_after_unhealthy_ms()) << "0 is a choice, not unset";
+  EXPECT_EQ(spec.health().restart_after_unhealthy_ms(), 0u);
   EXPECT_EQ(spec.restart().policy(), v1::RESTART_POLICY_ON_FAILURE);
   EXPECT_EQ(spec.boot_mode(), v1::BOOT_MODE_COLD);
   EXPECT_EQ(spec.env().at("MODE"), "web");
@@ -179,6 +183,10 @@ TEST(GuestRunTest, UsageErrorsExit2WithoutCallingTheAgent) {
            {{"run", "web", "--image", "demo", "--health-http", "80", "--health-tcp", "80"},
             "exclude each other"},
            {{"run", "web", "--image", "demo", "--health-interval", "1s"}, "needs --health-http"},
+           {{"run", "web", "--image", "demo", "--health-restart-after", "5s"},
+            "--health-restart-after needs --health-http"},
+           {{"run", "web", "--image", "demo", "--health-tcp", "80", "--health-restart-after", "2h"},
+            "at most 1h"},
            {{"run", "web", "--image", "demo", "--env", "NOVALUE"}, "expects KEY=VALUE"},
            {{"run", "web", "--image", "demo", "--runtime", "docker"}, "vm, microvm or container"},
            {{"run", "web", "--image", "demo", "--restart", "sometimes"}, "always, on-failure"},
@@ -245,6 +253,7 @@ TEST(GuestShowTest, PrintsDetailsOrNotFound) {
   guest.set_last_boot_ms(120);
   guest.set_last_exit_reason("killed by signal 9");
   guest.set_accelerator("kvm");
+  guest.mutable_spec()->mutable_health()->set_restart_after_unhealthy_ms(10000);
   agent.AddGuest(guest);
   auto result = RunCli(RunGuestGroup, agent.endpoint(), {"show", "web"});
   ASSERT_EQ(result.exit_code, 0) << result.err;
@@ -252,7 +261,9 @@ TEST(GuestShowTest, PrintsDetailsOrNotFound) {
   EXPECT_THAT(result.out, HasSubstr("Runtime:        vm (kvm)\n"));
   EXPECT_THAT(result.out, HasSubstr("Last exit:      killed by signal 9\n"));
   EXPECT_THAT(result.out, HasSubstr("Boot:           wanted auto, last snapshot in 120 ms\n"));
-  EXPECT_THAT(result.out, HasSubstr("Health check:   http GET :80/health every 1s\n"));
+  EXPECT_THAT(
+      result.out,
+      HasSubstr("Health check:   http GET :80/health every 1s, restart after 10s unhealthy\n"));
 
   auto missing = RunCli(RunGuestGroup, agent.endpoint(), {"show", "nope"});
   EXPECT_EQ(missing.exit_code, 1);
