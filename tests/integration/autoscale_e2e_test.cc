@@ -3,12 +3,19 @@
 // service runs at min 1 / max 6 with target rps=20 per replica (the honest per-replica signal: the
 // agents' published-port proxies count the requests). The real phoenix-loadgen drives it as a child
 // process (--service: it re-reads the service's RUNNING+healthy endpoints every second) with one
-// step profile, 5 -> 90 -> 5 requests/s:
+// step profile, 5 -> 90 -> 5 requests/s of GET /health:
 //   scale-out within seconds across >= 2 zones -> the load drops back to 5/s -> after the 10 s
 //   scale-down window the service is back at 1 replica, the removed replicas drained first.
-// Its final report (-o json) counts the failed requests per profile phase: the scale-out phase and
-// the scale-in phase must each stay within the stated bound. Prints the time from the load step to
-// the first new replica healthy, and those error counts.
+// Its final report (-o json) counts the failed requests per profile phase: each phase must stay
+// within the stated bound. Prints the time from the load step to the first new replica healthy, and
+// those error counts.
+//
+// Why /health and not the demo's / page: the test checks what scaling does to requests (new
+// replicas join only when healthy, removed ones drain first), so the load must not depend on this
+// host's spare CPU. / runs a CGI script of about ten processes per request, and every replica
+// shares the same two cores here, so 90/s of it saturates the host whatever the replica count
+// (measured with one busy core: 709/1440 failed, no replica restarted). /health is a static file:
+// 0/1440 failed with both cores busy.
 #include <signal.h>
 
 #include <chrono>
@@ -45,11 +52,9 @@ constexpr char kService[] = "e2e-auto";
 constexpr auto kDownAfter = 3s;
 constexpr double kTargetRps = 20;
 constexpr uint32_t kScaleDownWindowS = 10;
-// The stated bounds, per phase of the load. Scale-out: the first seconds of the step hit the one
-// replica at 4.5x its target until the new ones are healthy; on a busy machine its busybox httpd
-// then drops some connections (measured: 0/1980 on a quiet run, 43/1440 with concurrent builds).
-// Scale-in and warm-up: drained replicas leave the endpoints before they stop, so about nothing.
-constexpr double kMaxScaleOutErrorFraction = 0.05;
+// The stated bound, per phase of the load: at most 1% failed. Scale-out: the one replica carries
+// 4.5x its target until the new ones are healthy, which a static file sustains. Scale-in and
+// warm-up: drained replicas leave the endpoints before they stop.
 constexpr double kMaxErrorFraction = 0.01;
 // The load profile: warm-up at 5/s (the first replica's rate reaches the supervisor), the step to
 // 90/s (scale-out), back to 5/s (scale-in after the window, with drains). 48 s in all.
@@ -146,13 +151,27 @@ TEST_F(AutoscaleE2ETest, LoadStepScalesOutAcrossZonesAndBackToOneAfterTheWindow)
   std::snprintf(profile, sizeof profile, "step:%g@%d,%g@%d,%g@%d", kWarmRate, kWarmupS, kStepRate,
                 kStepS, kWarmRate, kCalmS);
   const auto start = std::chrono::steady_clock::now();
-  auto loadgen = ChildProcess::Spawn(
-      {"/bin/sh", "-c", "exec \"$0\" \"$@\" >\"" + report_path.string() + "\"",
-       Env("PHOENIX_LOADGEN_BIN"), "--service", kService, "--supervisor",
-       "127.0.0.1:" + std::to_string(sup_port_), "--ca-file",
-       (sup_dir_ / "pki" / "ca.pem").string(), "--token-file", (sup_dir_ / "admin.token").string(),
-       "--profile", profile, "--max-requests", "5000", "-o", "json"},
-      progress_path.string());
+  auto loadgen = ChildProcess::Spawn({"/bin/sh",
+                                      "-c",
+                                      "exec \"$0\" \"$@\" >\"" + report_path.string() + "\"",
+                                      Env("PHOENIX_LOADGEN_BIN"),
+                                      "--service",
+                                      kService,
+                                      "--supervisor",
+                                      "127.0.0.1:" + std::to_string(sup_port_),
+                                      "--ca-file",
+                                      (sup_dir_ / "pki" / "ca.pem").string(),
+                                      "--token-file",
+                                      (sup_dir_ / "admin.token").string(),
+                                      "--path",
+                                      "/health",
+                                      "--profile",
+                                      profile,
+                                      "--max-requests",
+                                      "5000",
+                                      "-o",
+                                      "json"},
+                                     progress_path.string());
   ASSERT_TRUE(loadgen) << loadgen.error().ToString();
   const auto step = start + std::chrono::seconds(kWarmupS);
   const auto drop = step + std::chrono::seconds(kStepS);
@@ -242,9 +261,9 @@ TEST_F(AutoscaleE2ETest, LoadStepScalesOutAcrossZonesAndBackToOneAfterTheWindow)
   };
   std::printf(
       "[ measured ] phoenix-loadgen failed requests: warm-up %s, scale-out %s, scale-in %s "
-      "(bounds: scale-out %.0f%%, others %.0f%%)\n[ loadgen  ] %s\n",
+      "(bound: %.0f%% per phase)\n[ loadgen  ] %s\n",
       counts(warmup).c_str(), counts(scale_out).c_str(), counts(scale_in).c_str(),
-      kMaxScaleOutErrorFraction * 100, kMaxErrorFraction * 100, report.c_str());
+      kMaxErrorFraction * 100, report.c_str());
   const std::optional<v1::Service> final_state = GetService();
   ASSERT_TRUE(final_state);
   for (const v1::ScalingDecision& d : final_state->autoscale().recent()) {
@@ -256,7 +275,7 @@ TEST_F(AutoscaleE2ETest, LoadStepScalesOutAcrossZonesAndBackToOneAfterTheWindow)
   EXPECT_GE(scale_out.sent, static_cast<uint64_t>(kStepRate * kStepS) - 1);
   EXPECT_GE(scale_in.sent, static_cast<uint64_t>(kWarmRate * kCalmS) - 1);
   EXPECT_LE(static_cast<double>(warmup.failed), kMaxErrorFraction * warmup.sent);
-  EXPECT_LE(static_cast<double>(scale_out.failed), kMaxScaleOutErrorFraction * scale_out.sent);
+  EXPECT_LE(static_cast<double>(scale_out.failed), kMaxErrorFraction * scale_out.sent);
   EXPECT_LE(static_cast<double>(scale_in.failed), kMaxErrorFraction * scale_in.sent);
   EXPECT_LT(first_healthy, 20s);
 }

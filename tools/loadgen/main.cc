@@ -32,7 +32,8 @@ Usage:
 Targets (loopback only: 127.0.0.0/8, ::1, localhost; anything else is refused):
   --target URL           http://127.0.0.1:PORT/PATH; repeat for several (round-robin)
   --service NAME         every RUNNING, healthy replica of a supervisor service, re-read every
-                         second: new replicas get traffic, draining ones stop getting it
+                         second: new replicas get traffic, draining ones stop getting it; with
+                         no healthy replica, every RUNNING one (a load balancer's panic mode)
   --port GUEST_PORT      with --service: which published guest port (default: each replica's first)
   --path /PATH           with --service: the request path (default /)
   --supervisor, --token, --token-file, --ca-file, --insecure
@@ -175,7 +176,7 @@ int Run(ctl::Context& ctx, std::span<const std::string> args) {
       ctx.err() << "warning: not sending to " << skipped << " (not a loopback address)\n";
     }
     targets = initial->targets;
-    refresher = std::thread([&, stub] {
+    refresher = std::thread([&, stub, all_unhealthy = false]() mutable {
       std::string last_error;
       while (!stop_refresh) {
         {
@@ -194,6 +195,12 @@ int Run(ctl::Context& ctx, std::span<const std::string> args) {
           continue;
         }
         last_error.clear();
+        if (read->all_unhealthy != all_unhealthy && !read->targets.empty()) {
+          progress << (read->all_unhealthy ? "note: no replica of " + service +
+                                                 " is healthy; sending to the running ones\n"
+                                           : "note: " + service + " has healthy replicas again\n");
+        }
+        if (!read->targets.empty()) all_unhealthy = read->all_unhealthy;
         runner.SetTargets(read->targets);
       }
     });

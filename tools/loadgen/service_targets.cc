@@ -7,8 +7,16 @@ namespace phoenix::loadgen {
 ServiceTargets PickTargets(const v1::Service& service, std::optional<uint64_t> guest_port,
                            const std::string& path) {
   ServiceTargets out;
+  bool any_healthy = false;
   for (const v1::Replica& replica : service.replicas()) {
-    if (replica.state() != v1::REPLICA_STATE_RUNNING || !replica.healthy()) continue;
+    any_healthy |= replica.state() == v1::REPLICA_STATE_RUNNING && replica.healthy() &&
+                   replica.endpoints_size() > 0;
+  }
+  out.all_unhealthy = !any_healthy;
+  for (const v1::Replica& replica : service.replicas()) {
+    if (replica.state() != v1::REPLICA_STATE_RUNNING || (any_healthy && !replica.healthy())) {
+      continue;
+    }
     for (const v1::Endpoint& endpoint : replica.endpoints()) {
       if (guest_port && endpoint.guest_port() != *guest_port) continue;
       if (endpoint.host_port() == 0 || endpoint.host_port() > 65535) continue;

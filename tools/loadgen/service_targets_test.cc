@@ -35,6 +35,25 @@ TEST(PickTargetsTest, OnlyRunningHealthyLoopbackReplicas) {
   EXPECT_EQ(t.refused[0], "10.1.2.3:8004");
 }
 
+TEST(PickTargetsTest, WithNoHealthyReplicaSendsToTheRunningOnes) {
+  v1::Service s;
+  AddReplica(s, v1::REPLICA_STATE_RUNNING, false, "127.0.0.1", 8001);   // overloaded
+  AddReplica(s, v1::REPLICA_STATE_ASSIGNED, false, "127.0.0.1", 8002);  // not running
+  v1::Replica* draining = s.add_replicas();                             // endpoints withdrawn
+  draining->set_state(v1::REPLICA_STATE_RUNNING);
+  draining->set_healthy(true);
+  ServiceTargets t = PickTargets(s, std::nullopt, "/");
+  EXPECT_TRUE(t.all_unhealthy);
+  ASSERT_EQ(t.targets.size(), 1u);
+  EXPECT_EQ(t.targets[0].port, 8001);
+  // One healthy replica ends the fallback.
+  AddReplica(s, v1::REPLICA_STATE_RUNNING, true, "127.0.0.1", 8003);
+  t = PickTargets(s, std::nullopt, "/");
+  EXPECT_FALSE(t.all_unhealthy);
+  ASSERT_EQ(t.targets.size(), 1u);
+  EXPECT_EQ(t.targets[0].port, 8003);
+}
+
 TEST(PickTargetsTest, ChoosesTheGuestPort) {
   v1::Service s;
   v1::Replica* r = AddReplica(s, v1::REPLICA_STATE_RUNNING, true, "127.0.0.1", 9000, 22);
