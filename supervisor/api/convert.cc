@@ -202,11 +202,12 @@ Result<AutoscalePolicy> AutoscalePolicyFromProto(const v1::AutoscalePolicy& in,
   out.max_replicas = in.max_replicas();
   out.target = in.target();
   const AutoscalePolicy defaults;
-  out.tolerance = in.tolerance() == 0 ? defaults.tolerance : in.tolerance();
+  // Unset is the default; 0 is a choice (both fields have presence).
+  out.tolerance = in.has_tolerance() ? in.tolerance() : defaults.tolerance;
   out.scale_up_stabilization_s = in.scale_up_stabilization_s();
-  out.scale_down_stabilization_s = in.scale_down_stabilization_s() == 0
-                                       ? defaults.scale_down_stabilization_s
-                                       : in.scale_down_stabilization_s();
+  out.scale_down_stabilization_s = in.has_scale_down_stabilization_s()
+                                       ? in.scale_down_stabilization_s()
+                                       : defaults.scale_down_stabilization_s;
   out.scale_up_max_step =
       in.scale_up_max_step() == 0 ? defaults.scale_up_max_step : in.scale_up_max_step();
   out.scale_up_period_s =

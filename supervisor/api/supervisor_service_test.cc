@@ -352,6 +352,19 @@ TEST_F(SupervisorServiceTest, AutoscalePolicyRoundTripsAndSetAutoscaleChangesIt)
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(out.spec().replicas(), 1u);
   EXPECT_EQ(out.spec().autoscale().metric(), "cpu");
+  // 0 is a choice, not "unset": no tolerance band, no scale-down window.
+  req.mutable_policy()->set_tolerance(0);
+  req.mutable_policy()->set_scale_down_stabilization_s(0);
+  req.set_expected_version(out.version());
+  s = set(req, &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_DOUBLE_EQ(out.spec().autoscale().tolerance(), 0);
+  EXPECT_EQ(out.spec().autoscale().scale_down_stabilization_s(), 0u);
+  v1::Service read_back;
+  ASSERT_TRUE(Get("web", &read_back).ok());
+  EXPECT_TRUE(read_back.spec().autoscale().has_tolerance());
+  EXPECT_DOUBLE_EQ(read_back.spec().autoscale().tolerance(), 0);
+  EXPECT_EQ(read_back.spec().autoscale().scale_down_stabilization_s(), 0u);
   v1::Service scaled;
   EXPECT_EQ(Scale("web", 3, 0, &scaled).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
 

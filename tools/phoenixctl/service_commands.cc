@@ -58,9 +58,11 @@ target) over the replicas reporting the metric, within [min, max]):
   --target cpu=P%|rps=R        per-replica target: CPU use as a percentage of each replica's
                                allowance (cpu=60%), or requests per second through the published
                                port (rps=200)
-  --tolerance P%               no change while observed/target is within ±P (default 10%)
+  --tolerance P%               no change while observed/target is within ±P (default 10%;
+                               0% reacts to any difference)
   --scale-down-window D        shrink only to the highest count wanted during the last D
-                               (default 60s; growing is immediate)
+                               (default 60s; 0s shrinks on the first low reading; growing is
+                               immediate)
   --scale-up-window D          grow only to the lowest count wanted during the last D (default 0s)
   --scale-up-max-step N        at most max(N, current) replicas added per --scale-up-period
                                (default 4 per 10s)
@@ -175,8 +177,8 @@ struct AutoscaleFlags {
       auto parsed = ParseNumber(value);
       if (!parsed) return InvalidArgument("", "expects a percentage like 10% (or 0.1)");
       tolerance = percent ? *parsed / 100 : *parsed;
-      if (*tolerance <= 0 || *tolerance >= 1) {
-        return InvalidArgument("", "must be between 0% and 100% (exclusive)");
+      if (!(*tolerance >= 0 && *tolerance < 1)) {
+        return InvalidArgument("", "must be at least 0% and below 100%");
       }
       return {};
     });
@@ -225,7 +227,7 @@ struct AutoscaleFlags {
     p.set_target(target);
     if (tolerance) p.set_tolerance(*tolerance);
     if (down_window) {
-      auto s = Seconds("--scale-down-window", *down_window, false);
+      auto s = Seconds("--scale-down-window", *down_window, true);
       if (!s) return std::unexpected(s.error());
       p.set_scale_down_stabilization_s(*s);
     }

@@ -297,6 +297,24 @@ TEST(ServiceAutoscaleTest, SendsThePolicyAndOff) {
   EXPECT_EQ(p.scale_down_stabilization_s(), 10u);
   EXPECT_THAT(result.out, HasSubstr("web: autoscaling min 1, max 6, target cpu 60%"));
 
+  // 0% and 0s are sent as set values, not left out (which would mean the defaults).
+  auto zero = RunSupervisorCli(RunServiceGroup, supervisor,
+                               {"autoscale", "web", "--min", "1", "--max", "6", "--target", "rps=5",
+                                "--tolerance", "0%", "--scale-down-window", "0s"},
+                               "tok");
+  ASSERT_EQ(zero.exit_code, 0) << zero.err;
+  const v1::AutoscalePolicy& z = supervisor.autoscale_requests().back().policy();
+  EXPECT_TRUE(z.has_tolerance());
+  EXPECT_DOUBLE_EQ(z.tolerance(), 0);
+  EXPECT_TRUE(z.has_scale_down_stabilization_s());
+  EXPECT_EQ(z.scale_down_stabilization_s(), 0u);
+  auto unset = RunSupervisorCli(
+      RunServiceGroup, supervisor,
+      {"autoscale", "web", "--min", "1", "--max", "6", "--target", "rps=5"}, "tok");
+  ASSERT_EQ(unset.exit_code, 0) << unset.err;
+  EXPECT_FALSE(supervisor.autoscale_requests().back().policy().has_tolerance());
+  EXPECT_FALSE(supervisor.autoscale_requests().back().policy().has_scale_down_stabilization_s());
+
   auto off = RunSupervisorCli(RunServiceGroup, supervisor, {"autoscale", "web", "--off"});
   ASSERT_EQ(off.exit_code, 0) << off.err;
   EXPECT_FALSE(supervisor.autoscale_requests().back().has_policy());
@@ -309,11 +327,13 @@ TEST(ServiceAutoscaleTest, SendsThePolicyAndOff) {
         {"autoscale", "web", "--min", "1", "--max", "2", "--target", "rps=0"},
         {"autoscale", "web", "--off", "--min", "1"},
         {"autoscale", "web", "--min", "1", "--max", "2", "--target", "rps=5", "--scale-down-window",
-         "1500ms"}}) {
+         "1500ms"},
+        {"autoscale", "web", "--min", "1", "--max", "2", "--target", "rps=5", "--tolerance",
+         "100%"}}) {
     auto r = RunSupervisorCli(RunServiceGroup, supervisor, bad);
     EXPECT_EQ(r.exit_code, 2) << bad.back() << ": " << r.err;
   }
-  EXPECT_EQ(supervisor.autoscale_requests().size(), 2u);
+  EXPECT_EQ(supervisor.autoscale_requests().size(), 4u);
 }
 
 TEST(ServiceCreateTest, AutoscaleFlagsMakeAPolicyAndDefaultReplicasToMin) {
