@@ -464,13 +464,7 @@ class HealthEndpoint {
 };
 
 // A guest with a fast HTTP health check and the given liveness grace.
-GuestSpec HealthChecked(const std::string& name, uint32_t restart_after_unhealthy_ms) {
-  GuestSpec s;
-  s.name = name;
-  s.image = "demo";
-  s.ports = {{80, 0, "127.0.0.1"}};
-  s.restart.initial_backoff_ms = 20;
-  s.restart.max_backoff_ms = 100;
+GuestSpec HealthChecked(GuestSpec s, uint32_t restart_after_unhealthy_ms) {
   s.health.kind = HealthCheck::Kind::kHttp;
   s.health.port = 80;
   s.health.interval_ms = 100;
@@ -481,14 +475,25 @@ GuestSpec HealthChecked(const std::string& name, uint32_t restart_after_unhealth
   return s;
 }
 
-TEST_F(GuestManagerTest, UnhealthyGuestRunsOnOutOfRotationAndRestartsOnlyAfterTheGrace) {
-  ASSERT_TRUE(manager_->Run(HealthChecked("web", 700)));
-  GuestRecord up = WaitGuest("web", Running);
-  HealthEndpoint endpoint(up.backend_ports.at(0));
-  ASSERT_TRUE(endpoint.bound()) << "backend port " << up.backend_ports.at(0);
-  WaitGuest("web", [](const GuestRecord& g) { return Running(g) && g.healthy; });
+// Guest "web" with a health check and its endpoint served by the test.
+class GuestManagerHealthTest : public GuestManagerTest {
+ protected:
+  // Runs "web" with the given liveness grace and returns its first instance once it is healthy.
+  GuestRecord RunHealthy(uint32_t restart_after_unhealthy_ms) {
+    EXPECT_TRUE(manager_->Run(HealthChecked(Spec("web"), restart_after_unhealthy_ms)));
+    GuestRecord up = WaitGuest("web", Running);
+    endpoint_ = std::make_unique<HealthEndpoint>(up.backend_ports.at(0));
+    EXPECT_TRUE(endpoint_->bound()) << "backend port " << up.backend_ports.at(0);
+    WaitGuest("web", [](const GuestRecord& g) { return Running(g) && g.healthy; });
+    return up;
+  }
 
-  endpoint.SetHealthy(false);
+  std::unique_ptr<HealthEndpoint> endpoint_;
+};
+
+TEST_F(GuestManagerHealthTest, UnhealthyGuestRunsOnOutOfRotationAndRestartsOnlyAfterTheGrace) {
+  const GuestRecord up = RunHealthy(700);
+  endpoint_->SetHealthy(false);
   // Readiness: reported unhealthy while the same instance still runs.
   GuestRecord sick = WaitGuest("web", [](const GuestRecord& g) { return !g.healthy; });
   EXPECT_EQ(sick.state, GuestState::kRunning);
@@ -510,16 +515,11 @@ TEST_F(GuestManagerTest, UnhealthyGuestRunsOnOutOfRotationAndRestartsOnlyAfterTh
   EXPECT_TRUE(announced) << "the unhealthy event says when the restart comes";
 }
 
-TEST_F(GuestManagerTest, GuestThatRecoversWithinTheGraceIsNotRestarted) {
-  ASSERT_TRUE(manager_->Run(HealthChecked("web", 800)));
-  GuestRecord up = WaitGuest("web", Running);
-  HealthEndpoint endpoint(up.backend_ports.at(0));
-  ASSERT_TRUE(endpoint.bound()) << "backend port " << up.backend_ports.at(0);
-  WaitGuest("web", [](const GuestRecord& g) { return Running(g) && g.healthy; });
-
-  endpoint.SetHealthy(false);
+TEST_F(GuestManagerHealthTest, GuestThatRecoversWithinTheGraceIsNotRestarted) {
+  const GuestRecord up = RunHealthy(800);
+  endpoint_->SetHealthy(false);
   WaitGuest("web", [](const GuestRecord& g) { return !g.healthy; });
-  endpoint.SetHealthy(true);
+  endpoint_->SetHealthy(true);
   GuestRecord again = WaitGuest("web", [](const GuestRecord& g) { return g.healthy; });
   EXPECT_EQ(again.instance, up.instance);
   // Past the grace: the cancelled restart stays cancelled.
@@ -531,14 +531,9 @@ TEST_F(GuestManagerTest, GuestThatRecoversWithinTheGraceIsNotRestarted) {
   EXPECT_EQ(later.restart_count, 0u);
 }
 
-TEST_F(GuestManagerTest, ZeroGraceRestartsAtTheFirstUnhealthyVerdict) {
-  ASSERT_TRUE(manager_->Run(HealthChecked("web", 0)));
-  GuestRecord up = WaitGuest("web", Running);
-  HealthEndpoint endpoint(up.backend_ports.at(0));
-  ASSERT_TRUE(endpoint.bound()) << "backend port " << up.backend_ports.at(0);
-  WaitGuest("web", [](const GuestRecord& g) { return Running(g) && g.healthy; });
-
-  endpoint.SetHealthy(false);
+TEST_F(GuestManagerHealthTest, ZeroGraceRestartsAtTheFirstUnhealthyVerdict) {
+  const GuestRecord up = RunHealthy(0);
+  endpoint_->SetHealthy(false);
   GuestRecord replaced =
       WaitGuest("web", [&](const GuestRecord& g) { return g.instance != up.instance; });
   EXPECT_NE(replaced.last_exit_reason.find("health check failed: HTTP 503"), std::string::npos)

@@ -347,6 +347,18 @@ int UserVersion(const fs::path& file) {
   return version;
 }
 
+// After a migration: the schema is current and the one guest is FullRecord(id) as recorded before
+// the liveness grace existed, so it restarts at the first unhealthy verdict as its agent did.
+void ExpectMigratedGuest(AgentStore& store, const fs::path& file, const std::string& id) {
+  EXPECT_EQ(UserVersion(file), AgentStore::kSchemaVersion);
+  auto guests = store.LoadGuests();
+  ASSERT_TRUE(guests) << guests.error().ToString();
+  ASSERT_EQ(guests->size(), 1u);
+  GuestRecord expected = FullRecord(id);
+  expected.spec.health.restart_after_unhealthy_ms = 0;
+  EXPECT_EQ((*guests)[0], expected);
+}
+
 TEST(AgentStoreTest, MigratesAVersion1DatabaseKeepingItsGuestsAndEvents) {
   TempDir dir;
   auto file = dir.path() / "agent.db";
@@ -359,13 +371,7 @@ TEST(AgentStoreTest, MigratesAVersion1DatabaseKeepingItsGuestsAndEvents) {
   ASSERT_EQ(UserVersion(file), 1);
 
   auto store = MustOpen(file);
-  EXPECT_EQ(UserVersion(file), AgentStore::kSchemaVersion);
-  auto guests = store->LoadGuests();
-  ASSERT_TRUE(guests) << guests.error().ToString();
-  ASSERT_EQ(guests->size(), 1u);
-  GuestRecord expected = FullRecord("g1");
-  expected.spec.health.restart_after_unhealthy_ms = 0;  // what those agents did: restart at once
-  EXPECT_EQ((*guests)[0], expected);
+  ExpectMigratedGuest(*store, file, "g1");
   EXPECT_EQ(store->LastSequence(), 1u);
   auto assignment = store->LoadAssignment();
   ASSERT_TRUE(assignment) << assignment.error().ToString();
@@ -390,19 +396,13 @@ TEST(AgentStoreTest, MigratesAVersion2DatabaseSoItsGuestsRestartAtTheFirstUnheal
   ASSERT_EQ(UserVersion(file), 2);
 
   auto store = MustOpen(file);
-  EXPECT_EQ(UserVersion(file), AgentStore::kSchemaVersion);
-  auto guests = store->LoadGuests();
-  ASSERT_TRUE(guests) << guests.error().ToString();
-  ASSERT_EQ(guests->size(), 1u);
-  GuestRecord expected = FullRecord("g1");
-  expected.spec.health.restart_after_unhealthy_ms = 0;
-  EXPECT_EQ((*guests)[0], expected);
+  ExpectMigratedGuest(*store, file, "g1");
   auto assignment = store->LoadAssignment();
   ASSERT_TRUE(assignment && assignment->has_value());
   EXPECT_EQ((*assignment)->version, 7u);
   // New records keep their grace.
   ASSERT_TRUE(store->PutGuest(FullRecord("g2")));
-  guests = store->LoadGuests();
+  auto guests = store->LoadGuests();
   ASSERT_TRUE(guests) << guests.error().ToString();
   ASSERT_EQ(guests->size(), 2u);
   EXPECT_EQ((*guests)[1], FullRecord("g2"));
