@@ -130,8 +130,11 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::S
     node_ = said;
     AgentHello hello = HelloFromProto(in_.hello(), node_);
     {
-      // Queued before the handler hears of the session so it precedes any assignment.
+      // Queued before the handler hears of the session so it precedes any assignment, and held
+      // until the handler returns: assignments it sends meanwhile coalesce to the newest instead of
+      // racing the Welcome's write completion.
       std::lock_guard lock(mu_);
+      holding_writes_ = true;
       v1::SupervisorMessage welcome;
       welcome.mutable_welcome()->set_heartbeat_interval_ms(
           static_cast<uint32_t>(service_.handler_.HeartbeatInterval().count()));
@@ -143,6 +146,7 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::S
                  hello.node.zone, hello.applied_version);
     service_.handler_.AgentConnected(this, std::move(hello));
     std::lock_guard lock(mu_);
+    holding_writes_ = false;
     PumpLocked();
     ReadNextLocked();
   }
@@ -178,7 +182,7 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::S
 
   // One write at a time; Welcome first, then the newest assignment.
   void PumpLocked() {
-    if (finished_ || writing_) return;
+    if (finished_ || writing_ || holding_writes_) return;
     if (pending_welcome_) {
       out_ = std::move(*pending_welcome_);
       pending_welcome_.reset();
@@ -211,8 +215,9 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::S
   std::string node_;
 
   std::mutex mu_;
-  bool finished_ = false;  // Finish called: no more Start* calls
-  bool writing_ = false;   // out_ is being written
+  bool finished_ = false;        // Finish called: no more Start* calls
+  bool writing_ = false;         // out_ is being written
+  bool holding_writes_ = false;  // inside AgentConnected: queue, do not write yet
   v1::SupervisorMessage out_;
   std::optional<v1::SupervisorMessage> pending_welcome_;
   std::optional<v1::Assignment> pending_assignment_;

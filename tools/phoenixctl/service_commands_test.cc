@@ -303,7 +303,8 @@ TEST(ServiceAutoscaleTest, SendsThePolicyAndOff) {
                                 "--tolerance", "0%", "--scale-down-window", "0s"},
                                "tok");
   ASSERT_EQ(zero.exit_code, 0) << zero.err;
-  const v1::AutoscalePolicy& z = supervisor.autoscale_requests().back().policy();
+  // A copy: autoscale_requests() returns the list by value.
+  const v1::AutoscalePolicy z = supervisor.autoscale_requests().back().policy();
   EXPECT_TRUE(z.has_tolerance());
   EXPECT_DOUBLE_EQ(z.tolerance(), 0);
   EXPECT_TRUE(z.has_scale_down_stabilization_s());
