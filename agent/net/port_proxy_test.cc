@@ -129,6 +129,11 @@ struct Client {
       }
     });
   }
+  // Connects and runs the loop until connected (within RunUntil's bound).
+  bool ConnectAndWait(asio::io_context& io, uint16_t port) {
+    Connect(port);
+    return RunUntil(io, [this] { return connected; });
+  }
   void ReadAll() {
     socket.async_read_some(asio::buffer(buffer), [this](const error_code& ec, size_t n) {
       if (ec) {
@@ -175,6 +180,13 @@ std::unique_ptr<PortProxy> MustListen(asio::io_context& io, ProxyOptions options
   return proxy.has_value() ? std::move(*proxy) : nullptr;
 }
 
+// A proxy already forwarding to `backend` (nullptr if it could not listen).
+std::unique_ptr<PortProxy> MustListenTo(asio::io_context& io, const tcp::endpoint& backend) {
+  auto proxy = MustListen(io);
+  if (proxy) proxy->SetBackend(backend);
+  return proxy;
+}
+
 TEST(PortProxyTest, ListenPicksAPortWhenGivenZero) {
   asio::io_context io;
   auto proxy = MustListen(io);
@@ -206,14 +218,12 @@ TEST(PortProxyTest, ListenOnTakenPortIsAlreadyExists) {
 TEST(PortProxyTest, ForwardsMegabytesBothWaysAndHalfCloses) {
   asio::io_context io;
   TestServer echo(io, ServeEcho);
-  auto proxy = MustListen(io);
+  auto proxy = MustListenTo(io, echo.endpoint());
   ASSERT_NE(proxy, nullptr);
-  proxy->SetBackend(echo.endpoint());
 
   const std::string payload = Payload(4 * 1024 * 1024);
   Client client(io);
-  client.Connect(proxy->port());
-  ASSERT_TRUE(RunUntil(io, [&] { return client.connected; }));
+  ASSERT_TRUE(client.ConnectAndWait(io, proxy->port()));
   client.Write(payload);
   ASSERT_TRUE(RunUntil(
       io, [&] { return client.received.size() >= payload.size(); }, 20s))
@@ -267,13 +277,11 @@ TestServer::Serve ReplyAfterDelay(std::chrono::milliseconds delay) {
 TEST(PortProxyTest, CountsClientTurnsAsRequestsAndTimesTheFirstReplyByte) {
   asio::io_context io;
   TestServer server(io, ReplyAfterDelay(30ms));
-  auto proxy = MustListen(io);
+  auto proxy = MustListenTo(io, server.endpoint());
   ASSERT_NE(proxy, nullptr);
-  proxy->SetBackend(server.endpoint());
 
   Client client(io);
-  client.Connect(proxy->port());
-  ASSERT_TRUE(RunUntil(io, [&] { return client.connected; }));
+  ASSERT_TRUE(client.ConnectAndWait(io, proxy->port()));
   // Three turns on one connection: each waits for the reply before the next request.
   for (int i = 1; i <= 3; ++i) {
     client.Write("GET / HTTP/1.1\r\n\r\n");
@@ -281,8 +289,7 @@ TEST(PortProxyTest, CountsClientTurnsAsRequestsAndTimesTheFirstReplyByte) {
   }
   // A second connection with one turn.
   Client other(io);
-  other.Connect(proxy->port());
-  ASSERT_TRUE(RunUntil(io, [&] { return other.connected; }));
+  ASSERT_TRUE(other.ConnectAndWait(io, proxy->port()));
   other.Write("GET / HTTP/1.1\r\n\r\n");
   ASSERT_TRUE(RunUntil(io, [&] { return other.received == "ok"; }));
 
@@ -302,13 +309,11 @@ TEST(PortProxyTest, ARequestWithoutReplyIsCountedButNotTimed) {
   std::vector<std::shared_ptr<tcp::socket>> held;  // destroyed before `io`
   // Never answers; keeps the connection open for the test's duration.
   TestServer server(io, [&held](std::shared_ptr<tcp::socket> socket) { held.push_back(socket); });
-  auto proxy = MustListen(io);
+  auto proxy = MustListenTo(io, server.endpoint());
   ASSERT_NE(proxy, nullptr);
-  proxy->SetBackend(server.endpoint());
 
   Client client(io);
-  client.Connect(proxy->port());
-  ASSERT_TRUE(RunUntil(io, [&] { return client.connected; }));
+  ASSERT_TRUE(client.ConnectAndWait(io, proxy->port()));
   client.Write("GET / HTTP/1.1\r\n\r\n");
   ASSERT_TRUE(RunUntil(io, [&] { return proxy->stats().requests == 1; }));
   client.Write("more bytes of the same turn");
@@ -320,13 +325,11 @@ TEST(PortProxyTest, ARequestWithoutReplyIsCountedButNotTimed) {
 TEST(PortProxyTest, ClientHalfCloseStillGetsTheResponse) {
   asio::io_context io;
   TestServer server(io, ReplyAfterEof("A"));
-  auto proxy = MustListen(io);
+  auto proxy = MustListenTo(io, server.endpoint());
   ASSERT_NE(proxy, nullptr);
-  proxy->SetBackend(server.endpoint());
 
   Client client(io);
-  client.Connect(proxy->port());
-  ASSERT_TRUE(RunUntil(io, [&] { return client.connected; }));
+  ASSERT_TRUE(client.ConnectAndWait(io, proxy->port()));
   client.Write("GET / HTTP/1.0\r\n\r\n");
   ASSERT_TRUE(RunUntil(io, [&] { return client.written == 18; }));
   client.ShutdownSend();
@@ -354,9 +357,8 @@ void ServeOneReplyThenClose(std::shared_ptr<tcp::socket> socket) {
 TEST(PortProxyTest, KeepAliveClientSendingAfterTheGuestsEofIsClosedAtOnce) {
   asio::io_context io;
   TestServer server(io, ServeOneReplyThenClose);
-  auto proxy = MustListen(io);
+  auto proxy = MustListenTo(io, server.endpoint());
   ASSERT_NE(proxy, nullptr);
-  proxy->SetBackend(server.endpoint());
 
   // A keep-alive client: it reads exactly the reply it expects and nothing more, so it has not
   // seen the EOF when it sends its next request on the same connection.
@@ -406,13 +408,11 @@ TEST(PortProxyTest, KeepAliveClientSendingAfterTheGuestsEofIsClosedAtOnce) {
 TEST(PortProxyTest, ClientClosingAfterTheGuestsEofClosesThePair) {
   asio::io_context io;
   TestServer server(io, ServeOneReplyThenClose);
-  auto proxy = MustListen(io);
+  auto proxy = MustListenTo(io, server.endpoint());
   ASSERT_NE(proxy, nullptr);
-  proxy->SetBackend(server.endpoint());
 
   Client client(io);
-  client.Connect(proxy->port());
-  ASSERT_TRUE(RunUntil(io, [&] { return client.connected; }));
+  ASSERT_TRUE(client.ConnectAndWait(io, proxy->port()));
   client.Write("GET / HTTP/1.1\r\n\r\n");
   ASSERT_TRUE(RunUntil(io, [&] { return client.closed; }));  // the guest's EOF, passed on
   EXPECT_EQ(client.received, "HTTP/1.1 200 OK\r\n\r\nhello");
@@ -430,8 +430,7 @@ TEST(PortProxyTest, HeldConnectionIsForwardedOnceABackendIsSet) {
   ASSERT_NE(proxy, nullptr);
 
   Client client(io);
-  client.Connect(proxy->port());
-  ASSERT_TRUE(RunUntil(io, [&] { return client.connected; }));
+  ASSERT_TRUE(client.ConnectAndWait(io, proxy->port()));
   client.Write("hello");
   RunFor(io, 100ms);
   EXPECT_EQ(client.received, "");
@@ -469,8 +468,7 @@ TEST(PortProxyTest, NewConnectionsGoToTheNewBackend) {
 
   auto ask = [&](const char* expected) {
     Client client(io);
-    client.Connect(proxy->port());
-    ASSERT_TRUE(RunUntil(io, [&] { return client.connected; }));
+    ASSERT_TRUE(client.ConnectAndWait(io, proxy->port()));
     client.ShutdownSend();
     ASSERT_TRUE(RunUntil(io, [&] { return client.closed; }));
     EXPECT_EQ(client.received, std::string(expected) + " got 0 bytes");
@@ -510,8 +508,7 @@ TEST(PortProxyTest, RetriesUntilTheBackendPortOpens) {
   proxy->SetBackend(tcp::endpoint(kLoopback, *port));
 
   Client client(io);
-  client.Connect(proxy->port());
-  ASSERT_TRUE(RunUntil(io, [&] { return client.connected; }));
+  ASSERT_TRUE(client.ConnectAndWait(io, proxy->port()));
   client.Write("late");
   RunFor(io, 50ms);  // at least one refused attempt
   EXPECT_FALSE(client.closed);
@@ -545,13 +542,11 @@ TEST(PortProxyTest, ConnectionsBeyondTheLimitAreClosed) {
 TEST(PortProxyTest, SurvivesClientReset) {
   asio::io_context io;
   TestServer echo(io, ServeEcho);
-  auto proxy = MustListen(io);
+  auto proxy = MustListenTo(io, echo.endpoint());
   ASSERT_NE(proxy, nullptr);
-  proxy->SetBackend(echo.endpoint());
 
   Client client(io);
-  client.Connect(proxy->port());
-  ASSERT_TRUE(RunUntil(io, [&] { return client.connected; }));
+  ASSERT_TRUE(client.ConnectAndWait(io, proxy->port()));
   client.Write("x");
   ASSERT_TRUE(RunUntil(io, [&] { return client.received == "x"; }));
   client.socket.set_option(asio::socket_base::linger(true, 0));  // close() sends RST
@@ -561,8 +556,7 @@ TEST(PortProxyTest, SurvivesClientReset) {
 
   // Still serving.
   Client next(io);
-  next.Connect(proxy->port());
-  ASSERT_TRUE(RunUntil(io, [&] { return next.connected; }));
+  ASSERT_TRUE(next.ConnectAndWait(io, proxy->port()));
   next.Write("y");
   EXPECT_TRUE(RunUntil(io, [&] { return next.received == "y"; }));
 }
@@ -573,13 +567,11 @@ TEST(PortProxyTest, SurvivesBackendReset) {
     socket->set_option(asio::socket_base::linger(true, 0));
     socket->close();
   });
-  auto proxy = MustListen(io);
+  auto proxy = MustListenTo(io, resetter.endpoint());
   ASSERT_NE(proxy, nullptr);
-  proxy->SetBackend(resetter.endpoint());
 
   Client client(io);
-  client.Connect(proxy->port());
-  ASSERT_TRUE(RunUntil(io, [&] { return client.connected; }));
+  ASSERT_TRUE(client.ConnectAndWait(io, proxy->port()));
   client.Write(Payload(1 << 20));
   ASSERT_TRUE(RunUntil(io, [&] { return client.closed; }));
   ASSERT_TRUE(RunUntil(io, [&] { return proxy->stats().active == 0; }));
@@ -590,9 +582,8 @@ TEST(PortProxyTest, CloseWithActiveConnectionsReleasesEveryFd) {
   TestServer echo(io, ServeEcho);
   const size_t baseline = OpenFdCount();
 
-  auto proxy = MustListen(io);
+  auto proxy = MustListenTo(io, echo.endpoint());
   ASSERT_NE(proxy, nullptr);
-  proxy->SetBackend(echo.endpoint());
   std::vector<std::unique_ptr<Client>> clients;
   for (int i = 0; i < 3; ++i) {
     clients.push_back(std::make_unique<Client>(io));
