@@ -17,11 +17,73 @@ bool IsValidGuestName(std::string_view name) {
 
 namespace {
 
+bool IsVisibleAscii(char c) { return c > 0x20 && c < 0x7f; }
+
+// The process environment is NUL-terminated KEY=VALUE strings: a key with '=' would move the split,
+// a NUL would cut the entry, and an empty key is no variable at all.
+Result<void> ValidateCommandAndEnv(const GuestSpec& spec) {
+  if (spec.command.size() > kMaxCommandArgs) {
+    return InvalidArgument("spec.command",
+                           "must have at most " + std::to_string(kMaxCommandArgs) + " arguments");
+  }
+  for (size_t i = 0; i < spec.command.size(); ++i) {
+    const std::string& arg = spec.command[i];
+    const std::string field = "spec.command[" + std::to_string(i) + "]";
+    if (arg.find('\0') != std::string::npos) return InvalidArgument(field, "contains a NUL byte");
+    if (arg.size() > kMaxArgOrValueBytes) {
+      return InvalidArgument(field,
+                             "must be at most " + std::to_string(kMaxArgOrValueBytes) + " bytes");
+    }
+  }
+  if (spec.env.size() > kMaxEnvVars) {
+    return InvalidArgument("spec.env",
+                           "must have at most " + std::to_string(kMaxEnvVars) + " variables");
+  }
+  for (const auto& [key, value] : spec.env) {
+    const std::string field = "spec.env[\"" + key.substr(0, 64) + "\"]";
+    if (key.empty()) return InvalidArgument("spec.env", "a variable name is empty");
+    if (key.size() > kMaxEnvKeyBytes) {
+      return InvalidArgument(field,
+                             "name must be at most " + std::to_string(kMaxEnvKeyBytes) + " bytes");
+    }
+    for (char c : key) {
+      if (c == '=' || !IsVisibleAscii(c)) {
+        return InvalidArgument(field,
+                               "name must be visible ASCII without '=', spaces or control "
+                               "characters");
+      }
+    }
+    if (value.find('\0') != std::string::npos) {
+      return InvalidArgument(field, "value contains a NUL byte");
+    }
+    if (value.size() > kMaxArgOrValueBytes) {
+      return InvalidArgument(
+          field, "value must be at most " + std::to_string(kMaxArgOrValueBytes) + " bytes");
+    }
+  }
+  return {};
+}
+
 Result<void> ValidateHealth(const HealthCheck& h) {
   if (h.kind == HealthCheck::Kind::kNone) return {};
   if (h.port == 0) return InvalidArgument("spec.health.port", "must be a guest port 1-65535");
-  if (h.kind == HealthCheck::Kind::kHttp && (h.path.empty() || h.path.front() != '/')) {
-    return InvalidArgument("spec.health.http.path", "must start with '/'");
+  if (h.kind == HealthCheck::Kind::kHttp) {
+    if (h.path.empty() || h.path.front() != '/') {
+      return InvalidArgument("spec.health.http.path", "must start with '/'");
+    }
+    if (h.path.size() > kMaxHealthPathBytes) {
+      return InvalidArgument("spec.health.http.path",
+                             "must be at most " + std::to_string(kMaxHealthPathBytes) + " bytes");
+    }
+    // The path goes verbatim into the probe's request line: a space, CR or LF would let it add
+    // headers or a second request.
+    for (char c : h.path) {
+      if (!IsVisibleAscii(c)) {
+        return InvalidArgument("spec.health.http.path",
+                               "must be visible ASCII without spaces or control characters "
+                               "(percent-encode them)");
+      }
+    }
   }
   if (h.interval_ms < 100)
     return InvalidArgument("spec.health.interval_ms", "must be at least 100");
@@ -42,6 +104,16 @@ Result<void> ValidateHealth(const HealthCheck& h) {
 
 }  // namespace
 
+Result<std::chrono::milliseconds> StopGrace(uint64_t timeout_ms) {
+  if (timeout_ms == 0) return kDefaultStopGrace;
+  if (timeout_ms > static_cast<uint64_t>(kMaxStopGrace.count())) {
+    return InvalidArgument("timeout_ms", "must be at most " +
+                                             std::to_string(kMaxStopGrace.count()) +
+                                             " (1 hour); 0 means the default 10000");
+  }
+  return std::chrono::milliseconds(timeout_ms);
+}
+
 Result<void> ValidateGuestSpec(const GuestSpec& spec) {
   if (!IsValidGuestName(spec.name)) {
     return InvalidArgument("spec.name",
@@ -61,6 +133,7 @@ Result<void> ValidateGuestSpec(const GuestSpec& spec) {
     return InvalidArgument(spec.command.empty() ? "spec.env" : "spec.command",
                            "is only supported for containers; a VM runs its image's init");
   }
+  PHX_TRY(ValidateCommandAndEnv(spec));
   std::set<uint16_t> guest_ports;
   std::set<std::pair<std::string, uint16_t>> host_ports;
   for (size_t i = 0; i < spec.ports.size(); ++i) {

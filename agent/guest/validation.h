@@ -3,6 +3,8 @@
 // what to fix.
 #pragma once
 
+#include <chrono>
+
 #include "agent/guest/guest.h"
 #include "proto/support/error.h"
 
@@ -11,6 +13,19 @@ namespace phoenix::agent {
 inline constexpr uint32_t kMinMemoryMib = 64;
 inline constexpr uint32_t kMaxVcpus = 64;
 inline constexpr uint32_t kMaxRestartAfterUnhealthyMs = 3'600'000;
+inline constexpr size_t kMaxHealthPathBytes = 1024;
+inline constexpr size_t kMaxCommandArgs = 256;
+inline constexpr size_t kMaxEnvVars = 256;
+inline constexpr size_t kMaxEnvKeyBytes = 256;
+inline constexpr size_t kMaxArgOrValueBytes = 32 * 1024;
+
+inline constexpr std::chrono::milliseconds kDefaultStopGrace{10'000};
+inline constexpr std::chrono::milliseconds kMaxStopGrace{3'600'000};
+
+// The graceful-stop time a caller asked for (StopGuestRequest.timeout_ms): 0 means the default;
+// more than kMaxStopGrace is kInvalidArgument naming "timeout_ms" (a stop that can wait for ever
+// holds a worker thread and the agent's shutdown for ever).
+Result<std::chrono::milliseconds> StopGrace(uint64_t timeout_ms);
 
 // Checks everything that does not depend on the node's state (image existence, capacity and port
 // availability are checked by the agent when it accepts the guest).

@@ -64,6 +64,36 @@ INSTANTIATE_TEST_SUITE_P(
                s.command = {"/bin/sh"};
              },
              nullptr},
+        Case{"env_empty_key",
+             [](GuestSpec& s) {
+               s.runtime = RuntimeKind::kContainer;
+               s.env[""] = "x";
+             },
+             "spec.env"},
+        Case{"env_key_with_equals",
+             [](GuestSpec& s) {
+               s.runtime = RuntimeKind::kContainer;
+               s.env["A=B"] = "x";
+             },
+             "spec.env[\"A=B\"]"},
+        Case{"env_value_with_nul",
+             [](GuestSpec& s) {
+               s.runtime = RuntimeKind::kContainer;
+               s.env["A"] = std::string("x\0y", 3);
+             },
+             "spec.env[\"A\"]"},
+        Case{"env_valid",
+             [](GuestSpec& s) {
+               s.runtime = RuntimeKind::kContainer;
+               s.env["PATH"] = "/bin:/usr/bin";
+             },
+             nullptr},
+        Case{"command_arg_with_nul",
+             [](GuestSpec& s) {
+               s.runtime = RuntimeKind::kContainer;
+               s.command = {"/bin/sh", std::string("-c\0", 3)};
+             },
+             "spec.command[1]"},
         Case{"guest_port_zero", [](GuestSpec& s) { s.ports[0].guest_port = 0; },
              "spec.ports[0].guest_port"},
         Case{"guest_port_twice",
@@ -83,6 +113,12 @@ INSTANTIATE_TEST_SUITE_P(
              "spec.health.port"},
         Case{"health_path", [](GuestSpec& s) { s.health.path = "health"; },
              "spec.health.http.path"},
+        Case{"health_path_crlf",
+             [](GuestSpec& s) { s.health.path = "/health HTTP/1.0\r\nX-Injected: 1\r\n"; },
+             "spec.health.http.path"},
+        Case{"health_path_long", [](GuestSpec& s) { s.health.path = "/" + std::string(1024, 'a'); },
+             "spec.health.http.path"},
+        Case{"health_path_query", [](GuestSpec& s) { s.health.path = "/health?full=1"; }, nullptr},
         Case{"health_interval", [](GuestSpec& s) { s.health.interval_ms = 10; },
              "spec.health.interval_ms"},
         Case{"health_timeout", [](GuestSpec& s) { s.health.timeout_ms = s.health.interval_ms + 1; },
@@ -97,6 +133,17 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"backoff_cap", [](GuestSpec& s) { s.restart.max_backoff_ms = 1; },
              "spec.restart.max_backoff_ms"}),
     [](const auto& info) { return std::string(info.param.title); });
+
+TEST(StopGraceTest, DefaultsAndBounds) {
+  EXPECT_EQ(StopGrace(0).value(), kDefaultStopGrace);
+  EXPECT_EQ(StopGrace(1).value(), std::chrono::milliseconds(1));
+  EXPECT_EQ(StopGrace(3'600'000).value(), kMaxStopGrace);
+  for (uint64_t bad : {uint64_t{3'600'001}, uint64_t{1} << 31, uint64_t{0xffffffff}}) {
+    auto r = StopGrace(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().field, "timeout_ms");
+  }
+}
 
 TEST(IsValidGuestNameTest, AcceptsDnsLabels) {
   EXPECT_TRUE(IsValidGuestName("a"));

@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "agent/guest/validation.h"
 #include "agent/health/health_monitor.h"
 #include "agent/metrics/guest_sampler.h"
 #include "agent/net/port_allocator.h"
@@ -888,7 +889,8 @@ Result<GuestRecord> GuestManager::Stop(const std::string& name, milliseconds gra
     Entry* e = Find(name);
     if (e == nullptr) return reply(NotFound("no guest named \"" + name + "\""));
     e->rec.desired_running = false;
-    e->stop_grace = grace;
+    // The API validates it; the clamp keeps any other caller from parking a worker for ever.
+    e->stop_grace = std::clamp(grace, milliseconds(0), kMaxStopGrace);
     e->stop_waiters.push_back(std::move(reply));
     Persist(*e);
     Reconcile(*e);

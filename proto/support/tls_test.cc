@@ -12,14 +12,24 @@ TEST(IsLoopbackAddressTest, Table) {
     const char* address;
     bool loopback;
   } cases[] = {
-      {"127.0.0.1:7400", true},       {"127.1.2.3:1", true},
-      {"[::1]:7400", true},           {"::1", true},
-      {"localhost:1", true},          {"localhost", true},
-      {"[::ffff:127.0.0.1]:1", true}, {"unix:/run/phx.sock", true},
-      {"0.0.0.0:7400", false},        {"[::]:7400", false},
-      {"10.0.0.1:7400", false},       {"128.0.0.1:1", false},
-      {"example.com:7400", false},    {"", false},
-      {"[::1:7400", false},           {"localhost.evil.com:1", false},
+      {"127.0.0.1:7400", true},
+      {"127.1.2.3:1", true},
+      {"[::1]:7400", true},
+      {"::1", true},
+      {"localhost:1", true},
+      {"localhost", true},
+      {"[::ffff:127.0.0.1]:1", true},
+      {"unix:/run/phx.sock", true},
+      {"0.0.0.0:7400", false},
+      {"[::]:7400", false},
+      {"10.0.0.1:7400", false},
+      {"128.0.0.1:1", false},
+      {"example.com:7400", false},
+      {"", false},
+      {"[::1:7400", false},
+      {"localhost.evil.com:1", false},
+      {"127.evil.example:7070", false},
+      {"127.0.0.1.nip.io:1", false},
   };
   for (const Case& c : cases) {
     EXPECT_EQ(IsLoopbackAddress(c.address), c.loopback) << c.address;
