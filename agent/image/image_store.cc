@@ -16,7 +16,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -27,6 +26,7 @@
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <cstring>
 #include <deque>
@@ -35,6 +35,7 @@
 #include <set>
 #include <thread>
 #include <utility>
+#include "agent/image/tree.h"
 
 extern char** environ;
 
@@ -42,64 +43,18 @@ namespace phoenix::agent {
 namespace {
 
 namespace fs = std::filesystem;
+using image_fs::CopyTree;
+using image_fs::HashAndCopy;
+using image_fs::ListTree;
+using image_fs::OpenBeneath;
+using image_fs::Sha256;
+using image_fs::UniqueFd;
+using image_fs::WriteAll;
 
 constexpr size_t kHexLen = 64;
 constexpr size_t kMinIdPrefix = 12;
 constexpr size_t kTailLines = 20;
 constexpr size_t kMaxLineBytes = 64 * 1024;
-
-class UniqueFd {
- public:
-  explicit UniqueFd(int fd = -1) : fd_(fd) {}
-  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept {
-    if (this != &o) {
-      Reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  ~UniqueFd() { Reset(); }
-  int get() const { return fd_; }
-  int Release() { return std::exchange(fd_, -1); }
-  void Reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_;
-};
-
-// OpenSSL only fails these calls when out of memory: a broken invariant, not an I/O error.
-class Sha256 {
- public:
-  Sha256() : ctx_(EVP_MD_CTX_new()) {
-    PHX_CHECK(ctx_ != nullptr);
-    PHX_CHECK(EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) == 1);
-  }
-  ~Sha256() { EVP_MD_CTX_free(ctx_); }
-  Sha256(const Sha256&) = delete;
-  Sha256& operator=(const Sha256&) = delete;
-  void Update(std::string_view data) {
-    PHX_CHECK(EVP_DigestUpdate(ctx_, data.data(), data.size()) == 1);
-  }
-  std::string HexDigest() {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    PHX_CHECK(EVP_DigestFinal_ex(ctx_, md, &len) == 1);
-    static constexpr char kDigits[] = "0123456789abcdef";
-    std::string hex;
-    for (unsigned int i = 0; i < len; ++i) {
-      hex.push_back(kDigits[md[i] >> 4]);
-      hex.push_back(kDigits[md[i] & 0xf]);
-    }
-    return hex;
-  }
-
- private:
-  EVP_MD_CTX* ctx_;
-};
 
 std::string HashString(std::string_view s) {
   Sha256 h;
@@ -110,18 +65,6 @@ std::string HashString(std::string_view s) {
 bool IsLowerHex(std::string_view s) {
   return std::all_of(s.begin(), s.end(),
                      [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
-}
-
-Result<void> WriteAll(int fd, std::string_view data, const fs::path& what) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoError("writing " + what.string());
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return {};
 }
 
 Result<std::string> ReadSmallFile(const fs::path& path) {
@@ -178,107 +121,6 @@ void RemoveTree(const fs::path& path) {
 TimePoint FromTimespec(const struct timespec& ts) {
   return TimePoint(std::chrono::duration_cast<Clock::duration>(
       std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec)));
-}
-
-// Reads `fd` to the end, feeding the hash and (when out_fd >= 0) copying to out_fd.
-Result<uint64_t> HashAndCopy(int fd, const fs::path& src, Sha256& hash, int out_fd,
-                             const fs::path& dst) {
-  std::vector<char> buf(1 << 20);
-  uint64_t total = 0;
-  for (;;) {
-    ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoError("reading " + src.string());
-    }
-    if (n == 0) break;
-    std::string_view chunk(buf.data(), static_cast<size_t>(n));
-    hash.Update(chunk);
-    if (out_fd >= 0) PHX_TRY(WriteAll(out_fd, chunk, dst));
-    total += static_cast<uint64_t>(n);
-  }
-  return total;
-}
-
-struct TreeEntry {
-  std::string rel;  // "." for the root, else a relative generic path
-  mode_t mode = 0;  // full st_mode
-};
-
-Result<std::vector<TreeEntry>> ListTree(const fs::path& dir) {
-  std::vector<TreeEntry> entries;
-  struct stat st {};
-  if (::stat(dir.c_str(), &st) != 0) return ErrnoError("stat " + dir.string());
-  if (!S_ISDIR(st.st_mode)) return InvalidArgument("", dir.string() + " is not a directory");
-  entries.push_back({".", st.st_mode});
-  std::error_code ec;
-  fs::recursive_directory_iterator it(dir, fs::directory_options::none, ec);
-  for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    const fs::path& p = it->path();
-    if (::lstat(p.c_str(), &st) != 0) return ErrnoError("lstat " + p.string());
-    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
-      return InvalidArgument("", p.string() +
-                                     ": only directories, regular files and symlinks can be part "
-                                     "of an image root filesystem");
-    }
-    entries.push_back({p.lexically_relative(dir).generic_string(), st.st_mode});
-  }
-  if (ec) return Internal("walking " + dir.string() + ": " + ec.message());
-  // Byte order of the relative paths: a parent always sorts before its children.
-  std::sort(entries.begin() + 1, entries.end(),
-            [](const TreeEntry& a, const TreeEntry& b) { return a.rel < b.rel; });
-  return entries;
-}
-
-Result<std::string> ReadLink(const fs::path& p) {
-  std::string target(4096, '\0');
-  ssize_t n = ::readlink(p.c_str(), target.data(), target.size());
-  if (n < 0) return ErrnoError("readlink " + p.string());
-  if (static_cast<size_t>(n) == target.size()) return Internal(p.string() + ": symlink too long");
-  target.resize(static_cast<size_t>(n));
-  return target;
-}
-
-std::string LengthPrefixed(std::string_view s) {
-  return std::to_string(s.size()) + ":" + std::string(s);
-}
-
-std::string FormatMode(mode_t mode) {
-  char buf[8];
-  std::snprintf(buf, sizeof(buf), "%04o", static_cast<unsigned>(mode & 07777));
-  return buf;
-}
-
-Result<void> CopyTree(const fs::path& src, const fs::path& dst,
-                      const std::vector<TreeEntry>& entries) {
-  for (const auto& e : entries) {
-    if (e.rel == ".") continue;
-    fs::path from = src / e.rel;
-    fs::path to = dst / e.rel;
-    if (S_ISDIR(e.mode)) {
-      // Owner-writable until everything below exists; the real mode is set afterwards.
-      if (::mkdir(to.c_str(), 0700) != 0) return ErrnoError("creating " + to.string());
-    } else if (S_ISLNK(e.mode)) {
-      auto target = ReadLink(from);
-      if (!target) return std::unexpected(target.error());
-      if (::symlink(target->c_str(), to.c_str()) != 0) return ErrnoError("symlink " + to.string());
-    } else {
-      UniqueFd in(::open(from.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-      if (in.get() < 0) return ErrnoError("opening " + from.string());
-      UniqueFd out(::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-      if (out.get() < 0) return ErrnoError("creating " + to.string());
-      Sha256 unused;
-      auto n = HashAndCopy(in.get(), from, unused, out.get(), to);
-      if (!n) return std::unexpected(n.error());
-      if (::fchmod(out.get(), e.mode & 07777) != 0) return ErrnoError("chmod " + to.string());
-    }
-  }
-  for (auto it = entries.rbegin(); it != entries.rend(); ++it) {
-    if (!S_ISDIR(it->mode)) continue;
-    fs::path to = it->rel == "." ? dst : dst / it->rel;
-    if (::chmod(to.c_str(), it->mode & 07777) != 0) return ErrnoError("chmod " + to.string());
-  }
-  return {};
 }
 
 // The parsed form of a stored image manifest.
@@ -377,48 +219,6 @@ Result<StoredManifest> ParseStoredManifest(std::string_view text, std::string_vi
 
 }  // namespace
 
-Result<std::string> HashFile(const fs::path& file) {
-  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) return ErrnoError("opening " + file.string());
-  Sha256 h;
-  auto n = HashAndCopy(fd.get(), file, h, -1, {});
-  if (!n) return std::unexpected(n.error());
-  return h.HexDigest();
-}
-
-Result<std::string> HashTree(const fs::path& dir, uint64_t* total_size) {
-  auto entries = ListTree(dir);
-  if (!entries) return std::unexpected(entries.error());
-  Sha256 tree;
-  tree.Update("phoenix-tree-v1\n");
-  uint64_t total = 0;
-  for (const auto& e : *entries) {
-    fs::path p = e.rel == "." ? dir : dir / e.rel;
-    std::string payload;
-    char type = 'd';
-    if (S_ISLNK(e.mode)) {
-      type = 'l';
-      auto target = ReadLink(p);
-      if (!target) return std::unexpected(target.error());
-      payload = std::move(*target);
-    } else if (S_ISREG(e.mode)) {
-      type = 'f';
-      UniqueFd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-      if (fd.get() < 0) return ErrnoError("opening " + p.string());
-      Sha256 h;
-      auto n = HashAndCopy(fd.get(), p, h, -1, {});
-      if (!n) return std::unexpected(n.error());
-      total += *n;
-      payload = h.HexDigest();
-    }
-    // Length prefixes keep the encoding unambiguous whatever bytes a name or target holds.
-    tree.Update(std::string(1, type) + " " + FormatMode(e.mode) + " " + LengthPrefixed(e.rel) +
-                " " + LengthPrefixed(payload) + "\n");
-  }
-  if (total_size != nullptr) *total_size = total;
-  return tree.HexDigest();
-}
-
 Result<std::unique_ptr<ImageStore>> ImageStore::Open(const fs::path& root) {
   return Open(root, Options{});
 }
@@ -430,10 +230,21 @@ Result<std::unique_ptr<ImageStore>> ImageStore::Open(const fs::path& root, const
   if (ec) return Internal("image store: resolving " + root.string() + ": " + ec.message());
   fs::create_directories(abs, ec);
   if (ec) return Internal("image store: creating " + abs.string() + ": " + ec.message());
-  for (const char* sub :
-       {"blobs", "blobs/sha256", "manifests", "manifests/sha256", "tags", "tmp"}) {
+  // Only root may list or change the store. Blobs stay reachable by their (unguessable) content
+  // path, because QEMU runs as libvirt-qemu and opens a VM's kernel and initrd by path; manifests,
+  // tags and partial imports are root's alone.
+  for (auto [sub, mode] : {std::pair<const char*, mode_t>{".", 0711},
+                           {"blobs", 0711},
+                           {"blobs/sha256", 0711},
+                           {"manifests", 0700},
+                           {"manifests/sha256", 0700},
+                           {"tags", 0700},
+                           {"tmp", 0700}}) {
     auto made = MakeDir(abs / sub);
     if (!made) return std::unexpected(made.error().Wrap("image store"));
+    if (::chmod((abs / sub).c_str(), mode) != 0) {
+      return ErrnoError("image store: chmod " + (abs / sub).string());
+    }
   }
   fs::path lock_path = abs / "lock";
   UniqueFd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
@@ -466,7 +277,15 @@ Result<fs::path> ImageStore::MakeTempPath(std::string_view prefix) const {
   return fs::path(templ);
 }
 
-Result<ImageStore::StoredBlob> ImageStore::StoreFile(const fs::path& src, bool may_link) {
+Result<ImageStore::StoredBlob> ImageStore::StoreFile(int dir_fd, const fs::path& dir,
+                                                     const fs::path& rel, bool may_link) {
+  const fs::path src = dir / rel;
+  auto in = OpenBeneath(dir_fd, rel, O_RDONLY);
+  if (!in) return std::unexpected(in.error());
+  struct stat st {};
+  if (::fstat(in->get(), &st) != 0) return ErrnoError("stat " + src.string());
+  if (!S_ISREG(st.st_mode)) return InvalidArgument(rel.string(), "is not a regular file");
+
   auto tmp_dir = MakeTempPath("blob-");
   if (!tmp_dir) return std::unexpected(tmp_dir.error());
   struct Cleanup {
@@ -477,28 +296,19 @@ Result<ImageStore::StoredBlob> ImageStore::StoreFile(const fs::path& src, bool m
 
   StoredBlob blob;
   Sha256 hash;
-  bool linked = false;
-  struct stat st {};
-  // A hard link is only safe for files nobody writes again (a finished build's output), and
-  // link() would link a symlink itself, so only regular files qualify.
-  if (may_link && ::lstat(src.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
-      ::link(src.c_str(), tmp.c_str()) == 0) {
-    linked = true;
-    UniqueFd fd(::open(tmp.c_str(), O_RDONLY | O_CLOEXEC));
-    if (fd.get() < 0) return ErrnoError("opening " + tmp.string());
-    auto n = HashAndCopy(fd.get(), src, hash, -1, {});
+  // A hard link is only safe for files nobody writes again (a finished build's output). It links
+  // the very file opened above, so no path can be swapped in between.
+  if (may_link && ::linkat(in->get(), "", AT_FDCWD, tmp.c_str(), AT_EMPTY_PATH) == 0) {
+    auto n = HashAndCopy(in->get(), src, hash, -1, {});
     if (!n) return std::unexpected(n.error());
     blob.size = *n;
-    if (::fchmod(fd.get(), 0444) != 0) return ErrnoError("chmod " + tmp.string());
-    if (::fsync(fd.get()) != 0) return ErrnoError("fsync " + tmp.string());
-  }
-  if (!linked) {
-    UniqueFd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
-    if (in.get() < 0) return ErrnoError("opening " + src.string());
+    if (::fchmod(in->get(), 0444) != 0) return ErrnoError("chmod " + tmp.string());
+    if (::fsync(in->get()) != 0) return ErrnoError("fsync " + tmp.string());
+  } else {
     UniqueFd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (out.get() < 0) return ErrnoError("creating " + tmp.string());
     // Hashing the bytes as they are written means the id always matches what is stored.
-    auto n = HashAndCopy(in.get(), src, hash, out.get(), tmp);
+    auto n = HashAndCopy(in->get(), src, hash, out.get(), tmp);
     if (!n) return std::unexpected(n.error());
     blob.size = *n;
     if (::fchmod(out.get(), 0444) != 0) return ErrnoError("chmod " + tmp.string());
@@ -514,7 +324,14 @@ Result<ImageStore::StoredBlob> ImageStore::StoreFile(const fs::path& src, bool m
   return blob;
 }
 
-Result<ImageStore::StoredBlob> ImageStore::StoreTree(const fs::path& src) {
+Result<ImageStore::StoredBlob> ImageStore::StoreTree(int dir_fd, const fs::path& dir,
+                                                     const fs::path& rel) {
+  // The tree is walked through the descriptor of the directory opened beneath the import dir, so a
+  // component of `rel` swapped for a symlink later cannot redirect the walk.
+  auto tree_fd = OpenBeneath(dir_fd, rel, O_RDONLY | O_DIRECTORY);
+  if (!tree_fd) return std::unexpected(tree_fd.error());
+  const fs::path src = "/proc/self/fd/" + std::to_string(tree_fd->get());
+  const fs::path shown = dir / rel;
   StoredBlob blob;
   auto hex = HashTree(src, &blob.size);
   if (!hex) return std::unexpected(hex.error());
@@ -538,7 +355,7 @@ Result<ImageStore::StoredBlob> ImageStore::StoreTree(const fs::path& src) {
   auto copied = HashTree(tmp);
   if (!copied) return std::unexpected(copied.error());
   if (*copied != blob.hex) {
-    return FailedPrecondition("root filesystem " + src.string() +
+    return FailedPrecondition("root filesystem " + shown.string() +
                               " changed while it was imported; import it again");
   }
   // A directory rename is only durable with its contents, so flush everything first.
@@ -547,7 +364,7 @@ Result<ImageStore::StoredBlob> ImageStore::StoreTree(const fs::path& src) {
     return ErrnoError("syncfs " + root_.string());
   if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
     if (errno == EEXIST || errno == ENOTEMPTY) return blob;  // a concurrent import stored it
-    return ErrnoError("storing " + src.string() + " as " + final_path.string());
+    return ErrnoError("storing " + shown.string() + " as " + final_path.string());
   }
   return blob;
 }
@@ -635,9 +452,12 @@ Result<ImageRecord> ImageStore::ImportInternal(const fs::path& dir, const std::s
                                                                    {"INITRD", &manifest->initrd},
                                                                    {"DISK", &manifest->disk},
                                                                    {"ROOTFS", &manifest->rootfs}};
+  UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir_fd.get() < 0) return fail(ErrnoError("opening " + dir.string()).error());
   for (auto [key, rel] : files) {
     if (rel->empty()) continue;
-    auto blob = key == "ROOTFS" ? StoreTree(dir / *rel) : StoreFile(dir / *rel, may_link);
+    auto blob = key == "ROOTFS" ? StoreTree(dir_fd.get(), dir, *rel)
+                                : StoreFile(dir_fd.get(), dir, *rel, may_link);
     if (!blob) return fail(blob.error().Wrap(std::string(key) + " " + *rel));
     text += std::string(key) + "=sha256:" + blob->hex + " " + std::to_string(blob->size) + "\n";
   }
@@ -866,6 +686,22 @@ bool IsValidRecipeName(std::string_view recipe) {
   });
 }
 
+// Owned by root (or by the agent's own user, for tests run without root) and writable by nobody
+// else.
+Result<void> CheckOnlyRootCanWrite(const fs::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return ErrnoError("stat " + path.string());
+  if (st.st_uid != 0 && st.st_uid != ::geteuid()) {
+    return FailedPrecondition("refusing to run image recipes from " + path.string() +
+                              ": it is owned by uid " + std::to_string(st.st_uid) + ", not root");
+  }
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    return FailedPrecondition("refusing to run image recipes from " + path.string() +
+                              ": it is group- or world-writable (chmod go-w it)");
+  }
+  return {};
+}
+
 std::string ListRecipes(const fs::path& recipes_dir) {
   std::vector<std::string> names;
   std::error_code ec;
@@ -936,6 +772,10 @@ Result<ImageRecord> ImageStore::Build(const fs::path& recipes_dir, const std::st
   }
   if (::access(script.c_str(), X_OK) != 0) {
     return FailedPrecondition(script.string() + " is not executable");
+  }
+  // The agent runs recipes as root: one that another user could edit would be theirs to run.
+  for (const fs::path& p : {fs::absolute(recipes_dir, ec), recipe_dir, script}) {
+    PHX_TRY(CheckOnlyRootCanWrite(p));
   }
   auto out_dir = MakeTempPath("build-");
   if (!out_dir) return std::unexpected(out_dir.error());

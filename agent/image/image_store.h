@@ -31,6 +31,7 @@
 
 #include "agent/guest/guest.h"
 #include "agent/image/manifest.h"
+#include "agent/image/tree.h"
 #include "agent/runtime/runtime.h"
 #include "proto/support/error.h"
 
@@ -100,8 +101,11 @@ class ImageStore {
 
   Result<ImageRecord> ImportInternal(const std::filesystem::path& dir, const std::string& name,
                                      const std::string& tag, bool may_link);
-  Result<StoredBlob> StoreFile(const std::filesystem::path& src, bool may_link);
-  Result<StoredBlob> StoreTree(const std::filesystem::path& src);
+  // Both read `rel` beneath the import directory `dir` (open as dir_fd), never outside it.
+  Result<StoredBlob> StoreFile(int dir_fd, const std::filesystem::path& dir,
+                               const std::filesystem::path& rel, bool may_link);
+  Result<StoredBlob> StoreTree(int dir_fd, const std::filesystem::path& dir,
+                               const std::filesystem::path& rel);
   Result<std::string> StoreManifest(const std::string& text);  // returns the hex id
   Result<void> WriteTag(const std::string& name, const std::string& tag, const std::string& id);
   Result<ImageRecord> LoadImage(const std::string& hex) const;
@@ -117,15 +121,5 @@ class ImageStore {
   const Options options_;
   mutable std::mutex mu_;  // guards manifests/ and tags/ reads and writes
 };
-
-// The sha256 of a directory tree (hex): over its entries sorted by relative path, each with its
-// type, permission bits (07777), symlink target or file-content hash. Ownership and times are not
-// part of it. Fails on entries other than directories, regular files and symlinks. `total_size`
-// receives the sum of the regular files' sizes.
-[[nodiscard]] Result<std::string> HashTree(const std::filesystem::path& dir,
-                                           uint64_t* total_size = nullptr);
-
-// The sha256 of a file's contents (hex).
-[[nodiscard]] Result<std::string> HashFile(const std::filesystem::path& file);
 
 }  // namespace phoenix::agent

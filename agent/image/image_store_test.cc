@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -397,6 +398,80 @@ TEST(ImageStoreTest, RootfsHashIsStableAndSensitive) {
   EXPECT_EQ(*HashTree(three->artifacts.rootfs), three->files[3].sha256);
 }
 
+TEST(ImageStoreTest, ImportNeverReadsOutsideTheImageDirectory) {
+  TempDir tmp;
+  WriteFile(tmp.path() / "secret", "root:$6$hash:19000:0:99999:7:::\n", 0600);
+  auto store = MustOpen(tmp.path() / "images");
+  const fs::path img = tmp.path() / "img";
+  struct Case {
+    const char* title;
+    std::function<void()> plant;
+  } cases[] = {
+      {"kernel is a symlink out",
+       [&] {
+         fs::remove(img / "vmlinux");
+         fs::create_symlink(tmp.path() / "secret", img / "vmlinux");
+       }},
+      {"kernel is a relative symlink",
+       [&] {
+         fs::rename(img / "vmlinux", img / "real");
+         fs::create_symlink("real", img / "vmlinux");
+       }},
+      {"rootfs is a symlink to another tree",
+       [&] {
+         MakeRootfs(tmp.path() / "elsewhere");
+         fs::remove_all(img / "rootfs");
+         fs::create_directory_symlink(tmp.path() / "elsewhere", img / "rootfs");
+       }},
+      {"manifest is a symlink",
+       [&] {
+         fs::rename(img / "manifest.env", img / "real.env");
+         fs::create_symlink("real.env", img / "manifest.env");
+       }},
+  };
+  for (const Case& c : cases) {
+    fs::remove_all(img);
+    MakeImageDir(img);
+    c.plant();
+    auto r = store->Import(img, "demo", "latest");
+    ASSERT_FALSE(r) << c.title;
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument)
+        << c.title << ": " << r.error().ToString();
+    EXPECT_FALSE(store->Resolve("demo")) << c.title;
+  }
+  for (auto it = fs::directory_iterator(tmp.path() / "images" / "blobs" / "sha256");
+       it != fs::directory_iterator(); ++it) {
+    if (it->is_regular_file()) {
+      EXPECT_NE(ReadFile(it->path()), ReadFile(tmp.path() / "secret")) << it->path();
+    }
+  }
+}
+
+TEST(ImageStoreTest, StoredRootfsHasNoSetuidFilesAndTheStoreIsRootOnly) {
+  TempDir tmp;
+  const fs::path img = tmp.path() / "img";
+  MakeImageDir(img);
+  WriteFile(img / "rootfs" / "bin" / "su", "#!/bin/sh\n", 04755);
+  WriteFile(img / "rootfs" / "bin" / "wall", "#!/bin/sh\n", 02755);
+  auto store = MustOpen(tmp.path() / "images");
+  auto rec = store->Import(img, "demo", "latest");
+  ASSERT_TRUE(rec) << rec.error().ToString();
+  struct stat st {};
+  ASSERT_EQ(::stat((rec->artifacts.rootfs / "bin" / "su").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0755u);
+  ASSERT_EQ(::stat((rec->artifacts.rootfs / "bin" / "wall").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0755u);
+  const fs::path root = tmp.path() / "images";
+  for (auto [sub, mode] : {std::pair<const char*, unsigned>{".", 0711},
+                           {"blobs", 0711},
+                           {"manifests", 0700},
+                           {"tags", 0700},
+                           {"tmp", 0700}}) {
+    ASSERT_EQ(::stat((root / sub).c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, mode) << sub;
+  }
+}
+
 TEST(ImageStoreTest, OneStorePerRootAndLeftoversAreCleaned) {
   TempDir tmp;
   fs::path root = tmp.path() / "images";
@@ -561,6 +636,24 @@ TEST(ImageStoreTest, BuildRunsTheRecipeStreamsItsOutputAndImports) {
   auto again = store->Build(recipes, "tiny", "tiny", "v2", nullptr);
   ASSERT_TRUE(again.has_value()) << again.error().ToString();
   EXPECT_EQ(again->id, rec->id);
+}
+
+TEST(ImageStoreTest, BuildRefusesRecipesOthersCanWrite) {
+  TempDir tmp;
+  fs::path recipes = tmp.path() / "recipes";
+  WriteRecipe(recipes, "tiny", std::string(kGoodRecipe));
+  auto store = MustOpen(tmp.path() / "images");
+  for (const fs::path& p : {recipes, recipes / "tiny", recipes / "tiny" / "build.sh"}) {
+    struct stat st {};
+    ASSERT_EQ(::stat(p.c_str(), &st), 0);
+    ASSERT_EQ(::chmod(p.c_str(), (st.st_mode & 07777) | S_IWOTH), 0);
+    auto r = store->Build(recipes, "tiny", "", "", nullptr);
+    ASSERT_FALSE(r) << p;
+    EXPECT_EQ(r.error().code, ErrorCode::kFailedPrecondition) << p;
+    EXPECT_THAT(r.error().message, HasSubstr("world-writable")) << p;
+    ASSERT_EQ(::chmod(p.c_str(), st.st_mode & 07777), 0);
+  }
+  EXPECT_TRUE(store->Build(recipes, "tiny", "", "", nullptr));
 }
 
 TEST(ImageStoreTest, BuildReportsAFailingRecipeWithItsOutput) {

@@ -183,6 +183,11 @@ Result<ImageManifest> ParseImageManifest(std::string_view text) {
 
 Result<ImageManifest> LoadImageManifest(const std::filesystem::path& dir) {
   std::filesystem::path file = dir / kImageManifestFileName;
+  std::error_code ec;
+  if (std::filesystem::is_symlink(std::filesystem::symlink_status(file, ec))) {
+    return InvalidArgument(std::string(kImageManifestFileName),
+                           file.string() + " is a symlink; the manifest must be a regular file");
+  }
   std::ifstream in(file, std::ios::binary);
   if (!in) {
     int err = errno;
