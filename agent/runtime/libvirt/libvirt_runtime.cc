@@ -17,6 +17,7 @@
 #include <random>
 #include <sstream>
 
+#include "agent/runtime/console_log.h"
 #include "agent/runtime/libvirt/asio_event_loop.h"
 #include "agent/runtime/libvirt/capabilities.h"
 #include "agent/runtime/libvirt/pid_watch.h"
@@ -139,12 +140,6 @@ std::optional<bool> QemuExited(const std::string& name) {
   ::close(static_cast<int>(fd));
   if (ready < 0) return std::nullopt;
   return ready == 1 || !is_qemu;  // readable: exited (a zombie has no cmdline either)
-}
-
-std::string Tail(const fs::path& path, size_t max) {
-  std::ifstream f(path, std::ios::binary);
-  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  return s.size() > max ? s.substr(s.size() - max) : s;
 }
 
 bool FileContains(const fs::path& path, const std::string& needle) {
@@ -700,7 +695,7 @@ Result<void> LibvirtRuntime::BootGolden(virConnectPtr conn, const ImageArtifacts
     if (FileContains(g.log, image.ready_marker)) break;
     if (virDomainIsActive(dom.d) != 1) {
       return Internal("the golden boot stopped before its ready marker; console: " +
-                      Tail(g.log, 2000));
+                      ReadTail(g.log, 2000));
     }
     int state = 0, reason = 0;
     if (virDomainGetState(dom.d, &state, &reason, 0) == 0 && state == VIR_DOMAIN_PAUSED) {
@@ -709,14 +704,14 @@ Result<void> LibvirtRuntime::BootGolden(virConnectPtr conn, const ImageArtifacts
       return Internal(
           fmt::format("QEMU paused the golden boot (reason {}) before its ready marker; see "
                       "/var/log/libvirt/qemu/{}.log; console: {}",
-                      reason, g.domain, Tail(g.log, 2000)));
+                      reason, g.domain, ReadTail(g.log, 2000)));
     }
     if (SteadyClock::now() > deadline) {
       destroy();
       return MakeError(
           ErrorCode::kDeadlineExceeded,
           fmt::format("no ready marker '{}' on the console within {} ms; console: {}",
-                      image.ready_marker, options_.ready_timeout.count(), Tail(g.log, 2000)));
+                      image.ready_marker, options_.ready_timeout.count(), ReadTail(g.log, 2000)));
     }
     std::this_thread::sleep_for(kPollInterval);
   }

@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "agent/runtime/console_log.h"
 #include "agent/runtime/microvm/guest_netns.h"
 #include "agent/runtime/microvm/vmm_command.h"
 #include "agent/runtime/oci/netns.h"
@@ -37,13 +38,6 @@ namespace {
 constexpr milliseconds kKillWait{10000};
 constexpr milliseconds kGoldenExitWait{60000};  // ready line (snapshot written) to clean exit
 constexpr size_t kMaxReadyLine = 4096;
-
-std::string Tail(const fs::path& path, size_t max) {
-  std::ifstream f(path, std::ios::binary);
-  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s.size() > max ? s.substr(s.size() - max) : s;
-}
 
 Result<void> MakeDir(const fs::path& dir) {
   std::error_code ec;
@@ -159,7 +153,7 @@ Result<ReadyLine> AwaitReady(Spawned& s, milliseconds timeout, const fs::path& l
     if (left.count() <= 0) {
       return MakeError(ErrorCode::kDeadlineExceeded,
                        fmt::format("phoenix-vmm not ready within {} ms; its log: {}",
-                                   timeout.count(), Tail(log, 1500)));
+                                   timeout.count(), ReadTail(log, 1500)));
     }
     pollfd fds[2] = {{s.ready.get(), POLLIN, 0}, {s.pidfd.get(), POLLIN, 0}};
     int n = ::poll(fds, exited ? 1 : 2, static_cast<int>(left.count()));
@@ -190,7 +184,7 @@ Result<ReadyLine> AwaitReady(Spawned& s, milliseconds timeout, const fs::path& l
     how = oci::DescribeWaitStatus(status);
     s.pid = 0;
   }
-  return Internal(fmt::format("phoenix-vmm {} before it was ready: {}", how, Tail(log, 1500)));
+  return Internal(fmt::format("phoenix-vmm {} before it was ready: {}", how, ReadTail(log, 1500)));
 }
 
 }  // namespace
@@ -366,7 +360,7 @@ void MicroVmRuntime::OnExited(const std::string& instance,
     if (it != tracked_.end() && it->second == tracked) tracked_.erase(it);
   }
   ExitVerdict v =
-      ClassifyMonitorExit(status, stopping, killed, Tail(layout_.VmmLog(instance), 300));
+      ClassifyMonitorExit(status, stopping, killed, ReadTail(layout_.VmmLog(instance), 300));
   spdlog::info("microvm runtime: {} stopped: {}{}", instance, v.reason,
                v.crashed ? " (crash)" : "");
   events_.Emit(RuntimeEvent{.kind = RuntimeEvent::Kind::kStopped,
@@ -514,7 +508,7 @@ Result<void> MicroVmRuntime::BootGolden(const ImageArtifacts& image, uint32_t vc
   auto ready = AwaitReady(*spawned, options_.golden_timeout, vmm_log);
   if (!ready) {
     Abandon(*spawned);
-    return std::unexpected(ready.error().Wrap("golden boot; console: " + Tail(log, 1000)));
+    return std::unexpected(ready.error().Wrap("golden boot; console: " + ReadTail(log, 1000)));
   }
   if (!WaitExited(spawned->pidfd.get(), kGoldenExitWait)) {
     Abandon(*spawned);
@@ -528,7 +522,7 @@ Result<void> MicroVmRuntime::BootGolden(const ImageArtifacts& image, uint32_t vc
   spawned->pid = 0;
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     return Internal(fmt::format("golden boot: phoenix-vmm {} after its snapshot: {}",
-                                oci::DescribeWaitStatus(status), Tail(vmm_log, 1000)));
+                                oci::DescribeWaitStatus(status), ReadTail(vmm_log, 1000)));
   }
   if (fs::is_empty(temp, ec)) return Internal("golden boot: phoenix-vmm wrote no snapshot");
   if (::rename(temp.c_str(), layout_.GoldenDir(key).c_str()) != 0) {
@@ -699,7 +693,7 @@ Result<InstanceInfo> MicroVmRuntime::Start(const InstanceSpec& spec) {
   const milliseconds ready_timeout = restore ? options_.ready_timeout : options_.golden_timeout;
   auto ready = AwaitReady(*spawned, ready_timeout, layout_.VmmLog(spec.instance));
   if (!ready) {
-    return fail(ready.error().Wrap(fmt::format("console: {}", Tail(spec.log_path, 800))));
+    return fail(ready.error().Wrap(fmt::format("console: {}", ReadTail(spec.log_path, 800))));
   }
 
   auto t = std::make_shared<Tracked>();

@@ -2,6 +2,8 @@
 
 #include <cctype>
 
+#include "agent/runtime/oci/seccomp_profile.h"
+
 namespace phoenix::agent::oci {
 
 namespace {
@@ -112,6 +114,7 @@ Result<Json> BundleConfig(const InstanceSpec& spec, const BundleDetails& details
                                "/proc/sched_debug", "/sys/firmware", "/proc/scsi"})},
       {"readonlyPaths",
        Strings({"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"})},
+      {"seccomp", DefaultSeccompProfile()},
   };
   if (!details.cgroups_path.empty()) linux["cgroupsPath"] = details.cgroups_path;
 

@@ -14,6 +14,8 @@
 //     runtime's defaults (/dev/null, zero, full, random, urandom, tty);
 //   - the masked and read-only /proc and /sys paths of `crun spec`, /sys and /sys/fs/cgroup
 //     read-only, a RLIMIT_NOFILE of 1024;
+//   - a seccomp filter (seccomp_profile.h) refusing keyrings, new user namespaces, mounts, BPF,
+//     perf, io_uring, ptrace and the other classes Docker's default profile denies;
 //   - root "rootfs" (the bundle's overlay mount) writable: writes land in the instance's upper dir.
 //
 // Thread-safety: pure functions.

@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "agent/runtime/console_log.h"
 #include "agent/runtime/oci/bundle_config.h"
 #include "agent/runtime/oci/json.h"
 #include "agent/runtime/oci/netns.h"
@@ -46,13 +47,6 @@ bool ValidInstanceName(std::string_view name) {
 // overlayfs splits its options at ',' and lowerdir at ':'; '\\' escapes.
 bool SafeOverlayPath(const fs::path& p) {
   return p.string().find_first_of(",:\\\n") == std::string::npos;
-}
-
-std::string Tail(const fs::path& path, size_t max) {
-  std::ifstream f(path, std::ios::binary);
-  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s.size() > max ? s.substr(s.size() - max) : s;
 }
 
 Result<void> MakeDir(const fs::path& dir, fs::perms perms) {
@@ -529,14 +523,14 @@ Result<InstanceInfo> OciRuntime::Start(const InstanceSpec& spec) {
   if (!run->ok()) {
     return fail(Error{ErrorCode::kInternal,
                       fmt::format("{} run {}: {}", tool_, DescribeWaitStatus(run->wait_status),
-                                  Tail(tool_log, 2000))});
+                                  ReadTail(tool_log, 2000))});
   }
   auto pid = ReadPidFile(pid_file);
   if (!pid) return fail(pid.error());
   record.init_start_time = ProcessStartTime(*pid);
   if (record.init_start_time == 0) {
     return fail(Error{ErrorCode::kInternal, fmt::format("container init {} exited at once; log: {}",
-                                                        *pid, Tail(spec.log_path, 2000))});
+                                                        *pid, ReadTail(spec.log_path, 2000))});
   }
   if (auto r = WriteRunRecord(RunRecordFile(spec.instance), record); !r) return fail(r.error());
   auto tracked = Adopt(record, *pid);
@@ -544,7 +538,7 @@ Result<InstanceInfo> OciRuntime::Start(const InstanceSpec& spec) {
   if (!*tracked) {
     // It exited (and was reaped) before we could watch it: a container that cannot stay up.
     return fail(Error{ErrorCode::kInternal, fmt::format("container init {} exited at once; log: {}",
-                                                        *pid, Tail(spec.log_path, 2000))});
+                                                        *pid, ReadTail(spec.log_path, 2000))});
   }
 
   InstanceInfo info;
