@@ -174,6 +174,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void StartForwarding() {
     phase_ = Phase::kForwarding;
     hold_timer_.cancel();
+    last_activity_ = std::chrono::steady_clock::now();
+    WatchIdle(core_->options().idle_timeout);
     error_code ignored;  // latency only; forwarding works without it
     client_.set_option(tcp::no_delay(true), ignored);
     backend_.set_option(tcp::no_delay(true), ignored);
@@ -208,6 +210,7 @@ class Session : public std::enable_shared_from_this<Session> {
         Close();
         return;
       }
+      last_activity_ = std::chrono::steady_clock::now();
       CountTurn(pipe);
       asio::async_write(pipe.to, asio::buffer(pipe.buffer.data(), n),
                         [this, self, &pipe](const error_code& write_ec, size_t written) {
@@ -221,6 +224,27 @@ class Session : public std::enable_shared_from_this<Session> {
                           pipe.bytes += written;
                           Read(pipe);
                         });
+    });
+  }
+
+  // Closes the pair once neither side has sent anything for idle_timeout. The timer is re-armed
+  // only when it fires, for what is left of the window, so traffic costs a clock read, not a timer.
+  void WatchIdle(std::chrono::steady_clock::duration wait) {
+    hold_timer_.expires_after(wait);
+    hold_timer_.async_wait([this, self = shared_from_this()](const error_code& ec) {
+      if (ec || phase_ != Phase::kForwarding) {
+        return;
+      }
+      const auto idle = std::chrono::steady_clock::now() - last_activity_;
+      const auto limit = core_->options().idle_timeout;
+      if (idle < limit) {
+        WatchIdle(limit - idle);
+        return;
+      }
+      spdlog::debug("proxy {}: closing a connection idle for {} ms", core_->name(),
+                    std::chrono::duration_cast<std::chrono::milliseconds>(idle).count());
+      ++core_->stats().idle_closed;
+      Close();
     });
   }
 
@@ -262,6 +286,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool client_turn_ = false;     // the client has sent since the guest last replied
   bool awaiting_reply_ = false;  // that turn's first reply byte has not arrived yet
   std::chrono::steady_clock::time_point request_started_{};
+  std::chrono::steady_clock::time_point last_activity_{};  // last bytes read, either direction
 };
 
 void ProxyCore::Accept() {
@@ -355,6 +380,9 @@ Result<std::unique_ptr<PortProxy>> PortProxy::Listen(asio::io_context& io,
   }
   if (options.connect_attempts < 1) {
     return InvalidArgument("connect_attempts", "must be at least 1");
+  }
+  if (options.idle_timeout.count() <= 0) {
+    return InvalidArgument("idle_timeout", "must be positive");
   }
   if (options.max_connections < 1) {
     return InvalidArgument("max_connections", "must be at least 1");

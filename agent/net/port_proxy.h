@@ -16,7 +16,8 @@
 //    backpressure) instead of growing a queue. A reset or error on either side closes both.
 //    Once the guest has sent EOF, client bytes arriving afterwards close both sides at once (no
 //    one will answer them, and a keep-alive client must see the close rather than wait).
-//  - At most ProxyOptions::max_connections are open; further clients are closed on accept.
+//  - At most ProxyOptions::max_connections are open; further clients are closed on accept. A
+//    forwarding connection silent in both directions for ProxyOptions::idle_timeout is closed.
 //  - Requests are counted for the guest's metrics, cheaply, on the loop thread: a request is a
 //    client turn (the first bytes of a connection, or client bytes after the guest last replied);
 //    its latency runs from reading those bytes to reading the guest's first reply byte. Exact for
@@ -61,6 +62,9 @@ struct ProxyOptions {
   // Open connections (held ones included) beyond which new clients are closed at once: while a
   // guest restarts, held connections must not exhaust the agent's file descriptors.
   size_t max_connections = 1024;
+  // A forwarding connection on which neither side sent a byte for this long is closed: idle
+  // clients must not hold connections (and the agent's descriptors) for ever.
+  std::chrono::milliseconds idle_timeout{std::chrono::minutes(5)};
 };
 
 struct ProxyStats {
@@ -68,6 +72,7 @@ struct ProxyStats {
   uint64_t active = 0;       // open now: waiting, connecting or forwarding
   uint64_t failed = 0;       // closed without reaching a backend (none set in time, or unreachable)
   uint64_t rejected = 0;     // closed on accept because max_connections were open
+  uint64_t idle_closed = 0;  // closed after idle_timeout without traffic
   uint64_t bytes_in = 0;     // client -> backend, bytes delivered
   uint64_t bytes_out = 0;    // backend -> client, bytes delivered
   uint64_t requests = 0;     // client turns forwarded (see the header comment)

@@ -539,6 +539,31 @@ TEST(PortProxyTest, ConnectionsBeyondTheLimitAreClosed) {
   EXPECT_FALSE(held[1]->closed);
 }
 
+TEST(PortProxyTest, IdleConnectionsAreClosedActiveOnesKept) {
+  asio::io_context io;
+  TestServer echo(io, ServeEcho);
+  auto proxy = MustListen(io, {.idle_timeout = 300ms});
+  ASSERT_NE(proxy, nullptr);
+  proxy->SetBackend(echo.endpoint());
+
+  Client idle(io), chatty(io);
+  ASSERT_TRUE(idle.ConnectAndWait(io, proxy->port()));
+  ASSERT_TRUE(chatty.ConnectAndWait(io, proxy->port()));
+  idle.Write("once");
+  ASSERT_TRUE(RunUntil(io, [&] { return idle.received == "once"; }));
+  // The chatty client sends every 100 ms for 900 ms, three idle windows: it must stay open.
+  std::string sent;
+  for (int i = 0; i < 9; ++i) {
+    chatty.Write("c");
+    sent += "c";
+    RunFor(io, 100ms);
+  }
+  EXPECT_TRUE(idle.closed);
+  EXPECT_FALSE(chatty.closed);
+  EXPECT_TRUE(RunUntil(io, [&] { return chatty.received == sent; }));
+  EXPECT_EQ(proxy->stats().idle_closed, 1u);
+}
+
 TEST(PortProxyTest, SurvivesClientReset) {
   asio::io_context io;
   TestServer echo(io, ServeEcho);
