@@ -137,7 +137,10 @@ std::string DomainXml(const InstanceSpec& spec, const DomainDetails& d) {
   x += "  </devices>\n";
   // The NIC lives outside libvirt's device model, at a fixed PCI slot so that a restored guest
   // finds it where the golden guest had it.
-  std::string netdev = "user,id=phxnet0";
+  // restrict=on: the guest reaches nothing through slirp (not the host's loopback at 10.0.2.2, not
+  // the outside); only the hostfwd rules below reach it. Without it, every loopback service of the
+  // host is one connect away from the guest.
+  std::string netdev = "user,id=phxnet0,restrict=on";
   for (const PortForward& p : spec.ports) {
     netdev += fmt::format(",hostfwd=tcp:127.0.0.1:{}-:{}", p.host_port, p.guest_port);
   }

@@ -5,7 +5,9 @@
 // the serial console to the instance log, has no graphics and no balloon, and is destroyed (never
 // restarted) by QEMU/libvirt on poweroff, reboot or crash: the reconciler decides restarts.
 // Networking is QEMU user-mode (slirp) with hostfwd on 127.0.0.1 through qemu:commandline, because
-// libvirt 9.0's <interface type='user'> can only forward ports with passt.
+// libvirt 9.0's <interface type='user'> can only forward ports with passt. It is restricted
+// (restrict=on): the guest can open no connection through it, to the host or beyond; the hostfwd
+// rules are its only way in.
 //
 // Golden snapshots restore the memory of one domain into another: the XML of a golden domain and of
 // the instances restored from it must be ABI-identical (same devices and addresses) and differ only

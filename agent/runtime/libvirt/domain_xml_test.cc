@@ -50,62 +50,63 @@ TEST_P(DomainXmlTest, Renders) {
 
 INSTANTIATE_TEST_SUITE_P(
     Table, DomainXmlTest,
-    ::testing::Values(
-        Case{"Tcg",
-             [](InstanceSpec&, DomainDetails&) {},
-             {"<domain type='qemu'",
-              "<name>phx-web-3</name>",
-              "<uuid>0f0e0d0c-0b0a-4908-8706-050403020100</uuid>",
-              "<memory unit='MiB'>384</memory>",
-              "<vcpu>2</vcpu>",
-              "<kernel>/images/abcd/vmlinux</kernel>",
-              "<initrd>/images/abcd/initrd.img</initrd>",
-              "<cmdline>console=ttyS0 quiet</cmdline>",
-              "<source file='/guests/web/phx-web-3.qcow2'/>",
-              "<driver name='qemu' type='qcow2'/>",
-              "<target dev='vda' bus='virtio'/>",
-              "<source path='/guests/web/console.log' append='on'/>",
-              "<on_poweroff>destroy</on_poweroff>",
-              "<on_reboot>destroy</on_reboot>",
-              "<on_crash>destroy</on_crash>",
-              "<memballoon model='none'/>",
-              "<video><model type='none'/></video>",
-              "<qemu:arg value='user,id=phxnet0'/>",
-              "virtio-net-pci,netdev=phxnet0,addr=0x10",
-              "<phx:guest-id>g-123</phx:guest-id>",
-              "<phx:instance>phx-web-3</phx:instance>",
-              "xmlns:phx='https://phoenix.dev/xmlns/libvirt-instance/1'"},
-             {"<graphics", "<cpu", "<interface", "hostfwd"}},
-        Case{"Kvm",
-             [](InstanceSpec&, DomainDetails& d) { d.accel = Accelerator::kKvm; },
-             {"<domain type='kvm'", "<cpu mode='host-passthrough'"},
-             {"<domain type='qemu'"}},
-        Case{"PortsBecomeLoopbackHostfwd",
-             [](InstanceSpec& s, DomainDetails&) {
-               s.ports = {{.guest_port = 80, .host_port = 41001},
-                          {.guest_port = 22, .host_port = 41002}};
-             },
-             {"user,id=phxnet0,hostfwd=tcp:127.0.0.1:41001-:80,hostfwd=tcp:127.0.0.1:41002-:22"},
-             {}},
-        Case{"NoDiskNoInitrdNoUuid",
-             [](InstanceSpec& s, DomainDetails& d) {
-               s.image.initrd.clear();
-               d.overlay.clear();
-               d.uuid.clear();
-             },
-             {"<kernel>"},
-             {"<disk", "<initrd>", "<uuid>"}},
-        Case{"EverythingEscaped",
-             [](InstanceSpec& s, DomainDetails&) {
-               s.instance = "phx-a&b";
-               s.guest_id = "<id>\"'";
-               s.image.cmdline = "x=<1> & y='2'";
-               s.log_path = "/logs/o'neil.log";
-             },
-             {"<name>phx-a&amp;b</name>", "<phx:guest-id>&lt;id&gt;&quot;&apos;</phx:guest-id>",
-              "<cmdline>x=&lt;1&gt; &amp; y=&apos;2&apos;</cmdline>",
-              "<source path='/logs/o&apos;neil.log' append='on'/>"},
-             {"phx-a&b", "o'neil"}}),
+    ::testing::Values(Case{"Tcg",
+                           [](InstanceSpec&, DomainDetails&) {},
+                           {"<domain type='qemu'",
+                            "<name>phx-web-3</name>",
+                            "<uuid>0f0e0d0c-0b0a-4908-8706-050403020100</uuid>",
+                            "<memory unit='MiB'>384</memory>",
+                            "<vcpu>2</vcpu>",
+                            "<kernel>/images/abcd/vmlinux</kernel>",
+                            "<initrd>/images/abcd/initrd.img</initrd>",
+                            "<cmdline>console=ttyS0 quiet</cmdline>",
+                            "<source file='/guests/web/phx-web-3.qcow2'/>",
+                            "<driver name='qemu' type='qcow2'/>",
+                            "<target dev='vda' bus='virtio'/>",
+                            "<source path='/guests/web/console.log' append='on'/>",
+                            "<on_poweroff>destroy</on_poweroff>",
+                            "<on_reboot>destroy</on_reboot>",
+                            "<on_crash>destroy</on_crash>",
+                            "<memballoon model='none'/>",
+                            "<video><model type='none'/></video>",
+                            "<qemu:arg value='user,id=phxnet0,restrict=on'/>",
+                            "virtio-net-pci,netdev=phxnet0,addr=0x10",
+                            "<phx:guest-id>g-123</phx:guest-id>",
+                            "<phx:instance>phx-web-3</phx:instance>",
+                            "xmlns:phx='https://phoenix.dev/xmlns/libvirt-instance/1'"},
+                           {"<graphics", "<cpu", "<interface", "hostfwd"}},
+                      Case{"Kvm",
+                           [](InstanceSpec&, DomainDetails& d) { d.accel = Accelerator::kKvm; },
+                           {"<domain type='kvm'", "<cpu mode='host-passthrough'"},
+                           {"<domain type='qemu'"}},
+                      Case{"PortsBecomeLoopbackHostfwd",
+                           [](InstanceSpec& s, DomainDetails&) {
+                             s.ports = {{.guest_port = 80, .host_port = 41001},
+                                        {.guest_port = 22, .host_port = 41002}};
+                           },
+                           {"user,id=phxnet0,restrict=on,hostfwd=tcp:127.0.0.1:41001-:80,"
+                            "hostfwd=tcp:127.0.0.1:41002-:22"},
+                           {}},
+                      Case{"NoDiskNoInitrdNoUuid",
+                           [](InstanceSpec& s, DomainDetails& d) {
+                             s.image.initrd.clear();
+                             d.overlay.clear();
+                             d.uuid.clear();
+                           },
+                           {"<kernel>"},
+                           {"<disk", "<initrd>", "<uuid>"}},
+                      Case{"EverythingEscaped",
+                           [](InstanceSpec& s, DomainDetails&) {
+                             s.instance = "phx-a&b";
+                             s.guest_id = "<id>\"'";
+                             s.image.cmdline = "x=<1> & y='2'";
+                             s.log_path = "/logs/o'neil.log";
+                           },
+                           {"<name>phx-a&amp;b</name>",
+                            "<phx:guest-id>&lt;id&gt;&quot;&apos;</phx:guest-id>",
+                            "<cmdline>x=&lt;1&gt; &amp; y=&apos;2&apos;</cmdline>",
+                            "<source path='/logs/o&apos;neil.log' append='on'/>"},
+                           {"phx-a&b", "o'neil"}}),
     [](const auto& info) { return info.param.name; });
 
 TEST(DomainXml, IsPure) {
