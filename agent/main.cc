@@ -4,6 +4,7 @@
 // and carries libvirt's events; a small worker pool runs blocking runtime calls; gRPC runs its own
 // threads and hands work to the loop. Guests keep running when the agent stops: a restarted agent
 // re-adopts them.
+#include <algorithm>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -16,6 +17,7 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -29,12 +31,15 @@
 #include "agent/link/supervisor_link.h"
 #include "agent/node/node_info.h"
 #include "agent/reconcile/guest_manager.h"
+#include "agent/runtime/console_log.h"
 #include "agent/runtime/libvirt/libvirt_runtime.h"
 #include "agent/runtime/microvm/microvm_runtime.h"
 #include "agent/runtime/oci/oci_runtime.h"
 #include "agent/state/agent_store.h"
 #include "proto/support/logging.h"
+#include "proto/support/server_limits.h"
 #include "proto/support/tls.h"
+#include "proto/support/unix_socket.h"
 
 namespace {
 
@@ -47,9 +52,20 @@ restarts them from their golden image when they crash, and serves the Phoenix ag
 Usage: phoenix-agent [flags]
 
 Flags:
-  --listen ADDR        gRPC address (default 127.0.0.1:7070). Loopback only: the agent has no TLS
-                       yet, so it refuses to listen anywhere a remote host could reach it.
-                       Port 0 picks a free port (see --port-file).
+  --listen ADDR        where the agent API listens (default unix:/run/phoenix/agent.sock). A Unix
+                       socket, made 0600 (its directory 0700 when the agent creates it): only
+                       root can control the node's guests, and no guest can reach the API.
+                       Several agents on one host each need their own unix:PATH.
+  --insecure-tcp       allow --listen on loopback TCP (127.0.0.1:PORT, [::1]:PORT; port 0 picks
+                       one, see --port-file), without TLS or authentication: every local user and
+                       process can then run, kill and delete this node's guests. Development
+                       only; the agent logs a warning.
+  --console-log-max BYTES
+                       each guest's console log is rotated past this size, keeping one previous
+                       generation (console.log.1): at most twice this on disk (default 8388608)
+  --max-streams N      API streams open at once (default 32): `events --follow`, `logs
+                       --follow` and image builds each hold a server thread for their whole
+                       life; more get RESOURCE_EXHAUSTED, so other calls always find a thread
   --state-dir DIR      everything the agent keeps: guest records, event log, image store, golden
                        snapshots, guest overlays and logs (default /var/lib/phoenix/agent)
   --recipes DIR        image recipes for `phoenixctl image build` (default: images/ next to the
@@ -63,7 +79,8 @@ Flags:
   --libvirt-uri URI    libvirt connection (default qemu:///system)
   --vmm PATH           the phoenix-vmm executable for micro-VMs (default: $PHOENIX_VMM, else
                        next to phoenix-agent)
-  --port-file FILE     write the port the agent listens on to FILE once it serves
+  --port-file FILE     write the TCP port the agent listens on to FILE once it serves (0 for a
+                       Unix socket)
   --supervisor HOST:PORT
                        join a phoenix-supervisor: hold a link to it, run the guests it assigns to
                        this node, keep them running while it is away. Without this flag the agent
@@ -80,12 +97,15 @@ Flags:
 
 Examples:
   phoenix-agent --state-dir /var/lib/phoenix/agent
-  phoenix-agent --listen 127.0.0.1:0 --port-file /tmp/agent.port --state-dir /tmp/phx
-Then: phoenixctl node info; phoenixctl image build demo; phoenixctl guest run web --image demo ...
+  phoenix-agent --listen unix:/tmp/phx/agent.sock --state-dir /tmp/phx
+Then: phoenixctl node info (--endpoint unix:/tmp/phx/agent.sock); phoenixctl image build demo; phoenixctl guest run web --image demo ...
 )";
 
 struct Flags {
-  std::string listen = "127.0.0.1:7070";
+  std::string listen = std::string(phoenix::kDefaultAgentEndpoint);
+  bool insecure_tcp = false;
+  int max_streams = phoenix::ServerLimits{}.max_streams;
+  uint64_t console_log_max = phoenix::agent::ConsoleLogRotator::Options{}.max_bytes;
   std::filesystem::path state_dir = "/var/lib/phoenix/agent";
   std::filesystem::path recipes;
   std::string node;
@@ -130,6 +150,10 @@ Flags ParseFlags(int argc, char** argv) {
       f.insecure_supervisor = true;
       continue;
     }
+    if (arg == "--insecure-tcp") {
+      f.insecure_tcp = true;
+      continue;
+    }
     std::string value;
     if (auto eq = arg.find('='); eq != std::string::npos) {
       value = arg.substr(eq + 1);
@@ -171,15 +195,14 @@ Flags ParseFlags(int argc, char** argv) {
       f.vcpus = static_cast<uint32_t>(ParseCount(arg, value));
     else if (arg == "--memory-mib")
       f.memory_mib = ParseCount(arg, value);
+    else if (arg == "--console-log-max")
+      f.console_log_max = std::max<uint64_t>(ParseCount(arg, value), 4096);
+    else if (arg == "--max-streams")
+      f.max_streams = static_cast<int>(std::min<uint64_t>(ParseCount(arg, value), 4096));
     else
       UsageError("unknown flag " + arg);
   }
   return f;
-}
-
-bool IsLoopbackAddress(const std::string& listen) {
-  return listen.starts_with("127.") || listen.starts_with("[::1]:") ||
-         listen.starts_with("localhost:");
 }
 
 int Fatal(const std::string& what, const phoenix::Error& e) {
@@ -243,10 +266,20 @@ int main(int argc, char** argv) {
   using namespace phoenix::agent;
   Flags flags = ParseFlags(argc, argv);
   InitLogging("phoenix-agent", flags.log_level);
-  if (!IsLoopbackAddress(flags.listen)) {
-    UsageError("--listen " + flags.listen +
-               " is not a loopback address: the agent API has no TLS yet, so it only listens on "
-               "127.0.0.0/8 or [::1]");
+  const std::optional<std::filesystem::path> socket_path = UnixSocketPath(flags.listen);
+  if (!socket_path) {
+    if (!flags.insecure_tcp) {
+      UsageError("--listen " + flags.listen +
+                 ": the agent API listens on a Unix socket (unix:/absolute/path); plaintext TCP "
+                 "needs --insecure-tcp (development only)");
+    }
+    if (!tls::IsLoopbackAddress(flags.listen)) {
+      UsageError("--listen " + flags.listen +
+                 " is not a loopback address: --insecure-tcp serves without authentication, so "
+                 "only on 127.0.0.0/8 or [::1]");
+    }
+  } else if (flags.insecure_tcp) {
+    UsageError("--insecure-tcp goes with a TCP --listen, not " + flags.listen);
   }
   const bool has_supervisor_flags = flags.insecure_supervisor || !flags.join_token.empty() ||
                                     !flags.join_token_file.empty() || !flags.supervisor_ca.empty();
@@ -315,23 +348,41 @@ int main(int argc, char** argv) {
   manager_options.capacity = {capacity->vcpus, capacity->memory_mib};
   GuestManager manager(loop, pool, **store, **images, runtimes, hub, manager_options);
   if (auto r = manager.Recover(); !r) return Fatal("recovering guests", r.error());
+  ConsoleLogRotator console_logs(
+      loop, pool, {.guests_dir = manager_options.guests_dir, .max_bytes = flags.console_log_max});
+  console_logs.Start();
 
-  api::AgentServiceImpl::Options api_options{identity, *capacity, flags.state_dir, flags.recipes,
-                                             kVersion};
+  const ServerLimits limits{.max_streams = flags.max_streams};
+  api::AgentServiceImpl::Options api_options{identity,      *capacity, flags.state_dir,
+                                             flags.recipes, kVersion,  limits.max_streams};
   api::AgentServiceImpl service(manager, **images, **store, hub, runtimes, api_options);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  if (socket_path) {
+    if (auto r = PrepareUnixSocket(*socket_path); !r) return Fatal("--listen", r.error());
+  }
   grpc::ServerBuilder builder;
   int port = 0;
+  // Unix sockets rely on file permissions; the plaintext TCP of --insecure-tcp on nothing at all.
   builder.AddListeningPort(flags.listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&service);
+  ApplyServerLimits(builder, limits);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) {
     spdlog::critical("cannot listen on {} (in use, or not a valid address)", flags.listen);
     return 1;
   }
-  spdlog::warn(
-      "insecure development mode: the API has no authentication and listens on loopback only");
-  spdlog::info("phoenix-agent {} serving on port {} (node {}, zone {}, state {})", kVersion, port,
+  if (socket_path) {
+    if (auto r = RestrictUnixSocket(*socket_path); !r) return Fatal("--listen", r.error());
+    port = 0;
+  } else {
+    spdlog::warn(
+        "*** INSECURE agent API on {}: plaintext TCP without authentication; every local user "
+        "and process can run, kill and delete this node's guests (--insecure-tcp). Development "
+        "only. ***",
+        flags.listen);
+  }
+  spdlog::info("phoenix-agent {} serving on {} (node {}, zone {}, state {})", kVersion,
+               socket_path ? flags.listen : flags.listen + " (port " + std::to_string(port) + ")",
                identity.name, identity.zone, flags.state_dir.string());
   if (!flags.port_file.empty()) {
     std::ofstream out(flags.port_file.string() + ".tmp");

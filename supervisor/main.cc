@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "proto/support/logging.h"
+#include "proto/support/server_limits.h"
 #include "proto/support/tls.h"
 #include "supervisor/agents/link_service.h"
 #include "supervisor/api/enrollment_service.h"
@@ -59,6 +60,8 @@ Flags of serve:
   --down-after DUR           no heartbeat this long: DOWN, its replicas are placed elsewhere
                              (default 4s)
   --port-file FILE           write the port once serving
+  --max-streams N            `events --follow` streams open at once (default 32; each holds a
+                             server thread); more get RESOURCE_EXHAUSTED. Agent links do not count.
   --log-level LEVEL          trace, debug, info (default), warn, error
 
 Example (one machine):
@@ -105,6 +108,7 @@ struct Flags {
   std::string role, description;
   fs::path port_file;
   std::string log_level = "info";
+  int max_streams = ServerLimits{}.max_streams;
 };
 
 Flags ParseFlags(int argc, char** argv) {
@@ -166,7 +170,14 @@ Flags ParseFlags(int argc, char** argv) {
       f.port_file = value;
     else if (arg == "--log-level")
       f.log_level = value;
-    else
+    else if (arg == "--max-streams") {
+      int n = 0;
+      auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+      if (ec != std::errc() || p != value.data() + value.size() || n < 1 || n > 4096) {
+        UsageError("--max-streams: want 1-4096, got \"" + value + "\"");
+      }
+      f.max_streams = n;
+    } else
       UsageError("unknown flag " + arg);
   }
   if (f.command.empty()) UsageError("which command? init, serve, join-token or token create");
@@ -268,7 +279,8 @@ int Serve(const Flags& flags) {
   Controller controller(loop, **store, hub, options);
   if (auto r = controller.Recover(); !r) return Fatal("recovering", r.error());
 
-  api::SupervisorServiceImpl admin(controller, **store, hub, tokens.get());
+  const ServerLimits limits{.max_streams = flags.max_streams};
+  api::SupervisorServiceImpl admin(controller, **store, hub, tokens.get(), limits.max_streams);
   agents::AgentLinkService link(
       controller,
       flags.insecure ? agents::LinkSecurity::kInsecure : agents::LinkSecurity::kMutualTls,
@@ -283,6 +295,7 @@ int Serve(const Flags& flags) {
   builder.RegisterService(&admin);
   builder.RegisterService(&link);
   if (enrollment) builder.RegisterService(enrollment.get());
+  ApplyServerLimits(builder, limits);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) {
     spdlog::critical("cannot listen on {} (in use, or not a valid address)", flags.listen);

@@ -21,7 +21,6 @@ using std::chrono::milliseconds;
 
 constexpr milliseconds kStreamPoll{250};
 constexpr size_t kLogChunkBytes = 32 * 1024;
-constexpr milliseconds kDefaultStopTimeout{10000};
 
 grpc::Status Fail(const Error& e) { return ToGrpcStatus(e); }
 
@@ -91,9 +90,9 @@ grpc::Status AgentServiceImpl::StopGuest(grpc::ServerContext*, const v1::StopGue
                                          v1::Guest* resp) {
   return GuardHandler([&] {
     if (auto ok = RequireName(req->name()); !ok) return Fail(ok.error());
-    milliseconds grace =
-        req->timeout_ms() == 0 ? kDefaultStopTimeout : milliseconds(req->timeout_ms());
-    auto rec = guests_.Stop(req->name(), grace);
+    auto grace = StopGrace(req->timeout_ms());
+    if (!grace) return Fail(grace.error());
+    auto rec = guests_.Stop(req->name(), *grace);
     if (!rec) return Fail(rec.error());
     GuestToProto(*rec, options_.node.name, resp);
     return grpc::Status::OK;
@@ -123,6 +122,8 @@ grpc::Status AgentServiceImpl::KillGuest(grpc::ServerContext*, const v1::KillGue
 grpc::Status AgentServiceImpl::GuestLogs(grpc::ServerContext* ctx, const v1::GuestLogsRequest* req,
                                          grpc::ServerWriter<v1::LogChunk>* writer) {
   return GuardHandler([&] {
+    auto slot = streams_.TryAcquire();
+    if (!slot) return streams_.Exhausted("GuestLogs");
     if (auto ok = RequireName(req->name()); !ok) return Fail(ok.error());
     auto path = guests_.LogPath(req->name());
     if (!path) return Fail(path.error());
@@ -152,6 +153,10 @@ grpc::Status AgentServiceImpl::GuestLogs(grpc::ServerContext* ctx, const v1::Gue
         if (!req->follow()) break;
         // Stop following when the guest is deleted.
         if (!guests_.Get(req->name())) break;
+        // The log was rotated (truncated in place): go on from its new start.
+        if (struct stat now{}; ::fstat(fd, &now) == 0 && now.st_size < ::lseek(fd, 0, SEEK_CUR)) {
+          ::lseek(fd, 0, SEEK_SET);
+        }
         std::this_thread::sleep_for(kStreamPoll);
         continue;
       }
@@ -168,6 +173,8 @@ grpc::Status AgentServiceImpl::WatchEvents(grpc::ServerContext* ctx,
                                            const v1::WatchEventsRequest* req,
                                            grpc::ServerWriter<v1::Event>* writer) {
   return GuardHandler([&] {
+    auto slot = streams_.TryAcquire();
+    if (!slot) return streams_.Exhausted("WatchEvents");
     uint64_t next = req->from_sequence() == 0 ? hub_.last() + 1 : req->from_sequence();
     while (!ctx->IsCancelled()) {
       auto events = store_.EventsSince(next, 256);
@@ -205,6 +212,8 @@ void AgentServiceImpl::RecordImageAdded(const ImageRecord& image) {
 grpc::Status AgentServiceImpl::BuildImage(grpc::ServerContext*, const v1::BuildImageRequest* req,
                                           grpc::ServerWriter<v1::BuildImageProgress>* writer) {
   return GuardHandler([&] {
+    auto slot = streams_.TryAcquire();
+    if (!slot) return streams_.Exhausted("BuildImage");
     const std::string recipe = req->recipe().empty() ? "demo" : req->recipe();
     const std::string name = req->name().empty() ? recipe : req->name();
     const std::string tag = req->tag().empty() ? "latest" : req->tag();

@@ -13,9 +13,10 @@
 #include <string>
 
 #include "agent/node/node_info.h"
-#include "proto/support/event_hub.h"
 #include "agent/reconcile/guest_manager.h"
 #include "phoenix/v1/agent.grpc.pb.h"
+#include "proto/support/event_hub.h"
+#include "proto/support/server_limits.h"
 
 namespace phoenix::agent::api {
 
@@ -27,6 +28,7 @@ class AgentServiceImpl final : public v1::AgentService::Service {
     std::filesystem::path state_dir;
     std::filesystem::path recipes_dir;  // image recipes: <recipes_dir>/<name>/build.sh
     std::string version;
+    int max_streams = ServerLimits{}.max_streams;  // WatchEvents, GuestLogs, BuildImage at once
   };
 
   AgentServiceImpl(GuestManager& guests, ImageStore& images, AgentStore& store, EventHub& hub,
@@ -64,6 +66,7 @@ class AgentServiceImpl final : public v1::AgentService::Service {
   EventHub& hub_;
   const std::map<RuntimeKind, Runtime*> runtimes_;
   const Options options_;
+  StreamLimiter streams_{options_.max_streams};
 };
 
 }  // namespace phoenix::agent::api

@@ -51,8 +51,13 @@ Result<void> RequireTokenStore(const auth::TokenStore* store) {
 }  // namespace
 
 SupervisorServiceImpl::SupervisorServiceImpl(Controller& controller, StateStore& store,
-                                             EventHub& hub, auth::TokenStore* token_store)
-    : controller_(controller), store_(store), hub_(hub), token_store_(token_store) {}
+                                             EventHub& hub, auth::TokenStore* token_store,
+                                             int max_streams)
+    : controller_(controller),
+      store_(store),
+      hub_(hub),
+      token_store_(token_store),
+      streams_(max_streams) {}
 
 grpc::Status SupervisorServiceImpl::CreateService(grpc::ServerContext*,
                                                   const v1::CreateServiceRequest* req,
@@ -180,6 +185,8 @@ grpc::Status SupervisorServiceImpl::WatchEvents(grpc::ServerContext* ctx,
                                                 const v1::WatchClusterEventsRequest* req,
                                                 grpc::ServerWriter<v1::ClusterEvent>* writer) {
   return GuardHandler([&] {
+    auto slot = streams_.TryAcquire();
+    if (!slot) return streams_.Exhausted("WatchEvents");
     // The store holds the log and the hub only says how far it goes, so a slow watcher costs no
     // memory and reads what it missed from the store.
     uint64_t next = req->from_sequence() == 0 ? hub_.last() + 1 : req->from_sequence();

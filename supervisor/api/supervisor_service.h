@@ -22,6 +22,7 @@
 
 #include "phoenix/v1/supervisor.grpc.pb.h"
 #include "proto/support/event_hub.h"
+#include "proto/support/server_limits.h"
 #include "supervisor/auth/token_store.h"
 #include "supervisor/reconcile/controller.h"
 #include "supervisor/state/state_store.h"
@@ -30,8 +31,10 @@ namespace phoenix::supervisor::api {
 
 class SupervisorServiceImpl final : public v1::Supervisor::Service {
  public:
+  // At most `max_streams` WatchEvents streams at once (proto/support/server_limits.h).
   SupervisorServiceImpl(Controller& controller, StateStore& store, EventHub& hub,
-                        auth::TokenStore* token_store);
+                        auth::TokenStore* token_store,
+                        int max_streams = ServerLimits{}.max_streams);
 
   grpc::Status CreateService(grpc::ServerContext*, const v1::CreateServiceRequest*,
                              v1::Service*) override;
@@ -62,6 +65,7 @@ class SupervisorServiceImpl final : public v1::Supervisor::Service {
   StateStore& store_;
   EventHub& hub_;
   auth::TokenStore* const token_store_;
+  StreamLimiter streams_;
 };
 
 }  // namespace phoenix::supervisor::api

@@ -91,14 +91,16 @@ class AgentE2ETest : public ::testing::Test {
     const fs::path port_file = state_dir_ / "agent.port";
     fs::remove(port_file);
     auto child = ChildProcess::Spawn(
-        {Env("PHOENIX_AGENT_BIN"), "--listen", "127.0.0.1:0", "--state-dir", state_dir_.string(),
-         "--port-file", port_file.string(), "--log-level", "debug"},
+        {Env("PHOENIX_AGENT_BIN"), "--listen", "unix:" + (state_dir_ / "agent.sock").string(),
+         "--state-dir", state_dir_.string(), "--port-file", port_file.string(), "--log-level",
+         "debug"},
         (state_dir_ / "agent.log").string());
     ASSERT_TRUE(child) << child.error().ToString();
     agent_ = std::move(*child);
-    auto port = testing::WaitForIntFile(port_file.string(), 60s);
-    ASSERT_TRUE(port) << "agent did not start; see " << (state_dir_ / "agent.log");
-    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(*port),
+    // The port file is written once the API serves (0: it is a Unix socket).
+    auto serving = testing::WaitForIntFile(port_file.string(), 60s);
+    ASSERT_TRUE(serving) << "agent did not start; see " << (state_dir_ / "agent.log");
+    channel_ = grpc::CreateChannel("unix:" + (state_dir_ / "agent.sock").string(),
                                    grpc::InsecureChannelCredentials());
     stub_ = v1::AgentService::NewStub(channel_);
   }

@@ -1,5 +1,7 @@
 #include "tools/phoenixctl/cli.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cctype>
@@ -213,7 +215,7 @@ void AddGlobalFlags(FlagSet& flags, GlobalOptions& options) {
   if (!flags.Has("endpoint")) {
     flags.Value("endpoint", [&options](std::string_view value) -> Result<void> {
       if (value.empty() || value.find(':') == std::string_view::npos) {
-        return InvalidArgument("", "expects HOST:PORT, e.g. 127.0.0.1:7070");
+        return InvalidArgument("", "expects unix:/path/to/agent.sock or HOST:PORT");
       }
       options.endpoint = std::string(value);
       return {};
@@ -487,6 +489,9 @@ int Context::RpcError(const grpc::Status& status, Peer peer) {
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
     err_ << "hint: is phoenix-agent running at " << Endpoint()
          << "? start it with tools/quickstart, or point --endpoint / $PHOENIX_ENDPOINT at it\n";
+    if (UnixSocketPath(Endpoint()) && ::geteuid() != 0) {
+      err_ << "hint: the agent's socket is root-only (0600): run phoenixctl as root\n";
+    }
   } else if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
     err_ << "hint: the agent did not answer within " << FormatMillis(options_.rpc_timeout)
          << "; raise it with --rpc-timeout\n";

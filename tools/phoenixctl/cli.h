@@ -31,12 +31,13 @@
 #include "phoenix/v1/supervisor.grpc.pb.h"
 #include "proto/support/error.h"
 #include "proto/support/grpc_status.h"
+#include "proto/support/unix_socket.h"
 
 namespace phoenix::ctl {
 
 namespace v1 = ::phoenix::v1;
 
-inline constexpr std::string_view kDefaultEndpoint = "127.0.0.1:7070";
+inline constexpr std::string_view kDefaultEndpoint = kDefaultAgentEndpoint;
 inline constexpr std::string_view kEndpointEnv = "PHOENIX_ENDPOINT";
 inline constexpr std::chrono::milliseconds kDefaultRpcTimeout{30000};
 inline constexpr std::string_view kDefaultSupervisor = "127.0.0.1:7400";

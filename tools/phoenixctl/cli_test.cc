@@ -249,7 +249,7 @@ TEST(FormatTest, EndpointsAgesBytesAndMillis) {
 TEST(ContextTest, EndpointComesFromFlagThenEnvironmentThenDefault) {
   std::ostringstream out, err;
   Context defaulted(out, err, "");
-  EXPECT_EQ(defaulted.Endpoint(), "127.0.0.1:7070");
+  EXPECT_EQ(defaulted.Endpoint(), "unix:/run/phoenix/agent.sock");
   Context from_env(out, err, "127.0.0.1:9999");
   EXPECT_EQ(from_env.Endpoint(), "127.0.0.1:9999");
   from_env.options().endpoint = "127.0.0.1:1234";

@@ -28,7 +28,7 @@ Commands:
   kill NAME                 chaos drill: SIGKILL the guest's hypervisor (or container init) process;
                             the agent notices the crash and restarts it
 
-Global flags: --endpoint HOST:PORT (default $PHOENIX_ENDPOINT, else 127.0.0.1:7070),
+Global flags: --endpoint ADDR (default $PHOENIX_ENDPOINT, else unix:/run/phoenix/agent.sock),
   --timeout DURATION (request deadline, default 30s), -o json (machine-readable output).
 
 Examples:

@@ -43,7 +43,9 @@ Either:
                (--agent forces the agent); --follow to watch
 
 Global flags (before the command or among its flags):
-  --endpoint HOST:PORT      agent gRPC address (default: $PHOENIX_ENDPOINT, else 127.0.0.1:7070)
+  --endpoint ADDR           agent API: unix:/path/to/agent.sock, or HOST:PORT of an agent started
+                            with --insecure-tcp (default: $PHOENIX_ENDPOINT, else
+                            unix:/run/phoenix/agent.sock)
   --supervisor HOST:PORT    supervisor gRPC address (default: $PHOENIX_SUPERVISOR, else 127.0.0.1:7400)
   --token TOKEN             supervisor bearer token (default: $PHOENIX_TOKEN)
   --token-file FILE         read the token from FILE, e.g. <supervisor-state>/admin.token

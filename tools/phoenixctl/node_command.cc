@@ -25,7 +25,7 @@ Commands:
   drain NAME     (supervisor) place no new replicas on NAME and move its replicas elsewhere
   undrain NAME   (supervisor) let NAME take replicas again
 
-Agent flags: --endpoint HOST:PORT (default $PHOENIX_ENDPOINT, else 127.0.0.1:7070).
+Agent flags: --endpoint ADDR (default $PHOENIX_ENDPOINT, else unix:/run/phoenix/agent.sock).
 Supervisor flags: --supervisor HOST:PORT ($PHOENIX_SUPERVISOR, default 127.0.0.1:7400),
   --token TOKEN ($PHOENIX_TOKEN) or --token-file FILE, --ca-file FILE ($PHOENIX_CA),
   --insecure (plaintext, loopback only). See 'phoenixctl --help'.

@@ -158,7 +158,7 @@ class ThreeZoneCluster : public ::testing::Test {
     fs::remove(port_file);
     auto child = ChildProcess::Spawn({Env("PHOENIX_AGENT_BIN"),
                                       "--listen",
-                                      "127.0.0.1:0",
+                                      "unix:" + (agent.state_dir / "agent.sock").string(),
                                       "--state-dir",
                                       agent.state_dir.string(),
                                       "--port-file",
@@ -182,10 +182,11 @@ class ThreeZoneCluster : public ::testing::Test {
                                      (agent.state_dir.string() + ".log"));
     ASSERT_TRUE(child) << child.error().ToString();
     agent.process = std::move(*child);
-    auto port = testing::WaitForIntFile(port_file.string(), 60s);
-    ASSERT_TRUE(port) << "agent did not start; see " << agent.state_dir.string() << ".log";
-    agent.stub = v1::AgentService::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(*port),
-                                                               grpc::InsecureChannelCredentials()));
+    // The port file is written once the API serves (0: it is a Unix socket).
+    auto serving = testing::WaitForIntFile(port_file.string(), 60s);
+    ASSERT_TRUE(serving) << "agent did not start; see " << agent.state_dir.string() << ".log";
+    agent.stub = v1::AgentService::NewStub(grpc::CreateChannel(
+        "unix:" + (agent.state_dir / "agent.sock").string(), grpc::InsecureChannelCredentials()));
   }
 
   void Authorize(grpc::ClientContext& ctx) {
