@@ -1,5 +1,8 @@
 #include "agent/runtime/oci/bundle_config.h"
 
+#include <algorithm>
+#include <map>
+
 #include <gtest/gtest.h>
 
 namespace phoenix::agent::oci {
@@ -123,6 +126,38 @@ TEST(BundleConfigTest, WritableOverlayRootAndHardenedProcSys) {
     sys_ro = std::find(opts.begin(), opts.end(), "ro") != opts.end();
   }
   EXPECT_TRUE(sys_ro);
+}
+
+TEST(BundleConfigTest, SeccompDeniesKeyringsNamespacesAndMounts) {
+  auto c = BundleConfig(Spec(), Details());
+  ASSERT_TRUE(c.has_value());
+  const Json& seccomp = At(*c, {"linux", "seccomp"});
+  EXPECT_EQ(seccomp.StringOr("defaultAction"), "SCMP_ACT_ALLOW");
+  auto arches = Strings(At(seccomp, {"architectures"}));
+  EXPECT_NE(std::find(arches.begin(), arches.end(), "SCMP_ARCH_X86"), arches.end())
+      << "32-bit entries into the kernel are filtered too";
+  std::map<std::string, std::string> action;  // syscall -> action of its unconditional rule
+  bool clone_newuser = false;
+  for (const Json& rule : At(seccomp, {"syscalls"}).as_array()) {
+    for (const std::string& name : Strings(*rule.Find("names"))) {
+      if (rule.Find("args") == nullptr) {
+        action[name] = rule.StringOr("action");
+      } else if (name == "clone") {
+        const Json& arg = rule.Find("args")->as_array().at(0);
+        clone_newuser = arg.StringOr("op") == "SCMP_CMP_MASKED_EQ" &&
+                        arg.Find("value")->as_number() == 0x10000000;
+      }
+    }
+  }
+  for (const char* name :
+       {"keyctl", "add_key", "request_key", "unshare", "setns", "mount", "bpf", "perf_event_open",
+        "kexec_load", "init_module", "finit_module", "ptrace", "process_vm_readv", "userfaultfd",
+        "io_uring_setup", "open_by_handle_at", "fsopen", "clone3"}) {
+    EXPECT_EQ(action[name], "SCMP_ACT_ERRNO") << name;
+  }
+  EXPECT_TRUE(clone_newuser) << "clone(CLONE_NEWUSER) is refused";
+  EXPECT_FALSE(action.contains("clone")) << "plain clone (fork, threads) stays allowed";
+  EXPECT_FALSE(action.contains("read"));
 }
 
 TEST(BundleConfigTest, RejectsUnrunnableSpecs) {
