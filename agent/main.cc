@@ -98,7 +98,8 @@ Flags:
 Examples:
   phoenix-agent --state-dir /var/lib/phoenix/agent
   phoenix-agent --listen unix:/tmp/phx/agent.sock --state-dir /tmp/phx
-Then: phoenixctl node info (--endpoint unix:/tmp/phx/agent.sock); phoenixctl image build demo; phoenixctl guest run web --image demo ...
+Then (with --endpoint unix:/tmp/phx/agent.sock or $PHOENIX_ENDPOINT):
+  phoenixctl node info; phoenixctl image build demo; phoenixctl guest run web --image demo ...
 )";
 
 struct Flags {
@@ -267,6 +268,11 @@ int main(int argc, char** argv) {
   Flags flags = ParseFlags(argc, argv);
   InitLogging("phoenix-agent", flags.log_level);
   const std::optional<std::filesystem::path> socket_path = UnixSocketPath(flags.listen);
+  if (!socket_path && flags.listen.starts_with("unix")) {
+    UsageError("--listen " + flags.listen +
+               ": a Unix socket must be unix:/absolute/path (abstract sockets have no "
+               "permissions: every local process could connect)");
+  }
   if (!socket_path) {
     if (!flags.insecure_tcp) {
       UsageError("--listen " + flags.listen +

@@ -10,6 +10,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "proto/support/unique_fd.h"
+
 namespace phoenix::agent {
 
 namespace fs = std::filesystem;
@@ -17,16 +19,6 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr std::string_view kLogName = "console.log";
-
-struct Fd {
-  int fd = -1;
-  explicit Fd(int f) : fd(f) {}
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-};
 
 // Reads up to `max_bytes` from `offset` of `fd`.
 Result<std::string> ReadAt(int fd, off_t offset, size_t max_bytes, const fs::path& path) {
@@ -47,10 +39,10 @@ Result<std::string> ReadAt(int fd, off_t offset, size_t max_bytes, const fs::pat
 
 Result<void> WriteWhole(const fs::path& path, std::string_view data) {
   const fs::path tmp = path.string() + ".tmp";
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640));
-  if (fd.fd < 0) return ErrnoError("creating " + tmp.string());
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640));
+  if (fd.get() < 0) return ErrnoError("creating " + tmp.string());
   while (!data.empty()) {
-    ssize_t n = ::write(fd.fd, data.data(), data.size());
+    ssize_t n = ::write(fd.get(), data.data(), data.size());
     if (n < 0) {
       if (errno == EINTR) continue;
       return ErrnoError("writing " + tmp.string());
@@ -64,13 +56,13 @@ Result<void> WriteWhole(const fs::path& path, std::string_view data) {
 }  // namespace
 
 std::string ReadTail(const fs::path& path, size_t max_bytes) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   struct stat st {};
-  if (fd.fd < 0 || ::fstat(fd.fd, &st) != 0) return {};
+  if (fd.get() < 0 || ::fstat(fd.get(), &st) != 0) return {};
   const auto size = static_cast<uint64_t>(st.st_size);
   // A few bytes more than asked, so that trimming trailing blanks still leaves max_bytes.
   const size_t want = static_cast<size_t>(std::min<uint64_t>(size, max_bytes + 64));
-  auto text = ReadAt(fd.fd, static_cast<off_t>(size - want), want, path);
+  auto text = ReadAt(fd.get(), static_cast<off_t>(size - want), want, path);
   if (!text) return {};
   std::string s = std::move(*text);
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
@@ -78,20 +70,20 @@ std::string ReadTail(const fs::path& path, size_t max_bytes) {
 }
 
 Result<bool> RotateIfLarger(const fs::path& path, uint64_t cap) {
-  Fd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
-  if (fd.fd < 0) {
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
+  if (fd.get() < 0) {
     if (errno == ENOENT) return false;
     return ErrnoError("opening " + path.string());
   }
   struct stat st {};
-  if (::fstat(fd.fd, &st) != 0) return ErrnoError("stat " + path.string());
+  if (::fstat(fd.get(), &st) != 0) return ErrnoError("stat " + path.string());
   if (!S_ISREG(st.st_mode)) return FailedPrecondition(path.string() + " is not a regular file");
   const auto size = static_cast<uint64_t>(st.st_size);
   if (size <= cap) return false;
-  auto kept = ReadAt(fd.fd, static_cast<off_t>(size - cap), static_cast<size_t>(cap), path);
+  auto kept = ReadAt(fd.get(), static_cast<off_t>(size - cap), static_cast<size_t>(cap), path);
   if (!kept) return std::unexpected(kept.error());
   PHX_TRY(WriteWhole(path.string() + ".1", *kept));
-  if (::ftruncate(fd.fd, 0) != 0) return ErrnoError("truncating " + path.string());
+  if (::ftruncate(fd.get(), 0) != 0) return ErrnoError("truncating " + path.string());
   return true;
 }
 

@@ -110,6 +110,21 @@ class GuestEscapeTest : public ::testing::Test {
     return spec;
   }
 
+  // A demo container with a published port, answering on it (so a probe that cannot reach it is
+  // not failing for nothing).
+  static void StartSibling(const std::string& name, uint32_t* port) {
+    v1::GuestSpec sibling = Spec(name, v1::RUNTIME_CONTAINER, "demo");
+    sibling.add_ports()->set_guest_port(80);
+    v1::Guest guest;
+    ASSERT_TRUE(agent_.Run(sibling, &guest).ok());
+    ASSERT_EQ(guest.endpoints_size(), 1);
+    *port = guest.endpoints(0).host_port();
+    ASSERT_TRUE(WaitFor(
+        [&] { return testing::HttpGet(static_cast<uint16_t>(*port), "/health", 2s).has_value(); },
+        60s))
+        << "sibling " << name << " does not answer on its published port";
+  }
+
   static AgentUnderAttack agent_;
   static fs::path probe_image_;
 };
@@ -133,16 +148,8 @@ TEST_F(GuestEscapeTest, ContainerSyscallsOutsideTheProfileAreRefused) {
 
 TEST_F(GuestEscapeTest, AContainerReachesNoHostPortItWasNotGiven) {
   Listener loopback_service("127.0.0.1"), wildcard_service("0.0.0.0");
-  // A sibling guest with a published port.
-  v1::GuestSpec sibling = Spec("sibling", v1::RUNTIME_CONTAINER, "demo");
-  sibling.add_ports()->set_guest_port(80);
-  v1::Guest sibling_guest;
-  ASSERT_TRUE(agent_.Run(sibling, &sibling_guest).ok());
-  ASSERT_EQ(sibling_guest.endpoints_size(), 1);
-  const uint32_t sibling_port = sibling_guest.endpoints(0).host_port();
-  ASSERT_TRUE(
-      WaitFor([&] { return testing::HttpGet(sibling_port, "/health", 2s).has_value(); }, 60s))
-      << "the sibling answers on its published port (the probe below is not failing for nothing)";
+  uint32_t sibling_port = 0;
+  ASSERT_NO_FATAL_FAILURE(StartSibling("sibling", &sibling_port));
 
   std::vector<std::string> targets;
   for (const char* host : {"127.0.0.1", "10.0.2.2", "172.16.0.1"}) {
@@ -168,11 +175,8 @@ TEST_F(GuestEscapeTest, AContainerReachesNoHostPortItWasNotGiven) {
 
 TEST_F(GuestEscapeTest, AVmReachesNoHostPortItWasNotGiven) {
   Listener loopback_service("127.0.0.1"), wildcard_service("0.0.0.0");
-  v1::GuestSpec sibling = Spec("vm-sibling", v1::RUNTIME_CONTAINER, "demo");
-  sibling.add_ports()->set_guest_port(80);
-  v1::Guest sibling_guest;
-  ASSERT_TRUE(agent_.Run(sibling, &sibling_guest).ok());
-  const uint32_t sibling_port = sibling_guest.endpoints(0).host_port();
+  uint32_t sibling_port = 0;
+  ASSERT_NO_FATAL_FAILURE(StartSibling("vm-sibling", &sibling_port));
 
   // 10.0.2.2 and 10.0.2.3 are what QEMU user networking maps to the host; 127.0.0.1:80 is the
   // guest's own web app, which must answer (so "closed" is the network's verdict, not the probe's).

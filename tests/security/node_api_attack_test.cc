@@ -106,6 +106,9 @@ TEST_F(NodeApiAttackTest, PlaintextTcpNeedsTheLoudFlagAndARealLoopbackAddress) {
       {bin, "--insecure-tcp", "--listen", "127.evil.example:7070", "--state-dir", dir.string()});
   EXPECT_EQ(evil.exit_code, 2) << evil.output;
   EXPECT_THAT(evil.output, HasSubstr("not a loopback address"));
+  auto abstract = testing::RunCommand(
+      {bin, "--insecure-tcp", "--listen", "unix-abstract:phx", "--state-dir", dir.string()});
+  EXPECT_EQ(abstract.exit_code, 2) << "an abstract socket has no permissions\n" << abstract.output;
   auto wildcard = testing::RunCommand(
       {bin, "--insecure-tcp", "--listen", "0.0.0.0:7070", "--state-dir", dir.string()});
   EXPECT_EQ(wildcard.exit_code, 2) << wildcard.output;
