@@ -25,6 +25,7 @@
 #include <iostream>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -260,6 +261,88 @@ TEST_F(AgentMicroVmE2ETest, MicroVmServesIsKilledAndRisesFromItsGoldenSnapshot) 
   auto removed = Ctl({"guest", "rm", kGuest});
   EXPECT_EQ(removed.exit_code, 0) << removed.output;
   EXPECT_FALSE(Answers(port));
+}
+
+// A listener on the host standing for a service the guest must not reach; its port.
+struct HostListener {
+  explicit HostListener(uint32_t ip) {
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(ip);
+    socklen_t len = sizeof addr;
+    if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+        ::listen(fd, 4) == 0 && ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+      port = ntohs(addr.sin_port);
+    }
+  }
+  ~HostListener() { ::close(fd); }
+  int fd = -1;
+  uint16_t port = 0;
+};
+
+TEST_F(AgentMicroVmE2ETest, AHostileMicroVmReachesNoHostPortItWasNotGiven) {
+  HostListener loopback(INADDR_LOOPBACK), wildcard(INADDR_ANY);
+  ASSERT_NE(loopback.port, 0);
+  ASSERT_NE(wildcard.port, 0);
+  const uint16_t published = FreeLoopbackPort();
+  // 172.16.0.1 is the instance namespace's side of the guest's tap; 10.0.2.2 is what a guest
+  // expecting QEMU user networking would try for the host. 127.0.0.1:80 is the guest's own web
+  // app, which must answer (so "closed" is the network's verdict, not a broken probe's).
+  std::vector<std::string> targets = {"127.0.0.1:80"};
+  for (const char* host : {"172.16.0.1", "10.0.2.2"}) {
+    for (uint16_t port : {loopback.port, wildcard.port, published}) {
+      targets.push_back(std::string(host) + ":" + std::to_string(port));
+    }
+  }
+  std::string probe = "phoenix.probe=";
+  for (size_t i = 0; i < targets.size(); ++i) probe += (i ? "," : "") + targets[i];
+
+  // The demo image with the probe on its kernel command line (copies: import refuses symlinks,
+  // and the state dir is a tmpfs in the test host, so no hard links either).
+  const fs::path image = state_dir_ / "probe-image";
+  fs::create_directories(image);
+  for (const char* f : {"vmlinux", "initrd.img"}) {
+    fs::copy_file(fs::path(image_dir_) / f, image / f);
+  }
+  std::string manifest;
+  std::ifstream in(fs::path(image_dir_) / "manifest.env");
+  for (std::string line; std::getline(in, line);) {
+    if (line.starts_with("NAME=")) line = "NAME=probe";
+    if (line.starts_with("CMDLINE=")) line += " " + probe;
+    if (line.starts_with("RUNTIMES=")) line = "RUNTIMES=microvm";
+    if (line.starts_with("DISK=") || line.starts_with("ROOTFS=") || line.starts_with("COMMAND=")) {
+      continue;
+    }
+    manifest += line + "\n";
+  }
+  std::ofstream(image / "manifest.env") << manifest;
+  auto imported = Ctl({"image", "import", image.string(), "--name", "probe"});
+  ASSERT_EQ(imported.exit_code, 0) << imported.output;
+
+  auto run = Ctl({"guest", "run", kGuest, "--image", "probe", "--runtime", "microvm", "--boot",
+                  "cold", "--memory", "128", "--publish", std::to_string(published) + ":80"});
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  std::string console;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        console = Ctl({"guest", "logs", kGuest}).output;
+        return console.find("PHOENIX-PROBE done") != std::string::npos;
+      },
+      240s))
+      << console;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    const std::string line = "PHOENIX-PROBE connect " + targets[i] + " ";
+    const size_t at = console.find(line);
+    ASSERT_NE(at, std::string::npos) << targets[i] << " was not tried\n" << console;
+    const std::string verdict =
+        console.substr(at + line.size(), console.find('\n', at) - at - line.size());
+    EXPECT_EQ(verdict.substr(0, verdict.find_first_of("\r ")), i == 0 ? "open" : "closed")
+        << targets[i] << "\n"
+        << console;
+  }
+  // What it was given still works: its published port.
+  EXPECT_TRUE(WaitFor([&] { return Answers(published); }, 60s));
 }
 
 }  // namespace
