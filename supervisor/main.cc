@@ -46,8 +46,9 @@ Usage:
       host's name, plus every --san) and an admin token, written to DIR/admin.token (0600).
   phoenix-supervisor serve [flags]
       Run the supervisor.
-  phoenix-supervisor join-token [--state-dir DIR] [--ttl 1h]
-      Print a join token an agent trades for its client certificate (reusable until it expires).
+  phoenix-supervisor join-token [--state-dir DIR] [--ttl 1h] [--uses 1]
+      Print a join token an agent trades for its client certificate: good for --uses agents
+      (default 1, at most 10000) until it expires.
   phoenix-supervisor token create --role viewer|operator|admin [--description TEXT] [--state-dir DIR]
       Print a new bearer token for phoenixctl (only its hash is kept).
 
@@ -105,6 +106,7 @@ struct Flags {
   std::vector<std::string> sans;
   std::chrono::milliseconds heartbeat{1000}, suspect_after{2500}, down_after{4000};
   std::chrono::milliseconds ttl{std::chrono::hours(1)};
+  uint32_t uses = 1;
   std::string role, description;
   fs::path port_file;
   std::string log_level = "info";
@@ -162,7 +164,16 @@ Flags ParseFlags(int argc, char** argv) {
       duration(&f.down_after);
     else if (arg == "--ttl")
       duration(&f.ttl);
-    else if (arg == "--role")
+    else if (arg == "--uses") {
+      uint32_t n = 0;
+      auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+      if (ec != std::errc() || p != value.data() + value.size() || n < 1 ||
+          n > auth::TokenStore::kMaxJoinTokenUses) {
+        UsageError("--uses: want 1-" + std::to_string(auth::TokenStore::kMaxJoinTokenUses) +
+                   ", got \"" + value + "\"");
+      }
+      f.uses = n;
+    } else if (arg == "--role")
       f.role = value;
     else if (arg == "--description")
       f.description = value;
@@ -213,8 +224,8 @@ Result<std::shared_ptr<auth::TokenStore>> OpenTokens(const fs::path& state_dir) 
 int JoinToken(const Flags& flags) {
   auto tokens = OpenTokens(flags.state_dir);
   if (!tokens) return Fatal("join-token", tokens.error());
-  auto token =
-      (*tokens)->MintJoinToken(std::chrono::duration_cast<std::chrono::seconds>(flags.ttl));
+  auto token = (*tokens)->MintJoinToken(std::chrono::duration_cast<std::chrono::seconds>(flags.ttl),
+                                        flags.uses);
   if (!token) return Fatal("join-token", token.error());
   std::printf("%s\n", token->token.c_str());
   return 0;

@@ -42,6 +42,13 @@ grpc::Status EnrollmentService::Enroll(grpc::ServerContext* context,
                     cert.error().ToString());
       return ToGrpcStatus(Internal("the supervisor could not sign the certificate").error());
     }
+    // The use is taken only now, so a malformed request does not burn it; of two enrollments
+    // racing for the last use, one is refused here.
+    if (auto used = tokens_->ConsumeJoinToken(request->join_token()); !used) {
+      spdlog::warn("enrollment of '{}' from {} refused: {}", request->node(), context->peer(),
+                   used.error().message);
+      return ToGrpcStatus(used.error());
+    }
     response->set_certificate_pem(std::move(*cert));
     response->set_ca_pem(ca_.cert_pem);
     spdlog::info("enrolled node '{}' from {}", request->node(), context->peer());

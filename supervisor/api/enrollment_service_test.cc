@@ -100,10 +100,28 @@ TEST_F(EnrollmentServiceTest, GoodJoinTokenGetsACertificateThatWorksForAgentLink
   EXPECT_EQ(link_.common_names, std::vector<std::string>{"node-a"});
 }
 
-TEST_F(EnrollmentServiceTest, JoinTokenIsReusableUntilItExpires) {
+TEST_F(EnrollmentServiceTest, AJoinTokenEnrollsAsManyNodesAsItsUsesAndNoMore) {
   v1::EnrollResponse response;
   EXPECT_TRUE(Enroll(join_token_, "node-a", Csr("node-a"), &response).ok());
-  EXPECT_TRUE(Enroll(join_token_, "node-b", Csr("node-b"), &response).ok());
+  grpc::Status reused = Enroll(join_token_, "node-b", Csr("node-b"), &response);
+  EXPECT_EQ(reused.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+      << "a single-use token (the default) enrolled a second node";
+
+  auto two = server_.tokens()->MintJoinToken(std::chrono::seconds(600), 2);
+  ASSERT_TRUE(two.has_value());
+  EXPECT_TRUE(Enroll(two->token, "node-c", Csr("node-c"), &response).ok());
+  EXPECT_TRUE(Enroll(two->token, "node-d", Csr("node-d"), &response).ok());
+  EXPECT_EQ(Enroll(two->token, "node-e", Csr("node-e"), &response).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST_F(EnrollmentServiceTest, ARefusedRequestTakesNoUse) {
+  v1::EnrollResponse response;
+  EXPECT_EQ(Enroll(join_token_, "node-a", "garbage", &response).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Enroll(join_token_, "Bad_Name", Csr("node-a"), &response).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(Enroll(join_token_, "node-a", Csr("node-a"), &response).ok());
 }
 
 TEST_F(EnrollmentServiceTest, BadJoinTokensAreUnauthenticated) {

@@ -227,7 +227,8 @@ grpc::Status SupervisorServiceImpl::CreateJoinToken(grpc::ServerContext*,
   return GuardHandler([&] {
     if (auto ok = RequireTokenStore(token_store_); !ok) return Fail(ok.error());
     const uint32_t ttl = req->ttl_seconds() == 0 ? kDefaultJoinTokenTtlSeconds : req->ttl_seconds();
-    auto token = token_store_->MintJoinToken(std::chrono::seconds(ttl));
+    const uint32_t uses = req->uses() == 0 ? 1 : req->uses();
+    auto token = token_store_->MintJoinToken(std::chrono::seconds(ttl), uses);
     if (!token) return Fail(token.error());
     resp->set_token(std::move(token->token));
     *resp->mutable_expires_at() = TimeUtil::SecondsToTimestamp(

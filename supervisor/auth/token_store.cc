@@ -218,6 +218,12 @@ Result<void> TokenStore::LoadLocked() {
     bool ok = ParseHex(hash, entry.hash.data(), entry.hash.size());
     if (kind == "join") {
       entry.kind = Kind::kJoin;
+    } else if (kind.starts_with("join/")) {
+      entry.kind = Kind::kJoin;
+      const char* first = kind.data() + 5;
+      auto [uses_end, uses_ec] = std::from_chars(first, kind.data() + kind.size(), entry.uses_left);
+      ok = ok && uses_ec == std::errc() && uses_end == kind.data() + kind.size() &&
+           entry.uses_left > 0;
     } else if (auto role = ParseRole(kind)) {
       entry.kind = static_cast<Kind>(*role);
     } else {
@@ -255,40 +261,46 @@ Result<void> TokenStore::ReloadIfChangedLocked() {
   return LoadLocked();
 }
 
-Result<void> TokenStore::AddLocked(Entry entry) {
+Result<void> TokenStore::RewriteLocked(
+    const std::function<Result<void>(std::vector<Entry>&)>& change) {
   auto flock = FileLock::Acquire(file_);
   if (!flock) return std::unexpected(flock.error());
   PHX_TRY(LoadLocked());  // another process may have written since we last looked
   const int64_t now = NowUnix();
-  std::string text = "# phoenix tokens: sha256(token) kind expiry(unix s, 0=never) description\n";
   std::vector<Entry> kept;
   for (Entry& e : entries_) {
     if (e.expires_unix != 0 && e.expires_unix <= now) continue;  // expired: drop for good
     kept.push_back(std::move(e));
   }
-  kept.push_back(std::move(entry));
+  Result<void> changed = change(kept);
+  if (!changed) {
+    PHX_TRY(LoadLocked());  // entries_ was moved from
+    return changed;
+  }
+  std::string text = "# phoenix tokens: sha256(token) kind expiry(unix s, 0=never) description\n";
   for (const Entry& e : kept) {
-    text += Hex(e.hash.data(), e.hash.size()) + " " +
-            std::string(KindName(static_cast<int>(e.kind))) + " " + std::to_string(e.expires_unix) +
+    std::string kind(KindName(static_cast<int>(e.kind)));
+    if (e.kind == Kind::kJoin && e.uses_left > 0) kind += "/" + std::to_string(e.uses_left);
+    text += Hex(e.hash.data(), e.hash.size()) + " " + kind + " " + std::to_string(e.expires_unix) +
             " " + e.description + "\n";
   }
   PHX_TRY(pki::WritePrivateFile(file_, text));
   return LoadLocked();
 }
 
-Result<const TokenStore::Entry*> TokenStore::FindLocked(std::string_view token, bool join) {
+Result<TokenStore::Entry*> TokenStore::FindIn(std::vector<Entry>& entries, std::string_view token,
+                                              bool join) {
   auto unauthenticated = [&] {
     return MakeError(ErrorCode::kUnauthenticated,
-                     join ? "unknown or expired join token" : "unknown or expired token");
+                     join ? "unknown, expired or used-up join token" : "unknown or expired token");
   };
   if (token.empty() || token.size() > kMaxTokenLength) return unauthenticated();
-  PHX_TRY(ReloadIfChangedLocked());
   auto hash = Sha256(token);
   if (!hash) return std::unexpected(hash.error());
   const int64_t now = NowUnix();
-  const Entry* found = nullptr;
+  Entry* found = nullptr;
   // No early exit and CRYPTO_memcmp: the time taken says nothing about how close a guess was.
-  for (const Entry& e : entries_) {
+  for (Entry& e : entries) {
     bool same = CRYPTO_memcmp(e.hash.data(), hash->data(), hash->size()) == 0;
     if (same && (e.kind == Kind::kJoin) == join && found == nullptr) found = &e;
   }
@@ -304,12 +316,18 @@ Result<std::string> TokenStore::Mint(Role role, const std::string& description) 
   auto hash = Sha256(token);
   if (!hash) return std::unexpected(hash.error());
   std::lock_guard lock(mu_);
-  PHX_TRY(AddLocked(Entry{*hash, static_cast<Kind>(role), 0, CleanDescription(description)}));
+  PHX_TRY(RewriteLocked([&](std::vector<Entry>& entries) -> Result<void> {
+    entries.push_back(Entry{*hash, static_cast<Kind>(role), 0, 0, CleanDescription(description)});
+    return {};
+  }));
   return token;
 }
 
-Result<JoinToken> TokenStore::MintJoinToken(std::chrono::seconds ttl) {
+Result<JoinToken> TokenStore::MintJoinToken(std::chrono::seconds ttl, uint32_t uses) {
   if (ttl.count() <= 0) return InvalidArgument("ttl", "must be positive");
+  if (uses == 0 || uses > kMaxJoinTokenUses) {
+    return InvalidArgument("uses", "must be 1-" + std::to_string(kMaxJoinTokenUses));
+  }
   auto secret = RandomSecret();
   if (!secret) return std::unexpected(secret.error());
   std::string token = "phx_join_" + *secret;
@@ -317,23 +335,40 @@ Result<JoinToken> TokenStore::MintJoinToken(std::chrono::seconds ttl) {
   if (!hash) return std::unexpected(hash.error());
   const int64_t expires = NowUnix() + ttl.count();
   std::lock_guard lock(mu_);
-  PHX_TRY(AddLocked(Entry{*hash, Kind::kJoin, expires, "join token"}));
+  PHX_TRY(RewriteLocked([&](std::vector<Entry>& entries) -> Result<void> {
+    entries.push_back(Entry{*hash, Kind::kJoin, expires, uses, "join token"});
+    return {};
+  }));
   return JoinToken{std::move(token),
                    std::chrono::system_clock::time_point(std::chrono::seconds(expires))};
 }
 
 Result<Role> TokenStore::Authenticate(std::string_view bearer_token) {
   std::lock_guard lock(mu_);
-  auto entry = FindLocked(bearer_token, /*join=*/false);
+  PHX_TRY(ReloadIfChangedLocked());
+  auto entry = FindIn(entries_, bearer_token, /*join=*/false);
   if (!entry) return std::unexpected(entry.error());
   return static_cast<Role>((*entry)->kind);
 }
 
 Result<void> TokenStore::CheckJoinToken(std::string_view token) {
   std::lock_guard lock(mu_);
-  auto entry = FindLocked(token, /*join=*/true);
+  PHX_TRY(ReloadIfChangedLocked());
+  auto entry = FindIn(entries_, token, /*join=*/true);
   if (!entry) return std::unexpected(entry.error());
   return {};
+}
+
+Result<void> TokenStore::ConsumeJoinToken(std::string_view token) {
+  std::lock_guard lock(mu_);
+  return RewriteLocked([&](std::vector<Entry>& entries) -> Result<void> {
+    auto entry = FindIn(entries, token, /*join=*/true);
+    if (!entry) return std::unexpected(entry.error());
+    Entry* e = *entry;
+    if (e->uses_left == 0) return {};  // no limit (written before limits existed)
+    if (--e->uses_left == 0) entries.erase(entries.begin() + (e - entries.data()));
+    return {};
+  });
 }
 
 }  // namespace phoenix::supervisor::auth

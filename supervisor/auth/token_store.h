@@ -3,7 +3,9 @@
 //
 // File format, one token per line, '#' starts a comment line:
 //   <sha256 hex of the token> <kind> <expiry, unix seconds, 0 = never> <description...>
-// kind is viewer, operator, admin or join. Plaintext tokens exist only in Mint's return value.
+// kind is viewer, operator, admin, join/N (a join token with N enrollments left; the line goes
+// with the last) or join (no use limit: files written before limits existed). Plaintext tokens
+// exist only in Mint's return value.
 // Tokens look like "phx_admin_<64 hex>" / "phx_join_<64 hex>": the prefix tells a human what a
 // leaked string is; the 32 random bytes (getrandom) are the secret.
 //
@@ -22,6 +24,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -52,12 +55,17 @@ class TokenStore {
 
   // A new bearer token that never expires; returns its plaintext (shown once).
   [[nodiscard]] Result<std::string> Mint(Role role, const std::string& description);
-  // Reusable until it expires.
-  [[nodiscard]] Result<JoinToken> MintJoinToken(std::chrono::seconds ttl);
+  // Good for `uses` enrollments (1..kMaxJoinTokenUses) until it expires.
+  [[nodiscard]] Result<JoinToken> MintJoinToken(std::chrono::seconds ttl, uint32_t uses = 1);
   // kUnauthenticated if unknown or expired (join tokens are not bearer tokens).
   [[nodiscard]] Result<Role> Authenticate(std::string_view bearer_token);
-  // kUnauthenticated if unknown or expired (bearer tokens are not join tokens).
+  // kUnauthenticated if unknown, expired or used up (bearer tokens are not join tokens).
   [[nodiscard]] Result<void> CheckJoinToken(std::string_view token);
+  // Like CheckJoinToken, and takes one use, atomically across processes: of two enrollments
+  // racing for the last use, one gets kUnauthenticated.
+  [[nodiscard]] Result<void> ConsumeJoinToken(std::string_view token);
+
+  static constexpr uint32_t kMaxJoinTokenUses = 10000;
 
   const std::filesystem::path& path() const { return file_; }
 
@@ -68,6 +76,7 @@ class TokenStore {
     Hash hash{};
     Kind kind = Kind::kViewer;
     int64_t expires_unix = 0;  // 0 = never
+    uint32_t uses_left = 0;    // join tokens: enrollments left; 0 = no limit (older files)
     std::string description;
   };
   struct FileId {
@@ -83,11 +92,12 @@ class TokenStore {
 
   Result<void> ReloadIfChangedLocked();
   Result<void> LoadLocked();
-  // Adds entry under the cross-process lock and rewrites the file.
-  Result<void> AddLocked(Entry entry);
-  // The unexpired entry whose hash is the token's: a join token when join, else a bearer token.
-  // Every entry is compared, in constant time.
-  Result<const Entry*> FindLocked(std::string_view token, bool join);
+  // Under the cross-process lock: reloads, drops expired entries, applies `change` and rewrites
+  // the file; nothing is written when `change` fails.
+  Result<void> RewriteLocked(const std::function<Result<void>(std::vector<Entry>&)>& change);
+  // The unexpired entry of `entries` whose hash is the token's: a join token when join, else a
+  // bearer token. Every entry is compared, in constant time.
+  Result<Entry*> FindIn(std::vector<Entry>& entries, std::string_view token, bool join);
 
   const std::filesystem::path file_;
   std::mutex mu_;

@@ -136,8 +136,46 @@ TEST_F(TokenStoreTest, MintedJoinTokenExpiresAfterItsTtl) {
   auto expires = std::chrono::system_clock::to_time_t(join->expires_at);
   EXPECT_NEAR(static_cast<double>(expires), static_cast<double>(UnixNow() + 3600), 2.0);
   EXPECT_TRUE(store->CheckJoinToken(join->token).has_value());
-  EXPECT_TRUE(store->CheckJoinToken(join->token).has_value()) << "reusable until it expires";
+  EXPECT_TRUE(store->CheckJoinToken(join->token).has_value()) << "checking takes no use";
   EXPECT_FALSE(store->MintJoinToken(std::chrono::seconds(0)).has_value());
+}
+
+TEST_F(TokenStoreTest, AJoinTokenEnrollsAtMostItsUses) {
+  auto live = Open();
+  auto offline = Open();  // `phoenix-supervisor join-token` next to a live supervisor
+  auto single = live->MintJoinToken(std::chrono::seconds(600));
+  auto triple = offline->MintJoinToken(std::chrono::seconds(600), 3);
+  ASSERT_TRUE(single && triple);
+  EXPECT_TRUE(live->ConsumeJoinToken(single->token).has_value());
+  auto again = live->ConsumeJoinToken(single->token);
+  ASSERT_FALSE(again.has_value()) << "the default is one enrollment";
+  EXPECT_EQ(again.error().code, ErrorCode::kUnauthenticated);
+  EXPECT_FALSE(live->CheckJoinToken(single->token).has_value());
+  // Uses are counted in the file, so both processes see each other's.
+  EXPECT_TRUE(live->ConsumeJoinToken(triple->token).has_value());
+  EXPECT_TRUE(offline->ConsumeJoinToken(triple->token).has_value());
+  EXPECT_TRUE(live->ConsumeJoinToken(triple->token).has_value());
+  EXPECT_FALSE(offline->ConsumeJoinToken(triple->token).has_value());
+  EXPECT_FALSE(Open()->CheckJoinToken(triple->token).has_value()) << "gone from the file";
+  for (uint32_t bad : {0u, TokenStore::kMaxJoinTokenUses + 1}) {
+    auto r = live->MintJoinToken(std::chrono::seconds(60), bad);
+    ASSERT_FALSE(r.has_value());
+    EXPECT_EQ(r.error().field, "uses");
+  }
+}
+
+TEST_F(TokenStoreTest, JoinTokensWithoutAUseCountStayUnlimited) {
+  auto store = Open();
+  const std::string legacy = "phx_join_legacy";
+  Append(Sha256Hex(legacy) + " join " + std::to_string(UnixNow() + 600) + " older file");
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(store->ConsumeJoinToken(legacy).has_value());
+  const std::string two = "phx_join_two";
+  Append(Sha256Hex(two) + " join/2 " + std::to_string(UnixNow() + 600) + " two left");
+  EXPECT_TRUE(store->ConsumeJoinToken(two).has_value());
+  EXPECT_TRUE(store->ConsumeJoinToken(two).has_value());
+  EXPECT_FALSE(store->ConsumeJoinToken(two).has_value());
+  Append(Sha256Hex("phx_join_zero") + " join/0 " + std::to_string(UnixNow() + 600) + " bad");
+  EXPECT_FALSE(store->CheckJoinToken("phx_join_zero").has_value()) << "join/0 is malformed";
 }
 
 TEST_F(TokenStoreTest, JoinAndBearerTokensAreNotInterchangeable) {

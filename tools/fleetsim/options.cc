@@ -14,7 +14,8 @@ std::string Usage() {
          "                        [--report-interval 10s] [--supervisor-pid PID]\n"
          "Opens N simulated agent links (loopback supervisors only) for --duration, heartbeating\n"
          "at the supervisor's Welcome interval, and prints streams up, heartbeats per second,\n"
-         "assignments received and, with --supervisor-pid, the supervisor's CPU and memory.\n";
+         "assignments received and, with --supervisor-pid, the supervisor's CPU and memory.\n"
+         "The join token must be good for N enrollments: phoenix-supervisor join-token --uses N.\n";
 }
 
 namespace {

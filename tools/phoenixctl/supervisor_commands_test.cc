@@ -316,6 +316,25 @@ TEST(TokenCommandsTest, JoinTokenCreateSendsTheTtl) {
             2);
 }
 
+TEST(TokenCommandsTest, JoinTokenCreateSendsItsUsesOneByDefault) {
+  FakeSupervisor supervisor;
+  supervisor.SetMintedToken("join-xyz");
+  auto three = RunSupervisorCli(RunJoinTokenGroup, supervisor, {"create", "--uses", "3"}, "adm");
+  ASSERT_EQ(three.exit_code, 0) << three.err;
+  EXPECT_THAT(three.err, HasSubstr("for 3 agents"));
+  auto one = RunSupervisorCli(RunJoinTokenGroup, supervisor, {"create"}, "adm");
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  EXPECT_THAT(one.err, HasSubstr("for 1 agent;"));
+  auto requests = supervisor.join_token_requests();
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_EQ(requests[0].uses(), 3u);
+  EXPECT_EQ(requests[1].uses(), 1u);
+  EXPECT_EQ(RunSupervisorCli(RunJoinTokenGroup, supervisor, {"create", "--uses", "0"}).exit_code,
+            2);
+  EXPECT_EQ(
+      RunSupervisorCli(RunJoinTokenGroup, supervisor, {"create", "--uses", "10001"}).exit_code, 2);
+}
+
 TEST(ClusterEventsTest, ReadsTheSupervisorWhenOneIsConfigured) {
   setenv("TZ", "UTC", 1);
   tzset();

@@ -72,17 +72,18 @@ constexpr std::string_view kJoinCreateHelp =
     R"(phoenixctl join-token create: mint a join token for enrolling agents (needs admin).
 
 Usage:
-  phoenixctl join-token create [--ttl DURATION] [-o json]
+  phoenixctl join-token create [--ttl DURATION] [--uses N] [-o json]
 
-The token goes to stdout alone (so it can be captured); its expiry goes to stderr. It enrolls any
-number of agents until it expires.
+The token goes to stdout alone (so it can be captured); its expiry goes to stderr. It enrolls at
+most --uses agents until it expires: a leaked token cannot enroll more nodes than you meant.
 
 Flags:
   --ttl DURATION   how long the token is valid, e.g. 15m, 1h, 24h (default 1h; at most a week)
+  --uses N         how many agents it may enroll (default 1, at most 10000)
 
 Examples:
   phoenixctl join-token create
-  JOIN=$(phoenixctl join-token create --ttl 10m)
+  JOIN=$(phoenixctl join-token create --ttl 10m --uses 3)
 )";
 
 Result<v1::Role> ParseRole(std::string_view text) {
@@ -130,8 +131,10 @@ int TokenCreate(Context& ctx, std::span<const std::string> args) {
 int JoinTokenCreate(Context& ctx, std::span<const std::string> args) {
   constexpr std::string_view kCommand = "join-token create";
   std::optional<std::chrono::milliseconds> ttl;
+  std::optional<uint64_t> uses;
   FlagSet flags{std::string(kCommand)};
   flags.Duration("ttl", &ttl);
+  flags.UInt("uses", 10000, &uses);
   int exit_code = kExitOk;
   auto parsed = ParseCommandLine(ctx, flags, args, kJoinCreateHelp, &exit_code);
   if (!parsed) return exit_code;
@@ -147,6 +150,8 @@ int JoinTokenCreate(Context& ctx, std::span<const std::string> args) {
   } else {
     request.set_ttl_seconds(3600);
   }
+  if (uses && *uses == 0) return ctx.UsageError(kCommand, "--uses must be 1-10000");
+  request.set_uses(static_cast<uint32_t>(uses.value_or(1)));
   auto* stub = DialSupervisor(ctx, kCommand, &exit_code);
   if (stub == nullptr) return exit_code;
   v1::CreateJoinTokenResponse response;
@@ -155,8 +160,9 @@ int JoinTokenCreate(Context& ctx, std::span<const std::string> args) {
   if (!status.ok()) return ctx.RpcError(status, Peer::kSupervisor);
   if (ctx.json()) return PrintJson(ctx, response);
   ctx.out() << response.token() << "\n";
-  ctx.err() << "note: valid until " << FormatTime(response.expires_at())
-            << " for any number of agents; shown only once\n";
+  ctx.err() << "note: valid until " << FormatTime(response.expires_at()) << " for "
+            << request.uses() << (request.uses() == 1 ? " agent" : " agents")
+            << "; shown only once\n";
   return kExitOk;
 }
 

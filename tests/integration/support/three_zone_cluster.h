@@ -88,8 +88,8 @@ class ThreeZoneCluster : public ::testing::Test {
     ASSERT_FALSE(admin_token_.empty());
     ca_pem_ = ReadAll(sup_dir_ / "pki" / "ca.pem");
     ASSERT_NO_FATAL_FAILURE(StartSupervisor());
-    auto join =
-        RunCommand({Env("PHOENIX_SUPERVISOR_BIN"), "join-token", "--state-dir", sup_dir_.string()});
+    auto join = RunCommand({Env("PHOENIX_SUPERVISOR_BIN"), "join-token", "--state-dir",
+                            sup_dir_.string(), "--uses", "3"});
     ASSERT_EQ(join.exit_code, 0) << join.output;
     join_token_ = join.output.substr(0, join.output.find('\n'));
 
