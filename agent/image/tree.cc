@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include <spdlog/spdlog.h>
+
 namespace phoenix::agent::image_fs {
 
 namespace fs = std::filesystem;
@@ -188,6 +190,19 @@ Result<void> CopyTree(const fs::path& src, const fs::path& dst,
     if (::chmod(to.c_str(), StoredMode(it->mode)) != 0) return ErrnoError("chmod " + to.string());
   }
   return {};
+}
+
+void RemoveTree(const fs::path& path) {
+  std::error_code ec;
+  if (fs::is_directory(fs::symlink_status(path, ec))) {
+    ::chmod(path.c_str(), 0700);
+    for (auto it = fs::recursive_directory_iterator(path, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (it->is_directory(ec) && !it->is_symlink(ec)) ::chmod(it->path().c_str(), 0700);
+    }
+  }
+  fs::remove_all(path, ec);
+  if (ec) spdlog::warn("image store: removing {}: {}", path.string(), ec.message());
 }
 
 }  // namespace phoenix::agent::image_fs

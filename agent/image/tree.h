@@ -73,6 +73,10 @@ struct TreeEntry {
                                     const std::filesystem::path& dst,
                                     const std::vector<TreeEntry>& entries);
 
+// Makes every directory under `path` writable so a tree with read-only directories can be removed
+// without root, then removes it; failures are logged, not returned (cleanup of temporaries).
+void RemoveTree(const std::filesystem::path& path);
+
 }  // namespace phoenix::agent::image_fs
 
 namespace phoenix::agent {
