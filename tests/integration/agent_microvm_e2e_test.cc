@@ -33,6 +33,7 @@
 #include "phoenix/v1/agent.grpc.pb.h"
 #include "tests/integration/support/http.h"
 #include "tests/integration/support/process.h"
+#include "tests/integration/support/tcp_listener.h"
 
 namespace phoenix {
 namespace {
@@ -263,35 +264,15 @@ TEST_F(AgentMicroVmE2ETest, MicroVmServesIsKilledAndRisesFromItsGoldenSnapshot) 
   EXPECT_FALSE(Answers(port));
 }
 
-// A listener on the host standing for a service the guest must not reach; its port.
-struct HostListener {
-  explicit HostListener(uint32_t ip) {
-    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(ip);
-    socklen_t len = sizeof addr;
-    if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-        ::listen(fd, 4) == 0 && ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-      port = ntohs(addr.sin_port);
-    }
-  }
-  ~HostListener() { ::close(fd); }
-  int fd = -1;
-  uint16_t port = 0;
-};
-
 TEST_F(AgentMicroVmE2ETest, AHostileMicroVmReachesNoHostPortItWasNotGiven) {
-  HostListener loopback(INADDR_LOOPBACK), wildcard(INADDR_ANY);
-  ASSERT_NE(loopback.port, 0);
-  ASSERT_NE(wildcard.port, 0);
+  testing::TcpListener loopback("127.0.0.1"), wildcard("0.0.0.0");
   const uint16_t published = FreeLoopbackPort();
   // 172.16.0.1 is the instance namespace's side of the guest's tap; 10.0.2.2 is what a guest
   // expecting QEMU user networking would try for the host. 127.0.0.1:80 is the guest's own web
   // app, which must answer (so "closed" is the network's verdict, not a broken probe's).
   std::vector<std::string> targets = {"127.0.0.1:80"};
   for (const char* host : {"172.16.0.1", "10.0.2.2"}) {
-    for (uint16_t port : {loopback.port, wildcard.port, published}) {
+    for (uint16_t port : {loopback.port(), wildcard.port(), published}) {
       targets.push_back(std::string(host) + ":" + std::to_string(port));
     }
   }

@@ -7,9 +7,6 @@
 //    loopback services (standing in for an agent on --insecure-tcp, libvirtd's TCP listener, the
 //    supervisor), a wildcard listener, and a sibling guest's published port.
 //  - A guest flooding its console does not fill the node's disk: the log is rotated at its cap.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <map>
@@ -18,35 +15,13 @@
 #include <gmock/gmock.h>
 
 #include "tests/integration/support/http.h"
+#include "tests/integration/support/tcp_listener.h"
 #include "tests/security/support/agent_under_attack.h"
 
 namespace phoenix::security {
 namespace {
 
 using ::testing::HasSubstr;
-
-// A TCP listener the test owns, standing for a host service a guest must not reach.
-class Listener {
- public:
-  explicit Listener(const char* ip) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    PHX_CHECK(fd_ >= 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    PHX_CHECK(inet_pton(AF_INET, ip, &addr.sin_addr) == 1);
-    PHX_CHECK(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-    PHX_CHECK(::listen(fd_, 16) == 0);
-    socklen_t len = sizeof(addr);
-    PHX_CHECK(::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-    port_ = ntohs(addr.sin_port);
-  }
-  ~Listener() { ::close(fd_); }
-  uint16_t port() const { return port_; }
-
- private:
-  int fd_ = -1;
-  uint16_t port_ = 0;
-};
 
 // "PHOENIX-PROBE <kind> <what> <result>" lines of a console: what -> result.
 std::map<std::string, std::string> ProbeResults(const std::string& console, const char* kind) {
@@ -150,7 +125,7 @@ TEST_F(GuestEscapeTest, ContainerSyscallsOutsideTheProfileAreRefused) {
 }
 
 TEST_F(GuestEscapeTest, AContainerReachesNoHostPortItWasNotGiven) {
-  Listener loopback_service("127.0.0.1"), wildcard_service("0.0.0.0");
+  testing::TcpListener loopback_service("127.0.0.1"), wildcard_service("0.0.0.0");
   uint32_t sibling_port = 0;
   ASSERT_NO_FATAL_FAILURE(StartSibling("sibling", &sibling_port));
 
@@ -177,7 +152,7 @@ TEST_F(GuestEscapeTest, AContainerReachesNoHostPortItWasNotGiven) {
 }
 
 TEST_F(GuestEscapeTest, AVmReachesNoHostPortItWasNotGiven) {
-  Listener loopback_service("127.0.0.1"), wildcard_service("0.0.0.0");
+  testing::TcpListener loopback_service("127.0.0.1"), wildcard_service("0.0.0.0");
   uint32_t sibling_port = 0;
   ASSERT_NO_FATAL_FAILURE(StartSibling("vm-sibling", &sibling_port));
 
