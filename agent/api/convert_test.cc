@@ -82,6 +82,8 @@ TEST(ConvertTest, EventTypesMatchTheWire) {
   static_assert(static_cast<int>(EventType::kGuestCreated) == v1::EVENT_TYPE_GUEST_CREATED);
   static_assert(static_cast<int>(EventType::kRuntimeConnected) == v1::EVENT_TYPE_RUNTIME_CONNECTED);
   static_assert(static_cast<int>(EventType::kSnapshotCreated) == v1::EVENT_TYPE_SNAPSHOT_CREATED);
+  static_assert(static_cast<int>(EventType::kSnapshotDiscarded) ==
+                v1::EVENT_TYPE_SNAPSHOT_DISCARDED);
   EventRecord e{7, Clock::now(), EventType::kGuestCrashed, "web", "qemu killed"};
   v1::Event out;
   EventToProto(e, &out);

@@ -25,7 +25,10 @@ enum class EventType {
   kSnapshotCreated = 13,
   kRuntimeDisconnected = 14,
   kRuntimeConnected = 15,
+  kSnapshotDiscarded = 16,
 };
+// The highest EventType: the store refuses rows it does not know.
+inline constexpr EventType kLastEventType = EventType::kSnapshotDiscarded;
 
 struct EventRecord {
   uint64_t sequence = 0;  // assigned by the store, strictly increasing, never reused

@@ -465,8 +465,12 @@ void GuestManager::OnStarted(const std::string& name, const std::string& instanc
        "instance " + instance + " running (" + std::string(BootModeName(r->boot)) + " boot in " +
            std::to_string(e.rec.last_boot_ms) + " ms" +
            (r->accelerator.empty() ? "" : ", " + r->accelerator) + ")");
+  if (!r->golden_problem.empty()) {
+    Emit(EventType::kSnapshotDiscarded, name,
+         r->golden_problem + "; instance " + instance + " cold-booted instead, rebuilding it");
+  }
   AttachInstance(e);
-  if (r->boot == BootMode::kCold && e.rec.spec.boot_mode == BootMode::kAuto) {
+  if (r->boot == BootMode::kCold && e.rec.spec.boot_mode != BootMode::kCold) {
     PrepareGoldenInBackground(e);
   }
 }

@@ -25,6 +25,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
 // The manager with real stores in a temp dir, a fake runtime and its loop on a thread.
@@ -271,6 +272,26 @@ TEST_F(GuestManagerTest, CrashDestroysTheInstanceAndStartsAFreshOne) {
   auto events = EventTypes("web");
   EXPECT_NE(std::find(events.begin(), events.end(), EventType::kGuestCrashed), events.end());
   EXPECT_NE(std::find(events.begin(), events.end(), EventType::kGuestRestarting), events.end());
+}
+
+TEST_F(GuestManagerTest, BadGoldenSnapshotIsReportedAndRebuiltWhileTheGuestRuns) {
+  runtime_->BadGoldenOnNextStart("golden snapshot k: memory.save has sha256 00, sealed with 11");
+  ASSERT_TRUE(manager_->Run(Spec("web")));
+  GuestRecord g = WaitGuest("web", Running);
+  EXPECT_EQ(g.last_boot, BootMode::kCold);
+  auto events = store_->EventsSince(1, 1000);
+  ASSERT_TRUE(events);
+  auto discarded = std::find_if(events->begin(), events->end(), [](const EventRecord& e) {
+    return e.type == EventType::kSnapshotDiscarded;
+  });
+  ASSERT_NE(discarded, events->end());
+  EXPECT_EQ(discarded->guest, "web");
+  EXPECT_THAT(discarded->message, HasSubstr("memory.save has sha256 00"));
+  EXPECT_THAT(discarded->message, HasSubstr("phx-web-1 cold-booted instead"));
+  for (int i = 0; i < 500 && runtime_->golden_prepared() == 0; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(runtime_->golden_prepared(), 1) << "the snapshot is rebuilt in the background";
 }
 
 TEST_F(GuestManagerTest, KillGoesThroughTheCrashPath) {

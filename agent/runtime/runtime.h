@@ -9,8 +9,8 @@
 // callback given to Watch is invoked on the agent's event loop thread (the io_context passed to the
 // runtime's constructor); no callback runs after the runtime is destroyed.
 //
-// Errors: kUnavailable when the backend (libvirtd, ...) is unreachable, with a hint; kNotFound for an
-// unknown instance; kInternal with errno/libvirt detail otherwise. A failed Start leaves nothing
+// Errors: kUnavailable when the backend (libvirtd, ...) is unreachable, with a hint; kNotFound for
+// an unknown instance; kInternal with errno/libvirt detail otherwise. A failed Start leaves nothing
 // behind: no domain/container, no overlay, no run dir.
 #pragma once
 
@@ -28,14 +28,14 @@ namespace phoenix::agent {
 
 // The image artifacts an instance boots from (absolute paths inside the image store; read-only).
 struct ImageArtifacts {
-  std::string image_id;                // sha256:<hex>
-  std::filesystem::path kernel;        // bzImage or ELF vmlinux
-  std::filesystem::path initrd;        // initramfs (cpio, optionally compressed)
-  std::filesystem::path disk;          // golden qcow2 data disk; empty if the image has none
-  std::filesystem::path rootfs;        // container root directory; empty if none
-  std::string cmdline;                 // kernel command line
-  std::string ready_marker;            // a line on the serial console meaning "ready"
-  std::vector<std::string> command;    // container default command
+  std::string image_id;              // sha256:<hex>
+  std::filesystem::path kernel;      // bzImage or ELF vmlinux
+  std::filesystem::path initrd;      // initramfs (cpio, optionally compressed)
+  std::filesystem::path disk;        // golden qcow2 data disk; empty if the image has none
+  std::filesystem::path rootfs;      // container root directory; empty if none
+  std::string cmdline;               // kernel command line
+  std::string ready_marker;          // a line on the serial console meaning "ready"
+  std::vector<std::string> command;  // container default command
 };
 
 struct PortForward {
@@ -44,8 +44,8 @@ struct PortForward {
 };
 
 struct InstanceSpec {
-  std::string instance;         // unique name, e.g. "phx-web-3"; also the libvirt domain name
-  std::string guest_id;         // stable guest id, recorded in the instance's metadata
+  std::string instance;  // unique name, e.g. "phx-web-3"; also the libvirt domain name
+  std::string guest_id;  // stable guest id, recorded in the instance's metadata
   std::string guest_name;
   ImageArtifacts image;
   uint32_t vcpus = 1;
@@ -60,7 +60,7 @@ struct InstanceSpec {
 
 struct InstanceInfo {
   std::string instance;
-  int pid = 0;                        // hypervisor / container init pid on this host
+  int pid = 0;  // hypervisor / container init pid on this host
   // Where the guest ports are reachable: empty = on the host's 127.0.0.1 at PortForward.host_port
   // (VMs); otherwise a network namespace file (e.g. /run/phoenix/netns/<instance>) in which the
   // guest listens on 127.0.0.1:<guest_port> itself (containers). The agent's proxy and health
@@ -69,9 +69,12 @@ struct InstanceInfo {
   // The guest's address inside `netns` (ignored when netns is empty): 127.0.0.1 for containers,
   // which share the namespace's loopback; 172.16.0.2 for micro-VMs, behind the namespace's tap.
   std::string guest_address = "127.0.0.1";
-  BootMode boot = BootMode::kCold;    // how it actually started: kCold or kSnapshot
+  BootMode boot = BootMode::kCold;  // how it actually started: kCold or kSnapshot
   std::chrono::milliseconds start_duration{0};
-  std::string accelerator;            // "kvm" / "tcg" for VMs; empty otherwise
+  std::string accelerator;  // "kvm" / "tcg" for VMs; empty otherwise
+  // Non-empty when the golden snapshot failed its integrity check or its restore: it was set
+  // aside, this instance cold-booted instead, and the snapshot should be rebuilt (golden_seal.h).
+  std::string golden_problem;
 };
 
 // An instance the runtime found running (or defined) on the host; used to re-adopt after an agent
@@ -81,7 +84,7 @@ struct InstanceStatus {
   std::string guest_id;
   bool running = false;
   int pid = 0;
-  std::filesystem::path netns;  // as in InstanceInfo
+  std::filesystem::path netns;              // as in InstanceInfo
   std::string guest_address = "127.0.0.1";  // as in InstanceInfo
 };
 
@@ -112,9 +115,11 @@ class Runtime {
 
   // Creates and starts a fresh instance (new overlay / upper dir) from the golden image, restoring
   // the image's golden snapshot when spec.boot_mode allows and one exists (making it on first use
-  // for kSnapshot). Returns once the instance runs.
+  // for kSnapshot). A snapshot that fails its seal or its restore never fails the start: the
+  // instance cold-boots and InstanceInfo::golden_problem says why. Returns once the instance runs.
   virtual Result<InstanceInfo> Start(const InstanceSpec& spec) = 0;
-  // Asks the guest to shut down, waits up to `grace`, then stops it hard. Keeps the instance's files.
+  // Asks the guest to shut down, waits up to `grace`, then stops it hard. Keeps the instance's
+  // files.
   virtual Result<void> Stop(const std::string& instance, std::chrono::milliseconds grace) = 0;
   // Stops the instance hard if running and removes everything it owns (domain, overlay, run dir).
   // Succeeds for an instance that no longer exists.

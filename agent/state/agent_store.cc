@@ -132,7 +132,7 @@ TimePoint FromMicros(int64_t us) {
 
 bool IsKnownEventType(int64_t type) {
   return type >= static_cast<int64_t>(EventType::kGuestCreated) &&
-         type <= static_cast<int64_t>(EventType::kRuntimeConnected);
+         type <= static_cast<int64_t>(kLastEventType);
 }
 
 }  // namespace

@@ -1,7 +1,9 @@
 // MicroVmRuntime with the real phoenix-vmm and the demo image: the first Start boots the golden
 // snapshot, the instance restored from it answers HTTP on 172.16.0.2:80 inside its own network
 // namespace (the path the agent's proxy takes), a SIGKILL of the monitor is reported at once as a
-// crash, and a new instance restored from the same golden snapshot answers again.
+// crash, and a new instance restored from the same golden snapshot answers again. Then the
+// snapshot is damaged twice (cut short after use: the restore fails; overwritten before first use:
+// its seal fails): each start cold-boots instead, says why, and answers.
 //
 // Label kvm. A Linux guest needs hardware virtualization: skips when /proc/cpuinfo has neither svm
 // nor vmx (kvm-pvm here); runs directly on real KVM and inside tools/kvm-test-host.
@@ -19,8 +21,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <condition_variable>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <future>
 #include <iostream>
@@ -152,7 +154,9 @@ TEST(MicroVmRuntimeIntegrationTest, RestoreAnswersCrashIsSeenAndGoldenRestoresAg
     cv.notify_all();
   });
   auto cleanup = [&] {
-    for (const char* name : {"phx-mvtest-1", "phx-mvtest-2"}) (void)runtime->Destroy(name);
+    for (const char* name : {"phx-mvtest-1", "phx-mvtest-2", "phx-mvtest-3", "phx-mvtest-4"}) {
+      (void)runtime->Destroy(name);
+    }
     std::promise<void> done;
     boost::asio::post(io, [&] {
       runtime.reset();
@@ -205,6 +209,60 @@ TEST(MicroVmRuntimeIntegrationTest, RestoreAnswersCrashIsSeenAndGoldenRestoresAg
   std::cout << "[ microvm  ] restart from the golden snapshot " << second->start_duration.count()
             << " ms\n";
   answer = GetUntilAnswered(second->netns, 60s);
+  EXPECT_TRUE(answer.starts_with("HTTP/1.")) << answer;
+  EXPECT_TRUE(runtime->Destroy("phx-mvtest-2"));
+
+  // A damaged golden snapshot never strands a start (agent/runtime/golden_seal.h).
+  auto golden_memory = [&] {
+    std::error_code ec;
+    for (fs::directory_iterator it(root / "state" / "golden", ec), end; !ec && it != end;
+         it.increment(ec)) {
+      if (!it->path().filename().string().starts_with(".") && it->is_directory()) {
+        return it->path() / "memory.raw";
+      }
+    }
+    return fs::path();
+  };
+  // 1. Cut short after it was used (trusted, so not re-hashed): the restore fails, the instance
+  //    cold-boots at once and the snapshot goes aside.
+  fs::path memory = golden_memory();
+  ASSERT_FALSE(memory.empty());
+  fs::resize_file(memory, fs::file_size(memory) / 2);
+  auto third = runtime->Start(spec("phx-mvtest-3"));
+  if (!third) {
+    cleanup();
+    FAIL() << third.error().message;
+  }
+  std::cout << "[ microvm  ] truncated snapshot: cold boot in " << third->start_duration.count()
+            << " ms\n";
+  EXPECT_EQ(third->boot, BootMode::kCold);
+  EXPECT_NE(third->golden_problem.find("restoring it failed"), std::string::npos)
+      << third->golden_problem;
+  EXPECT_TRUE(fs::exists(memory.parent_path().parent_path() /
+                         (".bad-" + memory.parent_path().filename().string())));
+  answer = GetUntilAnswered(third->netns, 60s);
+  EXPECT_TRUE(answer.starts_with("HTTP/1.")) << answer;
+  EXPECT_TRUE(runtime->Destroy("phx-mvtest-3"));
+
+  // 2. Rebuilt, then 4 MiB overwritten before its first use: the seal catches it.
+  ASSERT_TRUE(runtime->PrepareGolden(image, 1, 128).has_value());
+  memory = golden_memory();
+  ASSERT_FALSE(memory.empty());
+  {
+    std::fstream f(memory, std::ios::binary | std::ios::in | std::ios::out);
+    f.seekp(static_cast<std::streamoff>(fs::file_size(memory) / 2));
+    const std::string garbage(4 << 20, '\x5a');
+    f.write(garbage.data(), static_cast<std::streamsize>(garbage.size()));
+  }
+  auto fourth = runtime->Start(spec("phx-mvtest-4"));
+  if (!fourth) {
+    cleanup();
+    FAIL() << fourth.error().message;
+  }
+  EXPECT_EQ(fourth->boot, BootMode::kCold);
+  EXPECT_NE(fourth->golden_problem.find("memory.raw has sha256"), std::string::npos)
+      << fourth->golden_problem;
+  answer = GetUntilAnswered(fourth->netns, 60s);
   EXPECT_TRUE(answer.starts_with("HTTP/1.")) << answer;
   cleanup();
 }

@@ -370,8 +370,10 @@ int LibvirtRuntime::LifecycleThunk(virConnectPtr, virDomainPtr dom, int event, i
   auto shared = std::static_pointer_cast<Shared>(*static_cast<SharedBox*>(opaque));
   const char* name = virDomainGetName(dom);
   if (name == nullptr) return 0;
+  char uuid[VIR_UUID_STRING_BUFLEN] = {};
+  if (virDomainGetUUIDString(dom, uuid) != 0) uuid[0] = '\0';
   std::lock_guard lock(shared->mu);
-  if (shared->alive) shared->runtime->OnLifecycle(name, event, detail);
+  if (shared->alive) shared->runtime->OnLifecycle(name, uuid, event, detail);
   return 0;
 }
 
@@ -381,11 +383,17 @@ void LibvirtRuntime::CloseThunk(virConnectPtr conn, int reason, void* opaque) {
   if (shared->alive) shared->runtime->OnClosed(conn, reason);
 }
 
-void LibvirtRuntime::OnLifecycle(const std::string& name, int event, int detail) {
+void LibvirtRuntime::OnLifecycle(const std::string& name, const std::string& uuid, int event,
+                                 int detail) {
   if (!name.starts_with(kInstancePrefix)) return;
   RuntimeEvent ev{.kind = RuntimeEvent::Kind::kStopped, .instance = name};
   {
     std::lock_guard lock(mu_);
+    // A failed restore's domain may report its end after the cold boot that replaced it under
+    // the same name started.
+    if (auto it = uuids_.find(name); it != uuids_.end() && !uuid.empty() && it->second != uuid) {
+      return;
+    }
     const bool ours = stopping_.contains(name);
     const bool killed = killed_.contains(name);
     if (event == VIR_DOMAIN_EVENT_SHUTDOWN) {
@@ -729,10 +737,13 @@ Result<void> LibvirtRuntime::BootGolden(virConnectPtr conn, const ImageArtifacts
   fs::rename(tmp, g.save, ec);
   if (ec) return Internal("renaming " + tmp.string() + ": " + ec.message());
   // Restored guests see this exact disk through their own overlays; nothing may write it again.
+  std::vector<std::string> sealed = {g.save.filename().string()};
   if (!image.disk.empty()) {
     fs::permissions(g.overlay,
                     fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read, ec);
+    sealed.push_back(g.overlay.filename().string());
   }
+  PHX_TRY(SealGolden(g.dir, sealed));
   spdlog::info("libvirt runtime: golden {} ({}): boot to ready marker {} ms, save {} ms", g.key,
                AcceleratorName(accel), ready_ms, save_ms);
   return {};
@@ -809,7 +820,57 @@ Result<InstanceInfo> LibvirtRuntime::Start(const InstanceSpec& spec) {
       break;
   }
   const Golden g = GoldenFor(spec.image, spec.vcpus, spec.memory_mib, accel);
+  if (!restore) return Launch(c, spec, accel, nullptr, started);
 
+  // A snapshot that fails its seal or its restore must not strand the guest (golden_seal.h).
+  auto verified = goldens_.VerifyOnce(g.dir);
+  if (!verified) {
+    auto info = Launch(c, spec, accel, nullptr, started);
+    if (info) info->golden_problem = SetGoldenAside(g, verified.error().message);
+    return info;
+  }
+  auto restored = Launch(c, spec, accel, &g, started);
+  if (restored) return restored;
+  auto cold = Launch(c, spec, accel, nullptr, started);
+  if (!cold) {
+    // Both failed: the snapshot is likely not the cause; keep it.
+    return std::unexpected(
+        cold.error().Wrap("cold boot after a failed restore (" + restored.error().message + ")"));
+  }
+  cold->golden_problem =
+      SetGoldenAside(g, "restoring it failed: " + restored.error().message, &*verified);
+  return cold;
+}
+
+std::string LibvirtRuntime::SetGoldenAside(const Golden& g, const std::string& why,
+                                           const GoldenIdentity* identity) {
+  std::string problem = fmt::format("golden snapshot {}: {}", g.key, why);
+  std::optional<GoldenIdentity> id;
+  if (identity != nullptr) {
+    id = *identity;
+  } else if (auto now = IdentifyGolden(g.dir); now) {
+    id = *now;
+  }
+  if (!id) return problem + "; it is gone already";
+  auto aside = goldens_.SetAside(g.dir, *id);
+  if (!aside) {
+    spdlog::error("libvirt runtime: {}; setting it aside failed: {}", problem,
+                  aside.error().message);
+    return problem + "; setting it aside failed: " + aside.error().message;
+  }
+  spdlog::warn("libvirt runtime: {}; set aside as {}", problem,
+               aside->empty() ? "(already)" : aside->string());
+  return problem + (aside->empty() ? "" : "; set aside as " + aside->string());
+}
+
+Result<InstanceInfo> LibvirtRuntime::Launch(virConnectPtr c, const InstanceSpec& spec,
+                                            Accelerator accel, const Golden* golden,
+                                            SteadyClock::time_point started) {
+  const bool restore = golden != nullptr;
+  {
+    std::lock_guard lock(mu_);
+    reported_.erase(spec.instance);
+  }
   const fs::path overlay = spec.guest_dir / (spec.instance + ".qcow2");
   const fs::path save_clone = spec.guest_dir / (spec.instance + ".save");
   const bool has_disk = !spec.image.disk.empty();
@@ -845,11 +906,15 @@ Result<InstanceInfo> LibvirtRuntime::Start(const InstanceSpec& spec) {
     }
   }
   if (has_disk) {
-    if (auto r = CreateOverlay(restore ? g.overlay : spec.image.disk, overlay); !r) {
+    if (auto r = CreateOverlay(restore ? golden->overlay : spec.image.disk, overlay); !r) {
       return fail(r.error());
     }
   }
   const std::string uuid = NewUuid();
+  {
+    std::lock_guard lock(mu_);
+    uuids_[spec.instance] = uuid;
+  }
   const std::string xml = DomainXml(
       spec,
       DomainDetails{.accel = accel, .uuid = uuid, .overlay = has_disk ? overlay : fs::path()});
@@ -859,7 +924,7 @@ Result<InstanceInfo> LibvirtRuntime::Start(const InstanceSpec& spec) {
     if (dom.d == nullptr) return fail(LibvirtError(c, "creating the domain"));
   } else {
     auto clone_started = SteadyClock::now();
-    if (auto r = CloneSaveImage(g.save, save_clone, spec.instance, uuid); !r) {
+    if (auto r = CloneSaveImage(golden->save, save_clone, spec.instance, uuid); !r) {
       return fail(r.error());
     }
     auto restore_started = SteadyClock::now();
@@ -934,6 +999,7 @@ Result<void> LibvirtRuntime::Destroy(const std::string& instance) {
     spdlog::info("libvirt runtime: {}: QEMU already exited; libvirt removes the domain", instance);
     RemoveOwnedFiles(instance);
     PostClosePidWatch(instance);
+    ForgetUuid(instance);
     return {};
   }
   auto conn = Conn();
@@ -957,7 +1023,13 @@ Result<void> LibvirtRuntime::Destroy(const std::string& instance) {
   virResetLastError();
   RemoveOwnedFiles(instance);
   PostClosePidWatch(instance);
+  ForgetUuid(instance);
   return {};
+}
+
+void LibvirtRuntime::ForgetUuid(const std::string& instance) {
+  std::lock_guard lock(mu_);
+  uuids_.erase(instance);
 }
 
 Result<int> LibvirtRuntime::Kill(const std::string& instance) {

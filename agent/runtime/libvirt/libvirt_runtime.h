@@ -10,6 +10,10 @@
 // <- instance overlay. libvirt 9.0 refuses to restore a save image under another domain name or
 // UUID, so each restore uses a per-instance clone of the save image renamed in its header (see
 // save_image.h); the instance's own XML (name, overlay, log, hostfwd ports) is passed as dxml.
+// The save image and golden overlay are sealed (golden_seal.h) and verified on their first use in
+// this process; a snapshot that fails that check or a restore is set aside, the instance
+// cold-boots under the same name (a fresh domain UUID, so a late event of the failed domain is
+// dropped) and InstanceInfo::golden_problem tells the agent to rebuild it.
 //
 // Connection: one libvirt connection with keepalive. When it closes, a kDisconnected event is
 // emitted and the runtime reconnects with exponential backoff on the io_context (each blocking
@@ -59,6 +63,7 @@
 #include <set>
 #include <thread>
 
+#include "agent/runtime/golden_seal.h"
 #include "agent/runtime/libvirt/domain_xml.h"
 #include "agent/runtime/libvirt/qemu_exit.h"
 #include "agent/runtime/runtime.h"
@@ -136,6 +141,15 @@ class LibvirtRuntime final : public Runtime {
                    Accelerator accel) const;
   std::filesystem::path RunRecord(const std::string& instance) const;
   void RemoveOwnedFiles(const std::string& instance);
+  // Creates or restores (golden != nullptr) the instance's domain; a failure leaves nothing.
+  Result<InstanceInfo> Launch(virConnectPtr conn, const InstanceSpec& spec, Accelerator accel,
+                              const Golden* golden, std::chrono::steady_clock::time_point started);
+  // Sets a golden snapshot that failed (`why`) aside; returns the words for
+  // InstanceInfo::golden_problem. `identity`: the directory that failed (nullptr: whatever is
+  // there now, i.e. the one that failed its seal).
+  std::string SetGoldenAside(const Golden& g, const std::string& why,
+                             const GoldenIdentity* identity = nullptr);
+  void ForgetUuid(const std::string& instance);
   Result<void> BootGolden(virConnectPtr conn, const ImageArtifacts& image, uint32_t vcpus,
                           uint32_t memory_mib, Accelerator accel, const Golden& g);
 
@@ -145,7 +159,7 @@ class LibvirtRuntime final : public Runtime {
   static void CloseThunk(virConnectPtr conn, int reason, void* opaque);
 
   // io thread, under Shared::mu with alive == true.
-  void OnLifecycle(const std::string& name, int event, int detail);
+  void OnLifecycle(const std::string& name, const std::string& uuid, int event, int detail);
   void OnClosed(virConnectPtr conn, int reason);
   void ScheduleReconnect();
   void Emit(const RuntimeEvent& event);
@@ -179,7 +193,9 @@ class LibvirtRuntime final : public Runtime {
   std::set<std::string> shutdown_seen_;  // libvirt announced a power-off (SHUTDOWN event)
   std::set<std::string> starting_;
   std::map<std::string, std::shared_ptr<std::mutex>> golden_locks_;
+  std::map<std::string, std::string> uuids_;  // instance -> UUID of its current domain
   std::atomic<bool> connected_{false};
+  GoldenVerifier goldens_;
 
   // io thread only.
   std::map<std::string, std::shared_ptr<PidWatch>> pid_watches_;

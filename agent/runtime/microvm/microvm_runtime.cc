@@ -525,6 +525,16 @@ Result<void> MicroVmRuntime::BootGolden(const ImageArtifacts& image, uint32_t vc
                                 oci::DescribeWaitStatus(status), ReadTail(vmm_log, 1000)));
   }
   if (fs::is_empty(temp, ec)) return Internal("golden boot: phoenix-vmm wrote no snapshot");
+  {
+    // Seal every file phoenix-vmm wrote: a restore reads them all.
+    std::vector<std::string> files;
+    for (fs::directory_iterator it(temp, ec), end; !ec && it != end; it.increment(ec)) {
+      if (it->is_regular_file(ec)) files.push_back(it->path().filename().string());
+    }
+    if (ec) return Internal("listing " + temp.string() + ": " + ec.message());
+    std::sort(files.begin(), files.end());
+    PHX_TRY(SealGolden(temp, files));
+  }
   if (::rename(temp.c_str(), layout_.GoldenDir(key).c_str()) != 0) {
     return ErrnoError("renaming " + temp.string() + " to " + layout_.GoldenDir(key).string());
   }
@@ -613,15 +623,58 @@ Result<InstanceInfo> MicroVmRuntime::Start(const InstanceSpec& spec) {
       restore = true;
       break;
   }
-  std::string key;
-  if (restore) {
-    auto k = GoldenKey(spec.image, spec.vcpus, spec.memory_mib);
-    if (!k) return std::unexpected(k.error());
-    key = *k;
-  } else if (!fs::exists(spec.image.kernel)) {
+  if (!restore) return Launch(spec, "", started);
+  auto key = GoldenKey(spec.image, spec.vcpus, spec.memory_mib);
+  if (!key) return std::unexpected(key.error());
+
+  // A snapshot that fails its seal or its restore must not strand the guest (golden_seal.h).
+  auto verified = goldens_.VerifyOnce(layout_.GoldenDir(*key));
+  if (!verified) {
+    auto info = Launch(spec, "", started);
+    if (info) info->golden_problem = SetGoldenAside(*key, verified.error().message);
+    return info;
+  }
+  auto restored = Launch(spec, *key, started);
+  if (restored) return restored;
+  auto cold = Launch(spec, "", started);
+  if (!cold) {
+    // Both failed: the snapshot is likely not the cause; keep it.
+    return std::unexpected(
+        cold.error().Wrap("cold boot after a failed restore (" + restored.error().message + ")"));
+  }
+  cold->golden_problem =
+      SetGoldenAside(*key, "restoring it failed: " + restored.error().message, &*verified);
+  return cold;
+}
+
+std::string MicroVmRuntime::SetGoldenAside(const std::string& key, const std::string& why,
+                                           const GoldenIdentity* identity) {
+  const fs::path dir = layout_.GoldenDir(key);
+  std::string problem = fmt::format("golden snapshot {}: {}", key, why);
+  std::optional<GoldenIdentity> id;
+  if (identity != nullptr) {
+    id = *identity;
+  } else if (auto now = IdentifyGolden(dir); now) {
+    id = *now;
+  }
+  if (!id) return problem + "; it is gone already";
+  auto aside = goldens_.SetAside(dir, *id);
+  if (!aside) {
+    spdlog::error("microvm runtime: {}; setting it aside failed: {}", problem,
+                  aside.error().message);
+    return problem + "; setting it aside failed: " + aside.error().message;
+  }
+  spdlog::warn("microvm runtime: {}; set aside as {}", problem,
+               aside->empty() ? "(already)" : aside->string());
+  return problem + (aside->empty() ? "" : "; set aside as " + aside->string());
+}
+
+Result<InstanceInfo> MicroVmRuntime::Launch(const InstanceSpec& spec, const std::string& key,
+                                            SteadyClock::time_point started) {
+  const bool restore = !key.empty();
+  if (!restore && !fs::exists(spec.image.kernel)) {
     return NotFound("kernel " + spec.image.kernel.string() + " does not exist");
   }
-
   const fs::path run_dir = layout_.RunDir(spec.instance);
   InstanceRecord record{.instance = spec.instance,
                         .guest_id = spec.guest_id,

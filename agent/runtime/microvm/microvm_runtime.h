@@ -7,7 +7,9 @@
 // --exit-after-snapshot` inside a throwaway network namespace (guest_netns.h) into a temp dir that
 // is renamed into place when the monitor exited cleanly; concurrent first starts of one key wait
 // for that one boot. Every snapshot Start then spawns `phoenix-vmm restore` on it: the guest's
-// memory is mapped privately, so nothing a crashed instance wrote survives.
+// memory is mapped privately, so nothing a crashed instance wrote survives. The snapshot's files
+// are sealed before the rename and verified on first use in this process; one that fails that
+// check or a restore is set aside and the instance cold-boots (golden_seal.h).
 //
 // Boot modes: kSnapshot restores (preparing the golden snapshot on first use); kAuto restores when
 // the golden snapshot exists, else cold-boots (the agent prepares it in the background); kCold
@@ -46,6 +48,7 @@
 #include <string_view>
 
 #include "agent/runtime/exit_watch.h"
+#include "agent/runtime/golden_seal.h"
 #include "agent/runtime/microvm/run_layout.h"
 #include "agent/runtime/runtime.h"
 
@@ -107,6 +110,14 @@ class MicroVmRuntime final : public Runtime {
 
   Result<void> BootGolden(const ImageArtifacts& image, uint32_t vcpus, uint32_t memory_mib,
                           const std::string& key);
+  // Boots (key empty) or restores the golden snapshot `key`; a failure leaves nothing behind.
+  Result<InstanceInfo> Launch(const InstanceSpec& spec, const std::string& key,
+                              std::chrono::steady_clock::time_point started);
+  // Sets the golden snapshot `key` that failed (`why`) aside; returns the words for
+  // InstanceInfo::golden_problem. `identity`: the directory that failed (nullptr: whatever is
+  // there now, i.e. the one that failed its seal).
+  std::string SetGoldenAside(const std::string& key, const std::string& why,
+                             const GoldenIdentity* identity = nullptr);
   // The tracked monitor of a running instance, adopting it when not yet tracked; nullptr when the
   // instance exists but its monitor does not run.
   Result<std::shared_ptr<Tracked>> TrackedFor(const std::string& instance);
@@ -132,6 +143,7 @@ class MicroVmRuntime final : public Runtime {
   std::set<std::string> starting_;
   std::map<std::string, std::shared_ptr<std::mutex>> golden_locks_;  // per golden key
   uint64_t golden_attempts_ = 0;
+  GoldenVerifier goldens_;
 };
 
 }  // namespace phoenix::agent::microvm

@@ -44,6 +44,11 @@ class FakeRuntime : public Runtime {
     info.instance = spec.instance;
     info.pid = 1000 + static_cast<int>(starts_.size());
     info.boot = spec.boot_mode == BootMode::kCold ? BootMode::kCold : BootMode::kSnapshot;
+    if (!golden_problem_.empty()) {
+      info.boot = BootMode::kCold;
+      info.golden_problem = std::move(golden_problem_);
+      golden_problem_.clear();
+    }
     info.start_duration = std::chrono::milliseconds(5);
     return info;
   }
@@ -94,6 +99,11 @@ class FakeRuntime : public Runtime {
     boost::asio::post(loop_, [this] {
       Emit(RuntimeEvent{RuntimeEvent::Kind::kConnected, "", false, "reconnected"});
     });
+  }
+  // The next Start finds its golden snapshot bad and cold-boots, as real runtimes do.
+  void BadGoldenOnNextStart(std::string problem) {
+    std::lock_guard lock(mu_);
+    golden_problem_ = std::move(problem);
   }
   void FailNextStart(Error e) {
     std::lock_guard lock(mu_);
@@ -157,6 +167,7 @@ class FakeRuntime : public Runtime {
   std::vector<std::string> destroys_;
   std::map<std::string, std::string> running_;  // instance -> guest id
   int golden_prepared_ = 0;
+  std::string golden_problem_;
 };
 
 }  // namespace phoenix::agent::testing
