@@ -10,7 +10,6 @@
 #include <spdlog/spdlog.h>
 
 #include "agent/api/convert.h"
-#include "agent/guest/validation.h"
 #include "proto/support/grpc_status.h"
 
 namespace phoenix::agent::api {
@@ -44,9 +43,8 @@ AgentServiceImpl::AgentServiceImpl(GuestManager& guests, ImageStore& images, Age
 grpc::Status AgentServiceImpl::RunGuest(grpc::ServerContext*, const v1::RunGuestRequest* req,
                                         v1::Guest* resp) {
   return GuardHandler([&] {
-    auto spec = SpecFromProto(req->spec());
+    auto spec = spec::ParseGuestSpec(req->spec());
     if (!spec) return Fail(spec.error());
-    if (auto ok = ValidateGuestSpec(*spec); !ok) return Fail(ok.error());
     auto rec = guests_.Run(std::move(*spec));
     if (!rec) return Fail(rec.error());
     GuestToProto(*rec, options_.node.name, resp);
@@ -90,7 +88,7 @@ grpc::Status AgentServiceImpl::StopGuest(grpc::ServerContext*, const v1::StopGue
                                          v1::Guest* resp) {
   return GuardHandler([&] {
     if (auto ok = RequireName(req->name()); !ok) return Fail(ok.error());
-    auto grace = StopGrace(req->timeout_ms());
+    auto grace = spec::StopGrace(req->timeout_ms());
     if (!grace) return Fail(grace.error());
     auto rec = guests_.Stop(req->name(), *grace);
     if (!rec) return Fail(rec.error());

@@ -1,6 +1,6 @@
-// Conversions between phoenix.v1 protobuf messages and the agent's domain values. The only place
-// (with agent_service.cc) where the agent touches protobuf. Applies API defaults (vcpus 1, 256 MiB,
-// restart always, ...) and rejects values the domain types cannot hold, naming the field.
+// Conversions of the agent's records (guests, events, images) to phoenix.v1 protobuf messages. The
+// only place (with agent_service.cc and proto/support/guest_spec.h, which converts and validates
+// guest specs for every binary) where the agent touches protobuf.
 #pragma once
 
 #include "agent/guest/event.h"
@@ -11,8 +11,6 @@
 
 namespace phoenix::agent::api {
 
-[[nodiscard]] Result<GuestSpec> SpecFromProto(const v1::GuestSpec& in);
-void SpecToProto(const GuestSpec& in, v1::GuestSpec* out);
 void GuestToProto(const GuestRecord& in, const std::string& node, v1::Guest* out);
 void EventToProto(const EventRecord& in, v1::Event* out);
 void ImageToProto(const ImageRecord& in, v1::Image* out);

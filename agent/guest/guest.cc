@@ -2,18 +2,6 @@
 
 namespace phoenix::agent {
 
-std::string_view RuntimeKindName(RuntimeKind kind) {
-  switch (kind) {
-    case RuntimeKind::kVm:
-      return "vm";
-    case RuntimeKind::kMicroVm:
-      return "microvm";
-    case RuntimeKind::kContainer:
-      return "container";
-  }
-  return "unknown";
-}
-
 std::string_view GuestStateName(GuestState state) {
   switch (state) {
     case GuestState::kPending:
@@ -34,18 +22,6 @@ std::string_view GuestStateName(GuestState state) {
       return "FAILED";
   }
   return "UNKNOWN";
-}
-
-std::string_view BootModeName(BootMode mode) {
-  switch (mode) {
-    case BootMode::kAuto:
-      return "auto";
-    case BootMode::kCold:
-      return "cold";
-    case BootMode::kSnapshot:
-      return "snapshot";
-  }
-  return "unknown";
 }
 
 }  // namespace phoenix::agent

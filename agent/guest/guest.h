@@ -1,6 +1,6 @@
-// The agent's guest vocabulary as plain C++ values: what a guest should be (GuestSpec) and what the
-// agent knows of it (GuestRecord). Mirrors phoenix.v1 without depending on protobuf: only
-// agent/api converts between the two.
+// The agent's guest vocabulary as plain C++ values: what a guest should be (GuestSpec, shared with
+// the supervisor and phoenixctl through proto/support/guest_spec.h) and what the agent knows of it
+// (GuestRecord). No protobuf here: only agent/api and proto/support convert.
 //
 // Thread-safety: plain values.
 #pragma once
@@ -13,12 +13,13 @@
 #include <string_view>
 #include <vector>
 
+#include "proto/support/guest_spec.h"
+
 namespace phoenix::agent {
 
 using Clock = std::chrono::system_clock;
 using TimePoint = Clock::time_point;
 
-enum class RuntimeKind { kVm, kMicroVm, kContainer };
 enum class GuestState {
   kPending,
   kStarting,
@@ -29,56 +30,19 @@ enum class GuestState {
   kRestarting,
   kFailed
 };
-enum class RestartPolicy { kAlways, kOnFailure, kNever };
-enum class BootMode { kAuto, kCold, kSnapshot };
+std::string_view GuestStateName(GuestState state);  // "RUNNING", ...
 
-std::string_view RuntimeKindName(RuntimeKind kind);  // "vm", "microvm", "container"
-std::string_view GuestStateName(GuestState state);   // "RUNNING", ...
-std::string_view BootModeName(BootMode mode);        // "auto", "cold", "snapshot"
-
-struct PortMapping {
-  uint16_t guest_port = 0;
-  uint16_t host_port = 0;  // 0 until the agent allocates one
-  std::string host_ip = "127.0.0.1";
-  bool operator==(const PortMapping&) const = default;
-};
-
-struct HealthCheck {
-  enum class Kind { kNone, kHttp, kTcp };
-  Kind kind = Kind::kNone;
-  uint16_t port = 0;  // guest port
-  std::string path = "/health";
-  uint32_t interval_ms = 1000;
-  uint32_t timeout_ms = 1000;
-  uint32_t unhealthy_threshold = 3;
-  uint32_t start_period_ms = 60000;
-  // Liveness: an unhealthy guest keeps running (out of its service's endpoints) this long before it
-  // is restarted; 0 restarts at once. Unset in the API, it is 10 s (agent/api/convert.cc).
-  uint32_t restart_after_unhealthy_ms = 10000;
-  bool operator==(const HealthCheck&) const = default;
-};
-
-struct RestartSpec {
-  RestartPolicy policy = RestartPolicy::kAlways;
-  uint32_t initial_backoff_ms = 500;
-  uint32_t max_backoff_ms = 30000;
-  bool operator==(const RestartSpec&) const = default;
-};
-
-struct GuestSpec {
-  std::string name;
-  RuntimeKind runtime = RuntimeKind::kVm;
-  std::string image;
-  uint32_t vcpus = 1;
-  uint32_t memory_mib = 256;
-  std::vector<std::string> command;
-  std::map<std::string, std::string> env;
-  std::vector<PortMapping> ports;
-  HealthCheck health;
-  RestartSpec restart;
-  BootMode boot_mode = BootMode::kAuto;
-  bool operator==(const GuestSpec&) const = default;
-};
+// The spec vocabulary is the wire contract's (proto/support/guest_spec.h): one rule book for the
+// agent, the supervisor and phoenixctl.
+using spec::BootMode;
+using spec::BootModeName;
+using spec::GuestSpec;
+using spec::HealthCheck;
+using spec::PortMapping;
+using spec::RestartPolicy;
+using spec::RestartSpec;
+using spec::RuntimeKind;
+using spec::RuntimeKindName;
 
 // Load of a guest's current instance as the agent last sampled it (agent/metrics). A value whose
 // *_valid flag is false was not measured and must never be read as zero. Never persisted.

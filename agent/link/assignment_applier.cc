@@ -2,9 +2,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include "agent/api/convert.h"
-#include "agent/guest/validation.h"
-
 namespace phoenix::agent::link {
 
 DecodedAssignment DecodeAssignment(const v1::Assignment& assignment) {
@@ -13,19 +10,20 @@ DecodedAssignment DecodeAssignment(const v1::Assignment& assignment) {
   std::set<std::string> names;
   for (const v1::AssignedGuest& g : assignment.guests()) {
     const std::string& name = g.spec().name();
-    auto spec = api::SpecFromProto(g.spec());
+    auto spec = spec::GuestSpecFromProto(g.spec());
     if (!spec) {
-      out.errors.push_back("assigned guest \"" + name + "\": " + spec.error().ToString());
+      out.refused.push_back({name, spec.error().ToString()});
       continue;
     }
     // The agent picks host ports; a supervisor-chosen one could collide with a local guest's.
     for (PortMapping& p : spec->ports) p.host_port = 0;
-    if (auto ok = ValidateGuestSpec(*spec); !ok) {
-      out.errors.push_back("assigned guest \"" + name + "\": " + ok.error().ToString());
+    if (auto ok = spec::ValidateGuestSpec(*spec); !ok) {
+      out.refused.push_back({name, ok.error().ToString()});
       continue;
     }
     if (!names.insert(name).second) {
-      out.errors.push_back("assigned guest \"" + name + "\" appears twice; the first one counts");
+      // The first one runs under this name: not reported up as a refusal of it.
+      out.refused.push_back({"", "\"" + name + "\" appears twice; the first one counts"});
       continue;
     }
     out.guests.push_back(AssignedGuest{g.service(), g.index(), g.generation(), std::move(*spec)});
@@ -57,6 +55,11 @@ std::set<std::string> AssignmentApplier::managed() const {
   return managed_;
 }
 
+std::map<std::string, std::string> AssignmentApplier::refused() const {
+  std::lock_guard lock(mu_);
+  return refused_;
+}
+
 Result<AssignmentApplier::Report> AssignmentApplier::Apply(const v1::Assignment& assignment) {
   const uint64_t applied = applied_version();
   if (assignment.version() <= applied) {
@@ -84,11 +87,7 @@ Result<AssignmentApplier::Report> AssignmentApplier::Apply(const v1::Assignment&
   DecodedAssignment decoded = DecodeAssignment(assignment);
   spdlog::info("applying supervisor assignment version {} ({} guests)", decoded.version,
                decoded.guests.size());
-  for (const std::string& e : decoded.errors)
-    spdlog::error("assignment {}: {}", decoded.version, e);
-  Report report = Converge(decoded);
-  report.errors.insert(report.errors.begin(), decoded.errors.begin(), decoded.errors.end());
-  return report;
+  return Converge(decoded);
 }
 
 Result<AssignmentApplier::Report> AssignmentApplier::Reapply() {
@@ -109,6 +108,15 @@ Result<AssignmentApplier::Report> AssignmentApplier::Reapply() {
 AssignmentApplier::Report AssignmentApplier::Converge(const DecodedAssignment& assignment) {
   Report report;
   report.version = assignment.version;
+  refusing_.clear();
+  for (const Refusal& r : assignment.refused) {
+    if (r.guest.empty()) {
+      report.errors.push_back("assignment " + std::to_string(assignment.version) + ": " + r.reason);
+      spdlog::error("assignment {}: {}", assignment.version, r.reason);
+    } else {
+      Failed(r.guest, "not accepted: " + r.reason, report);
+    }
+  }
   std::set<std::string> present;
   for (const GuestRecord& g : guests_.List()) present.insert(g.spec.name);
   ApplyPlan plan = PlanApply(assignment.guests, managed(), present);
@@ -130,6 +138,11 @@ AssignmentApplier::Report AssignmentApplier::Converge(const DecodedAssignment& a
     if (still) failing.insert(name);
   }
   std::erase_if(logged_errors_, [&](const auto& kv) { return !failing.contains(kv.first); });
+  {
+    std::lock_guard lock(mu_);
+    refused_ = std::move(refusing_);
+  }
+  refusing_.clear();
   if (report.ran + report.removed + report.forgotten > 0) {
     spdlog::info("assignment {}: {} guests started, {} stale guests deleted, {} forgotten",
                  assignment.version, report.ran, report.removed, report.forgotten);
@@ -166,7 +179,7 @@ void AssignmentApplier::RemoveGuest(const std::string& name, uint64_t version, R
            "; deleting it");
   auto r = guests_.Delete(name);
   if (!r && r.error().code != ErrorCode::kNotFound) {
-    return Failed(name, "deleting the stale guest: " + r.error().ToString(), report);
+    return Failed(name, "deleting the stale guest: " + r.error().ToString(), report, false);
   }
   // Managed until after it is deleted: a crash before this line leaves a name Forget drops.
   if (Unmark(name, report)) ++report.removed;
@@ -178,7 +191,7 @@ void AssignmentApplier::Forget(const std::string& name, Report& report) {
 
 bool AssignmentApplier::Unmark(const std::string& name, Report& report) {
   if (auto r = store_.RemoveManagedGuest(name); !r) {
-    Failed(name, "unmarking it as managed: " + r.error().ToString(), report);
+    Failed(name, "unmarking it as managed: " + r.error().ToString(), report, false);
     return false;
   }
   std::lock_guard lock(mu_);
@@ -186,8 +199,10 @@ bool AssignmentApplier::Unmark(const std::string& name, Report& report) {
   return true;
 }
 
-void AssignmentApplier::Failed(const std::string& name, const std::string& error, Report& report) {
+void AssignmentApplier::Failed(const std::string& name, const std::string& error, Report& report,
+                               bool refusal) {
   report.errors.push_back(name + ": " + error);
+  if (refusal) refusing_[name] = error;
   auto [it, inserted] = logged_errors_.try_emplace(name, error);
   if (inserted || it->second != error) {
     it->second = error;

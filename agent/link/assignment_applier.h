@@ -30,12 +30,19 @@
 
 namespace phoenix::agent::link {
 
+// An assigned guest this node does not run, and why.
+struct Refusal {
+  std::string guest;  // empty when the assignment did not even name it
+  std::string reason;
+};
+
 // The assigned guests an assignment carries, converted and validated (host ports cleared: the
-// agent picks them). Guests that do not convert or validate are left out and described in `errors`.
+// agent picks them). Guests that do not convert or validate are left out and described in
+// `refused`.
 struct DecodedAssignment {
   uint64_t version = 0;
   std::vector<AssignedGuest> guests;
-  std::vector<std::string> errors;
+  std::vector<Refusal> refused;
 };
 DecodedAssignment DecodeAssignment(const v1::Assignment& assignment);
 
@@ -64,6 +71,10 @@ class AssignmentApplier {
 
   uint64_t applied_version() const;
   std::set<std::string> managed() const;
+  // The assigned guests the last converge could not run (invalid spec, unknown image, no room, a
+  // local guest holding the name), by name: the link reports them up so the supervisor shows why
+  // a replica does not run instead of leaving it ASSIGNED without a word.
+  std::map<std::string, std::string> refused() const;
 
  private:
   Report Converge(const DecodedAssignment& assignment);
@@ -71,7 +82,9 @@ class AssignmentApplier {
   void RemoveGuest(const std::string& name, uint64_t version, Report& report);
   void Forget(const std::string& name, Report& report);
   bool Unmark(const std::string& name, Report& report);
-  void Failed(const std::string& name, const std::string& error, Report& report);
+  // `refusal`: the guest is not running because of this (reported up), not a cleanup failure.
+  void Failed(const std::string& name, const std::string& error, Report& report,
+              bool refusal = true);
   void Emit(EventType type, const std::string& guest, std::string message);
 
   GuestManager& guests_;
@@ -79,8 +92,10 @@ class AssignmentApplier {
   EventHub& hub_;
 
   mutable std::mutex mu_;
-  uint64_t applied_version_ = 0;   // guarded by mu_
-  std::set<std::string> managed_;  // guarded by mu_; mirrors the store's managed set
+  uint64_t applied_version_ = 0;                 // guarded by mu_
+  std::set<std::string> managed_;                // guarded by mu_; mirrors the store's managed set
+  std::map<std::string, std::string> refused_;   // guarded by mu_; the last converge's refusals
+  std::map<std::string, std::string> refusing_;  // apply thread: the converge in progress
   // Apply thread only: the last error logged per guest, so a retried failure logs once.
   std::map<std::string, std::string> logged_errors_;
 };

@@ -136,6 +136,14 @@ TEST_F(AgentLinkApplierTest, InvalidAssignedGuestIsSkippedAndTheRestRuns) {
   EXPECT_EQ(report.ran, 1);
   EXPECT_EQ(report.errors.size(), 2u);
   EXPECT_EQ(GuestNames(), (std::set<std::string>{"good"}));
+  // Each refusal is kept, by name, for the link to report up.
+  auto refused = applier_->refused();
+  ASSERT_EQ(refused.size(), 2u);
+  EXPECT_THAT(refused["Bad_Name"], HasSubstr("spec.name"));
+  EXPECT_THAT(refused["noimage"], HasSubstr("nope"));
+  // Once the assignment no longer carries them, they are no longer refused.
+  MustApply(MakeAssignment(2, {"good"}));
+  EXPECT_THAT(applier_->refused(), IsEmpty());
   EXPECT_THAT(StoredManaged(), UnorderedElementsAre("good"))
       << "a guest that could not be created is not managed";
 }
@@ -209,7 +217,8 @@ TEST(AgentLinkDecodeTest, ClearsHostPortsAndReportsBadGuests) {
   ASSERT_EQ(d.guests.size(), 1u);
   EXPECT_EQ(d.guests[0].service, "web");
   EXPECT_EQ(d.guests[0].spec.ports.at(0).host_port, 0);
-  EXPECT_EQ(d.errors.size(), 2u);  // the duplicate and the nameless one
+  ASSERT_EQ(d.refused.size(), 2u);  // the duplicate and the nameless one
+  EXPECT_EQ(d.refused[0].guest, "") << "the first \"a\" runs: the duplicate is no refusal of it";
 }
 
 }  // namespace

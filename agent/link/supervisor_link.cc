@@ -266,10 +266,22 @@ v1::AgentMessage SupervisorLink::MakeStatus() {
   status->mutable_allocated()->set_vcpus(used.vcpus);
   status->mutable_allocated()->set_memory_mib(used.memory_mib);
   std::set<std::string> managed = applier_.managed();
+  std::set<std::string> reported;
   for (const GuestRecord& rec : guests_.List()) {
     if (managed.contains(rec.spec.name)) {
       api::GuestToProto(rec, options_.node_name, status->add_guests());
+      reported.insert(rec.spec.name);
     }
+  }
+  // An assigned guest this node refused is reported FAILED with why, so the replica shows the
+  // reason (phoenixctl service show) instead of sitting ASSIGNED without a word.
+  for (const auto& [name, reason] : applier_.refused()) {
+    if (reported.contains(name)) continue;
+    v1::Guest* refused = status->add_guests();
+    refused->mutable_spec()->set_name(name);
+    refused->set_node(options_.node_name);
+    refused->set_state(v1::GUEST_STATE_FAILED);
+    refused->set_last_exit_reason("refused by node " + options_.node_name + ": " + reason);
   }
   for (std::string& ref : ImageRefs()) status->add_images(std::move(ref));
   return message;

@@ -248,6 +248,27 @@ TEST_F(AgentSupervisorLinkTest, AssignmentRunsGuestsAndStatusReportsOnlyManagedO
   EXPECT_EQ(link_->applied_version(), 2u);
 }
 
+TEST_F(AgentSupervisorLinkTest, ARefusedAssignedGuestIsReportedFailedWithWhy) {
+  StartLink();
+  FakeSupervisor& sup = server_->service();
+  v1::Assignment a = MakeAssignment(1, {"web-0-1", "web-1-1"});
+  a.mutable_guests(1)->mutable_spec()->set_memory_mib(8);  // a newer supervisor's rules, say
+  sup.Assign(a);
+  ASSERT_TRUE(sup.WaitForStatus([](const v1::Status& s) {
+    if (s.applied_version() != 1 || !HasGuestIn(s, "web-0-1", v1::GUEST_STATE_RUNNING)) {
+      return false;
+    }
+    for (const v1::Guest& g : s.guests()) {
+      if (g.spec().name() == "web-1-1" && g.state() == v1::GUEST_STATE_FAILED &&
+          g.node() == "node-a" &&
+          g.last_exit_reason().find("refused by node node-a: not accepted: spec.memory_mib") == 0) {
+        return true;
+      }
+    }
+    return false;
+  })) << "the refusal travels up with the field at fault";
+}
+
 TEST_F(AgentSupervisorLinkTest, ReconnectsAfterTheSupervisorRestartsAndGuestsKeepRunning) {
   StartLink();
   server_->service().Assign(MakeAssignment(3, {"web-0-1"}));

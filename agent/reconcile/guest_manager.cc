@@ -9,7 +9,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include "agent/guest/validation.h"
 #include "agent/health/health_monitor.h"
 #include "agent/metrics/guest_sampler.h"
 #include "agent/net/port_allocator.h"
@@ -894,7 +893,7 @@ Result<GuestRecord> GuestManager::Stop(const std::string& name, milliseconds gra
     if (e == nullptr) return reply(NotFound("no guest named \"" + name + "\""));
     e->rec.desired_running = false;
     // The API validates it; the clamp keeps any other caller from parking a worker for ever.
-    e->stop_grace = std::clamp(grace, milliseconds(0), kMaxStopGrace);
+    e->stop_grace = std::clamp(grace, milliseconds(0), spec::kMaxStopGrace);
     e->stop_waiters.push_back(std::move(reply));
     Persist(*e);
     Reconcile(*e);

@@ -45,22 +45,6 @@ Result<void> ValidateName(const std::string& name) {
   return {};
 }
 
-Result<RuntimeKind> RuntimeFromProto(v1::Runtime runtime) {
-  switch (runtime) {
-    case v1::RUNTIME_VM:
-      return RuntimeKind::kVm;
-    case v1::RUNTIME_MICROVM:
-      return RuntimeKind::kMicroVm;
-    case v1::RUNTIME_CONTAINER:
-      return RuntimeKind::kContainer;
-    case v1::RUNTIME_UNSPECIFIED:
-      return InvalidArgument("spec.template.runtime", "is required (vm, microvm or container)");
-    default:
-      return InvalidArgument("spec.template.runtime",
-                             "unknown runtime " + std::to_string(static_cast<int>(runtime)));
-  }
-}
-
 Result<PlacementStrategy> StrategyFromProto(v1::PlacementStrategy strategy) {
   switch (strategy) {
     case v1::PLACEMENT_STRATEGY_UNSPECIFIED:
@@ -257,24 +241,14 @@ Result<ServiceSpec> ServiceSpecFromProto(const v1::ServiceSpec& in) {
   }
   out.replicas = in.replicas();
 
-  // A missing template is reported as its first missing field, runtime.
-  v1::GuestSpec guest = in.template_();
-  auto runtime = RuntimeFromProto(guest.runtime());
-  if (!runtime) return std::unexpected(runtime.error());
-  out.runtime = *runtime;
-  if (guest.image().empty()) {
-    return InvalidArgument("spec.template.image", "is required (name:tag, name or sha256:<id>)");
-  }
-  out.image = guest.image();
-  if (guest.memory_mib() == 0) guest.set_memory_mib(kDefaultMemoryMib);
-  if (guest.memory_mib() < kMinMemoryMib) {
-    return InvalidArgument("spec.template.memory_mib",
-                           "must be at least " + std::to_string(kMinMemoryMib) + " (got " +
-                               std::to_string(guest.memory_mib()) + ")");
-  }
-  out.memory_mib = guest.memory_mib();
-  if (guest.vcpus() == 0) guest.set_vcpus(kDefaultVcpus);
-  out.vcpus = guest.vcpus();
+  // The template obeys the same rules as a guest of its own (proto/support/guest_spec.h): what
+  // every agent would refuse is refused here, at create, naming spec.template.<field>.
+  auto guest = spec::ParseGuestSpec(in.template_(), "spec.template", spec::SpecUse::kTemplate);
+  if (!guest) return std::unexpected(guest.error());
+  out.runtime = guest->runtime;
+  out.image = guest->image;
+  out.memory_mib = guest->memory_mib;
+  out.vcpus = guest->vcpus;
 
   const std::string& attribute = in.spread().attribute();
   if (!attribute.empty() && attribute != "zone") {
@@ -295,15 +269,17 @@ Result<ServiceSpec> ServiceSpecFromProto(const v1::ServiceSpec& in) {
     out.autoscale = *policy;
   }
 
-  // The supervisor names each replica's guest and every agent picks its own host ports.
-  guest.clear_name();
-  for (auto& port : *guest.mutable_ports()) port.set_host_port(0);
-  // Deterministic so an unchanged spec always stores the same bytes (ServiceSpec::operator==).
+  // Stored with every default explicit (runtime included), so agents run exactly what was
+  // accepted. The supervisor names each replica's guest and every agent picks its own host ports
+  // (ParseGuestSpec cleared both). Deterministic, so an unchanged spec always stores the same bytes
+  // (ServiceSpec::operator==).
+  v1::GuestSpec normalized;
+  spec::GuestSpecToProto(*guest, &normalized);
   {
     google::protobuf::io::StringOutputStream stream(&out.guest_template);
     google::protobuf::io::CodedOutputStream coded(&stream);
     coded.SetSerializationDeterministic(true);
-    if (!guest.SerializeToCodedStream(&coded)) {
+    if (!normalized.SerializeToCodedStream(&coded)) {
       return Internal("serializing the replica template failed");
     }
   }

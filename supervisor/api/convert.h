@@ -3,10 +3,12 @@
 // only place the admin API touches protobuf.
 //
 // ServiceSpecFromProto validates the user's spec (InvalidArgument naming the field, "spec.name",
-// "spec.template.image", ...), applies the API defaults (256 MiB, 1 vCPU, max skew 1) and keeps the
-// replica template as a serialized phoenix.v1.GuestSpec (name cleared, host ports zeroed: the
-// supervisor names guests and the agents pick host ports) so every other field reaches the agent
-// unchanged. The *ToProto functions are for display and never fail.
+// "spec.template.image", ...): the replica template by the agents' own rules
+// (proto/support/guest_spec.h), so the supervisor refuses at create what every agent would refuse.
+// It applies the API defaults (max skew 1; the template's from guest_spec.h) and keeps the
+// template as a serialized phoenix.v1.GuestSpec with every default explicit (name cleared, host
+// ports zeroed: the supervisor names guests and the agents pick host ports). The *ToProto functions
+// are for display and never fail.
 //
 // Thread-safety: pure functions over values.
 #pragma once
@@ -15,15 +17,13 @@
 
 #include "phoenix/v1/supervisor.pb.h"
 #include "proto/support/error.h"
+#include "proto/support/guest_spec.h"
 #include "supervisor/reconcile/controller.h"
 #include "supervisor/state/cluster.h"
 
 namespace phoenix::supervisor::api {
 
 inline constexpr uint32_t kMaxReplicas = 1000;
-inline constexpr uint32_t kMinMemoryMib = 16;
-inline constexpr uint32_t kDefaultMemoryMib = 256;
-inline constexpr uint32_t kDefaultVcpus = 1;
 inline constexpr uint32_t kDefaultMaxSkew = 1;
 
 [[nodiscard]] Result<ServiceSpec> ServiceSpecFromProto(const v1::ServiceSpec& in);

@@ -58,11 +58,7 @@ INSTANTIATE_TEST_SUITE_P(
         InvalidCase{"replicas_over_limit", [](v1::ServiceSpec& s) { s.set_replicas(1001); },
                     "spec.replicas"},
         InvalidCase{"template_missing", [](v1::ServiceSpec& s) { s.clear_template_(); },
-                    "spec.template.runtime"},
-        InvalidCase{
-            "runtime_unset",
-            [](v1::ServiceSpec& s) { s.mutable_template_()->set_runtime(v1::RUNTIME_UNSPECIFIED); },
-            "spec.template.runtime"},
+                    "spec.template.image"},
         InvalidCase{"runtime_unknown",
                     [](v1::ServiceSpec& s) {
                       s.mutable_template_()->set_runtime(static_cast<v1::Runtime>(42));
@@ -71,7 +67,7 @@ INSTANTIATE_TEST_SUITE_P(
         InvalidCase{"image_empty", [](v1::ServiceSpec& s) { s.mutable_template_()->set_image(""); },
                     "spec.template.image"},
         InvalidCase{"memory_too_small",
-                    [](v1::ServiceSpec& s) { s.mutable_template_()->set_memory_mib(15); },
+                    [](v1::ServiceSpec& s) { s.mutable_template_()->set_memory_mib(63); },
                     "spec.template.memory_mib"},
         InvalidCase{"spread_attribute_unknown",
                     [](v1::ServiceSpec& s) { s.mutable_spread()->set_attribute("rack"); },
@@ -124,8 +120,17 @@ INSTANTIATE_TEST_SUITE_P(
         ValidCase{"replicas_max", [](v1::ServiceSpec& s) { s.set_replicas(1000); },
                   [](const ServiceSpec& s) { EXPECT_EQ(s.replicas, 1000u); }},
         ValidCase{"memory_min",
-                  [](v1::ServiceSpec& s) { s.mutable_template_()->set_memory_mib(16); },
-                  [](const ServiceSpec& s) { EXPECT_EQ(s.memory_mib, 16u); }},
+                  [](v1::ServiceSpec& s) { s.mutable_template_()->set_memory_mib(64); },
+                  [](const ServiceSpec& s) { EXPECT_EQ(s.memory_mib, 64u); }},
+        ValidCase{
+            "runtime_unset_is_vm",
+            [](v1::ServiceSpec& s) { s.mutable_template_()->set_runtime(v1::RUNTIME_UNSPECIFIED); },
+            [](const ServiceSpec& s) {
+              EXPECT_EQ(s.runtime, RuntimeKind::kVm);
+              v1::GuestSpec stored;
+              ASSERT_TRUE(stored.ParseFromString(s.guest_template));
+              EXPECT_EQ(stored.runtime(), v1::RUNTIME_VM) << "explicit on the link";
+            }},
         ValidCase{"vcpus_set", [](v1::ServiceSpec& s) { s.mutable_template_()->set_vcpus(4); },
                   [](const ServiceSpec& s) { EXPECT_EQ(s.vcpus, 4u); }},
         ValidCase{"runtime_vm",
@@ -173,7 +178,7 @@ v1::ServiceSpec FullSpec() {
   (*spec.mutable_node_selector())["gpu"] = "no";
   spec.set_distinct_hosts(true);
   v1::GuestSpec* t = spec.mutable_template_();
-  t->set_runtime(v1::RUNTIME_MICROVM);
+  t->set_runtime(v1::RUNTIME_CONTAINER);  // command and env are for containers only
   t->set_image("sha256:abcdef");
   t->set_vcpus(2);
   t->set_memory_mib(512);
@@ -195,7 +200,7 @@ TEST(ServiceSpecConvert, RoundTripKeepsEveryField) {
   v1::ServiceSpec in = FullSpec();
   auto value = ServiceSpecFromProto(in);
   ASSERT_TRUE(value.has_value()) << value.error().ToString();
-  EXPECT_EQ(value->runtime, RuntimeKind::kMicroVm);
+  EXPECT_EQ(value->runtime, RuntimeKind::kContainer);
   EXPECT_EQ(value->image, "sha256:abcdef");
   EXPECT_EQ(value->vcpus, 2u);
   EXPECT_EQ(value->memory_mib, 512u);
@@ -206,10 +211,17 @@ TEST(ServiceSpecConvert, RoundTripKeepsEveryField) {
 
   v1::ServiceSpec out;
   ServiceSpecToProto(*value, &out);
+  // Every field survives; the template comes back with its defaults made explicit.
+  v1::ServiceSpec expected = in;
+  auto parsed = spec::ParseGuestSpec(in.template_(), "spec.template", spec::SpecUse::kTemplate);
+  ASSERT_TRUE(parsed.has_value());
+  expected.clear_template_();
+  spec::GuestSpecToProto(*parsed, expected.mutable_template_());
+  EXPECT_EQ(expected.template_().health().timeout_ms(), 500u) << "defaults are explicit";
   std::string diff;
   MessageDifferencer differ;
   differ.ReportDifferencesToString(&diff);
-  EXPECT_TRUE(differ.Compare(in, out)) << diff;
+  EXPECT_TRUE(differ.Compare(expected, out)) << diff;
 
   // And the value survives a second trip unchanged.
   auto again = ServiceSpecFromProto(out);
@@ -244,7 +256,7 @@ TEST(ServiceSpecConvert, TemplateDropsNameAndHostPortsAndKeepsDefaults) {
   EXPECT_EQ(stored.health().http().path(), "/ready");
   EXPECT_EQ(stored.restart().policy(), v1::RESTART_POLICY_ON_FAILURE);
   EXPECT_EQ(stored.boot_mode(), v1::BOOT_MODE_COLD);
-  EXPECT_EQ(stored.runtime(), v1::RUNTIME_MICROVM);
+  EXPECT_EQ(stored.runtime(), v1::RUNTIME_CONTAINER);
   EXPECT_EQ(stored.image(), "sha256:abcdef");
 }
 

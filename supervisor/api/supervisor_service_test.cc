@@ -218,7 +218,17 @@ TEST_F(SupervisorServiceTest, BadSpecIsInvalidArgumentNamingTheField) {
   const std::vector<Case> cases = {
       {[](v1::ServiceSpec& s) { s.set_name("Bad_Name"); }, "spec.name"},
       {[](v1::ServiceSpec& s) { s.set_replicas(1001); }, "spec.replicas"},
-      {[](v1::ServiceSpec& s) { s.mutable_template_()->clear_runtime(); }, "spec.template.runtime"},
+      {[](v1::ServiceSpec& s) { s.mutable_template_()->set_runtime(static_cast<v1::Runtime>(9)); },
+       "spec.template.runtime"},
+      // What an agent would refuse is refused at create (proto/support/guest_spec.h).
+      {[](v1::ServiceSpec& s) { s.mutable_template_()->set_memory_mib(32); },
+       "spec.template.memory_mib"},
+      {[](v1::ServiceSpec& s) {
+         s.mutable_template_()->add_ports()->set_guest_port(80);
+         s.mutable_template_()->mutable_health()->mutable_http()->set_port(80);
+         s.mutable_template_()->mutable_health()->mutable_http()->set_path("/h\r\nX: y");
+       },
+       "spec.template.health.http.path"},
       {[](v1::ServiceSpec& s) { s.mutable_template_()->clear_image(); }, "spec.template.image"},
       {[](v1::ServiceSpec& s) { s.mutable_template_()->set_memory_mib(8); },
        "spec.template.memory_mib"},

@@ -41,8 +41,13 @@ Result<void> ValidateSpec(const ServiceSpec& spec) {
     return InvalidArgument("spec.replicas", "at most " + std::to_string(kMaxReplicas));
   }
   if (spec.image.empty()) return InvalidArgument("spec.template.image", "is required");
-  if (spec.vcpus == 0) return InvalidArgument("spec.template.vcpus", "must be at least 1");
-  if (spec.memory_mib < 16) return InvalidArgument("spec.template.memory_mib", "at least 16 MiB");
+  if (spec.vcpus == 0 || spec.vcpus > spec::kMaxVcpus) {
+    return InvalidArgument("spec.template.vcpus", "must be 1-" + std::to_string(spec::kMaxVcpus));
+  }
+  if (spec.memory_mib < spec::kMinMemoryMib) {
+    return InvalidArgument("spec.template.memory_mib",
+                           "must be at least " + std::to_string(spec::kMinMemoryMib) + " MiB");
+  }
   if (!spec.spread_attribute.empty() && spec.spread_attribute != "zone") {
     return InvalidArgument("spec.spread.attribute", "only \"zone\" (or empty for no spread)");
   }

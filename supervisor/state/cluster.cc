@@ -4,18 +4,6 @@
 
 namespace phoenix::supervisor {
 
-std::string_view RuntimeKindName(RuntimeKind kind) {
-  switch (kind) {
-    case RuntimeKind::kVm:
-      return "vm";
-    case RuntimeKind::kMicroVm:
-      return "microvm";
-    case RuntimeKind::kContainer:
-      return "container";
-  }
-  return "unknown";
-}
-
 std::string_view NodeStateName(NodeState state) {
   switch (state) {
     case NodeState::kReady:

@@ -18,12 +18,16 @@
 #include <string_view>
 #include <vector>
 
+#include "proto/support/guest_spec.h"
+
 namespace phoenix::supervisor {
 
 using Clock = std::chrono::system_clock;
 using TimePoint = Clock::time_point;
 
-enum class RuntimeKind { kVm, kMicroVm, kContainer };
+// One runtime vocabulary with the agents and phoenixctl (proto/support/guest_spec.h).
+using spec::RuntimeKind;
+using spec::RuntimeKindName;
 enum class NodeState { kReady, kSuspect, kDown };
 enum class PlacementStrategy { kSpread, kBinpack };
 enum class ReplicaState { kPending, kAssigned, kRunning, kLost };
@@ -40,7 +44,6 @@ enum class GuestState {
   kFailed
 };
 
-std::string_view RuntimeKindName(RuntimeKind kind);     // "vm", "microvm", "container"
 std::string_view NodeStateName(NodeState state);        // "READY", "SUSPECT", "DOWN"
 std::string_view ReplicaStateName(ReplicaState state);  // "PENDING", ...
 std::string_view GuestStateName(GuestState state);      // "RUNNING", ...

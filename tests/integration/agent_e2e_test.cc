@@ -188,8 +188,10 @@ TEST_F(AgentE2ETest, RejectsBadSpecsNamingTheField) {
       {[](v1::GuestSpec& s) { s.mutable_ports(0)->set_guest_port(70000); }, grpc::INVALID_ARGUMENT,
        "spec.ports[0].guest_port"},
       {[](v1::GuestSpec& s) { s.set_image("no-such-image"); }, grpc::NOT_FOUND, "spec.image"},
-      {[](v1::GuestSpec& s) { s.set_memory_mib(64u << 20); }, grpc::RESOURCE_EXHAUSTED,
-       "spec.memory_mib"},
+      {[](v1::GuestSpec& s) { s.set_memory_mib(512u << 10); }, grpc::RESOURCE_EXHAUSTED,
+       "spec.memory_mib"},  // valid, but more than this node has
+      {[](v1::GuestSpec& s) { s.set_memory_mib(64u << 20); }, grpc::INVALID_ARGUMENT,
+       "spec.memory_mib"},  // beyond any node
   };
   for (const Case& c : cases) {
     v1::RunGuestRequest req;

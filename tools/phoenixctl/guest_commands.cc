@@ -5,6 +5,8 @@
 #include <map>
 #include <optional>
 
+#include "proto/support/guest_spec.h"
+
 namespace phoenix::ctl {
 
 namespace {
@@ -193,6 +195,10 @@ int GuestRun(Context& ctx, std::span<const std::string> args) {
     return ctx.UsageError(kCommand, applied.error().message);
   }
   spec.set_name(*name);
+  // The agent's own rules (proto/support/guest_spec.h): a spec it would refuse never leaves here.
+  if (auto valid = spec::ParseGuestSpec(spec); !valid) {
+    return ctx.UsageError(kCommand, valid.error().ToString());
+  }
 
   v1::RunGuestRequest request;
   *request.mutable_spec() = spec;

@@ -143,8 +143,9 @@ TEST(GuestRunTest, MemoryTakesAUnit) {
 
 TEST(GuestRunTest, MinimalSpecLeavesDefaultsToTheAgent) {
   FakeAgent agent;
-  auto result = RunCli(RunGuestGroup, agent.endpoint(),
-                       {"run", "db", "--image", "demo", "--health-tcp", "5432", "-o", "json"});
+  auto result = RunCli(
+      RunGuestGroup, agent.endpoint(),
+      {"run", "db", "--image", "demo", "--publish", "5432", "--health-tcp", "5432", "-o", "json"});
   ASSERT_EQ(result.exit_code, 0) << result.err;
   auto requests = agent.run_requests();
   ASSERT_EQ(requests.size(), 1u);
@@ -160,12 +161,21 @@ TEST(GuestRunTest, MinimalSpecLeavesDefaultsToTheAgent) {
 TEST(GuestRunTest, ServerInvalidArgumentPrintsTheFieldMessageAndExits1) {
   FakeAgent agent;
   agent.FailNext("RunGuest", grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                          "spec.memory_mib: must be at least 64 MiB"));
+                                          "spec.image: no image \"nope\" on this node"));
+  auto result =
+      RunCli(RunGuestGroup, agent.endpoint(), {"run", "web", "--image", "nope", "--memory", "128"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_EQ(result.err, "error: spec.image: no image \"nope\" on this node (INVALID_ARGUMENT)\n");
+  EXPECT_EQ(result.out, "");
+}
+
+TEST(GuestRunTest, ASpecTheAgentWouldRefuseIsRefusedBeforeSending) {
+  FakeAgent agent;
   auto result =
       RunCli(RunGuestGroup, agent.endpoint(), {"run", "web", "--image", "demo", "--memory", "16"});
-  EXPECT_EQ(result.exit_code, 1);
-  EXPECT_EQ(result.err, "error: spec.memory_mib: must be at least 64 MiB (INVALID_ARGUMENT)\n");
-  EXPECT_EQ(result.out, "");
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_THAT(result.err, HasSubstr("spec.memory_mib: must be 64-1048576 MiB (got 16)"));
+  EXPECT_TRUE(agent.run_requests().empty());
 }
 
 TEST(GuestRunTest, UsageErrorsExit2WithoutCallingTheAgent) {

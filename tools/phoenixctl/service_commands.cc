@@ -7,6 +7,7 @@
 #include <optional>
 #include <vector>
 
+#include "proto/support/guest_spec.h"
 #include "tools/phoenixctl/guest_commands.h"
 
 namespace phoenix::ctl {
@@ -388,6 +389,13 @@ int ServiceCreate(Context& ctx, std::span<const std::string> args) {
                                           ": a service's host ports are picked on each node; "
                                           "give GUESTPORT (or HOSTIP:0:GUESTPORT)");
     }
+  }
+  // The supervisor checks templates by the agents' rules (proto/support/guest_spec.h): so does
+  // this.
+  if (auto valid =
+          spec::ParseGuestSpec(spec.template_(), "spec.template", spec::SpecUse::kTemplate);
+      !valid) {
+    return ctx.UsageError(kCommand, valid.error().ToString());
   }
   if (autoscale.Any()) {
     auto policy = autoscale.Policy();
@@ -788,7 +796,7 @@ void RenderServiceDetail(const v1::Service& service, std::ostream& out) {
   for (const v1::Replica& replica : replicas) {
     if (replica.last_exit_reason().empty()) continue;
     if (!exit_header) {
-      out << "\nLast exits:\n";
+      out << "\nLast exits and refusals:\n";
       exit_header = true;
     }
     out << "  " << replica.index() << ": " << replica.last_exit_reason() << "\n";

@@ -211,7 +211,7 @@ TEST(ServiceShowTest, PrintsSpecReplicaRowsAndPendingReasonsInFull) {
               HasSubstr("Pending replicas (why no node fits):\n"
                         "  2: 3 nodes: 2 zone a/b (max skew 1 reached), 1 memory (needs 256 MiB, "
                         "128 MiB free)\n"));
-  EXPECT_THAT(result.out, HasSubstr("Last exits:\n  1: killed by signal 9\n"));
+  EXPECT_THAT(result.out, HasSubstr("Last exits and refusals:\n  1: killed by signal 9\n"));
   EXPECT_EQ(supervisor.authorization("GetService"), std::vector<std::string>{"Bearer t0k"});
 
   auto json = RunSupervisorCli(RunServiceGroup, supervisor, {"show", "web", "-o", "json"});

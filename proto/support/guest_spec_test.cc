@@ -1,10 +1,12 @@
-#include "agent/guest/validation.h"
+#include "proto/support/guest_spec.h"
 
 #include <functional>
 
 #include <gtest/gtest.h>
 
-namespace phoenix::agent {
+#include "phoenix/v1/agent.pb.h"
+
+namespace phoenix::spec {
 namespace {
 
 GuestSpec ValidSpec() {
@@ -134,6 +136,113 @@ INSTANTIATE_TEST_SUITE_P(
              "spec.restart.max_backoff_ms"}),
     [](const auto& info) { return std::string(info.param.title); });
 
+TEST(GuestSpecConvertTest, AppliesDefaults) {
+  v1::GuestSpec in;
+  in.set_name("web");
+  in.set_image("demo");
+  in.add_ports()->set_guest_port(80);
+  in.mutable_health()->mutable_http()->set_port(80);
+  auto s = GuestSpecFromProto(in);
+  ASSERT_TRUE(s) << s.error().ToString();
+  EXPECT_EQ(s->runtime, RuntimeKind::kVm);
+  EXPECT_EQ(s->vcpus, 1u);
+  EXPECT_EQ(s->memory_mib, 256u);
+  EXPECT_EQ(s->ports.at(0).host_ip, "127.0.0.1");
+  EXPECT_EQ(s->health.kind, HealthCheck::Kind::kHttp);
+  EXPECT_EQ(s->health.path, "/health");
+  EXPECT_EQ(s->health.restart_after_unhealthy_ms, 10000u) << "unset: a 10 s liveness grace";
+  EXPECT_EQ(s->restart.policy, RestartPolicy::kAlways);
+  EXPECT_EQ(s->boot_mode, BootMode::kAuto);
+}
+
+TEST(GuestSpecConvertTest, RestartAfterUnhealthyZeroIsKeptNotDefaulted) {
+  v1::GuestSpec in;
+  in.add_ports()->set_guest_port(80);
+  in.mutable_health()->mutable_tcp()->set_port(80);
+  in.mutable_health()->set_restart_after_unhealthy_ms(0);
+  auto s = GuestSpecFromProto(in);
+  ASSERT_TRUE(s) << s.error().ToString();
+  EXPECT_EQ(s->health.restart_after_unhealthy_ms, 0u);
+}
+
+TEST(GuestSpecConvertTest, RejectsPortsOutOfRangeNamingTheField) {
+  v1::GuestSpec in;
+  in.add_ports()->set_guest_port(80);
+  in.add_ports()->set_guest_port(70000);
+  auto s = GuestSpecFromProto(in);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().field, "spec.ports[1].guest_port");
+}
+
+TEST(GuestSpecConvertTest, RejectsEmptyHealth) {
+  v1::GuestSpec in;
+  in.mutable_health()->set_interval_ms(1000);
+  auto s = GuestSpecFromProto(in);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().field, "spec.health");
+}
+
+TEST(GuestSpecConvertTest, SpecRoundTrips) {
+  GuestSpec spec;
+  spec.name = "api";
+  spec.runtime = RuntimeKind::kContainer;
+  spec.image = "demo:v2";
+  spec.vcpus = 2;
+  spec.memory_mib = 512;
+  spec.command = {"/bin/sh", "-c", "echo hi"};
+  spec.env = {{"A", "1"}};
+  spec.ports = {{8080, 18080, "127.0.0.1"}};
+  spec.health = {HealthCheck::Kind::kTcp, 8080, "/health", 500, 400, 2, 30000, 2500};
+  spec.restart = {RestartPolicy::kOnFailure, 100, 5000};
+  spec.boot_mode = BootMode::kCold;
+  v1::GuestSpec wire;
+  GuestSpecToProto(spec, &wire);
+  auto back = GuestSpecFromProto(wire);
+  ASSERT_TRUE(back) << back.error().ToString();
+  EXPECT_EQ(*back, spec);
+  spec.health.restart_after_unhealthy_ms = 0;  // "at once" survives the wire too
+  v1::GuestSpec wire_at_once;
+  GuestSpecToProto(spec, &wire_at_once);
+  back = GuestSpecFromProto(wire_at_once);
+  ASSERT_TRUE(back) << back.error().ToString();
+  EXPECT_EQ(*back, spec);
+}
+
+TEST(GuestSpecConvertTest, TemplatesAreCheckedByTheSameRulesUnderTheirOwnPrefix) {
+  v1::GuestSpec in;
+  in.set_image("demo");
+  in.set_memory_mib(32);  // an agent refuses this, so a service template must be refused too
+  auto s = ParseGuestSpec(in, "spec.template", SpecUse::kTemplate);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().field, "spec.template.memory_mib");
+
+  // No name (the supervisor names replicas) and host ports that agents pick are fine.
+  in.set_memory_mib(0);
+  in.add_ports()->set_guest_port(80);
+  in.mutable_ports(0)->set_host_port(8080);
+  s = ParseGuestSpec(in, "spec.template", SpecUse::kTemplate);
+  ASSERT_TRUE(s) << s.error().ToString();
+  EXPECT_EQ(s->runtime, RuntimeKind::kVm) << "unset runtime is a VM, as on the agent";
+  EXPECT_EQ(s->ports.at(0).host_port, 0);
+  EXPECT_EQ(s->memory_mib, kDefaultMemoryMib);
+
+  in.mutable_env()->insert({"A=B", "c"});
+  s = ParseGuestSpec(in, "spec.template", SpecUse::kTemplate);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().field, "spec.template.env");
+  in.set_runtime(v1::RUNTIME_CONTAINER);
+  s = ParseGuestSpec(in, "spec.template", SpecUse::kTemplate);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().field, "spec.template.env[\"A=B\"]");
+
+  // A guest of its own needs its name.
+  v1::GuestSpec guest;
+  guest.set_image("demo");
+  auto g = ParseGuestSpec(guest);
+  ASSERT_FALSE(g);
+  EXPECT_EQ(g.error().field, "spec.name");
+}
+
 TEST(StopGraceTest, DefaultsAndBounds) {
   EXPECT_EQ(StopGrace(0).value(), kDefaultStopGrace);
   EXPECT_EQ(StopGrace(1).value(), std::chrono::milliseconds(1));
@@ -154,4 +263,4 @@ TEST(IsValidGuestNameTest, AcceptsDnsLabels) {
 }
 
 }  // namespace
-}  // namespace phoenix::agent
+}  // namespace phoenix::spec
