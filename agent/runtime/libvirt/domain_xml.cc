@@ -84,6 +84,7 @@ std::string DomainXml(const InstanceSpec& spec, const DomainDetails& d) {
                    kvm ? "kvm" : "qemu");
   x += fmt::format("  <name>{}</name>\n", XmlEscape(spec.instance));
   if (!d.uuid.empty()) x += fmt::format("  <uuid>{}</uuid>\n", XmlEscape(d.uuid));
+  if (!d.genid.empty()) x += fmt::format("  <genid>{}</genid>\n", XmlEscape(d.genid));
   x += "  <metadata>\n";
   x += fmt::format("    <{0}:phoenix xmlns:{0}='{1}'>\n", kMetadataPrefix, kMetadataNamespace);
   x += fmt::format("      <{0}:guest-id>{1}</{0}:guest-id>\n", kMetadataPrefix,

@@ -32,7 +32,11 @@ inline constexpr std::string_view kMetadataPrefix = "phx";
 
 struct DomainDetails {
   Accelerator accel = Accelerator::kTcg;
-  std::string uuid;               // empty: libvirt generates one
+  std::string uuid;  // empty: libvirt generates one
+  // VM generation id (an ACPI vmgenid device): a fresh one per instance. Restoring a golden
+  // snapshot under a new id makes the guest kernel reseed its RNG before user code runs, so
+  // clones never share randomness. Empty: no device.
+  std::string genid;
   std::filesystem::path overlay;  // the instance's qcow2 overlay; empty: no disk
   std::filesystem::path emulator = "/usr/bin/qemu-system-x86_64";
 };

@@ -41,6 +41,7 @@ TEST_P(DomainXmlTest, Renders) {
   InstanceSpec spec = BaseSpec();
   DomainDetails details{.accel = Accelerator::kTcg,
                         .uuid = "0f0e0d0c-0b0a-4908-8706-050403020100",
+                        .genid = "11111111-2222-4333-8444-555555555555",
                         .overlay = "/guests/web/phx-web-3.qcow2"};
   GetParam().mutate(spec, details);
   std::string xml = DomainXml(spec, details);
@@ -55,6 +56,7 @@ INSTANTIATE_TEST_SUITE_P(
                            {"<domain type='qemu'",
                             "<name>phx-web-3</name>",
                             "<uuid>0f0e0d0c-0b0a-4908-8706-050403020100</uuid>",
+                            "<genid>11111111-2222-4333-8444-555555555555</genid>",
                             "<memory unit='MiB'>384</memory>",
                             "<vcpu>2</vcpu>",
                             "<kernel>/images/abcd/vmlinux</kernel>",

@@ -690,6 +690,7 @@ Result<void> LibvirtRuntime::BootGolden(virConnectPtr conn, const ImageArtifacts
   std::string xml =
       DomainXml(spec, DomainDetails{.accel = accel,
                                     .uuid = NewUuid(),
+                                    .genid = NewUuid(),
                                     .overlay = image.disk.empty() ? fs::path() : g.overlay});
   auto boot_started = SteadyClock::now();
   DomainRef dom{virDomainCreateXML(conn, xml.c_str(), VIR_DOMAIN_NONE)};
@@ -911,20 +912,23 @@ Result<InstanceInfo> LibvirtRuntime::Launch(virConnectPtr c, const InstanceSpec&
     }
   }
   const std::string uuid = NewUuid();
+  const std::string genid = NewUuid();
   {
     std::lock_guard lock(mu_);
     uuids_[spec.instance] = uuid;
   }
-  const std::string xml = DomainXml(
-      spec,
-      DomainDetails{.accel = accel, .uuid = uuid, .overlay = has_disk ? overlay : fs::path()});
+  const std::string xml =
+      DomainXml(spec, DomainDetails{.accel = accel,
+                                    .uuid = uuid,
+                                    .genid = genid,
+                                    .overlay = has_disk ? overlay : fs::path()});
   if (!restore) {
     DomainRef dom{virDomainCreateXML(c, xml.c_str(), VIR_DOMAIN_NONE)};
     domain_created = dom.d != nullptr;
     if (dom.d == nullptr) return fail(LibvirtError(c, "creating the domain"));
   } else {
     auto clone_started = SteadyClock::now();
-    if (auto r = CloneSaveImage(golden->save, save_clone, spec.instance, uuid); !r) {
+    if (auto r = CloneSaveImage(golden->save, save_clone, spec.instance, uuid, genid); !r) {
       return fail(r.error());
     }
     auto restore_started = SteadyClock::now();

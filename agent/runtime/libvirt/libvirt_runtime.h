@@ -10,6 +10,9 @@
 // <- instance overlay. libvirt 9.0 refuses to restore a save image under another domain name or
 // UUID, so each restore uses a per-instance clone of the save image renamed in its header (see
 // save_image.h); the instance's own XML (name, overlay, log, hostfwd ports) is passed as dxml.
+// Every domain has a VM generation id device (<genid>), and every instance its own id, also in its
+// save-image clone: on restore QEMU hands the new id to the guest, whose kernel reseeds its RNG, so
+// clones of one snapshot never share randomness.
 // The save image and golden overlay are sealed (golden_seal.h) and verified on their first use in
 // this process; a snapshot that fails that check or a restore is set aside, the instance
 // cold-boots under the same name (a fresh domain UUID, so a late event of the failed domain is

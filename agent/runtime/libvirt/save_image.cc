@@ -121,7 +121,8 @@ Result<SaveImageHeader> ReadSaveImageHeader(const std::filesystem::path& path) {
 }
 
 Result<void> CloneSaveImage(const std::filesystem::path& src, const std::filesystem::path& dst,
-                            const std::string& name, const std::string& uuid) {
+                            const std::string& name, const std::string& uuid,
+                            const std::string& genid) {
   Fd in{::open(src.c_str(), O_RDONLY | O_CLOEXEC)};
   if (in.fd < 0) return ErrnoError("opening save image " + src.string());
   auto raw = ReadRaw(in.fd, src.string());
@@ -134,6 +135,13 @@ Result<void> CloneSaveImage(const std::filesystem::path& src, const std::filesys
   if (!xml) return std::unexpected(xml.error());
   xml = ReplaceFirstElement(*xml, "uuid", uuid);
   if (!xml) return std::unexpected(xml.error());
+  if (!genid.empty()) {
+    xml = ReplaceFirstElement(*xml, "genid", genid);
+    if (!xml) {
+      return std::unexpected(
+          xml.error().Wrap("the snapshot has no VM generation id device (made by an older agent)"));
+    }
+  }
 
   // New data: xml NUL [cookie NUL] zeros, same total length so the QEMU stream keeps its offset.
   const size_t xml_len = xml->size() + 1;

@@ -37,11 +37,14 @@ struct SaveImageHeader {
 
 Result<SaveImageHeader> ReadSaveImageHeader(const std::filesystem::path& path);
 
-// Writes `dst` (mode 0600): `src` with the domain <name> and <uuid> of its header XML replaced.
-// Fails (and leaves no `dst`) when src is not an uncompressed version-2 save image or the new XML
-// does not fit the header's space.
+// Writes `dst` (mode 0600): `src` with the domain <name>, <uuid> and (when `genid` is not empty)
+// <genid> of its header XML replaced. A new generation id is how a clone learns it is one: QEMU's
+// vmgenid device hands it to the guest on restore and the guest kernel reseeds its RNG. Fails
+// (and leaves no `dst`) when src is not an uncompressed version-2 save image, has no <genid> to
+// replace, or the new XML does not fit the header's space.
 Result<void> CloneSaveImage(const std::filesystem::path& src, const std::filesystem::path& dst,
-                            const std::string& name, const std::string& uuid);
+                            const std::string& name, const std::string& uuid,
+                            const std::string& genid = {});
 
 // The XML with the text of its first <tag>...</tag> replaced (tag given without brackets).
 Result<std::string> ReplaceFirstElement(const std::string& xml, const std::string& tag,

@@ -81,6 +81,30 @@ TEST_F(SaveImageTest, CloneRenamesAndKeepsStreamAtSameOffset) {
             fs::perms::owner_read | fs::perms::owner_write);
 }
 
+TEST_F(SaveImageTest, CloneGetsItsOwnGenerationId) {
+  const std::string with_genid =
+      "<domain type='qemu'>\n  <name>g</name>\n  <uuid>11111111-1111-1111-1111-111111111111</uuid>"
+      "\n  <genid>aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa</genid>\n</domain>\n";
+  auto src = Write("genid.save", MakeImage(with_genid, kCookie, 4096, "QEVM"));
+  auto r =
+      CloneSaveImage(src, dir_ / "clone.save", "phx-c-1", "22222222-3333-4444-8555-666666666666",
+                     "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb");
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  auto h = ReadSaveImageHeader(dir_ / "clone.save");
+  ASSERT_TRUE(h.has_value());
+  EXPECT_NE(h->xml.find("<genid>bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb</genid>"), std::string::npos);
+  EXPECT_EQ(h->xml.find("aaaaaaaa"), std::string::npos);
+
+  // A snapshot from before generation ids cannot give a clone its own: refused, so the runtime
+  // sets it aside and rebuilds it.
+  auto old = Write("old.save", MakeImage(kXml, kCookie, 4096, "QEVM"));
+  auto refused = CloneSaveImage(old, dir_ / "old-clone.save", "phx-c-2", "u",
+                                "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb");
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_NE(refused.error().message.find("no VM generation id device"), std::string::npos);
+  EXPECT_FALSE(fs::exists(dir_ / "old-clone.save"));
+}
+
 TEST_F(SaveImageTest, RejectsBadMagicVersionAndCompression) {
   auto bad = Write("bad.save", std::string(200, 'z'));
   auto r = CloneSaveImage(bad, dir_ / "o1", "n", "u");
