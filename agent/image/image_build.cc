@@ -115,6 +115,9 @@ Result<ImageRecord> ImageStore::Build(const fs::path& recipes_dir, const std::st
   if (!IsValidRecipeName(recipe)) {
     return InvalidArgument("recipe", "recipe name \"" + recipe + "\" must match [a-z0-9-]+");
   }
+  if (recipes_dir.empty()) {
+    return FailedPrecondition("this agent has no recipe directory (start it with --recipes DIR)");
+  }
   std::error_code ec;
   fs::path recipe_dir = fs::absolute(recipes_dir, ec) / recipe;
   if (ec) return Internal("resolving " + recipes_dir.string() + ": " + ec.message());

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -193,6 +194,16 @@ Result<ImageManifest> LoadImageManifest(const std::filesystem::path& dir) {
     int err = errno;
     if (err == ENOENT) {
       return NotFound("image manifest " + file.string() + " does not exist");
+    }
+    // The caller named something that is no image directory: their input, not our failure.
+    if (err == ENOTDIR || err == EISDIR || err == ELOOP || err == ENAMETOOLONG) {
+      return InvalidArgument(
+          "directory",
+          dir.string().substr(0, 256) + " is not an image directory (" + std::strerror(err) + ")");
+    }
+    if (err == EACCES) {
+      return MakeError(ErrorCode::kPermissionDenied,
+                       "reading " + file.string() + ": " + std::strerror(err));
     }
     return ErrnoError("reading " + file.string(), err);
   }

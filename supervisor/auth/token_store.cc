@@ -309,6 +309,14 @@ Result<TokenStore::Entry*> TokenStore::FindIn(std::vector<Entry>& entries, std::
   return found;
 }
 
+Result<void> TokenStore::RoomForOneMore(size_t live) const {
+  if (live < kMaxTokens) return {};
+  return MakeError(ErrorCode::kResourceExhausted,
+                   file_.string() + " holds " + std::to_string(kMaxTokens) +
+                       " live tokens, its limit; remove the lines of tokens no longer used (or "
+                       "let join tokens expire) first");
+}
+
 Result<std::string> TokenStore::Mint(Role role, const std::string& description) {
   auto secret = RandomSecret();
   if (!secret) return std::unexpected(secret.error());
@@ -317,6 +325,7 @@ Result<std::string> TokenStore::Mint(Role role, const std::string& description) 
   if (!hash) return std::unexpected(hash.error());
   std::lock_guard lock(mu_);
   PHX_TRY(RewriteLocked([&](std::vector<Entry>& entries) -> Result<void> {
+    PHX_TRY(RoomForOneMore(entries.size()));
     entries.push_back(Entry{*hash, static_cast<Kind>(role), 0, 0, CleanDescription(description)});
     return {};
   }));
@@ -336,6 +345,7 @@ Result<JoinToken> TokenStore::MintJoinToken(std::chrono::seconds ttl, uint32_t u
   const int64_t expires = NowUnix() + ttl.count();
   std::lock_guard lock(mu_);
   PHX_TRY(RewriteLocked([&](std::vector<Entry>& entries) -> Result<void> {
+    PHX_TRY(RoomForOneMore(entries.size()));
     entries.push_back(Entry{*hash, Kind::kJoin, expires, uses, "join token"});
     return {};
   }));

@@ -53,7 +53,8 @@ class TokenStore {
   TokenStore(const TokenStore&) = delete;
   TokenStore& operator=(const TokenStore&) = delete;
 
-  // A new bearer token that never expires; returns its plaintext (shown once).
+  // A new bearer token that never expires; returns its plaintext (shown once). kResourceExhausted
+  // when the file holds kMaxTokens.
   [[nodiscard]] Result<std::string> Mint(Role role, const std::string& description);
   // Good for `uses` enrollments (1..kMaxJoinTokenUses) until it expires.
   [[nodiscard]] Result<JoinToken> MintJoinToken(std::chrono::seconds ttl, uint32_t uses = 1);
@@ -66,6 +67,10 @@ class TokenStore {
   [[nodiscard]] Result<void> ConsumeJoinToken(std::string_view token);
 
   static constexpr uint32_t kMaxJoinTokenUses = 10000;
+  // Live tokens (bearer and join) the file holds at most: every mint and use rewrites the whole
+  // file, so an unbounded one would make each slower than the last. Minting beyond it is
+  // kResourceExhausted; expired join tokens are dropped on every rewrite.
+  static constexpr size_t kMaxTokens = 4096;
 
   const std::filesystem::path& path() const { return file_; }
 
@@ -95,6 +100,7 @@ class TokenStore {
   // Under the cross-process lock: reloads, drops expired entries, applies `change` and rewrites
   // the file; nothing is written when `change` fails.
   Result<void> RewriteLocked(const std::function<Result<void>(std::vector<Entry>&)>& change);
+  Result<void> RoomForOneMore(size_t live) const;
   // The unexpired entry of `entries` whose hash is the token's: a join token when join, else a
   // bearer token. Every entry is compared, in constant time.
   Result<Entry*> FindIn(std::vector<Entry>& entries, std::string_view token, bool join);

@@ -101,6 +101,26 @@ TEST_F(TokenStoreTest, ReloadsAfterAnExternalAppend) {
   EXPECT_EQ(*got, Role::kViewer);
 }
 
+TEST_F(TokenStoreTest, MintingStopsAtTheLimitOfLiveTokens) {
+  auto store = Open();
+  // Written by hand: minting 4096 tokens one by one would rewrite the file 4096 times.
+  std::string lines;
+  for (size_t i = 0; i + 1 < TokenStore::kMaxTokens; ++i) {
+    lines += Sha256Hex("phx_viewer_bulk-" + std::to_string(i)) + " viewer 0 bulk\n";
+  }
+  Append(lines.substr(0, lines.size() - 1));
+  ASSERT_TRUE(store->Mint(Role::kViewer, "the last one").has_value());
+  auto refused = store->Mint(Role::kViewer, "one too many");
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, ErrorCode::kResourceExhausted);
+  EXPECT_NE(refused.error().message.find("4096 live tokens"), std::string::npos);
+  auto join = store->MintJoinToken(std::chrono::seconds(60));
+  ASSERT_FALSE(join.has_value());
+  EXPECT_EQ(join.error().code, ErrorCode::kResourceExhausted);
+  // Every token minted before the limit still works.
+  EXPECT_TRUE(store->Authenticate("phx_viewer_bulk-7").has_value());
+}
+
 TEST_F(TokenStoreTest, SecondStoreOnTheSameFileSeesAndKeepsEveryToken) {
   auto live = Open();
   auto offline = Open();
