@@ -36,31 +36,7 @@ v1::GuestState StateToProto(GuestState s) {
   return v1::GUEST_STATE_UNSPECIFIED;
 }
 
-v1::BootMode BootToProto(BootMode m) {
-  switch (m) {
-    case BootMode::kAuto:
-      return v1::BOOT_MODE_AUTO;
-    case BootMode::kCold:
-      return v1::BOOT_MODE_COLD;
-    case BootMode::kSnapshot:
-      return v1::BOOT_MODE_SNAPSHOT;
-  }
-  return v1::BOOT_MODE_UNSPECIFIED;
-}
-
 }  // namespace
-
-v1::Runtime RuntimeToProto(RuntimeKind kind) {
-  switch (kind) {
-    case RuntimeKind::kVm:
-      return v1::RUNTIME_VM;
-    case RuntimeKind::kMicroVm:
-      return v1::RUNTIME_MICROVM;
-    case RuntimeKind::kContainer:
-      return v1::RUNTIME_CONTAINER;
-  }
-  return v1::RUNTIME_UNSPECIFIED;
-}
 
 void GuestToProto(const GuestRecord& in, const std::string& node, v1::Guest* out) {
   out->set_id(in.id);
@@ -80,7 +56,7 @@ void GuestToProto(const GuestRecord& in, const std::string& node, v1::Guest* out
     ep->set_host_port(p.host_port);
   }
   out->set_image_id(in.image_id);
-  out->set_last_boot(BootToProto(in.last_boot));
+  out->set_last_boot(spec::BootModeToProto(in.last_boot));
   out->set_last_boot_ms(in.last_boot_ms);
   out->set_instance(in.instance);
   out->set_accelerator(in.accelerator);

@@ -14,6 +14,6 @@ namespace phoenix::agent::api {
 void GuestToProto(const GuestRecord& in, const std::string& node, v1::Guest* out);
 void EventToProto(const EventRecord& in, v1::Event* out);
 void ImageToProto(const ImageRecord& in, v1::Image* out);
-v1::Runtime RuntimeToProto(RuntimeKind kind);
+using spec::RuntimeToProto;
 
 }  // namespace phoenix::agent::api

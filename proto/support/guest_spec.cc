@@ -157,30 +157,6 @@ Result<uint16_t> Port(uint32_t value, const std::string& field, bool zero_ok) {
   return static_cast<uint16_t>(value);
 }
 
-v1::Runtime RuntimeToProto(RuntimeKind kind) {
-  switch (kind) {
-    case RuntimeKind::kVm:
-      return v1::RUNTIME_VM;
-    case RuntimeKind::kMicroVm:
-      return v1::RUNTIME_MICROVM;
-    case RuntimeKind::kContainer:
-      return v1::RUNTIME_CONTAINER;
-  }
-  return v1::RUNTIME_UNSPECIFIED;
-}
-
-v1::BootMode BootToProto(BootMode m) {
-  switch (m) {
-    case BootMode::kAuto:
-      return v1::BOOT_MODE_AUTO;
-    case BootMode::kCold:
-      return v1::BOOT_MODE_COLD;
-    case BootMode::kSnapshot:
-      return v1::BOOT_MODE_SNAPSHOT;
-  }
-  return v1::BOOT_MODE_UNSPECIFIED;
-}
-
 v1::RestartPolicy PolicyToProto(RestartPolicy p) {
   switch (p) {
     case RestartPolicy::kAlways:
@@ -403,7 +379,44 @@ void GuestSpecToProto(const GuestSpec& in, v1::GuestSpec* out) {
   out->mutable_restart()->set_policy(PolicyToProto(in.restart.policy));
   out->mutable_restart()->set_initial_backoff_ms(in.restart.initial_backoff_ms);
   out->mutable_restart()->set_max_backoff_ms(in.restart.max_backoff_ms);
-  out->set_boot_mode(BootToProto(in.boot_mode));
+  out->set_boot_mode(BootModeToProto(in.boot_mode));
+}
+
+v1::Runtime RuntimeToProto(RuntimeKind kind) {
+  switch (kind) {
+    case RuntimeKind::kVm:
+      return v1::RUNTIME_VM;
+    case RuntimeKind::kMicroVm:
+      return v1::RUNTIME_MICROVM;
+    case RuntimeKind::kContainer:
+      return v1::RUNTIME_CONTAINER;
+  }
+  return v1::RUNTIME_UNSPECIFIED;
+}
+
+std::optional<RuntimeKind> RuntimeFromProto(v1::Runtime runtime) {
+  switch (runtime) {
+    case v1::RUNTIME_VM:
+      return RuntimeKind::kVm;
+    case v1::RUNTIME_MICROVM:
+      return RuntimeKind::kMicroVm;
+    case v1::RUNTIME_CONTAINER:
+      return RuntimeKind::kContainer;
+    default:
+      return std::nullopt;
+  }
+}
+
+v1::BootMode BootModeToProto(BootMode mode) {
+  switch (mode) {
+    case BootMode::kAuto:
+      return v1::BOOT_MODE_AUTO;
+    case BootMode::kCold:
+      return v1::BOOT_MODE_COLD;
+    case BootMode::kSnapshot:
+      return v1::BOOT_MODE_SNAPSHOT;
+  }
+  return v1::BOOT_MODE_UNSPECIFIED;
 }
 
 }  // namespace phoenix::spec

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,7 +25,9 @@
 
 namespace phoenix::v1 {
 class GuestSpec;
-}
+enum Runtime : int;
+enum BootMode : int;
+}  // namespace phoenix::v1
 
 namespace phoenix::spec {
 
@@ -130,5 +133,10 @@ bool IsValidGuestName(std::string_view name);
                                                SpecUse use = SpecUse::kGuest);
 // Every field explicit (defaults filled in).
 void GuestSpecToProto(const GuestSpec& in, v1::GuestSpec* out);
+
+v1::Runtime RuntimeToProto(RuntimeKind kind);
+// nullopt for RUNTIME_UNSPECIFIED and values this build does not know.
+std::optional<RuntimeKind> RuntimeFromProto(v1::Runtime runtime);
+v1::BootMode BootModeToProto(BootMode mode);
 
 }  // namespace phoenix::spec

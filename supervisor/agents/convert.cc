@@ -5,19 +5,6 @@
 
 namespace phoenix::supervisor::agents {
 
-std::optional<RuntimeKind> RuntimeFromProto(v1::Runtime runtime) {
-  switch (runtime) {
-    case v1::RUNTIME_VM:
-      return RuntimeKind::kVm;
-    case v1::RUNTIME_MICROVM:
-      return RuntimeKind::kMicroVm;
-    case v1::RUNTIME_CONTAINER:
-      return RuntimeKind::kContainer;
-    default:
-      return std::nullopt;
-  }
-}
-
 GuestState GuestStateFromProto(v1::GuestState state) {
   switch (state) {
     case v1::GUEST_STATE_PENDING:

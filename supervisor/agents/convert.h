@@ -24,8 +24,7 @@ AgentReport ReportFromProto(const v1::Status& in, TimePoint now);
 ReportedGuest GuestFromProto(const v1::Guest& in, TimePoint now);
 
 GuestState GuestStateFromProto(v1::GuestState state);
-// Empty for RUNTIME_UNSPECIFIED and values this build does not know.
-std::optional<RuntimeKind> RuntimeFromProto(v1::Runtime runtime);
+using spec::RuntimeFromProto;
 
 // "host_ip:host_port->guest_port"; an IPv6 host is bracketed ("[::1]:8080->80").
 std::string EndpointString(const v1::Endpoint& endpoint);

@@ -75,18 +75,6 @@ void ResourcesToProto(const Resources& in, v1::Resources* out) {
 
 }  // namespace
 
-v1::Runtime RuntimeToProto(RuntimeKind kind) {
-  switch (kind) {
-    case RuntimeKind::kVm:
-      return v1::RUNTIME_VM;
-    case RuntimeKind::kMicroVm:
-      return v1::RUNTIME_MICROVM;
-    case RuntimeKind::kContainer:
-      return v1::RUNTIME_CONTAINER;
-  }
-  return v1::RUNTIME_UNSPECIFIED;
-}
-
 v1::NodeState NodeStateToProto(NodeState state) {
   switch (state) {
     case NodeState::kReady:

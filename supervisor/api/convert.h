@@ -40,7 +40,7 @@ void ReplicaToProto(const ReplicaStatus& in, v1::Replica* out);
 void NodeToProto(const NodeStatus& in, v1::Node* out);
 void ClusterEventToProto(const ClusterEvent& in, v1::ClusterEvent* out);
 
-v1::Runtime RuntimeToProto(RuntimeKind kind);
+using spec::RuntimeToProto;
 v1::NodeState NodeStateToProto(NodeState state);
 v1::ReplicaState ReplicaStateToProto(ReplicaState state);
 v1::GuestState GuestStateToProto(GuestState state);
