@@ -1,6 +1,7 @@
 #include "supervisor/api/supervisor_service.h"
 
 #include <google/protobuf/util/time_util.h>
+#include <spdlog/spdlog.h>
 
 #include <string>
 
@@ -214,9 +215,57 @@ grpc::Status SupervisorServiceImpl::CreateToken(grpc::ServerContext*,
     auto role = RoleFromProto(req->role());
     if (!role) return Fail(role.error());
     if (auto ok = RequireTokenStore(token_store_); !ok) return Fail(ok.error());
-    auto token = token_store_->Mint(*role, req->description());
+    const auto ttl = std::chrono::seconds(req->ttl_seconds());
+    auto token = token_store_->Mint(*role, req->description(), ttl);
     if (!token) return Fail(token.error());
+    auto id = auth::TokenStore::IdOf(*token);
+    if (!id) return Fail(id.error());
+    resp->set_id(*id);
+    if (ttl.count() != 0) {
+      *resp->mutable_expires_at() = TimeUtil::SecondsToTimestamp(
+          std::chrono::duration_cast<std::chrono::seconds>(
+              std::chrono::system_clock::now().time_since_epoch() + ttl)
+              .count());
+    }
     resp->set_token(std::move(*token));
+    return grpc::Status::OK;
+  });
+}
+
+namespace {
+void TokenInfoToProto(const auth::TokenInfo& in, v1::TokenInfo* out) {
+  out->set_id(in.id);
+  out->set_kind(in.kind);
+  if (in.expires_at) {
+    *out->mutable_expires_at() = TimeUtil::SecondsToTimestamp(
+        std::chrono::duration_cast<std::chrono::seconds>(in.expires_at->time_since_epoch())
+            .count());
+  }
+  out->set_uses_left(in.uses_left);
+  out->set_description(in.description);
+}
+}  // namespace
+
+grpc::Status SupervisorServiceImpl::ListTokens(grpc::ServerContext*, const v1::ListTokensRequest*,
+                                               v1::ListTokensResponse* resp) {
+  return GuardHandler([&] {
+    if (auto ok = RequireTokenStore(token_store_); !ok) return Fail(ok.error());
+    auto tokens = token_store_->List();
+    if (!tokens) return Fail(tokens.error());
+    for (const auth::TokenInfo& t : *tokens) TokenInfoToProto(t, resp->add_tokens());
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status SupervisorServiceImpl::RevokeToken(grpc::ServerContext*,
+                                                const v1::RevokeTokenRequest* req,
+                                                v1::RevokeTokenResponse* resp) {
+  return GuardHandler([&] {
+    if (auto ok = RequireTokenStore(token_store_); !ok) return Fail(ok.error());
+    auto revoked = token_store_->Revoke(req->id());
+    if (!revoked) return Fail(revoked.error());
+    spdlog::info("token {} ({} \"{}\") revoked", revoked->id, revoked->kind, revoked->description);
+    TokenInfoToProto(*revoked, resp->mutable_revoked());
     return grpc::Status::OK;
   });
 }

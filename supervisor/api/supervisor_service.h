@@ -59,6 +59,10 @@ class SupervisorServiceImpl final : public v1::Supervisor::Service {
                            v1::CreateTokenResponse*) override;
   grpc::Status CreateJoinToken(grpc::ServerContext*, const v1::CreateJoinTokenRequest*,
                                v1::CreateJoinTokenResponse*) override;
+  grpc::Status ListTokens(grpc::ServerContext*, const v1::ListTokensRequest*,
+                          v1::ListTokensResponse*) override;
+  grpc::Status RevokeToken(grpc::ServerContext*, const v1::RevokeTokenRequest*,
+                           v1::RevokeTokenResponse*) override;
 
  private:
   Controller& controller_;

@@ -547,6 +547,59 @@ TEST_F(SupervisorServiceTest, CreateTokenMintsATokenOfThatRole) {
   EXPECT_THAT(s.error_message(), HasSubstr("role:"));
 }
 
+TEST_F(SupervisorServiceTest, TokensHaveATtlAreListedByIdAndRevoked) {
+  v1::CreateTokenRequest req;
+  req.set_role(v1::ROLE_VIEWER);
+  req.set_description("dashboard");
+  req.set_ttl_seconds(3600);
+  v1::CreateTokenResponse minted;
+  {
+    grpc::ClientContext ctx;
+    grpc::Status s = stub_->CreateToken(&ctx, req, &minted);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  EXPECT_EQ(minted.id().size(), 12u);
+  ASSERT_TRUE(minted.has_expires_at());
+  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  EXPECT_NEAR(static_cast<double>(TimeUtil::TimestampToSeconds(minted.expires_at())),
+              static_cast<double>(now + 3600), 5);
+
+  v1::ListTokensResponse listed;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->ListTokens(&ctx, v1::ListTokensRequest{}, &listed).ok());
+  }
+  ASSERT_EQ(listed.tokens_size(), 1);
+  EXPECT_EQ(listed.tokens(0).id(), minted.id());
+  EXPECT_EQ(listed.tokens(0).kind(), "viewer");
+  EXPECT_EQ(listed.tokens(0).description(), "dashboard");
+  EXPECT_EQ(listed.tokens(0).expires_at().seconds(), minted.expires_at().seconds());
+
+  v1::RevokeTokenRequest revoke;
+  revoke.set_id(minted.id());
+  v1::RevokeTokenResponse revoked;
+  {
+    grpc::ClientContext ctx;
+    grpc::Status s = stub_->RevokeToken(&ctx, revoke, &revoked);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  EXPECT_EQ(revoked.revoked().id(), minted.id());
+  EXPECT_FALSE(tokens_->Authenticate(minted.token()).has_value());
+  {
+    grpc::ClientContext ctx;
+    EXPECT_EQ(stub_->RevokeToken(&ctx, revoke, &revoked).error_code(), grpc::NOT_FOUND);
+  }
+  {
+    grpc::ClientContext ctx;
+    revoke.set_id("not-hex!");
+    grpc::Status s = stub_->RevokeToken(&ctx, revoke, &revoked);
+    EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT);
+    EXPECT_THAT(s.error_message(), HasSubstr("id:"));
+  }
+}
+
 TEST_F(SupervisorServiceTest, CreateJoinTokenDefaultsToAnHour) {
   grpc::ClientContext ctx;
   v1::CreateJoinTokenResponse resp;

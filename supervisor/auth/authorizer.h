@@ -3,8 +3,9 @@
 // before any handler (and for unknown methods too), reads the method from the ":path"
 // pseudo-header and applies the method -> requirement table in authorizer.cc (kMethodRules):
 //   /phoenix.v1.Supervisor/*   "authorization: Bearer <token>" with the method's role: reads
-//                              viewer, changes operator, CreateToken/CreateJoinToken admin; a
-//                              method missing from the table needs admin (fail closed).
+//                              viewer, changes operator,
+//                              CreateToken/CreateJoinToken/ListTokens/RevokeToken admin; a method
+//                              missing from the table needs admin (fail closed).
 //   /phoenix.v1.AgentLink/*    a client certificate verified against the supervisor's CA (the TLS
 //                              layer verifies any presented certificate; the handler reads the
 //                              node name from the auth context property "x509_common_name").

@@ -46,6 +46,8 @@ class OkSupervisor final : public v1::Supervisor::Service {
   PHX_OK_METHOD(UndrainNode, UndrainNodeRequest, Node)
   PHX_OK_METHOD(CreateToken, CreateTokenRequest, CreateTokenResponse)
   PHX_OK_METHOD(CreateJoinToken, CreateJoinTokenRequest, CreateJoinTokenResponse)
+  PHX_OK_METHOD(ListTokens, ListTokensRequest, ListTokensResponse)
+  PHX_OK_METHOD(RevokeToken, RevokeTokenRequest, RevokeTokenResponse)
 #undef PHX_OK_METHOD
   grpc::Status WatchEvents(grpc::ServerContext* ctx, const v1::WatchClusterEventsRequest*,
                            grpc::ServerWriter<v1::ClusterEvent>*) override {
@@ -104,6 +106,8 @@ std::map<std::string, Call> SupervisorCalls() {
   PHX_CALL(UndrainNode, UndrainNodeRequest, Node)
   PHX_CALL(CreateToken, CreateTokenRequest, CreateTokenResponse)
   PHX_CALL(CreateJoinToken, CreateJoinTokenRequest, CreateJoinTokenResponse)
+  PHX_CALL(ListTokens, ListTokensRequest, ListTokensResponse)
+  PHX_CALL(RevokeToken, RevokeTokenRequest, RevokeTokenResponse)
 #undef PHX_CALL
   calls["WatchEvents"] = [](v1::Supervisor::Stub& s, grpc::ClientContext* c) {
     v1::WatchClusterEventsRequest req;
@@ -230,6 +234,8 @@ TEST_F(AuthorizerTest, OperatorChangesButCannotMintTokens) {
   }
   EXPECT_EQ(CallAs("CreateToken", op), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(CallAs("CreateJoinToken", op), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(CallAs("ListTokens", op), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(CallAs("RevokeToken", op), grpc::StatusCode::PERMISSION_DENIED);
 }
 
 TEST_F(AuthorizerTest, AdminFromInitMayCallEverything) {

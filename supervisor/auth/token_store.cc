@@ -309,6 +309,67 @@ Result<TokenStore::Entry*> TokenStore::FindIn(std::vector<Entry>& entries, std::
   return found;
 }
 
+namespace {
+constexpr size_t kIdDigits = 12;
+}  // namespace
+
+Result<std::string> TokenStore::IdOf(std::string_view token) {
+  auto hash = Sha256(token);
+  if (!hash) return std::unexpected(hash.error());
+  return Hex(hash->data(), hash->size()).substr(0, kIdDigits);
+}
+
+TokenInfo TokenStore::InfoOf(const Entry& e) {
+  TokenInfo info;
+  info.id = Hex(e.hash.data(), e.hash.size()).substr(0, kIdDigits);
+  info.kind = std::string(KindName(static_cast<int>(e.kind)));
+  if (e.expires_unix != 0) {
+    info.expires_at = std::chrono::system_clock::time_point(std::chrono::seconds(e.expires_unix));
+  }
+  info.uses_left = e.uses_left;
+  info.description = e.description;
+  return info;
+}
+
+Result<std::vector<TokenInfo>> TokenStore::List() {
+  std::lock_guard lock(mu_);
+  PHX_TRY(ReloadIfChangedLocked());
+  const int64_t now = NowUnix();
+  std::vector<TokenInfo> out;
+  for (const Entry& e : entries_) {
+    if (e.expires_unix != 0 && e.expires_unix <= now) continue;
+    out.push_back(InfoOf(e));
+  }
+  return out;
+}
+
+Result<TokenInfo> TokenStore::Revoke(std::string_view id) {
+  const bool hex = std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+  });
+  if (id.size() < 8 || id.size() > 64 || !hex) {
+    return InvalidArgument("id", "must be 8-64 lowercase hex digits, as 'token ls' shows them");
+  }
+  std::lock_guard lock(mu_);
+  TokenInfo revoked;
+  PHX_TRY(RewriteLocked([&](std::vector<Entry>& entries) -> Result<void> {
+    auto matches = [&](const Entry& e) {
+      return Hex(e.hash.data(), e.hash.size()).starts_with(id);
+    };
+    const auto n = std::count_if(entries.begin(), entries.end(), matches);
+    if (n == 0) return NotFound("no live token has id " + std::string(id));
+    if (n > 1) {
+      return InvalidArgument(
+          "id", std::string(id) + " matches " + std::to_string(n) + " tokens; give more digits");
+    }
+    auto it = std::find_if(entries.begin(), entries.end(), matches);
+    revoked = InfoOf(*it);
+    entries.erase(it);
+    return {};
+  }));
+  return revoked;
+}
+
 Result<void> TokenStore::RoomForOneMore(size_t live) const {
   if (live < kMaxTokens) return {};
   return MakeError(ErrorCode::kResourceExhausted,
@@ -317,7 +378,9 @@ Result<void> TokenStore::RoomForOneMore(size_t live) const {
                        "let join tokens expire) first");
 }
 
-Result<std::string> TokenStore::Mint(Role role, const std::string& description) {
+Result<std::string> TokenStore::Mint(Role role, const std::string& description,
+                                     std::chrono::seconds ttl) {
+  if (ttl.count() < 0) return InvalidArgument("ttl", "must not be negative");
   auto secret = RandomSecret();
   if (!secret) return std::unexpected(secret.error());
   std::string token = "phx_" + std::string(RoleName(role)) + "_" + *secret;
@@ -326,7 +389,9 @@ Result<std::string> TokenStore::Mint(Role role, const std::string& description) 
   std::lock_guard lock(mu_);
   PHX_TRY(RewriteLocked([&](std::vector<Entry>& entries) -> Result<void> {
     PHX_TRY(RoomForOneMore(entries.size()));
-    entries.push_back(Entry{*hash, static_cast<Kind>(role), 0, 0, CleanDescription(description)});
+    const int64_t expires = ttl.count() == 0 ? 0 : NowUnix() + ttl.count();
+    entries.push_back(
+        Entry{*hash, static_cast<Kind>(role), expires, 0, CleanDescription(description)});
     return {};
   }));
   return token;

@@ -45,6 +45,15 @@ struct JoinToken {
   std::chrono::system_clock::time_point expires_at;
 };
 
+// What `token ls` shows of a live token: never the token, nor its whole hash.
+struct TokenInfo {
+  std::string id;    // the first 12 hex digits of sha256(token): names it for RevokeToken
+  std::string kind;  // "viewer", "operator", "admin" or "join"
+  std::optional<std::chrono::system_clock::time_point> expires_at;  // nullopt: never
+  uint32_t uses_left = 0;  // join tokens: enrollments left (0: no limit)
+  std::string description;
+};
+
 class TokenStore {
  public:
   // Creates an empty tokens file (0600) when none exists.
@@ -53,9 +62,18 @@ class TokenStore {
   TokenStore(const TokenStore&) = delete;
   TokenStore& operator=(const TokenStore&) = delete;
 
-  // A new bearer token that never expires; returns its plaintext (shown once). kResourceExhausted
-  // when the file holds kMaxTokens.
-  [[nodiscard]] Result<std::string> Mint(Role role, const std::string& description);
+  // A new bearer token, good for `ttl` (0: until revoked); returns its plaintext (shown once).
+  // kResourceExhausted when the file holds kMaxTokens.
+  [[nodiscard]] Result<std::string> Mint(Role role, const std::string& description,
+                                         std::chrono::seconds ttl = std::chrono::seconds(0));
+  // Every live token (bearer and join), oldest first.
+  [[nodiscard]] Result<std::vector<TokenInfo>> List();
+  // Removes the one live token whose id starts with `id` (8-64 hex digits): it authenticates
+  // nothing from the next call on. kNotFound when none matches, kInvalidArgument naming "id" when
+  // it is malformed or matches several.
+  [[nodiscard]] Result<TokenInfo> Revoke(std::string_view id);
+  // The id List shows for a token.
+  [[nodiscard]] static Result<std::string> IdOf(std::string_view token);
   // Good for `uses` enrollments (1..kMaxJoinTokenUses) until it expires.
   [[nodiscard]] Result<JoinToken> MintJoinToken(std::chrono::seconds ttl, uint32_t uses = 1);
   // kUnauthenticated if unknown or expired (join tokens are not bearer tokens).
@@ -101,6 +119,7 @@ class TokenStore {
   // the file; nothing is written when `change` fails.
   Result<void> RewriteLocked(const std::function<Result<void>(std::vector<Entry>&)>& change);
   Result<void> RoomForOneMore(size_t live) const;
+  static TokenInfo InfoOf(const Entry& e);
   // The unexpired entry of `entries` whose hash is the token's: a join token when join, else a
   // bearer token. Every entry is compared, in constant time.
   Result<Entry*> FindIn(std::vector<Entry>& entries, std::string_view token, bool join);

@@ -121,6 +121,48 @@ TEST_F(TokenStoreTest, MintingStopsAtTheLimitOfLiveTokens) {
   EXPECT_TRUE(store->Authenticate("phx_viewer_bulk-7").has_value());
 }
 
+TEST_F(TokenStoreTest, TokensWithATtlExpireAndAnyTokenCanBeListedAndRevoked) {
+  auto store = Open();
+  auto forever = store->Mint(Role::kOperator, "ci deploys");
+  auto lapsing = store->Mint(Role::kViewer, "laptop", std::chrono::hours(24));
+  auto join = store->MintJoinToken(std::chrono::seconds(600), 3);
+  ASSERT_TRUE(forever && lapsing && join);
+
+  auto listed = store->List();
+  ASSERT_TRUE(listed.has_value());
+  ASSERT_EQ(listed->size(), 3u);
+  EXPECT_EQ((*listed)[0].id, *TokenStore::IdOf(*forever));
+  EXPECT_EQ((*listed)[0].id.size(), 12u);
+  EXPECT_EQ((*listed)[0].kind, "operator");
+  EXPECT_FALSE((*listed)[0].expires_at.has_value());
+  EXPECT_EQ((*listed)[1].kind, "viewer");
+  ASSERT_TRUE((*listed)[1].expires_at.has_value());
+  const auto left = *(*listed)[1].expires_at - std::chrono::system_clock::now();
+  EXPECT_GT(left, std::chrono::hours(23));
+  EXPECT_LE(left, std::chrono::hours(24));
+  EXPECT_EQ((*listed)[2].kind, "join");
+  EXPECT_EQ((*listed)[2].uses_left, 3u);
+  for (const TokenInfo& t : *listed) {
+    EXPECT_EQ(forever->find(t.id), std::string::npos) << "an id is a hash prefix, not the token";
+  }
+
+  // Revoked by (a prefix of) its id: it authenticates nothing from then on.
+  auto revoked = store->Revoke((*listed)[0].id.substr(0, 8));
+  ASSERT_TRUE(revoked.has_value()) << revoked.error().ToString();
+  EXPECT_EQ(revoked->description, "ci deploys");
+  EXPECT_EQ(store->Authenticate(*forever).error().code, ErrorCode::kUnauthenticated);
+  EXPECT_TRUE(store->Authenticate(*lapsing).has_value());
+  EXPECT_EQ(store->Revoke((*listed)[0].id).error().code, ErrorCode::kNotFound);
+  ASSERT_TRUE(store->Revoke((*listed)[2].id).has_value());
+  EXPECT_FALSE(store->CheckJoinToken(join->token).has_value());
+  for (const char* bad : {"", "3f9a", "XYZXYZXYZ", "../../etc"}) {
+    auto r = store->Revoke(bad);
+    ASSERT_FALSE(r.has_value()) << bad;
+    EXPECT_EQ(r.error().field, "id") << bad;
+  }
+  EXPECT_FALSE(store->Mint(Role::kViewer, "x", std::chrono::seconds(-1)).has_value());
+}
+
 TEST_F(TokenStoreTest, SecondStoreOnTheSameFileSeesAndKeepsEveryToken) {
   auto live = Open();
   auto offline = Open();

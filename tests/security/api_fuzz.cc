@@ -548,6 +548,8 @@ bool FuzzSupervisor(uint64_t iterations, uint64_t seed) {
         Streaming("WatchEvents", stub.get(), &S::WatchEvents),
         Unary("CreateToken", stub.get(), &S::CreateToken),
         Unary("CreateJoinToken", stub.get(), &S::CreateJoinToken),
+        Unary("ListTokens", stub.get(), &S::ListTokens),
+        Unary("RevokeToken", stub.get(), &S::RevokeToken),
     };
     methods[0].seed = &create_seed;
     methods[4].seed = &autoscale_seed;

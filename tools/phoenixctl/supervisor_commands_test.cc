@@ -298,6 +298,56 @@ TEST(TokenCommandsTest, TokenCreatePrintsOnlyTheTokenOnStdout) {
   EXPECT_EQ(supervisor.token_requests().size(), 1u);
 }
 
+TEST(TokenCommandsTest, TokenCreateSendsItsTtlOrNone) {
+  FakeSupervisor supervisor;
+  ASSERT_EQ(RunSupervisorCli(RunTokenGroup, supervisor,
+                             {"create", "--role", "viewer", "--ttl", "168h"}, "t")
+                .exit_code,
+            0);
+  ASSERT_EQ(
+      RunSupervisorCli(RunTokenGroup, supervisor, {"create", "--role", "viewer"}, "t").exit_code,
+      0);
+  auto requests = supervisor.token_requests();
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_EQ(requests[0].ttl_seconds(), 168u * 3600);
+  EXPECT_EQ(requests[1].ttl_seconds(), 0u) << "no --ttl: until revoked";
+  EXPECT_EQ(RunSupervisorCli(RunTokenGroup, supervisor,
+                             {"create", "--role", "viewer", "--ttl", "500ms"}, "t")
+                .exit_code,
+            2);
+}
+
+TEST(TokenCommandsTest, LsShowsIdsNeverTokensAndRevokeTakesAnId) {
+  FakeSupervisor supervisor;
+  v1::TokenInfo ci;
+  ci.set_id("3f9a1c0e7b2d");
+  ci.set_kind("operator");
+  ci.set_description("ci deploys");
+  supervisor.AddToken(ci);
+  v1::TokenInfo join;
+  join.set_id("77aa00bb11cc");
+  join.set_kind("join");
+  join.set_uses_left(2);
+  *join.mutable_expires_at() = google::protobuf::util::TimeUtil::SecondsToTimestamp(1700000000);
+  supervisor.AddToken(join);
+
+  auto ls = RunSupervisorCli(RunTokenGroup, supervisor, {"ls"}, "admin-token");
+  ASSERT_EQ(ls.exit_code, 0) << ls.err;
+  EXPECT_THAT(ls.out, HasSubstr("ID"));
+  EXPECT_THAT(ls.out, HasSubstr("3f9a1c0e7b2d   operator   never"));
+  EXPECT_THAT(ls.out, HasSubstr("ci deploys"));
+  EXPECT_THAT(ls.out, HasSubstr("77aa00bb11cc   join"));
+  EXPECT_EQ(supervisor.authorization("ListTokens"), std::vector<std::string>{"Bearer admin-token"});
+
+  auto revoked = RunSupervisorCli(RunTokenGroup, supervisor, {"revoke", "3f9a1c0e"}, "t");
+  ASSERT_EQ(revoked.exit_code, 0) << revoked.err;
+  EXPECT_EQ(revoked.out, "revoked operator token 3f9a1c0e7b2d (ci deploys)\n");
+  auto again = RunSupervisorCli(RunTokenGroup, supervisor, {"revoke", "3f9a1c0e"}, "t");
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_THAT(again.err, HasSubstr("no live token has id"));
+  EXPECT_EQ(RunSupervisorCli(RunTokenGroup, supervisor, {"revoke"}, "t").exit_code, 2);
+}
+
 TEST(TokenCommandsTest, JoinTokenCreateSendsTheTtl) {
   FakeSupervisor supervisor;
   supervisor.SetMintedToken("join-xyz");

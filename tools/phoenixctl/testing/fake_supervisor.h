@@ -281,6 +281,32 @@ class FakeSupervisor final : public v1::Supervisor::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status ListTokens(grpc::ServerContext* context, const v1::ListTokensRequest*,
+                          v1::ListTokensResponse* response) override {
+    std::lock_guard lock(mu_);
+    if (auto failure = Record("ListTokens", context)) return *failure;
+    for (const auto& t : tokens_) *response->add_tokens() = t;
+    return grpc::Status::OK;
+  }
+
+  grpc::Status RevokeToken(grpc::ServerContext* context, const v1::RevokeTokenRequest* request,
+                           v1::RevokeTokenResponse* response) override {
+    std::lock_guard lock(mu_);
+    if (auto failure = Record("RevokeToken", context)) return *failure;
+    for (auto it = tokens_.begin(); it != tokens_.end(); ++it) {
+      if (it->id().starts_with(request->id())) {
+        *response->mutable_revoked() = *it;
+        tokens_.erase(it);
+        return grpc::Status::OK;
+      }
+    }
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, "no live token has id " + request->id());
+  }
+  void AddToken(v1::TokenInfo token) {
+    std::lock_guard lock(mu_);
+    tokens_.push_back(std::move(token));
+  }
+
  private:
   template <typename T>
   T Copy(const T& value) const {
@@ -325,6 +351,7 @@ class FakeSupervisor final : public v1::Supervisor::Service {
   std::vector<std::string> undrained_;
   std::vector<v1::WatchClusterEventsRequest> watch_requests_;
   std::vector<v1::CreateTokenRequest> token_requests_;
+  std::vector<v1::TokenInfo> tokens_;
   std::vector<v1::CreateJoinTokenRequest> join_token_requests_;
   int port_ = 0;
   std::unique_ptr<grpc::Server> server_;
