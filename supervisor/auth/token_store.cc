@@ -93,7 +93,11 @@ int64_t NowUnix() {
 }
 
 std::string CleanDescription(std::string_view text) {
-  std::string out(text.substr(0, kMaxDescription));
+  // Never cut a UTF-8 sequence in two: the description goes back out in a proto3 string
+  // (ListTokens), which must be valid UTF-8 or the response cannot be encoded.
+  size_t n = std::min(text.size(), kMaxDescription);
+  while (n > 0 && n < text.size() && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) --n;
+  std::string out(text.substr(0, n));
   for (char& c : out) {
     if (c == '\n' || c == '\r' || c == '\t') c = ' ';
   }

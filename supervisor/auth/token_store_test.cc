@@ -163,6 +163,25 @@ TEST_F(TokenStoreTest, TokensWithATtlExpireAndAnyTokenCanBeListedAndRevoked) {
   EXPECT_FALSE(store->Mint(Role::kViewer, "x", std::chrono::seconds(-1)).has_value());
 }
 
+TEST_F(TokenStoreTest, ALongDescriptionIsCutBetweenCharactersNeverInsideOne) {
+  auto store = Open();
+  // 'é' is two bytes: at any odd length the byte limit falls inside one of them.
+  std::string description;
+  for (int i = 0; i < 400; ++i) description += "\xc3\xa9";
+  for (const std::string& text : {description, "a" + description}) {
+    ASSERT_TRUE(store->Mint(Role::kViewer, text).has_value());
+  }
+  auto listed = store->List();
+  ASSERT_TRUE(listed.has_value());
+  ASSERT_EQ(listed->size(), 2u);
+  for (const TokenInfo& t : *listed) {
+    ASSERT_FALSE(t.description.empty());
+    EXPECT_LT(t.description.size(), description.size()) << "still bounded";
+    const auto last = static_cast<unsigned char>(t.description.back());
+    EXPECT_EQ(last, 0xa9) << "ends with a whole 'é', not its first byte";
+  }
+}
+
 TEST_F(TokenStoreTest, SecondStoreOnTheSameFileSeesAndKeepsEveryToken) {
   auto live = Open();
   auto offline = Open();
