@@ -9,7 +9,8 @@
 // the integer boundaries, unknown enum values) or at random; half of the spec-carrying requests
 // start from a valid seed with a few fields replaced, to get past the first check. A finding is a
 // crash (the process dies, under the sanitizers in their build), a hang (a unary call without an
-// answer in 5 s) or INTERNAL/UNKNOWN: a handler that did not say what was wrong with the input.
+// answer in 5 s), INTERNAL/UNKNOWN (a handler that did not say what was wrong with the input), or
+// a response libprotobuf complains about (a string field that is not UTF-8).
 //
 //   api_fuzz [--service agent|supervisor|both] [--iterations N] [--seed S]
 //
@@ -27,14 +28,17 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/message.h>
 #include <google/protobuf/reflection.h>
+#include <google/protobuf/stubs/logging.h>
 #include <google/protobuf/text_format.h>
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
@@ -263,6 +267,25 @@ class Inputs {
   std::mt19937_64 rng_;
 };
 
+// ---- protobuf's own complaints ----
+
+// libprotobuf logs, and carries on, when a message it encodes or decodes breaks proto3's rules
+// (a string field that is not UTF-8): clients in stricter languages would refuse such a response,
+// so a handler that produces one is a finding too.
+std::mutex protobuf_log_mu;
+std::string protobuf_errors;  // guarded by protobuf_log_mu
+
+void RecordProtobufLog(pb::LogLevel level, const char* file, int line, const std::string& message) {
+  if (level < pb::LOGLEVEL_ERROR) return;
+  std::lock_guard lock(protobuf_log_mu);
+  protobuf_errors += std::string(file) + ":" + std::to_string(line) + ": " + message + "\n";
+}
+
+std::string TakeProtobufErrors() {
+  std::lock_guard lock(protobuf_log_mu);
+  return std::exchange(protobuf_errors, {});
+}
+
 // ---- calls ----
 
 struct Method {
@@ -379,7 +402,8 @@ bool Fuzz(const std::string& service, std::vector<Method>& methods, uint64_t ite
     }
     const bool hang = !m.streaming && s.error_code() == grpc::DEADLINE_EXCEEDED;
     const bool unexplained = s.error_code() == grpc::INTERNAL || s.error_code() == grpc::UNKNOWN;
-    if (hang || unexplained) {
+    const std::string protobuf = TakeProtobufErrors();
+    if (hang || unexplained || !protobuf.empty()) {
       std::string text;
       pb::TextFormat::Printer printer;
       printer.SetTruncateStringFieldLongerThan(200);
@@ -387,16 +411,16 @@ bool Fuzz(const std::string& service, std::vector<Method>& methods, uint64_t ite
       std::cout << "FINDING in " << service << "." << m.name << " after " << i << " inputs (seed "
                 << seed << "): " << CodeName(s.error_code()) << ": " << s.error_message()
                 << " (call took "
-                << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
-                << " ms)\nrequest:\n"
+                << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms)\n"
+                << (protobuf.empty() ? "" : "libprotobuf: " + protobuf) << "request:\n"
                 << text << std::endl;
       return false;
     }
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
   std::printf(
-      "api_fuzz %s: %llu inputs in %.1f s (%.0f/s), seed %llu, no crash, hang or "
-      "INTERNAL/UNKNOWN\n",
+      "api_fuzz %s: %llu inputs in %.1f s (%.0f/s), seed %llu, no crash, hang, "
+      "INTERNAL/UNKNOWN or invalid response\n",
       service.c_str(), static_cast<unsigned long long>(iterations), seconds,
       static_cast<double>(iterations) / seconds, static_cast<unsigned long long>(seed));
   for (const auto& [method, codes] : tally.by_method) {
@@ -567,6 +591,7 @@ bool FuzzSupervisor(uint64_t iterations, uint64_t seed) {
 }
 
 int Main(int argc, char** argv) {
+  pb::SetLogHandler(&RecordProtobufLog);
   spdlog::set_level(spdlog::level::err);  // millions of refused inputs would each log a line
   std::string service = "both";
   uint64_t iterations = 20000, seed = 1;
