@@ -1,9 +1,11 @@
 #include "agent/runtime/golden_seal.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "agent/image/tree.h"
@@ -123,6 +125,25 @@ Result<GoldenIdentity> GoldenVerifier::VerifyOnce(const fs::path& dir) {
   if (auto r = VerifyGoldenSeal(dir); !r) return std::unexpected(r.error());
   verified_[dir] = *identity;
   return *identity;
+}
+
+std::string GoldenVerifier::Discard(const fs::path& dir, std::string_view key, std::string_view why,
+                                    const GoldenIdentity* identity) {
+  std::string problem = fmt::format("golden snapshot {}: {}", key, why);
+  std::optional<GoldenIdentity> id;
+  if (identity != nullptr) {
+    id = *identity;
+  } else if (auto now = IdentifyGolden(dir); now) {
+    id = *now;
+  }
+  if (!id) return problem + "; it is gone already";
+  auto aside = SetAside(dir, *id);
+  if (!aside) {
+    spdlog::error("{}; setting it aside failed: {}", problem, aside.error().message);
+    return problem + "; setting it aside failed: " + aside.error().message;
+  }
+  spdlog::warn("{}; set aside as {}", problem, aside->empty() ? "(already)" : aside->string());
+  return problem + (aside->empty() ? "" : "; set aside as " + aside->string());
 }
 
 }  // namespace phoenix::agent

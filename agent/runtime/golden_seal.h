@@ -24,6 +24,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "proto/support/error.h"
@@ -61,6 +62,12 @@ class GoldenVerifier {
   // path when `dir` was already replaced or removed (another start set it aside first).
   [[nodiscard]] Result<std::filesystem::path> SetAside(const std::filesystem::path& dir,
                                                        const GoldenIdentity& identity);
+
+  // Sets the snapshot `key` at `dir` aside because of `why`, logs it, and returns the words for
+  // InstanceInfo::golden_problem. `identity`: the directory that failed (nullptr: whatever is
+  // there now, i.e. the one that failed its seal).
+  std::string Discard(const std::filesystem::path& dir, std::string_view key, std::string_view why,
+                      const GoldenIdentity* identity = nullptr);
 
  private:
   std::mutex mu_;  // held across a verification: first uses are rare, hashing is I/O-bound

@@ -827,7 +827,7 @@ Result<InstanceInfo> LibvirtRuntime::Start(const InstanceSpec& spec) {
   auto verified = goldens_.VerifyOnce(g.dir);
   if (!verified) {
     auto info = Launch(c, spec, accel, nullptr, started);
-    if (info) info->golden_problem = SetGoldenAside(g, verified.error().message);
+    if (info) info->golden_problem = goldens_.Discard(g.dir, g.key, verified.error().message);
     return info;
   }
   auto restored = Launch(c, spec, accel, &g, started);
@@ -838,30 +838,9 @@ Result<InstanceInfo> LibvirtRuntime::Start(const InstanceSpec& spec) {
     return std::unexpected(
         cold.error().Wrap("cold boot after a failed restore (" + restored.error().message + ")"));
   }
-  cold->golden_problem =
-      SetGoldenAside(g, "restoring it failed: " + restored.error().message, &*verified);
+  cold->golden_problem = goldens_.Discard(
+      g.dir, g.key, "restoring it failed: " + restored.error().message, &*verified);
   return cold;
-}
-
-std::string LibvirtRuntime::SetGoldenAside(const Golden& g, const std::string& why,
-                                           const GoldenIdentity* identity) {
-  std::string problem = fmt::format("golden snapshot {}: {}", g.key, why);
-  std::optional<GoldenIdentity> id;
-  if (identity != nullptr) {
-    id = *identity;
-  } else if (auto now = IdentifyGolden(g.dir); now) {
-    id = *now;
-  }
-  if (!id) return problem + "; it is gone already";
-  auto aside = goldens_.SetAside(g.dir, *id);
-  if (!aside) {
-    spdlog::error("libvirt runtime: {}; setting it aside failed: {}", problem,
-                  aside.error().message);
-    return problem + "; setting it aside failed: " + aside.error().message;
-  }
-  spdlog::warn("libvirt runtime: {}; set aside as {}", problem,
-               aside->empty() ? "(already)" : aside->string());
-  return problem + (aside->empty() ? "" : "; set aside as " + aside->string());
 }
 
 Result<InstanceInfo> LibvirtRuntime::Launch(virConnectPtr c, const InstanceSpec& spec,

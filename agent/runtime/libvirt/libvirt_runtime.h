@@ -147,11 +147,6 @@ class LibvirtRuntime final : public Runtime {
   // Creates or restores (golden != nullptr) the instance's domain; a failure leaves nothing.
   Result<InstanceInfo> Launch(virConnectPtr conn, const InstanceSpec& spec, Accelerator accel,
                               const Golden* golden, std::chrono::steady_clock::time_point started);
-  // Sets a golden snapshot that failed (`why`) aside; returns the words for
-  // InstanceInfo::golden_problem. `identity`: the directory that failed (nullptr: whatever is
-  // there now, i.e. the one that failed its seal).
-  std::string SetGoldenAside(const Golden& g, const std::string& why,
-                             const GoldenIdentity* identity = nullptr);
   void ForgetUuid(const std::string& instance);
   Result<void> BootGolden(virConnectPtr conn, const ImageArtifacts& image, uint32_t vcpus,
                           uint32_t memory_mib, Accelerator accel, const Golden& g);

@@ -631,7 +631,9 @@ Result<InstanceInfo> MicroVmRuntime::Start(const InstanceSpec& spec) {
   auto verified = goldens_.VerifyOnce(layout_.GoldenDir(*key));
   if (!verified) {
     auto info = Launch(spec, "", started);
-    if (info) info->golden_problem = SetGoldenAside(*key, verified.error().message);
+    if (info)
+      info->golden_problem =
+          goldens_.Discard(layout_.GoldenDir(*key), *key, verified.error().message);
     return info;
   }
   auto restored = Launch(spec, *key, started);
@@ -643,30 +645,9 @@ Result<InstanceInfo> MicroVmRuntime::Start(const InstanceSpec& spec) {
         cold.error().Wrap("cold boot after a failed restore (" + restored.error().message + ")"));
   }
   cold->golden_problem =
-      SetGoldenAside(*key, "restoring it failed: " + restored.error().message, &*verified);
+      goldens_.Discard(layout_.GoldenDir(*key), *key,
+                       "restoring it failed: " + restored.error().message, &*verified);
   return cold;
-}
-
-std::string MicroVmRuntime::SetGoldenAside(const std::string& key, const std::string& why,
-                                           const GoldenIdentity* identity) {
-  const fs::path dir = layout_.GoldenDir(key);
-  std::string problem = fmt::format("golden snapshot {}: {}", key, why);
-  std::optional<GoldenIdentity> id;
-  if (identity != nullptr) {
-    id = *identity;
-  } else if (auto now = IdentifyGolden(dir); now) {
-    id = *now;
-  }
-  if (!id) return problem + "; it is gone already";
-  auto aside = goldens_.SetAside(dir, *id);
-  if (!aside) {
-    spdlog::error("microvm runtime: {}; setting it aside failed: {}", problem,
-                  aside.error().message);
-    return problem + "; setting it aside failed: " + aside.error().message;
-  }
-  spdlog::warn("microvm runtime: {}; set aside as {}", problem,
-               aside->empty() ? "(already)" : aside->string());
-  return problem + (aside->empty() ? "" : "; set aside as " + aside->string());
 }
 
 Result<InstanceInfo> MicroVmRuntime::Launch(const InstanceSpec& spec, const std::string& key,

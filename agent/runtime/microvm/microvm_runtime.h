@@ -113,11 +113,6 @@ class MicroVmRuntime final : public Runtime {
   // Boots (key empty) or restores the golden snapshot `key`; a failure leaves nothing behind.
   Result<InstanceInfo> Launch(const InstanceSpec& spec, const std::string& key,
                               std::chrono::steady_clock::time_point started);
-  // Sets the golden snapshot `key` that failed (`why`) aside; returns the words for
-  // InstanceInfo::golden_problem. `identity`: the directory that failed (nullptr: whatever is
-  // there now, i.e. the one that failed its seal).
-  std::string SetGoldenAside(const std::string& key, const std::string& why,
-                             const GoldenIdentity* identity = nullptr);
   // The tracked monitor of a running instance, adopting it when not yet tracked; nullptr when the
   // instance exists but its monitor does not run.
   Result<std::shared_ptr<Tracked>> TrackedFor(const std::string& instance);
