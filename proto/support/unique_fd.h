@@ -21,11 +21,15 @@ class UniqueFd {
     return *this;
   }
   ~UniqueFd() { Reset(); }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
   int get() const { return fd_; }
+  explicit operator bool() const { return fd_ >= 0; }
   int Release() { return std::exchange(fd_, -1); }
-  void Reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
+  // Closes the fd it holds (if any) and takes `fd`.
+  void Reset(int fd = -1) {
+    if (fd_ >= 0 && fd_ != fd) ::close(fd_);
+    fd_ = fd;
   }
 
  private:

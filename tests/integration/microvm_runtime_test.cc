@@ -105,6 +105,77 @@ std::string GetUntilAnswered(const fs::path& netns, std::chrono::seconds limit) 
   return last;
 }
 
+// "Key:\tvalue" from /proc/<pid>/status text.
+std::string StatusField(const std::string& status, const std::string& key) {
+  const size_t at = status.find("\n" + key + ":\t");
+  if (at == std::string::npos) return "";
+  const size_t begin = at + key.size() + 3;
+  return status.substr(begin, status.find('\n', begin) - begin);
+}
+
+std::string ReadAll(const fs::path& file) {
+  std::ifstream in(file);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// What item 4 of the hostile-guest issue asks of a running monitor, read the way an auditor would:
+// its ids, capabilities, no_new_privs and seccomp mode in /proc/PID/status (every thread), its root
+// (only the snapshot and /dev/kvm), its namespaces and its cgroup.
+void ExpectJailed(int pid, const std::string& instance, const MicroVmRuntimeOptions& options) {
+  const fs::path proc = "/proc/" + std::to_string(pid);
+  const std::string status = ReadAll(proc / "status");
+  const std::string uid = std::to_string(MonitorUid(options.monitor_id_base, instance));
+  const std::string gid = std::to_string(options.monitor_id_base);
+  EXPECT_EQ(StatusField(status, "Uid"), uid + "\t" + uid + "\t" + uid + "\t" + uid) << status;
+  EXPECT_EQ(StatusField(status, "Gid"), gid + "\t" + gid + "\t" + gid + "\t" + gid) << status;
+  EXPECT_EQ(StatusField(status, "CapEff"), "0000000000000000");
+  EXPECT_EQ(StatusField(status, "CapPrm"), "0000000000000000");
+  EXPECT_EQ(StatusField(status, "CapBnd"), "0000000000000000");
+  EXPECT_EQ(StatusField(status, "NoNewPrivs"), "1");
+  int threads = 0, narrower = 0;
+  std::error_code ec;
+  for (fs::directory_iterator it(proc / "task", ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string task = ReadAll(it->path() / "status");
+    EXPECT_EQ(StatusField(task, "Seccomp"), "2") << it->path();  // filter mode, every thread
+    ++threads;
+    if (StatusField(task, "Seccomp_filters") >= "2") ++narrower;  // vCPU and device threads
+  }
+  EXPECT_GE(threads, 2);
+  EXPECT_GE(narrower, 1) << "no thread stacked its own filter";
+  // Its root holds the golden snapshot (read-only) and /dev/kvm, nothing of the host.
+  const fs::path root = proc / "root";
+  EXPECT_TRUE(fs::exists(root / "dev" / "kvm"));
+  EXPECT_FALSE(fs::exists(root / "etc"));
+  EXPECT_FALSE(fs::exists(root / "proc" / "self"));
+  EXPECT_FALSE(fs::exists(root / "usr"));
+  int files = 0;
+  for (fs::recursive_directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
+    if (!it->is_directory(ec)) {
+      ++files;
+      const std::string name = it->path().filename().string();
+      EXPECT_TRUE(name == "kvm" || name == "memory.raw" || name == "state" || name == "SEAL" ||
+                  name.starts_with("state") || name.starts_with("vcpu"))
+          << "unexpected file in the monitor's root: " << it->path();
+    }
+  }
+  EXPECT_GE(files, 2);
+  // Its own mount and network namespaces.
+  for (const char* ns : {"mnt", "net"}) {
+    EXPECT_NE(fs::read_symlink(proc / "ns" / ns, ec),
+              fs::read_symlink(fs::path("/proc/self/ns") / ns, ec))
+        << ns;
+  }
+  // Its cgroup, where the host has cgroups (the KVM test host mounts cgroup v2).
+  const std::string cgroup = ReadAll(proc / "cgroup");
+  if (auto layout = oci::DetectCgroupLayout(options.cgroup_root); layout) {
+    EXPECT_NE(cgroup.find("/phoenix/vmm-" + instance), std::string::npos) << cgroup;
+    if (*layout == oci::CgroupLayout::kUnified) {
+      EXPECT_EQ(ReadAll(options.cgroup_root / "phoenix" / ("vmm-" + instance) / "memory.max"),
+                std::to_string((128ull + 128) << 20) + "\n");
+    }
+  }
+}
+
 TEST(MicroVmRuntimeIntegrationTest, RestoreAnswersCrashIsSeenAndGoldenRestoresAgain) {
   if (!HasHardwareVirtualization()) {
     GTEST_SKIP() << "no svm/vmx in /proc/cpuinfo: a Linux guest cannot boot on this KVM "
@@ -143,11 +214,11 @@ TEST(MicroVmRuntimeIntegrationTest, RestoreAnswersCrashIsSeenAndGoldenRestoresAg
   std::mutex mu;
   std::condition_variable cv;
   std::vector<RuntimeEvent> events;
-  auto runtime =
-      std::make_unique<MicroVmRuntime>(io, MicroVmRuntimeOptions{.state_dir = root / "state",
-                                                                 .vmm_binary = Env("PHOENIX_VMM"),
-                                                                 .golden_timeout = 600s,
-                                                                 .ready_timeout = 120s});
+  const MicroVmRuntimeOptions options{.state_dir = root / "state",
+                                      .vmm_binary = Env("PHOENIX_VMM"),
+                                      .golden_timeout = 600s,
+                                      .ready_timeout = 120s};
+  auto runtime = std::make_unique<MicroVmRuntime>(io, options);
   runtime->Watch([&](const RuntimeEvent& e) {
     std::lock_guard lock(mu);
     events.push_back(e);
@@ -210,7 +281,9 @@ TEST(MicroVmRuntimeIntegrationTest, RestoreAnswersCrashIsSeenAndGoldenRestoresAg
             << " ms\n";
   answer = GetUntilAnswered(second->netns, 60s);
   EXPECT_TRUE(answer.starts_with("HTTP/1.")) << answer;
+  ExpectJailed(second->pid, "phx-mvtest-2", options);
   EXPECT_TRUE(runtime->Destroy("phx-mvtest-2"));
+  EXPECT_FALSE(fs::exists(options.cgroup_root / "phoenix" / "vmm-phx-mvtest-2"));
 
   // A damaged golden snapshot never strands a start (agent/runtime/golden_seal.h).
   auto golden_memory = [&] {

@@ -18,6 +18,7 @@
 #include <string_view>
 
 #include "proto/support/error.h"
+#include "proto/support/unique_fd.h"
 
 namespace phoenix::agent::microvm {
 
@@ -25,29 +26,6 @@ inline constexpr std::string_view kTapName = "tap0";
 inline constexpr std::string_view kHostAddress = "172.16.0.1";  // tap0, the guest's gateway
 inline constexpr std::string_view kGuestAddress = "172.16.0.2";
 inline constexpr int kPrefixLength = 30;
-
-// An owned file descriptor (closed on destruction; move-only).
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& o) noexcept : fd_(o.Release()) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept;
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd() { Reset(); }
-  int get() const { return fd_; }
-  explicit operator bool() const { return fd_ >= 0; }
-  int Release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-  void Reset(int fd = -1);
-
- private:
-  int fd_ = -1;
-};
 
 struct GuestNetwork {
   UniqueFd tap;    // /dev/net/tun attached to tap0 (IFF_TAP | IFF_NO_PI)

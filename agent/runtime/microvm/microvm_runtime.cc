@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 
 #include "agent/runtime/console_log.h"
 #include "agent/runtime/microvm/guest_netns.h"
+#include "agent/runtime/microvm/monitor_cgroup.h"
 #include "agent/runtime/microvm/vmm_command.h"
 #include "agent/runtime/oci/netns.h"
 #include "agent/runtime/oci/process.h"
@@ -324,6 +326,11 @@ MicroVmRuntime::MicroVmRuntime(boost::asio::io_context& io, MicroVmRuntimeOption
   }
   vmm_ = *vmm;
   description_ = fmt::format("phoenix-vmm on {} ({})", options_.kvm_device.string(), vmm_.string());
+  if (auto layout = oci::DetectCgroupLayout(options_.cgroup_root); layout) {
+    cgroup_layout_ = *layout;
+  } else {
+    description_ += "; monitors run without cgroup limits: " + layout.error().message;
+  }
   available_ = true;
   spdlog::info("microvm runtime: {}", description_);
 }
@@ -420,6 +427,55 @@ Result<std::shared_ptr<MicroVmRuntime::Tracked>> MicroVmRuntime::TrackedFor(
   return Adopt(*record);
 }
 
+// ---- jails ----
+
+Result<JailFlags> MicroVmRuntime::MonitorJail(const std::string& name, uint32_t memory_mib,
+                                              uint32_t vcpus) {
+  // One empty directory serves every monitor: each mounts its own tmpfs there, in its own mount
+  // namespace, so the host only ever sees it empty.
+  const fs::path root = layout_.state_dir / "jail";
+  PHX_TRY(MakeDir(root));
+  if (::chmod(root.c_str(), 0700) != 0) return ErrnoError("chmod 0700 " + root.string());
+  JailFlags jail{.uid = MonitorUid(options_.monitor_id_base, name),
+                 .gid = options_.monitor_id_base,
+                 .root = root};
+  if (cgroup_layout_) {
+    auto dirs = CreateMonitorCgroup(*cgroup_layout_, options_.cgroup_root, name,
+                                    LimitsFor(memory_mib, vcpus));
+    if (!dirs) return std::unexpected(dirs.error());
+    jail.cgroups = std::move(*dirs);
+  }
+  return jail;
+}
+
+void MicroVmRuntime::ReleaseMonitorCgroup(const std::string& name) {
+  if (!cgroup_layout_) return;
+  for (const std::string& problem :
+       RemoveMonitorCgroup(*cgroup_layout_, options_.cgroup_root, name))
+    spdlog::warn("microvm runtime: cgroup of {}: {}", name, problem);
+}
+
+namespace {
+
+// The monitor drops to its own uid before it reads the snapshot, so the files are root's and
+// readable by the monitors' shared group only, and written by none.
+Result<void> ShareWithMonitors(const fs::path& dir, uint32_t gid) {
+  auto share = [gid](const fs::path& path, mode_t mode) -> Result<void> {
+    if (::lchown(path.c_str(), 0, gid) != 0) return ErrnoError("chown " + path.string());
+    if (::chmod(path.c_str(), mode) != 0) return ErrnoError("chmod " + path.string());
+    return {};
+  };
+  PHX_TRY(share(dir, 0750));
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->is_regular_file(ec)) PHX_TRY(share(it->path(), 0640));
+  }
+  if (ec) return Internal("listing " + dir.string() + ": " + ec.message());
+  return {};
+}
+
+}  // namespace
+
 // ---- golden snapshots ----
 
 bool MicroVmRuntime::HasGolden(const ImageArtifacts& image, uint32_t vcpus,
@@ -491,6 +547,14 @@ Result<void> MicroVmRuntime::BootGolden(const ImageArtifacts& image, uint32_t vc
 
   auto net = CreateGuestNetwork();
   if (!net) return std::unexpected(net.error().Wrap("guest network of the golden boot"));
+  const std::string jail_name = "golden-" + key;
+  auto jail = MonitorJail(jail_name, memory_mib, vcpus);
+  if (!jail) return std::unexpected(jail.error().Wrap("jail of the golden boot"));
+  struct ReleaseCgroup {
+    MicroVmRuntime* rt;
+    std::string name;
+    ~ReleaseCgroup() { rt->ReleaseMonitorCgroup(name); }  // after the monitor is gone
+  } release_cgroup{this, jail_name};
   BootCommand cmd{.vmm = vmm_,
                   .kernel = image.kernel,
                   .initrd = image.initrd,
@@ -499,7 +563,8 @@ Result<void> MicroVmRuntime::BootGolden(const ImageArtifacts& image, uint32_t vc
                   .vcpus = vcpus,
                   .ready_marker = image.ready_marker,
                   .snapshot_to = temp,
-                  .console_log = log};
+                  .console_log = log,
+                  .jail = *jail};
   const fs::path vmm_log = fs::path(log.string() + ".vmm");
   fs::remove(vmm_log, ec);
   auto spawned = SpawnMonitor(BootArgv(cmd), net->tap.get(), vmm_log);
@@ -534,6 +599,7 @@ Result<void> MicroVmRuntime::BootGolden(const ImageArtifacts& image, uint32_t vc
     if (ec) return Internal("listing " + temp.string() + ": " + ec.message());
     std::sort(files.begin(), files.end());
     PHX_TRY(SealGolden(temp, files));
+    PHX_TRY(ShareWithMonitors(temp, options_.monitor_id_base));
   }
   if (::rename(temp.c_str(), layout_.GoldenDir(key).c_str()) != 0) {
     return ErrnoError("renaming " + temp.string() + " to " + layout_.GoldenDir(key).string());
@@ -570,6 +636,7 @@ Result<void> MicroVmRuntime::Teardown(const std::string& instance) {
     if (!record->netns.empty()) netns = record->netns;
   }
   if (auto r = oci::RemoveNetns(netns); !r) problems.push_back(r.error().message);
+  if (problems.empty()) ReleaseMonitorCgroup(instance);  // the monitor is gone
   if (!problems.empty()) {
     return Internal(fmt::format("cleaning up {}: {}", instance, fmt::join(problems, "; ")));
   }
@@ -696,13 +763,19 @@ Result<InstanceInfo> MicroVmRuntime::Launch(const InstanceSpec& spec, const std:
   }
   auto net = CreateGuestNetwork(record.netns);
   if (!net) return fail(net.error());
+  auto jail = MonitorJail(spec.instance, spec.memory_mib, spec.vcpus);
+  if (!jail) return fail(jail.error());
 
   std::vector<std::string> argv;
   if (restore) {
+    // Goldens made before monitors were jailed are root's alone.
+    if (auto r = ShareWithMonitors(layout_.GoldenDir(key), options_.monitor_id_base); !r)
+      return fail(r.error());
     argv = RestoreArgv({.vmm = vmm_,
                         .snapshot = layout_.GoldenDir(key),
                         .control = layout_.ControlSocket(spec.instance),
-                        .console_log = spec.log_path});
+                        .console_log = spec.log_path,
+                        .jail = *jail});
   } else {
     argv = BootArgv({.vmm = vmm_,
                      .kernel = spec.image.kernel,
@@ -712,7 +785,8 @@ Result<InstanceInfo> MicroVmRuntime::Launch(const InstanceSpec& spec, const std:
                      .vcpus = spec.vcpus,
                      .ready_marker = spec.image.ready_marker,
                      .control = layout_.ControlSocket(spec.instance),
-                     .console_log = spec.log_path});
+                     .console_log = spec.log_path,
+                     .jail = *jail});
   }
   auto s = SpawnMonitor(argv, net->tap.get(), layout_.VmmLog(spec.instance));
   if (!s) return fail(s.error());

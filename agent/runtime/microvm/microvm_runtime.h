@@ -21,6 +21,12 @@
 // session with the tap on fd 3 and a ready pipe on fd 4; Start returns once it wrote its ready
 // line. Stop: control `stop`, SIGTERM after the grace period, then SIGKILL.
 //
+// Jails: every monitor (golden boots too) jails itself before its guest runs
+// (agent/vmm/jail/jail.h): an empty root holding only its kernel or snapshot, uid
+// MonitorUid(instance) and the monitors' shared gid (which may read golden snapshots, root's and
+// 0640), no capabilities, a seccomp filter per thread, and its own cgroup (monitor_cgroup.h) with
+// memory and pids limits.
+//
 // Watching: a pidfd on each monitor, registered on the io_context, emits exactly one kStopped when
 // it exits (ClassifyMonitorExit). Monitors outlive the agent; after an agent restart List re-adopts
 // them from their run dirs: the recorded pid must still be the same process (start time) and run
@@ -43,6 +49,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -50,6 +57,8 @@
 #include "agent/runtime/exit_watch.h"
 #include "agent/runtime/golden_seal.h"
 #include "agent/runtime/microvm/run_layout.h"
+#include "agent/runtime/microvm/vmm_command.h"
+#include "agent/runtime/oci/cgroup_layout.h"
 #include "agent/runtime/runtime.h"
 
 namespace phoenix::agent::microvm {
@@ -64,6 +73,10 @@ struct MicroVmRuntimeOptions {
   std::chrono::milliseconds ready_timeout{60000};   // restore / cold boot to the ready line
   std::chrono::milliseconds control_timeout{2000};  // one control socket request
   std::chrono::milliseconds term_wait{2000};        // after SIGTERM, before SIGKILL
+  // Monitors run as uid base+1..base+65535 (vmm_command.h MonitorUid) and gid base. The default
+  // sits in the range systemd leaves unused (1879048192-2147483647): no user, no container.
+  uint32_t monitor_id_base = 1900000000;
+  std::filesystem::path cgroup_root = "/sys/fs/cgroup";  // monitor_cgroup.h
 };
 
 // Whether `device` is a usable KVM: opens read-write and reports API version 12. The error says
@@ -121,8 +134,12 @@ class MicroVmRuntime final : public Runtime {
   // Watches `fd` (a dup of the tracked pidfd, which the watch takes over).
   void WatchExit(const std::string& instance, const std::shared_ptr<Tracked>& tracked, int fd);
   void OnExited(const std::string& instance, const std::shared_ptr<Tracked>& tracked);
-  // Kills the monitor if it runs, removes the netns and the run dir. Idempotent.
+  // Kills the monitor if it runs, removes the netns, its cgroup and the run dir. Idempotent.
   Result<void> Teardown(const std::string& instance);
+  // The jail of the monitor `name` (an instance, or "golden-<key>"): its uid, and its cgroup with
+  // limits for `memory_mib` and `vcpus` made ready to join.
+  Result<JailFlags> MonitorJail(const std::string& name, uint32_t memory_mib, uint32_t vcpus);
+  void ReleaseMonitorCgroup(const std::string& name);
 
   const MicroVmRuntimeOptions options_;
   const RunLayout layout_;
@@ -132,6 +149,7 @@ class MicroVmRuntime final : public Runtime {
   std::filesystem::path vmm_;
   std::string description_;
   bool available_ = false;
+  std::optional<oci::CgroupLayout> cgroup_layout_;  // none: monitors run without cgroup limits
 
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Tracked>> tracked_;  // running monitors being watched

@@ -32,6 +32,23 @@ std::string GuestCmdline(std::string_view image_cmdline) {
   return out;
 }
 
+uint32_t MonitorUid(uint32_t base, std::string_view name) {
+  uint64_t hash = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char c : name) hash = (hash ^ c) * 1099511628211ull;
+  return base + 1 + static_cast<uint32_t>(hash % 65535);
+}
+
+namespace {
+
+void AppendJail(std::vector<std::string>& argv, const std::optional<JailFlags>& jail) {
+  if (!jail) return;
+  argv.insert(argv.end(), {"--jail-uid", std::to_string(jail->uid), "--jail-gid",
+                           std::to_string(jail->gid), "--jail-root", jail->root.string()});
+  for (const auto& dir : jail->cgroups) argv.insert(argv.end(), {"--cgroup", dir.string()});
+}
+
+}  // namespace
+
 std::vector<std::string> BootArgv(const BootCommand& c) {
   std::vector<std::string> argv = {c.vmm.string(), "boot", "--kernel", c.kernel.string()};
   if (!c.initrd.empty()) argv.insert(argv.end(), {"--initrd", c.initrd.string()});
@@ -47,6 +64,7 @@ std::vector<std::string> BootArgv(const BootCommand& c) {
     }
   }
   argv.insert(argv.end(), {"--ready-fd", std::to_string(kReadyFd)});
+  AppendJail(argv, c.jail);
   return argv;
 }
 
@@ -56,6 +74,7 @@ std::vector<std::string> RestoreArgv(const RestoreCommand& c) {
   if (!c.console_log.empty()) argv.insert(argv.end(), {"--console-log", c.console_log.string()});
   if (!c.control.empty()) argv.insert(argv.end(), {"--control", c.control.string()});
   argv.insert(argv.end(), {"--ready-fd", std::to_string(kReadyFd)});
+  AppendJail(argv, c.jail);
   return argv;
 }
 

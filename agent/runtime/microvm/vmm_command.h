@@ -32,6 +32,20 @@ inline constexpr int kReadyFd = 4;
 // The image's command line plus the guest address every clone keeps (guest_netns.h).
 std::string GuestCmdline(std::string_view image_cmdline);
 
+// How a monitor is jailed (phoenix-vmm's --jail-* and --cgroup flags, agent/vmm/jail/jail.h).
+struct JailFlags {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  std::filesystem::path root;
+  std::vector<std::filesystem::path> cgroups;
+};
+
+// The monitor uid of `name` (an instance, or a golden boot's key): base + 1 + a hash of the name
+// modulo 65535, so monitors of different instances almost never share a uid, and one instance
+// keeps its uid across restarts. A shared uid gives nothing away either: a monitor can neither
+// signal, trace nor open another's files (its seccomp filter and empty root forbid it).
+uint32_t MonitorUid(uint32_t base, std::string_view name);
+
 struct BootCommand {
   std::filesystem::path vmm;
   std::filesystem::path kernel;
@@ -43,6 +57,7 @@ struct BootCommand {
   std::filesystem::path snapshot_to;  // golden boot: snapshot here at the marker, then exit
   std::filesystem::path control;      // empty: no control socket (golden boot)
   std::filesystem::path console_log;
+  std::optional<JailFlags> jail;
 };
 std::vector<std::string> BootArgv(const BootCommand& command);
 
@@ -51,6 +66,7 @@ struct RestoreCommand {
   std::filesystem::path snapshot;
   std::filesystem::path control;
   std::filesystem::path console_log;
+  std::optional<JailFlags> jail;
 };
 std::vector<std::string> RestoreArgv(const RestoreCommand& command);
 

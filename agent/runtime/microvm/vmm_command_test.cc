@@ -1,5 +1,9 @@
 #include "agent/runtime/microvm/vmm_command.h"
 
+#include <set>
+
+#include "agent/vmm/cli/options.h"
+
 #include <signal.h>
 
 #include <gmock/gmock.h>
@@ -95,6 +99,42 @@ TEST(RestoreArgvTest, MatchesTheCli) {
   EXPECT_THAT(RestoreArgv(c), ElementsAre("/v", "restore", "--snapshot", "/s/golden/k", "--tap-fd",
                                           "3", "--console-log", "/g/console.log", "--control",
                                           "/s/run/phx-a/control.sock", "--ready-fd", "4"));
+}
+
+// The agent's flags are ones phoenix-vmm's own parser accepts, with the same meaning.
+TEST(RestoreArgvTest, JailFlagsParseInTheMonitor) {
+  RestoreCommand c{.vmm = "/v",
+                   .snapshot = "/s/golden/k",
+                   .control = "/s/run/phx-a/control.sock",
+                   .console_log = "/g/console.log",
+                   .jail = JailFlags{.uid = MonitorUid(1900000000, "phx-a"),
+                                     .gid = 1900000000,
+                                     .root = "/s/jail",
+                                     .cgroups = {"/sys/fs/cgroup/memory/phoenix/vmm-phx-a",
+                                                 "/sys/fs/cgroup/pids/phoenix/vmm-phx-a"}}};
+  const std::vector<std::string> argv = RestoreArgv(c);
+  const std::vector<std::string_view> args(argv.begin() + 1, argv.end());
+  auto parsed = phoenix::vmm::ParseCommandLine(args);
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  EXPECT_TRUE(parsed->jailed());
+  EXPECT_EQ(parsed->jail_uid, c.jail->uid);
+  EXPECT_EQ(parsed->jail_gid, 1900000000u);
+  EXPECT_EQ(parsed->jail_root, "/s/jail");
+  EXPECT_THAT(parsed->cgroups, ElementsAre("/sys/fs/cgroup/memory/phoenix/vmm-phx-a",
+                                           "/sys/fs/cgroup/pids/phoenix/vmm-phx-a"));
+}
+
+TEST(MonitorUidTest, StableUnprivilegedAndSpread) {
+  const uint32_t base = 1900000000;
+  EXPECT_EQ(MonitorUid(base, "phx-web-1"), MonitorUid(base, "phx-web-1"));
+  std::set<uint32_t> uids;
+  for (int i = 0; i < 100; ++i) {
+    const uint32_t uid = MonitorUid(base, "phx-web-" + std::to_string(i));
+    EXPECT_GT(uid, base);
+    EXPECT_LE(uid, base + 65535);
+    uids.insert(uid);
+  }
+  EXPECT_GE(uids.size(), 99u);  // FNV-1a over 65535 slots: a collision in 100 is rare
 }
 
 TEST(ReadyLineTest, Restore) {

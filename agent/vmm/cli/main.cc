@@ -1,8 +1,10 @@
 // phoenix-vmm: one micro-VM per process. Parses the command line (options.h), builds the Machine
 // (boot or restore), then runs the control loop on the main thread: signals (signalfd), the
 // machine's stop and ready-marker events (an eventfd the vCPU threads poke) and the control socket
-// (control.h). Everything that may pause, snapshot or destroy the machine happens on this thread;
-// the vCPU threads only write the console, scan it for the marker and report the stop.
+// (control.h). Before the machine is built it jails itself when asked (jail/jail.h): the guest's
+// first instruction runs in an unprivileged, seccomp-confined process. Everything that may pause,
+// snapshot or destroy the machine happens on this thread; the vCPU threads only write the console,
+// scan it for the marker and report the stop.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -16,6 +18,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -26,6 +29,7 @@
 #include "agent/vmm/cli/marker_scanner.h"
 #include "agent/vmm/cli/monitor_memory.h"
 #include "agent/vmm/cli/options.h"
+#include "agent/vmm/jail/jail.h"
 #include "agent/vmm/machine.h"
 #include "agent/vmm/snapshot/snapshot_file.h"
 
@@ -127,14 +131,14 @@ Status CheckFd(int fd, const char* flag) {
   return {};
 }
 
-std::string StatsReply(const Machine& machine, Clock::time_point started) {
+std::string StatsReply(const Machine& machine, Clock::time_point started, int smaps_fd) {
   const MachineStats s = machine.Stats();
   std::map<std::string, std::string> kv;
   kv["state"] = s.paused ? "paused" : "running";
   kv["vcpus"] = std::to_string(s.vcpus);
   kv["memory_mib"] = std::to_string(s.memory_bytes >> 20);
   kv["guest_resident_kib"] = std::to_string(s.guest_resident_bytes >> 10);
-  auto mem = ReadMonitorMemory(s.memory_bytes);
+  auto mem = ReadMonitorMemory(s.memory_bytes, smaps_fd);
   if (!mem) return ErrorReply("stats: " + mem.error().message);
   kv["monitor_rss_kib"] = std::to_string(mem->rss_kib);
   kv["monitor_overhead_kib"] = std::to_string(mem->overhead_kib());
@@ -145,7 +149,41 @@ std::string StatsReply(const Machine& machine, Clock::time_point started) {
   return OkReply(kv);
 }
 
-int RunMachine(const CliOptions& o) {
+// Everything the monitor still needs is open or listed; from here on it is an unprivileged process
+// in an empty root, and every thread it starts confines itself by kind.
+// Paths are made absolute first: in the jail the working directory is its root.
+Status Jail(CliOptions& o) {
+  for (std::string* path : {&o.kernel, &o.initrd, &o.snapshot, &o.snapshot_to, &o.jail_root}) {
+    std::error_code ec;
+    if (!path->empty()) *path = std::filesystem::absolute(*path, ec).lexically_normal().string();
+    if (ec) return Fail("cannot make " + *path + " absolute: " + ec.message());
+    while (path->size() > 1 && path->back() == '/') path->pop_back();
+  }
+  JailSpec spec;
+  spec.uid = o.jail_uid;
+  spec.gid = o.jail_gid;
+  spec.root = o.jail_root;
+  spec.cgroups = o.cgroups;
+  spec.devices = {"/dev/kvm"};
+  if (o.command == CliCommand::kBoot) {
+    spec.read_only.push_back(o.kernel);
+    if (!o.initrd.empty()) spec.read_only.push_back(o.initrd);
+    if (!o.snapshot_to.empty()) {
+      if (::mkdir(o.snapshot_to.c_str(), 0700) != 0 && errno != EEXIST)
+        return Errno("mkdir --snapshot-to " + o.snapshot_to);
+      spec.writable.push_back(o.snapshot_to);
+    }
+  } else {
+    spec.read_only.push_back(o.snapshot);
+  }
+  if (auto s = InstallSigsysReporter(); !s) return s;
+  if (auto s = EnterJail(spec); !s) return s;
+  if (auto s = ConfineThread(ThreadKind::kControl); !s) return s;
+  SetThreadStartHook(ConfineNewThread);
+  return {};
+}
+
+int RunMachine(CliOptions o) {
   ReadyLine ready(o.ready_fd);
   if (auto s = CheckFd(o.ready_fd, "--ready-fd"); !s) {
     std::fprintf(stderr, "phoenix-vmm: %s\n", s.error().message.c_str());
@@ -183,6 +221,13 @@ int RunMachine(const CliOptions& o) {
     auto server = ControlServer::Listen(o.control_socket);
     if (!server) return Die(ready, server.error().message);
     control = std::move(*server);
+  }
+
+  // /proc is not in the jail: `stats` reads this fd.
+  const int smaps_fd = ::open("/proc/self/smaps", O_RDONLY | O_CLOEXEC);
+  if (smaps_fd < 0) return Die(ready, Errno("open /proc/self/smaps").error().message);
+  if (o.jailed()) {
+    if (auto s = Jail(o); !s) return Die(ready, OneLine(s.error().message));
   }
 
   auto console = [&events](std::span<const uint8_t> bytes) { events.Console(bytes); };
@@ -237,7 +282,7 @@ int RunMachine(const CliOptions& o) {
     const std::string_view arg =
         space == std::string_view::npos ? std::string_view() : request.substr(space + 1);
     if (verb == "ping" && arg.empty()) return OkReply();
-    if (verb == "stats" && arg.empty()) return StatsReply(*machine, started);
+    if (verb == "stats" && arg.empty()) return StatsReply(*machine, started, smaps_fd);
     if (verb == "pause" && arg.empty()) {
       if (auto s = machine->Pause(); !s) return ErrorReply("pause: " + s.error().message);
       return OkReply({{"state", "paused"}});
@@ -248,6 +293,8 @@ int RunMachine(const CliOptions& o) {
     }
     if (verb == "snapshot") {
       if (arg.empty()) return ErrorReply("snapshot needs a directory: snapshot DIR");
+      if (o.jailed() && arg != o.snapshot_to)
+        return ErrorReply("snapshot: a jailed monitor writes only into its --snapshot-to");
       if (auto s = machine->Pause(); !s) return ErrorReply("pause: " + s.error().message);
       if (auto s = machine->Snapshot(std::string(arg)); !s)
         return ErrorReply("snapshot: " + s.error().message);

@@ -1,5 +1,8 @@
 #include "agent/vmm/cli/monitor_memory.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
@@ -8,8 +11,25 @@
 namespace phoenix::vmm {
 
 Result<MonitorMemory> ReadMonitorMemory(uint64_t guest_memory_bytes, const char* smaps_path) {
-  FILE* f = std::fopen(smaps_path, "re");
-  if (!f) return Errno(std::string("open ") + smaps_path);
+  const int fd = ::open(smaps_path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Errno(std::string("open ") + smaps_path);
+  auto memory = ReadMonitorMemory(guest_memory_bytes, fd);
+  ::close(fd);
+  if (!memory) return std::unexpected(Context(smaps_path, memory.error()));
+  return memory;
+}
+
+Result<MonitorMemory> ReadMonitorMemory(uint64_t guest_memory_bytes, int smaps_fd) {
+  // proc regenerates the file on a read from offset 0; a dup keeps `smaps_fd` open after fclose.
+  if (::lseek(smaps_fd, 0, SEEK_SET) != 0) return Errno("rewind smaps");
+  const int copy = ::dup(smaps_fd);
+  if (copy < 0) return Errno("dup smaps");
+  FILE* f = ::fdopen(copy, "r");
+  if (!f) {
+    auto err = Errno("fdopen smaps");
+    ::close(copy);
+    return err;
+  }
   MonitorMemory out;
   bool in_guest = false;
   char line[4096];
@@ -35,7 +55,7 @@ Result<MonitorMemory> ReadMonitorMemory(uint64_t guest_memory_bytes, const char*
   }
   const bool failed = std::ferror(f);
   std::fclose(f);
-  if (failed) return Fail(std::string("read ") + smaps_path + " failed");
+  if (failed) return Fail("reading smaps failed");
   return out;
 }
 

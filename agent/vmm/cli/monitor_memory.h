@@ -20,5 +20,7 @@ struct MonitorMemory {
 
 Result<MonitorMemory> ReadMonitorMemory(uint64_t guest_memory_bytes,
                                         const char* smaps_path = "/proc/self/smaps");
+// From an open /proc/<pid>/smaps: a jailed monitor opens it before its root has no /proc.
+Result<MonitorMemory> ReadMonitorMemory(uint64_t guest_memory_bytes, int smaps_fd);
 
 }  // namespace phoenix::vmm

@@ -36,12 +36,12 @@ const std::vector<FlagSpec>& FlagsOf(CliCommand command) {
       {"memory-mib", true},   {"vcpus", true},       {"tap-fd", true},
       {"mac", true},          {"console-log", true}, {"control", true},
       {"ready-marker", true}, {"snapshot-to", true}, {"exit-after-snapshot", false},
-      {"ready-fd", true}};
-  static const std::vector<FlagSpec> restore = {{"snapshot", true},
-                                                {"tap-fd", true},
-                                                {"console-log", true},
-                                                {"control", true},
-                                                {"ready-fd", true}};
+      {"ready-fd", true},     {"jail-uid", true},    {"jail-gid", true},
+      {"jail-root", true},    {"cgroup", true}};
+  static const std::vector<FlagSpec> restore = {
+      {"snapshot", true}, {"tap-fd", true},    {"console-log", true},
+      {"control", true},  {"ready-fd", true},  {"jail-uid", true},
+      {"jail-gid", true}, {"jail-root", true}, {"cgroup", true}};
   static const std::vector<FlagSpec> inspect = {{"snapshot", true}};
   static const std::vector<FlagSpec> none;
   switch (command) {
@@ -98,6 +98,14 @@ Status Apply(CliOptions& o, std::string_view flag, std::string_view value) {
     o.exit_after_snapshot = true;
   else if (flag == "snapshot")
     o.snapshot = value;
+  else if (flag == "jail-uid" || flag == "jail-gid") {
+    auto v = ParseNumber<uint32_t>(flag, value, 1, 0xfffffffeu);
+    if (!v) return std::unexpected(v.error());
+    (flag == "jail-uid" ? o.jail_uid : o.jail_gid) = *v;
+  } else if (flag == "jail-root")
+    o.jail_root = value;
+  else if (flag == "cgroup")
+    o.cgroups.emplace_back(value);
   return {};
 }
 
@@ -153,7 +161,8 @@ Result<CliOptions> ParseCommandLine(std::span<const std::string_view> args) {
         std::find_if(flags.begin(), flags.end(), [&](const FlagSpec& f) { return f.name == name; });
     if (spec == flags.end())
       return Fail(std::string(command) + " does not take --" + std::string(name) + "; see --help");
-    if (!seen.insert(spec->name).second) return Fail("--" + std::string(name) + " given twice");
+    if (!seen.insert(spec->name).second && spec->name != "cgroup")
+      return Fail("--" + std::string(name) + " given twice");
     if (spec->takes_value && !value) {
       if (i + 1 >= args.size()) return Fail("--" + std::string(name) + " needs a value");
       value = args[++i];
@@ -179,6 +188,10 @@ Result<CliOptions> ParseCommandLine(std::span<const std::string_view> args) {
   }
   if (o.tap_fd >= 0 && o.tap_fd == o.ready_fd)
     return Fail("--tap-fd and --ready-fd are the same fd");
+  const int jail_flags = (o.jail_uid != 0) + (o.jail_gid != 0) + !o.jail_root.empty();
+  if (jail_flags != 0 && jail_flags != 3)
+    return Fail("--jail-uid, --jail-gid and --jail-root come together");
+  if (!o.cgroups.empty() && !o.jailed()) return Fail("--cgroup needs the jail (--jail-*)");
   return o;
 }
 
@@ -188,9 +201,10 @@ std::string UsageText() {
 Usage:
   phoenix-vmm boot --kernel PATH [--initrd PATH] [--cmdline STR] [--memory-mib 128] [--vcpus 1]
       [--tap-fd N] [--mac 06:00:ac:10:00:02] [--console-log PATH] [--control SOCKET]
-      [--ready-marker STR [--snapshot-to DIR [--exit-after-snapshot]]] [--ready-fd N]
+      [--ready-marker STR [--snapshot-to DIR [--exit-after-snapshot]]] [--ready-fd N] [JAIL]
   phoenix-vmm restore --snapshot DIR [--tap-fd N] [--console-log PATH] [--control SOCKET]
-      [--ready-fd N]
+      [--ready-fd N] [JAIL]
+  JAIL: --jail-uid UID --jail-gid GID --jail-root DIR [--cgroup DIR]...
   phoenix-vmm inspect --snapshot DIR
 
 boot     cold-boots an x86-64 Linux kernel (ELF vmlinux or bzImage) with an optional initramfs.
@@ -221,6 +235,18 @@ Flags:
                           error MESSAGE                        it failed
                         setup_us: Boot()/Restore() entry to the first KVM_RUN; marker_ms: boot
                         start to the marker.
+
+Jail (as root; Phoenix's agent always uses it), before the guest's first instruction:
+  --cgroup DIR          join this cgroup directory first (repeat for each v1 hierarchy)
+  --jail-root DIR       an empty directory: a tmpfs is mounted there in the monitor's own mount,
+                        IPC and network namespaces and becomes its root, holding only the kernel
+                        and initrd or the snapshot (read-only), --snapshot-to (read-write) and
+                        /dev/kvm. The console log, control socket and tap are opened before.
+  --jail-uid UID, --jail-gid GID
+                        then run as this unprivileged uid/gid (its /dev/kvm node is its own), with
+                        no groups, no capabilities and no_new_privs, and a
+                        seccomp filter per thread kind (control, vCPU, device). A forbidden
+                        syscall ends the monitor with SIGSYS after one line on stderr naming it.
 
 Control socket (one request line -> one reply line, "ok[ key=value]..." or "error MESSAGE"):
   ping | pause | resume | snapshot DIR (pauses, writes, stays paused) | stop | stats

@@ -10,6 +10,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "agent/vmm/result.h"
 
@@ -36,6 +37,12 @@ struct CliOptions {
   std::string console_log;
   std::string control_socket;
   int ready_fd = -1;
+  // boot, restore: the jail (jail/jail.h); --jail-uid, --jail-gid and --jail-root come together
+  uint32_t jail_uid = 0;
+  uint32_t jail_gid = 0;
+  std::string jail_root;
+  std::vector<std::string> cgroups;  // --cgroup DIR, repeatable
+  bool jailed() const { return !jail_root.empty(); }
 };
 
 // `args` excludes argv[0]. Flags take `--flag VALUE` or `--flag=VALUE`.

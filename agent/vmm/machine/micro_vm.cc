@@ -11,6 +11,7 @@
 
 #include "agent/vmm/kvm/cpuid.h"
 #include "agent/vmm/snapshot/snapshot_file.h"
+#include "agent/vmm/thread_hook.h"
 
 namespace phoenix::vmm {
 namespace {
@@ -425,6 +426,7 @@ bool MicroVm::Finish(StopReason reason, Error error) {
 }
 
 void MicroVm::VcpuLoop(size_t index) {
+  RunThreadStartHook(ThreadKind::kVcpu);
   const VcpuFd& vcpu = vcpus_[index];
   kvm_run* run = vcpu.run();
   sigset_t unblock;

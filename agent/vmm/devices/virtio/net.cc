@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "agent/vmm/snapshot/codec.h"
+#include "agent/vmm/thread_hook.h"
 
 namespace phoenix::vmm {
 namespace {
@@ -136,6 +137,7 @@ void VirtioNet::Resume() {
 }
 
 void VirtioNet::Run() {
+  RunThreadStartHook(ThreadKind::kDevice);
   for (;;) {
     {
       std::unique_lock lock(mu_);
