@@ -263,6 +263,7 @@ int Serve(const Flags& flags) {
 
   std::shared_ptr<grpc::ServerCredentials> credentials;
   std::shared_ptr<auth::TokenStore> tokens;
+  std::shared_ptr<auth::EnrolledNodes> enrolled_nodes;
   std::optional<pki::KeyAndCert> ca;
   if (flags.insecure) {
     credentials = grpc::InsecureServerCredentials();
@@ -275,6 +276,9 @@ int Serve(const Flags& flags) {
     auto opened = OpenTokens(flags.state_dir);
     if (!opened) return Fatal("tokens", opened.error());
     tokens = std::move(*opened);
+    auto nodes = auth::EnrolledNodes::Open(auth::PathsFor(flags.state_dir).enrolled_nodes);
+    if (!nodes) return Fatal("enrolled nodes", nodes.error());
+    enrolled_nodes = std::move(*nodes);
     auto made = tls::MakeServerCredentials(*server_tls);
     if (!made) return Fatal("TLS credentials", made.error());
     credentials = std::move(*made);
@@ -291,13 +295,21 @@ int Serve(const Flags& flags) {
   if (auto r = controller.Recover(); !r) return Fatal("recovering", r.error());
 
   const ServerLimits limits{.max_streams = flags.max_streams};
-  api::SupervisorServiceImpl admin(controller, **store, hub, tokens.get(), limits.max_streams);
+  api::SupervisorServiceImpl admin(controller, **store, hub, tokens.get(), limits.max_streams,
+                                   enrolled_nodes.get());
+  agents::CertificateCheck admit;
+  if (enrolled_nodes) {
+    admit = [nodes = enrolled_nodes](const std::string& node, const std::string& cert_pem) {
+      return auth::AdmitCertificate(*nodes, node, cert_pem);
+    };
+  }
   agents::AgentLinkService link(
       controller,
-      flags.insecure ? agents::LinkSecurity::kInsecure : agents::LinkSecurity::kMutualTls,
-      kVersion);
+      flags.insecure ? agents::LinkSecurity::kInsecure : agents::LinkSecurity::kMutualTls, kVersion,
+      std::move(admit));
   std::unique_ptr<api::EnrollmentService> enrollment;
-  if (!flags.insecure) enrollment = std::make_unique<api::EnrollmentService>(tokens, *ca);
+  if (!flags.insecure)
+    enrollment = std::make_unique<api::EnrollmentService>(tokens, enrolled_nodes, *ca);
 
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <ctime>
 #include <memory>
 #include <string_view>
@@ -42,7 +43,7 @@ using NamePtr = std::unique_ptr<GENERAL_NAME, Freer<GENERAL_NAME_free>>;
 using StorePtr = std::unique_ptr<X509_STORE, Freer<X509_STORE_free>>;
 using StoreCtxPtr = std::unique_ptr<X509_STORE_CTX, Freer<X509_STORE_CTX_free>>;
 
-constexpr int kBackdateSeconds = 300;  // tolerate this much clock skew between hosts
+constexpr long kBackdateSeconds = kCertificateBackdate.count();
 
 // Empties OpenSSL's thread-local error queue into one message.
 std::string DrainOpensslErrors() {
@@ -479,15 +480,44 @@ Result<std::string> CertificateCommonName(const std::string& cert_pem) {
   return SingleCommonName(X509_get_subject_name(cert->get()), "cert_pem");
 }
 
-Result<std::chrono::system_clock::time_point> CertificateNotAfter(const std::string& cert_pem) {
+namespace {
+
+Result<std::chrono::system_clock::time_point> CertificateTime(const std::string& cert_pem,
+                                                              bool not_after) {
   auto cert = ParseCert(cert_pem, "cert_pem");
   if (!cert) return std::unexpected(cert.error());
   std::tm tm{};
-  if (ASN1_TIME_to_tm(X509_get0_notAfter(cert->get()), &tm) != 1) {
-    return BadInput("cert_pem", "unreadable notAfter");
+  const ASN1_TIME* when =
+      not_after ? X509_get0_notAfter(cert->get()) : X509_get0_notBefore(cert->get());
+  if (ASN1_TIME_to_tm(when, &tm) != 1) {
+    return BadInput("cert_pem", not_after ? "unreadable notAfter" : "unreadable notBefore");
   }
-  time_t t = timegm(&tm);
-  return std::chrono::system_clock::from_time_t(t);
+  return std::chrono::system_clock::from_time_t(timegm(&tm));
+}
+
+}  // namespace
+
+Result<std::chrono::system_clock::time_point> CertificateNotAfter(const std::string& cert_pem) {
+  return CertificateTime(cert_pem, /*not_after=*/true);
+}
+
+Result<std::chrono::system_clock::time_point> CertificateNotBefore(const std::string& cert_pem) {
+  return CertificateTime(cert_pem, /*not_after=*/false);
+}
+
+Result<std::string> CertificateSerial(const std::string& cert_pem) {
+  auto cert = ParseCert(cert_pem, "cert_pem");
+  if (!cert) return std::unexpected(cert.error());
+  BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert->get()), nullptr);
+  if (!bn) return BadInput("cert_pem", "unreadable serial number");
+  char* hex = BN_bn2hex(bn);
+  BN_free(bn);
+  if (!hex) return BadInput("cert_pem", "unreadable serial number");
+  std::string out(hex);
+  OPENSSL_free(hex);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const size_t first = out.find_first_not_of('0');
+  return first == std::string::npos ? std::string("0") : out.substr(first);
 }
 
 Result<void> CheckKeyMatchesCertificate(const std::string& key_pem, const std::string& cert_pem) {

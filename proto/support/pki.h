@@ -24,6 +24,9 @@
 
 namespace phoenix::pki {
 
+// Every certificate's notBefore is this much before its issue, to tolerate clock skew.
+inline constexpr std::chrono::seconds kCertificateBackdate{300};
+
 struct KeyAndCert {
   std::string key_pem;
   std::string cert_pem;
@@ -66,6 +69,10 @@ enum class Purpose { kAny, kServer, kClient };
 [[nodiscard]] Result<std::string> CertificateCommonName(const std::string& cert_pem);
 [[nodiscard]] Result<std::chrono::system_clock::time_point> CertificateNotAfter(
     const std::string& cert_pem);
+[[nodiscard]] Result<std::chrono::system_clock::time_point> CertificateNotBefore(
+    const std::string& cert_pem);
+// The serial number in lowercase hex without leading zeros ("0" for zero).
+[[nodiscard]] Result<std::string> CertificateSerial(const std::string& cert_pem);
 // kInvalidArgument unless key_pem parses and is the private key of cert_pem.
 [[nodiscard]] Result<void> CheckKeyMatchesCertificate(const std::string& key_pem,
                                                       const std::string& cert_pem);

@@ -15,11 +15,12 @@ namespace phoenix::supervisor::agents {
 namespace {
 
 constexpr char kCommonNameProperty[] = "x509_common_name";
+constexpr char kCertificateProperty[] = "x509_pem_cert";
 
-std::string CertificateCommonName(const grpc::CallbackServerContext& context) {
+std::string AuthProperty(const grpc::CallbackServerContext& context, const char* name) {
   std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
   if (!auth) return {};
-  std::vector<grpc::string_ref> values = auth->FindPropertyValues(kCommonNameProperty);
+  std::vector<grpc::string_ref> values = auth->FindPropertyValues(name);
   if (values.empty()) return {};
   return std::string(values.front().data(), values.front().size());
 }
@@ -38,13 +39,23 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::S
     service_.open_streams_.fetch_add(1, std::memory_order_relaxed);
     std::lock_guard lock(mu_);
     if (service_.security_ == LinkSecurity::kMutualTls) {
-      certificate_name_ = CertificateCommonName(*context);
+      certificate_name_ = AuthProperty(*context, kCommonNameProperty);
       if (certificate_name_.empty()) {
         spdlog::warn("agent link from {}: refused, no verified client certificate", peer_);
         FinishLocked(grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                                   "the agent link needs a client certificate issued by the "
                                   "supervisor's CA (enroll with a join token first)"));
         return;
+      }
+      if (service_.check_) {
+        if (auto ok =
+                service_.check_(certificate_name_, AuthProperty(*context, kCertificateProperty));
+            !ok) {
+          spdlog::warn("agent link from {} (node {}): refused: {}", peer_, certificate_name_,
+                       ok.error().message);
+          FinishLocked(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, ok.error().message));
+          return;
+        }
       }
     }
     StartRead(&in_);
@@ -224,8 +235,11 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::S
 };
 
 AgentLinkService::AgentLinkService(AgentLinkHandler& handler, LinkSecurity security,
-                                   std::string supervisor_version)
-    : handler_(handler), security_(security), supervisor_version_(std::move(supervisor_version)) {}
+                                   std::string supervisor_version, CertificateCheck check)
+    : handler_(handler),
+      security_(security),
+      supervisor_version_(std::move(supervisor_version)),
+      check_(std::move(check)) {}
 
 grpc::ServerBidiReactor<v1::AgentMessage, v1::SupervisorMessage>* AgentLinkService::Connect(
     grpc::CallbackServerContext* context) {

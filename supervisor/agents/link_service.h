@@ -16,6 +16,8 @@
 
 #include <atomic>
 #include <cstddef>
+#include <functional>
+#include <string>
 
 #include <grpcpp/grpcpp.h>
 
@@ -29,10 +31,17 @@ enum class LinkSecurity {
   kInsecure,   // loopback development only: the node name is whatever Hello says
 };
 
+// Whether a verified client certificate (PEM) may speak for `node` now; an error (its message goes
+// to the agent with UNAUTHENTICATED) when it is revoked or not the node's current one.
+using CertificateCheck =
+    std::function<Result<void>(const std::string& node, const std::string& cert_pem)>;
+
 class AgentLinkService final : public v1::AgentLink::CallbackService {
  public:
-  AgentLinkService(AgentLinkHandler& handler, LinkSecurity security,
-                   std::string supervisor_version);
+  // `check` (mutual TLS only; null: every certificate of the CA is admitted) runs once per stream,
+  // before its first read.
+  AgentLinkService(AgentLinkHandler& handler, LinkSecurity security, std::string supervisor_version,
+                   CertificateCheck check = nullptr);
 
   grpc::ServerBidiReactor<v1::AgentMessage, v1::SupervisorMessage>* Connect(
       grpc::CallbackServerContext* context) override;
@@ -46,6 +55,7 @@ class AgentLinkService final : public v1::AgentLink::CallbackService {
   AgentLinkHandler& handler_;
   const LinkSecurity security_;
   const std::string supervisor_version_;
+  const CertificateCheck check_;
   std::atomic<size_t> open_streams_{0};
 };
 

@@ -6,20 +6,15 @@
 
 namespace phoenix::supervisor::api {
 
-bool IsValidNodeName(std::string_view node) {
-  if (node.empty() || node.size() > 63) return false;
-  auto lower_or_digit = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
-  if (!lower_or_digit(node.front())) return false;
-  for (char c : node.substr(1)) {
-    if (!lower_or_digit(c) && c != '.' && c != '-') return false;
-  }
-  return true;
-}
-
-EnrollmentService::EnrollmentService(std::shared_ptr<auth::TokenStore> tokens, pki::KeyAndCert ca,
+EnrollmentService::EnrollmentService(std::shared_ptr<auth::TokenStore> tokens,
+                                     std::shared_ptr<auth::EnrolledNodes> nodes, pki::KeyAndCert ca,
                                      int cert_days)
-    : tokens_(std::move(tokens)), ca_(std::move(ca)), cert_days_(cert_days) {
+    : tokens_(std::move(tokens)),
+      nodes_(std::move(nodes)),
+      ca_(std::move(ca)),
+      cert_days_(cert_days) {
   PHX_CHECK(tokens_ != nullptr);
+  PHX_CHECK(nodes_ != nullptr);
 }
 
 grpc::Status EnrollmentService::Enroll(grpc::ServerContext* context,
@@ -42,11 +37,30 @@ grpc::Status EnrollmentService::Enroll(grpc::ServerContext* context,
                     cert.error().ToString());
       return ToGrpcStatus(Internal("the supervisor could not sign the certificate").error());
     }
+    auto serial = pki::CertificateSerial(*cert);
+    auto not_after = pki::CertificateNotAfter(*cert);
+    if (!serial || !not_after) {
+      spdlog::error("reading the certificate just signed for '{}': {}", request->node(),
+                    (serial ? not_after.error() : serial.error()).ToString());
+      return ToGrpcStatus(Internal("the supervisor could not sign the certificate").error());
+    }
+    // Recorded before the use is taken: of two enrollments of one name, one is refused here.
+    if (auto enrolled =
+            nodes_->Enroll({.node = request->node(), .serial = *serial, .not_after = *not_after});
+        !enrolled) {
+      spdlog::warn("enrollment of '{}' from {} refused: {}", request->node(), context->peer(),
+                   enrolled.error().message);
+      return ToGrpcStatus(enrolled.error());
+    }
     // The use is taken only now, so a malformed request does not burn it; of two enrollments
-    // racing for the last use, one is refused here.
+    // racing for the last use, one is refused here, and its certificate never leaves.
     if (auto used = tokens_->ConsumeJoinToken(request->join_token()); !used) {
       spdlog::warn("enrollment of '{}' from {} refused: {}", request->node(), context->peer(),
                    used.error().message);
+      if (auto undone = nodes_->Remove(request->node()); !undone) {
+        spdlog::error("enrollment of '{}': undoing its record: {}", request->node(),
+                      undone.error().message);
+      }
       return ToGrpcStatus(used.error());
     }
     response->set_certificate_pem(std::move(*cert));

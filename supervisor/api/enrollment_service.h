@@ -5,8 +5,11 @@
 //
 // Order of checks: join token (UNAUTHENTICATED), node name [a-z0-9][a-z0-9.-]{0,62}
 // (INVALID_ARGUMENT, field "node"), CSR signature, key type and CN == node (INVALID_ARGUMENT,
-// field "csr_pem"). The certificate is signed by the supervisor's CA with the clientAuth EKU; the
-// agent's key never leaves the agent. Re-enrolling a node name is allowed (a reinstalled host).
+// field "csr_pem"), the name not enrolled with a valid certificate (ALREADY_EXISTS, field "node":
+// a reinstalled host is removed first with `phoenixctl node rm`, which revokes the old
+// certificate). The certificate is signed by the supervisor's CA with the clientAuth EKU and
+// recorded as the node's (auth/enrolled_nodes.h) before the join token's use is taken; the agent's
+// key never leaves the agent.
 //
 // Thread-safety: Enroll runs concurrently; the CA is immutable, the TokenStore thread-safe.
 #pragma once
@@ -18,16 +21,17 @@
 
 #include "phoenix/v1/supervisor.grpc.pb.h"
 #include "proto/support/pki.h"
+#include "supervisor/auth/enrolled_nodes.h"
 #include "supervisor/auth/token_store.h"
 
 namespace phoenix::supervisor::api {
 
-// [a-z0-9][a-z0-9.-]{0,62}
-bool IsValidNodeName(std::string_view node);
+using auth::IsValidNodeName;
 
 class EnrollmentService final : public phoenix::v1::Enrollment::Service {
  public:
-  EnrollmentService(std::shared_ptr<auth::TokenStore> tokens, pki::KeyAndCert ca,
+  EnrollmentService(std::shared_ptr<auth::TokenStore> tokens,
+                    std::shared_ptr<auth::EnrolledNodes> nodes, pki::KeyAndCert ca,
                     int cert_days = 365);
 
   grpc::Status Enroll(grpc::ServerContext* context, const phoenix::v1::EnrollRequest* request,
@@ -35,6 +39,7 @@ class EnrollmentService final : public phoenix::v1::Enrollment::Service {
 
  private:
   std::shared_ptr<auth::TokenStore> tokens_;
+  std::shared_ptr<auth::EnrolledNodes> nodes_;
   const pki::KeyAndCert ca_;
   const int cert_days_;
 };

@@ -34,7 +34,10 @@ class EnrollmentServiceTest : public ::testing::Test {
   void SetUp() override {
     auto ca = auth::LoadCa(server_.dir());
     ASSERT_TRUE(ca.has_value());
-    enrollment_ = std::make_unique<EnrollmentService>(server_.tokens(), *ca, 30);
+    auto nodes = auth::EnrolledNodes::Open(server_.dir() / "nodes");
+    ASSERT_TRUE(nodes.has_value()) << nodes.error().message;
+    nodes_ = std::move(*nodes);
+    enrollment_ = std::make_unique<EnrollmentService>(server_.tokens(), nodes_, *ca, 30);
     server_.Start({enrollment_.get(), &link_});
     auto join = server_.tokens()->MintJoinToken(std::chrono::seconds(600));
     ASSERT_TRUE(join.has_value());
@@ -61,6 +64,7 @@ class EnrollmentServiceTest : public ::testing::Test {
 
   RecordingLink link_;
   auth::testing::SecureServer server_;
+  std::shared_ptr<auth::EnrolledNodes> nodes_;
   std::unique_ptr<EnrollmentService> enrollment_;
   std::string join_token_;
   std::string key_pem_;
@@ -113,6 +117,32 @@ TEST_F(EnrollmentServiceTest, AJoinTokenEnrollsAsManyNodesAsItsUsesAndNoMore) {
   EXPECT_TRUE(Enroll(two->token, "node-d", Csr("node-d"), &response).ok());
   EXPECT_EQ(Enroll(two->token, "node-e", Csr("node-e"), &response).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
+}
+
+// A join token must not take over a live node by enrolling its name (issue 11, item 7).
+TEST_F(EnrollmentServiceTest, AnEnrolledNameIsNotEnrolledAgainUntilRemoved) {
+  v1::EnrollResponse response;
+  ASSERT_TRUE(Enroll(join_token_, "node-a", Csr("node-a"), &response).ok());
+  auto thief = server_.tokens()->MintJoinToken(std::chrono::seconds(600));
+  ASSERT_TRUE(thief.has_value());
+  grpc::Status taken = Enroll(thief->token, "node-a", Csr("node-a"), &response);
+  EXPECT_EQ(taken.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_NE(taken.error_message().find("node rm node-a"), std::string::npos)
+      << taken.error_message();
+  // The refusal took no use: the token still enrolls a new name.
+  EXPECT_TRUE(Enroll(thief->token, "node-b", Csr("node-b"), &response).ok());
+  // After `node rm`, the name can be enrolled again (a reinstalled host).
+  ASSERT_TRUE(nodes_->Remove("node-a"));
+  auto again = server_.tokens()->MintJoinToken(std::chrono::seconds(600));
+  ASSERT_TRUE(again.has_value());
+  EXPECT_TRUE(Enroll(again->token, "node-a", Csr("node-a"), &response).ok());
+  auto serial = pki::CertificateSerial(response.certificate_pem());
+  ASSERT_TRUE(serial.has_value());
+  auto listed = nodes_->List();
+  ASSERT_TRUE(listed.has_value());
+  ASSERT_EQ(listed->size(), 2u);
+  EXPECT_EQ(listed->at(0).node, "node-a");
+  EXPECT_EQ(listed->at(0).serial, *serial);
 }
 
 TEST_F(EnrollmentServiceTest, ARefusedRequestTakesNoUse) {

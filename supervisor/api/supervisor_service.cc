@@ -53,11 +53,12 @@ Result<void> RequireTokenStore(const auth::TokenStore* store) {
 
 SupervisorServiceImpl::SupervisorServiceImpl(Controller& controller, StateStore& store,
                                              EventHub& hub, auth::TokenStore* token_store,
-                                             int max_streams)
+                                             int max_streams, auth::EnrolledNodes* enrolled_nodes)
     : controller_(controller),
       store_(store),
       hub_(hub),
       token_store_(token_store),
+      enrolled_nodes_(enrolled_nodes),
       streams_(max_streams) {}
 
 grpc::Status SupervisorServiceImpl::CreateService(grpc::ServerContext*,
@@ -178,6 +179,33 @@ grpc::Status SupervisorServiceImpl::UndrainNode(grpc::ServerContext*,
     auto node = controller_.UndrainNode(req->name());
     if (!node) return Fail(node.error());
     NodeToProto(*node, resp);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status SupervisorServiceImpl::RemoveNode(grpc::ServerContext*,
+                                               const v1::RemoveNodeRequest* req,
+                                               v1::RemoveNodeResponse* resp) {
+  return GuardHandler([&] {
+    if (!auth::IsValidNodeName(req->name()))
+      return Fail(InvalidArgument("name", "must match [a-z0-9][a-z0-9.-]{0,62}").error());
+    if (enrolled_nodes_ == nullptr) {
+      return Fail(MakeError(ErrorCode::kFailedPrecondition,
+                            "this supervisor runs --insecure: nodes are not enrolled, so there is "
+                            "no certificate to revoke")
+                      .error());
+    }
+    auto removed = enrolled_nodes_->Remove(req->name());
+    if (!removed) return Fail(removed.error());
+    const std::string why = "node " + req->name() + " was removed (node rm): its certificate " +
+                            removed->serial + " is revoked";
+    auto closed = controller_.DisconnectNode(req->name(), why);
+    spdlog::warn("{}{}", why,
+                 closed && *closed
+                     ? "; its agent link is closed"
+                     : (closed ? "" : "; closing its link: " + closed.error().message));
+    resp->set_name(req->name());
+    resp->set_revoked_serial(removed->serial);
     return grpc::Status::OK;
   });
 }

@@ -23,6 +23,7 @@
 #include "phoenix/v1/supervisor.grpc.pb.h"
 #include "proto/support/event_hub.h"
 #include "proto/support/server_limits.h"
+#include "supervisor/auth/enrolled_nodes.h"
 #include "supervisor/auth/token_store.h"
 #include "supervisor/reconcile/controller.h"
 #include "supervisor/state/state_store.h"
@@ -32,9 +33,11 @@ namespace phoenix::supervisor::api {
 class SupervisorServiceImpl final : public v1::Supervisor::Service {
  public:
   // At most `max_streams` WatchEvents streams at once (proto/support/server_limits.h).
+  // enrolled_nodes may be null (--insecure: no enrollment): RemoveNode is then
+  // FAILED_PRECONDITION.
   SupervisorServiceImpl(Controller& controller, StateStore& store, EventHub& hub,
-                        auth::TokenStore* token_store,
-                        int max_streams = ServerLimits{}.max_streams);
+                        auth::TokenStore* token_store, int max_streams = ServerLimits{}.max_streams,
+                        auth::EnrolledNodes* enrolled_nodes = nullptr);
 
   grpc::Status CreateService(grpc::ServerContext*, const v1::CreateServiceRequest*,
                              v1::Service*) override;
@@ -53,6 +56,8 @@ class SupervisorServiceImpl final : public v1::Supervisor::Service {
   grpc::Status GetNode(grpc::ServerContext*, const v1::GetNodeRequest*, v1::Node*) override;
   grpc::Status DrainNode(grpc::ServerContext*, const v1::DrainNodeRequest*, v1::Node*) override;
   grpc::Status UndrainNode(grpc::ServerContext*, const v1::UndrainNodeRequest*, v1::Node*) override;
+  grpc::Status RemoveNode(grpc::ServerContext*, const v1::RemoveNodeRequest*,
+                          v1::RemoveNodeResponse*) override;
   grpc::Status WatchEvents(grpc::ServerContext*, const v1::WatchClusterEventsRequest*,
                            grpc::ServerWriter<v1::ClusterEvent>*) override;
   grpc::Status CreateToken(grpc::ServerContext*, const v1::CreateTokenRequest*,
@@ -69,6 +74,7 @@ class SupervisorServiceImpl final : public v1::Supervisor::Service {
   StateStore& store_;
   EventHub& hub_;
   auth::TokenStore* const token_store_;
+  auth::EnrolledNodes* const enrolled_nodes_;
   StreamLimiter streams_;
 };
 

@@ -45,6 +45,9 @@ class SupervisorServiceTest : public testing::Test {
     auto tokens = auth::TokenStore::Open(dir_ / "tokens");
     ASSERT_TRUE(tokens.has_value()) << tokens.error().ToString();
     tokens_ = std::move(*tokens);
+    auto nodes = auth::EnrolledNodes::Open(dir_ / "nodes");
+    ASSERT_TRUE(nodes.has_value()) << nodes.error().ToString();
+    nodes_ = std::move(*nodes);
 
     Controller::Options options;
     options.call_timeout = 10s;
@@ -55,7 +58,10 @@ class SupervisorServiceTest : public testing::Test {
   }
 
   void StartServer(auth::TokenStore* tokens) {
-    service_ = std::make_unique<SupervisorServiceImpl>(*controller_, store_, hub_, tokens);
+    // A supervisor without tokens (--insecure) enrolls no nodes either.
+    service_ = std::make_unique<SupervisorServiceImpl>(*controller_, store_, hub_, tokens,
+                                                       ServerLimits{}.max_streams,
+                                                       tokens ? nodes_.get() : nullptr);
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -153,6 +159,7 @@ class SupervisorServiceTest : public testing::Test {
 
   std::filesystem::path dir_;
   std::unique_ptr<auth::TokenStore> tokens_;
+  std::unique_ptr<auth::EnrolledNodes> nodes_;
   MemoryStateStore store_;
   EventHub hub_;
   asio::io_context loop_;
@@ -619,6 +626,41 @@ TEST_F(SupervisorServiceTest, CreateJoinTokenDefaultsToAnHour) {
   req.set_ttl_seconds(60);
   ASSERT_TRUE(stub_->CreateJoinToken(&short_ctx, req, &resp).ok());
   EXPECT_LE(TimeUtil::TimestampToSeconds(resp.expires_at()), now + 60 + 60);
+}
+
+TEST_F(SupervisorServiceTest, RemoveNodeRevokesItsCertificateAndFreesTheName) {
+  const auto not_after = std::chrono::system_clock::now() + 24h;
+  ASSERT_TRUE(nodes_->Enroll({.node = "node-a", .serial = "abc123", .not_after = not_after}));
+  v1::RemoveNodeRequest req;
+  req.set_name("node-a");
+  v1::RemoveNodeResponse resp;
+  {
+    grpc::ClientContext ctx;
+    grpc::Status s = stub_->RemoveNode(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  EXPECT_EQ(resp.name(), "node-a");
+  EXPECT_EQ(resp.revoked_serial(), "abc123");
+  EXPECT_FALSE(nodes_->Admit({.node = "node-a", .serial = "abc123", .not_after = not_after}));
+  EXPECT_TRUE(nodes_->Enroll({.node = "node-a", .serial = "def456", .not_after = not_after}));
+  {
+    grpc::ClientContext ctx;
+    req.set_name("node-z");
+    EXPECT_EQ(stub_->RemoveNode(&ctx, req, &resp).error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+  {
+    grpc::ClientContext ctx;
+    req.set_name("Bad Name");
+    EXPECT_EQ(stub_->RemoveNode(&ctx, req, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  StopServer();
+  StartServer(nullptr);
+  {
+    grpc::ClientContext ctx;
+    req.set_name("node-a");
+    EXPECT_EQ(stub_->RemoveNode(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::FAILED_PRECONDITION);
+  }
 }
 
 TEST_F(SupervisorServiceTest, WithoutATokenStoreMintingIsAFailedPrecondition) {

@@ -29,6 +29,7 @@ constexpr MethodRule kMethodRules[] = {
     {"/phoenix.v1.Supervisor/CreateJoinToken", R::kAdmin},
     {"/phoenix.v1.Supervisor/ListTokens", R::kAdmin},
     {"/phoenix.v1.Supervisor/RevokeToken", R::kAdmin},
+    {"/phoenix.v1.Supervisor/RemoveNode", R::kAdmin},
     {"/phoenix.v1.AgentLink/Connect", R::kClientCertificate},
     {"/phoenix.v1.Enrollment/Enroll", R::kNone},
 };

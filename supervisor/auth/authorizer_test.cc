@@ -48,6 +48,7 @@ class OkSupervisor final : public v1::Supervisor::Service {
   PHX_OK_METHOD(CreateJoinToken, CreateJoinTokenRequest, CreateJoinTokenResponse)
   PHX_OK_METHOD(ListTokens, ListTokensRequest, ListTokensResponse)
   PHX_OK_METHOD(RevokeToken, RevokeTokenRequest, RevokeTokenResponse)
+  PHX_OK_METHOD(RemoveNode, RemoveNodeRequest, RemoveNodeResponse)
 #undef PHX_OK_METHOD
   grpc::Status WatchEvents(grpc::ServerContext* ctx, const v1::WatchClusterEventsRequest*,
                            grpc::ServerWriter<v1::ClusterEvent>*) override {
@@ -108,6 +109,7 @@ std::map<std::string, Call> SupervisorCalls() {
   PHX_CALL(CreateJoinToken, CreateJoinTokenRequest, CreateJoinTokenResponse)
   PHX_CALL(ListTokens, ListTokensRequest, ListTokensResponse)
   PHX_CALL(RevokeToken, RevokeTokenRequest, RevokeTokenResponse)
+  PHX_CALL(RemoveNode, RemoveNodeRequest, RemoveNodeResponse)
 #undef PHX_CALL
   calls["WatchEvents"] = [](v1::Supervisor::Stub& s, grpc::ClientContext* c) {
     v1::WatchClusterEventsRequest req;
@@ -236,6 +238,7 @@ TEST_F(AuthorizerTest, OperatorChangesButCannotMintTokens) {
   EXPECT_EQ(CallAs("CreateJoinToken", op), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(CallAs("ListTokens", op), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(CallAs("RevokeToken", op), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(CallAs("RemoveNode", op), grpc::StatusCode::PERMISSION_DENIED);
 }
 
 TEST_F(AuthorizerTest, AdminFromInitMayCallEverything) {

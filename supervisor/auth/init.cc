@@ -41,7 +41,8 @@ StatePaths PathsFor(const std::filesystem::path& state_dir) {
                     .server_cert = pki / "server.pem",
                     .server_key = pki / "server.key",
                     .tokens = state_dir / "tokens",
-                    .admin_token = state_dir / "admin.token"};
+                    .admin_token = state_dir / "admin.token",
+                    .enrolled_nodes = state_dir / "nodes"};
 }
 
 Result<InitResult> InitSupervisorState(const std::filesystem::path& state_dir,
@@ -78,7 +79,8 @@ Result<InitResult> InitSupervisorState(const std::filesystem::path& state_dir,
   PHX_TRY(pki::WritePrivateFile(paths.server_key, server->key_pem));
   PHX_TRY(pki::WriteFileAtomic(paths.server_cert, server->cert_pem, 0644));
 
-  PHX_TRY(RemoveIfPresent(paths.tokens));  // force: the old tokens die with the old CA
+  PHX_TRY(RemoveIfPresent(paths.tokens));          // force: the old tokens die with the old CA
+  PHX_TRY(RemoveIfPresent(paths.enrolled_nodes));  // and so do its nodes' certificates
   auto tokens = TokenStore::Open(paths.tokens);
   if (!tokens) return std::unexpected(tokens.error());
   auto admin = (*tokens)->Mint(Role::kAdmin, "initial admin token (phoenix-supervisor init)");

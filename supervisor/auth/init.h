@@ -26,7 +26,8 @@ inline constexpr int kAgentCertDays = 365;
 
 // Where everything lives under a state dir.
 struct StatePaths {
-  std::filesystem::path pki_dir, ca_cert, ca_key, server_cert, server_key, tokens, admin_token;
+  std::filesystem::path pki_dir, ca_cert, ca_key, server_cert, server_key, tokens, admin_token,
+      enrolled_nodes;
 };
 StatePaths PathsFor(const std::filesystem::path& state_dir);
 

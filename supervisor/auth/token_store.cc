@@ -104,33 +104,6 @@ std::string CleanDescription(std::string_view text) {
   return out;
 }
 
-// Holds an flock on "<tokens>.lock" so two processes never interleave read-modify-write.
-class FileLock {
- public:
-  static Result<FileLock> Acquire(const std::filesystem::path& tokens_file) {
-    std::filesystem::path lock_path = tokens_file;
-    lock_path += ".lock";
-    int fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) return ErrnoError("opening " + lock_path.string());
-    while (flock(fd, LOCK_EX) != 0) {
-      if (errno == EINTR) continue;
-      auto err = ErrnoError("flock " + lock_path.string());
-      close(fd);
-      return err;
-    }
-    return FileLock(fd);
-  }
-  FileLock(FileLock&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  FileLock& operator=(FileLock&&) = delete;
-  ~FileLock() {
-    if (fd_ >= 0) close(fd_);  // closing releases the lock
-  }
-
- private:
-  explicit FileLock(int fd) : fd_(fd) {}
-  int fd_;
-};
-
 }  // namespace
 
 std::string_view RoleName(Role role) { return KindName(static_cast<int>(role)); }
@@ -142,74 +115,24 @@ std::optional<Role> ParseRole(std::string_view name) {
   return std::nullopt;
 }
 
-bool TokenStore::FileId::operator==(const FileId& o) const {
-  return exists == o.exists && dev == o.dev && ino == o.ino && size == o.size &&
-         mtime.tv_sec == o.mtime.tv_sec && mtime.tv_nsec == o.mtime.tv_nsec;
-}
+namespace {
+constexpr char kHeader[] =
+    "# phoenix tokens: sha256(token) kind expiry(unix s, 0=never) description\n";
+}  // namespace
 
 TokenStore::TokenStore(std::filesystem::path file) : file_(std::move(file)) {}
 
 Result<std::unique_ptr<TokenStore>> TokenStore::Open(const std::filesystem::path& file) {
   std::unique_ptr<TokenStore> store(new TokenStore(file));
   std::lock_guard lock(store->mu_);
-  if (access(file.c_str(), F_OK) != 0) {
-    if (errno != ENOENT) return ErrnoError("checking " + file.string());
-    auto flock = FileLock::Acquire(file);
-    if (!flock) return std::unexpected(flock.error());
-    if (access(file.c_str(), F_OK) != 0) {
-      PHX_TRY(pki::WritePrivateFile(
-          file, "# phoenix tokens: sha256(token) kind expiry(unix s, 0=never) description\n"));
-    }
-  }
+  PHX_TRY(store->file_.CreateIfMissing(kHeader));
   PHX_TRY(store->LoadLocked());
   return store;
 }
 
-Result<void> TokenStore::LoadLocked() {
-  struct stat st {};
-  FileId id;
-  if (stat(file_.c_str(), &st) != 0) {
-    if (errno != ENOENT) return ErrnoError("stat " + file_.string());
-    if (loaded_.exists) {
-      spdlog::warn("tokens file {} is gone: no token is valid until it returns", file_.string());
-    }
-    entries_.clear();
-    loaded_ = FileId{.size = 0};
-    return {};
-  }
-  auto text = [&]() -> Result<std::string> {
-    int fd = open(file_.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return ErrnoError("opening " + file_.string());
-    // Identify exactly the inode we read, not whatever the path names a moment later.
-    if (fstat(fd, &st) != 0) {
-      auto err = ErrnoError("fstat " + file_.string());
-      close(fd);
-      return err;
-    }
-    std::string out;
-    char buf[8192];
-    for (;;) {
-      ssize_t n = read(fd, buf, sizeof(buf));
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        auto err = ErrnoError("reading " + file_.string());
-        close(fd);
-        return err;
-      }
-      if (n == 0) break;
-      out.append(buf, static_cast<size_t>(n));
-    }
-    close(fd);
-    return out;
-  }();
-  if (!text) return std::unexpected(text.error());
-  if ((st.st_mode & 077) != 0) {
-    spdlog::warn("tokens file {} is readable by others (mode {:o}); it should be 0600",
-                 file_.string(), st.st_mode & 0777);
-  }
-
+std::vector<TokenStore::Entry> TokenStore::ParseEntries(const std::string& text) const {
   std::vector<Entry> entries;
-  std::istringstream lines(*text);
+  std::istringstream lines(text);
   std::string line;
   int number = 0;
   while (std::getline(lines, line)) {
@@ -237,59 +160,63 @@ Result<void> TokenStore::LoadLocked() {
         std::from_chars(expiry.data(), expiry.data() + expiry.size(), entry.expires_unix);
     ok = ok && ec == std::errc() && end == expiry.data() + expiry.size() && entry.expires_unix >= 0;
     if (!ok) {
-      spdlog::warn("{}:{}: malformed token line skipped", file_.string(), number);
+      spdlog::warn("{}:{}: malformed token line skipped", file_.path().string(), number);
       continue;
     }
     std::getline(fields >> std::ws, entry.description);
     entries.push_back(std::move(entry));
   }
-  entries_ = std::move(entries);
-  loaded_ = FileId{
-      .dev = st.st_dev, .ino = st.st_ino, .size = st.st_size, .mtime = st.st_mtim, .exists = true};
+  return entries;
+}
+
+Result<void> TokenStore::LoadLocked() {
+  auto text = file_.Read();
+  if (!text) return std::unexpected(text.error());
+  if (!*text) {
+    if (!entries_.empty()) {
+      spdlog::warn("tokens file {} is gone: no token is valid until it returns",
+                   file_.path().string());
+    }
+    entries_.clear();
+    return {};
+  }
+  entries_ = ParseEntries(**text);
   return {};
 }
 
 Result<void> TokenStore::ReloadIfChangedLocked() {
-  struct stat st {};
-  FileId now{.size = 0};
-  if (stat(file_.c_str(), &st) == 0) {
-    now = FileId{.dev = st.st_dev,
-                 .ino = st.st_ino,
-                 .size = st.st_size,
-                 .mtime = st.st_mtim,
-                 .exists = true};
-  } else if (errno != ENOENT) {
-    return ErrnoError("stat " + file_.string());
-  }
-  if (now == loaded_) return {};
+  auto changed = file_.Changed();
+  if (!changed) return std::unexpected(changed.error());
+  if (!*changed) return {};
   return LoadLocked();
 }
 
 Result<void> TokenStore::RewriteLocked(
     const std::function<Result<void>(std::vector<Entry>&)>& change) {
-  auto flock = FileLock::Acquire(file_);
-  if (!flock) return std::unexpected(flock.error());
-  PHX_TRY(LoadLocked());  // another process may have written since we last looked
-  const int64_t now = NowUnix();
-  std::vector<Entry> kept;
-  for (Entry& e : entries_) {
-    if (e.expires_unix != 0 && e.expires_unix <= now) continue;  // expired: drop for good
-    kept.push_back(std::move(e));
+  auto written =
+      file_.Rewrite([&](const std::optional<std::string>& current) -> Result<std::string> {
+        const int64_t now = NowUnix();
+        std::vector<Entry> kept;
+        for (Entry& e : ParseEntries(current.value_or(""))) {
+          if (e.expires_unix != 0 && e.expires_unix <= now) continue;  // expired: drop for good
+          kept.push_back(std::move(e));
+        }
+        PHX_TRY(change(kept));
+        std::string text = kHeader;
+        for (const Entry& e : kept) {
+          std::string kind(KindName(static_cast<int>(e.kind)));
+          if (e.kind == Kind::kJoin && e.uses_left > 0) kind += "/" + std::to_string(e.uses_left);
+          text += Hex(e.hash.data(), e.hash.size()) + " " + kind + " " +
+                  std::to_string(e.expires_unix) + " " + e.description + "\n";
+        }
+        return text;
+      });
+  if (!written) {
+    PHX_TRY(LoadLocked());  // the file as it is now
+    return std::unexpected(written.error());
   }
-  Result<void> changed = change(kept);
-  if (!changed) {
-    PHX_TRY(LoadLocked());  // entries_ was moved from
-    return changed;
-  }
-  std::string text = "# phoenix tokens: sha256(token) kind expiry(unix s, 0=never) description\n";
-  for (const Entry& e : kept) {
-    std::string kind(KindName(static_cast<int>(e.kind)));
-    if (e.kind == Kind::kJoin && e.uses_left > 0) kind += "/" + std::to_string(e.uses_left);
-    text += Hex(e.hash.data(), e.hash.size()) + " " + kind + " " + std::to_string(e.expires_unix) +
-            " " + e.description + "\n";
-  }
-  PHX_TRY(pki::WritePrivateFile(file_, text));
-  return LoadLocked();
+  entries_ = ParseEntries(*written);
+  return {};
 }
 
 Result<TokenStore::Entry*> TokenStore::FindIn(std::vector<Entry>& entries, std::string_view token,
@@ -377,7 +304,7 @@ Result<TokenInfo> TokenStore::Revoke(std::string_view id) {
 Result<void> TokenStore::RoomForOneMore(size_t live) const {
   if (live < kMaxTokens) return {};
   return MakeError(ErrorCode::kResourceExhausted,
-                   file_.string() + " holds " + std::to_string(kMaxTokens) +
+                   file_.path().string() + " holds " + std::to_string(kMaxTokens) +
                        " live tokens, its limit; remove the lines of tokens no longer used (or "
                        "let join tokens expire) first");
 }

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "proto/support/error.h"
+#include "supervisor/auth/locked_text_file.h"
 
 namespace phoenix::supervisor::auth {
 
@@ -90,7 +91,7 @@ class TokenStore {
   // kResourceExhausted; expired join tokens are dropped on every rewrite.
   static constexpr size_t kMaxTokens = 4096;
 
-  const std::filesystem::path& path() const { return file_; }
+  const std::filesystem::path& path() const { return file_.path(); }
 
  private:
   enum class Kind { kViewer = 1, kOperator = 2, kAdmin = 3, kJoin = 4 };
@@ -102,19 +103,12 @@ class TokenStore {
     uint32_t uses_left = 0;    // join tokens: enrollments left; 0 = no limit (older files)
     std::string description;
   };
-  struct FileId {
-    dev_t dev = 0;
-    ino_t ino = 0;
-    off_t size = -1;
-    timespec mtime{};
-    bool exists = false;
-    bool operator==(const FileId& o) const;
-  };
-
   explicit TokenStore(std::filesystem::path file);
 
   Result<void> ReloadIfChangedLocked();
   Result<void> LoadLocked();
+  // Malformed lines are skipped with a warning naming the line.
+  std::vector<Entry> ParseEntries(const std::string& text) const;
   // Under the cross-process lock: reloads, drops expired entries, applies `change` and rewrites
   // the file; nothing is written when `change` fails.
   Result<void> RewriteLocked(const std::function<Result<void>(std::vector<Entry>&)>& change);
@@ -124,10 +118,9 @@ class TokenStore {
   // bearer token. Every entry is compared, in constant time.
   Result<Entry*> FindIn(std::vector<Entry>& entries, std::string_view token, bool join);
 
-  const std::filesystem::path file_;
+  LockedTextFile file_;  // under mu_
   std::mutex mu_;
   std::vector<Entry> entries_;
-  FileId loaded_;
 };
 
 }  // namespace phoenix::supervisor::auth

@@ -983,6 +983,17 @@ Result<NodeStatus> Controller::DrainNode(const std::string& name) {
   });
 }
 
+Result<bool> Controller::DisconnectNode(const std::string& name, const std::string& why) {
+  return CallOn<bool>(impl_->loop, options_.call_timeout, [=, this]() -> Result<bool> {
+    auto it = impl_->nodes.find(name);
+    if (it == impl_->nodes.end() || it->second.session == nullptr) return false;
+    AgentSession* session = it->second.session;
+    session->Close(Error{ErrorCode::kUnauthenticated, why});
+    impl_->OnGone(session);  // at once: the AgentGone that follows finds nothing left
+    return true;
+  });
+}
+
 Result<NodeStatus> Controller::UndrainNode(const std::string& name) {
   return CallOn<NodeStatus>(impl_->loop, options_.call_timeout, [=, this]() -> Result<NodeStatus> {
     if (!impl_->nodes.contains(name)) return NotFound("no node " + name);

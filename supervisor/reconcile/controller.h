@@ -130,6 +130,9 @@ class Controller : public AgentLinkHandler {
   [[nodiscard]] Result<NodeStatus> GetNode(const std::string& name);
   [[nodiscard]] Result<NodeStatus> DrainNode(const std::string& name);
   [[nodiscard]] Result<NodeStatus> UndrainNode(const std::string& name);
+  // Closes the node's agent link, if it has one, with `why` (kUnauthenticated): its certificate
+  // was revoked. Liveness then takes the node to DOWN. Returns whether a link was open.
+  [[nodiscard]] Result<bool> DisconnectNode(const std::string& name, const std::string& why);
 
   // --- AgentLinkHandler: non-blocking, any thread ---
   void AgentConnected(AgentSession* session, AgentHello hello) override;

@@ -347,6 +347,20 @@ TEST_F(ControllerTest, DrainMovesReplicasAwayAndUndrainAcceptsNewOnes) {
   EXPECT_EQ(controller_->DrainNode("nope").error().code, ErrorCode::kNotFound);
 }
 
+TEST_F(ControllerTest, DisconnectNodeClosesItsLinkOnce) {
+  Connect("n-a1", "a");
+  auto closed = controller_->DisconnectNode("n-a1", "certificate revoked");
+  ASSERT_TRUE(closed);
+  EXPECT_TRUE(*closed);
+  EXPECT_EQ(sessions_.at("n-a1")->closed(), "certificate revoked");
+  EXPECT_FALSE(*controller_->DisconnectNode("n-a1", "again"));  // no link left to close
+  EXPECT_FALSE(*controller_->DisconnectNode("nope", "never connected"));
+  // A report on the closed session is ignored: it no longer speaks for the node.
+  controller_->AgentReported(sessions_.at("n-a1").get(), AgentReport{});
+  Sync();
+  EXPECT_FALSE(controller_->GetNode("n-a1")->live.connected);
+}
+
 TEST_F(ControllerTest, RestartRecoversEverythingAcknowledged) {
   ConnectThreeZones();
   ASSERT_TRUE(controller_->CreateService(Spec("web", 6)));

@@ -34,7 +34,7 @@ Agent commands (--endpoint):
 
 Supervisor commands (--supervisor):
   service      create, list, show, scale and remove services (replicas placed across nodes)
-  node         ls, show, drain, undrain the cluster's nodes
+  node         ls, show, drain, undrain, rm the cluster's nodes
   token        mint bearer tokens (viewer, operator, admin) for this API
   join-token   mint join tokens that let agents enroll
 

@@ -24,6 +24,8 @@ Commands:
                  versions, last heartbeat
   drain NAME     (supervisor) place no new replicas on NAME and move its replicas elsewhere
   undrain NAME   (supervisor) let NAME take replicas again
+  rm NAME        (supervisor, admin) forget NAME and revoke its certificate (before re-enrolling
+                 a reinstalled host under the same name)
 
 Agent flags: --endpoint ADDR (default $PHOENIX_ENDPOINT, else unix:/run/phoenix/agent.sock).
 Supervisor flags: --supervisor HOST:PORT ($PHOENIX_SUPERVISOR, default 127.0.0.1:7400),
@@ -103,6 +105,21 @@ Example:
   phoenixctl node undrain host-2
 )";
 
+constexpr std::string_view kRmHelp =
+    R"(phoenixctl node rm: forget an enrolled node and revoke its certificate (admin).
+
+Its agent link is closed at once and refused from then on, whoever presents that certificate; the
+node turns down and its replicas are placed elsewhere. The name is free again: a join token can
+enroll it (a reinstalled host), which it cannot while the node holds a valid certificate.
+
+Usage:
+  phoenixctl node rm NAME
+
+Example:
+  phoenixctl node rm host-2
+  phoenix-supervisor join-token   # then enroll host-2 again with it
+)";
+
 int NodeInfo(Context& ctx, std::span<const std::string> args) {
   FlagSet flags{"node info"};
   int exit_code = kExitOk;
@@ -142,8 +159,8 @@ int NodeLs(Context& ctx, std::span<const std::string> args) {
   return kExitOk;
 }
 
-// show/drain/undrain: one NAME, one unary call answering with the node, then `print`.
-template <typename Call, typename Print>
+// show/drain/undrain/rm: one NAME, one unary call answering with a Response, then `print`.
+template <typename Response = v1::Node, typename Call, typename Print>
 int NodeNameCommand(Context& ctx, std::span<const std::string> args, std::string_view command,
                     std::string_view help, Call call, Print print) {
   FlagSet flags{std::string(command)};
@@ -158,12 +175,12 @@ int NodeNameCommand(Context& ctx, std::span<const std::string> args, std::string
   }
   auto* stub = DialSupervisor(ctx, command, &exit_code);
   if (stub == nullptr) return exit_code;
-  v1::Node node;
+  Response response;
   auto context = ctx.SupervisorContext();
-  grpc::Status status = call(*stub, context.get(), parsed->positionals[0], &node);
+  grpc::Status status = call(*stub, context.get(), parsed->positionals[0], &response);
   if (!status.ok()) return ctx.RpcError(status, Peer::kSupervisor);
-  if (ctx.json()) return PrintJson(ctx, node);
-  return print(node);
+  if (ctx.json()) return PrintJson(ctx, response);
+  return print(response);
 }
 
 int NodeShow(Context& ctx, std::span<const std::string> args) {
@@ -214,12 +231,29 @@ int NodeUndrain(Context& ctx, std::span<const std::string> args) {
       });
 }
 
+int NodeRm(Context& ctx, std::span<const std::string> args) {
+  return NodeNameCommand<v1::RemoveNodeResponse>(
+      ctx, args, "node rm", kRmHelp,
+      [](v1::Supervisor::StubInterface& stub, grpc::ClientContext* context, const std::string& name,
+         v1::RemoveNodeResponse* response) {
+        v1::RemoveNodeRequest request;
+        request.set_name(name);
+        return stub.RemoveNode(context, request, response);
+      },
+      [&ctx](const v1::RemoveNodeResponse& response) {
+        ctx.out() << response.name() << ": removed; certificate " << response.revoked_serial()
+                  << " revoked, its agent link closed. Its replicas move elsewhere once it is "
+                     "down; to bring the host back, enroll it again with a join token.\n";
+        return kExitOk;
+      });
+}
+
 }  // namespace
 
 int RunNodeGroup(Context& ctx, std::span<const std::string> args) {
   static const std::map<std::string, CommandFn, std::less<>> kCommands = {
       {"info", NodeInfo},   {"ls", NodeLs},           {"show", NodeShow},
-      {"drain", NodeDrain}, {"undrain", NodeUndrain},
+      {"drain", NodeDrain}, {"undrain", NodeUndrain}, {"rm", NodeRm},
   };
   return DispatchGroup(ctx, "node", kGroupHelp, kCommands, args);
 }

@@ -116,6 +116,20 @@ TEST(NodeDrainTest, DrainAndUndrainNameTheNode) {
   EXPECT_EQ(supervisor.authorization("DrainNode"), std::vector<std::string>{"Bearer op"});
 }
 
+TEST(NodeRmTest, SaysWhatWasRevokedAndWhatHappensNext) {
+  FakeSupervisor supervisor;
+  supervisor.AddNode(MakeNode("host-1", "a", v1::NODE_STATE_READY));
+  auto rm = RunSupervisorCli(RunNodeGroup, supervisor, {"rm", "host-1"}, "adm");
+  ASSERT_EQ(rm.exit_code, 0) << rm.err;
+  EXPECT_THAT(rm.out, HasSubstr("host-1: removed; certificate 5e1a1 revoked"));
+  EXPECT_THAT(rm.out, HasSubstr("enroll it again with a join token"));
+  EXPECT_EQ(supervisor.authorization("RemoveNode"), std::vector<std::string>{"Bearer adm"});
+  auto again = RunSupervisorCli(RunNodeGroup, supervisor, {"rm", "host-1"}, "adm");
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_THAT(again.err, HasSubstr("not found"));
+  EXPECT_EQ(RunSupervisorCli(RunNodeGroup, supervisor, {"rm"}).exit_code, 2);
+}
+
 TEST(NodeInfoTest, StillAsksTheAgent) {
   FakeAgent agent;
   v1::NodeInfo info;

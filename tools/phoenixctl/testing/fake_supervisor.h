@@ -236,6 +236,16 @@ class FakeSupervisor final : public v1::Supervisor::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status RemoveNode(grpc::ServerContext* context, const v1::RemoveNodeRequest* request,
+                          v1::RemoveNodeResponse* response) override {
+    std::lock_guard lock(mu_);
+    if (auto failure = Record("RemoveNode", context)) return *failure;
+    if (nodes_.erase(request->name()) == 0) return NodeNotFound(request->name());
+    response->set_name(request->name());
+    response->set_revoked_serial("5e1a1");
+    return grpc::Status::OK;
+  }
+
   grpc::Status WatchEvents(grpc::ServerContext* context,
                            const v1::WatchClusterEventsRequest* request,
                            grpc::ServerWriter<v1::ClusterEvent>* writer) override {
