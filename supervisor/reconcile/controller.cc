@@ -3,9 +3,11 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/asio/post.hpp>
 #include <charconv>
 #include <future>
+#include <mutex>
 #include <regex>
 
 #include "supervisor/autoscale/autoscaler.h"
@@ -142,6 +144,11 @@ struct Controller::Impl {
   std::map<std::string, Service> services;
   std::map<std::string, NodeEntry> nodes;
   std::map<AgentSession*, std::string> session_nodes;
+  // Reports not yet handled by the loop: at most one per session. A report is the node's whole
+  // state, so a newer one replaces a queued one; an agent (or a slow loop) cannot grow the queue.
+  std::mutex mailbox_mu;
+  std::map<AgentSession*, AgentReport> mailbox;  // under mailbox_mu
+  std::atomic<uint64_t> reports_replaced{0};
   std::map<std::pair<std::string, uint32_t>, ReplicaExtra> extras;
   SteadyClock::time_point last_pending_retry{};
   asio::steady_timer autoscale_timer{loop};
@@ -1015,12 +1022,37 @@ void Controller::AgentConnected(AgentSession* session, AgentHello hello) {
 }
 
 void Controller::AgentReported(AgentSession* session, AgentReport report) {
-  asio::post(impl_->loop, [this, session, report = std::move(report)]() mutable {
-    impl_->OnReported(session, std::move(report));
+  {
+    std::lock_guard lock(impl_->mailbox_mu);
+    auto [it, queued] = impl_->mailbox.try_emplace(session);
+    it->second = std::move(report);
+    if (!queued) {
+      impl_->reports_replaced.fetch_add(1, std::memory_order_relaxed);
+      return;  // the loop has not taken the older one yet; it will take this one
+    }
+  }
+  asio::post(impl_->loop, [this, session] {
+    AgentReport latest;
+    {
+      std::lock_guard lock(impl_->mailbox_mu);
+      auto it = impl_->mailbox.find(session);
+      if (it == impl_->mailbox.end()) return;
+      latest = std::move(it->second);
+      impl_->mailbox.erase(it);
+    }
+    impl_->OnReported(session, std::move(latest));
   });
 }
 
+uint64_t Controller::ReportsReplaced() const {
+  return impl_->reports_replaced.load(std::memory_order_relaxed);
+}
+
 void Controller::AgentGone(AgentSession* session) {
+  {
+    std::lock_guard lock(impl_->mailbox_mu);
+    impl_->mailbox.erase(session);  // its last report speaks for a link that is gone
+  }
   // Waits for the loop: after this returns the session may be destroyed, so no queued work may
   // still hold it.
   if (impl_->loop.get_executor().running_in_this_thread()) {

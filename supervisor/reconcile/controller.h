@@ -22,8 +22,10 @@
 // Threading: all state lives on `loop` (one thread). The admin methods are a blocking bridge for
 // gRPC threads (post to the loop, wait for the answer): never call them from the loop. The
 // Agent* methods never block and may be called from any thread; AgentSession callbacks run on the
-// loop and must not block. Recover() runs before the loop serves anything else. Destroy the
-// controller only after the loop has stopped.
+// loop and must not block. Backpressure from agents: a session has at most one report waiting for
+// the loop (a newer one replaces it: each report is the node's whole state), so however fast
+// agents send, the queue into the loop is bounded by the number of links. Recover() runs before the
+// loop serves anything else. Destroy the controller only after the loop has stopped.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -138,6 +140,9 @@ class Controller : public AgentLinkHandler {
   void AgentConnected(AgentSession* session, AgentHello hello) override;
   void AgentReported(AgentSession* session, AgentReport report) override;
   void AgentGone(AgentSession* session) override;
+  // Reports replaced by a newer one of the same session before the loop took them (the queue into
+  // the loop holds at most one report per session).
+  uint64_t ReportsReplaced() const;
   std::chrono::milliseconds HeartbeatInterval() const override {
     return options_.heartbeat_interval;
   }

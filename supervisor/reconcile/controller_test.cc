@@ -361,6 +361,24 @@ TEST_F(ControllerTest, DisconnectNodeClosesItsLinkOnce) {
   EXPECT_FALSE(controller_->GetNode("n-a1")->live.connected);
 }
 
+// An agent that reports faster than the loop handles reports grows nothing: each waiting report
+// is replaced by the newer one, and the loop sees the latest state (issue 11, item 8).
+TEST_F(ControllerTest, ReportsWaitingForABusyLoopAreReplacedNotQueued) {
+  Connect("n-a1", "a");
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  asio::post(*loop_, [released] { released.wait(); });  // the loop is busy
+  for (uint64_t i = 1; i <= 10000; ++i) {
+    AgentReport report;
+    report.applied_version = i;
+    controller_->AgentReported(sessions_.at("n-a1").get(), std::move(report));
+  }
+  EXPECT_EQ(controller_->ReportsReplaced(), 9999u);
+  release.set_value();
+  Sync();
+  EXPECT_EQ(controller_->GetNode("n-a1")->live.applied_version, 10000u);
+}
+
 TEST_F(ControllerTest, RestartRecoversEverythingAcknowledged) {
   ConnectThreeZones();
   ASSERT_TRUE(controller_->CreateService(Spec("web", 6)));
