@@ -31,6 +31,8 @@ inline constexpr uint64_t kVirtioMmioBase = 0xd0000000;
 inline constexpr uint64_t kVirtioMmioStride = 0x1000;
 inline constexpr uint32_t kVirtioFirstGsi = 5;
 inline constexpr uint32_t kSerialGsi = 4;
+// The generic event device's line: a pulse makes the guest re-read its VM generation id.
+inline constexpr uint32_t kGenerationIdGsi = 23;
 
 // Bytes the guest wrote to its serial console, in order (called on a vCPU thread).
 using ConsoleSink = std::function<void(std::span<const uint8_t>)>;

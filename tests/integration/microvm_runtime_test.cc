@@ -56,8 +56,9 @@ bool HasHardwareVirtualization() {
   return false;
 }
 
-// "GET / HTTP/1.0" to 172.16.0.2:80 from inside `netns`; the status line and body, or why not.
-std::string HttpGetGuest(const fs::path& netns, std::chrono::milliseconds timeout) {
+// "GET <path> HTTP/1.0" to 172.16.0.2:80 from inside `netns`; the status line and body, or why not.
+std::string HttpGetGuest(const fs::path& netns, std::chrono::milliseconds timeout,
+                         const std::string& path = "/") {
   std::string out;
   std::thread t([&] {
     int ns = ::open(netns.c_str(), O_RDONLY | O_CLOEXEC);
@@ -81,7 +82,7 @@ std::string HttpGetGuest(const fs::path& netns, std::chrono::milliseconds timeou
       ::close(fd);
       return;
     }
-    const std::string req = "GET / HTTP/1.0\r\nHost: guest\r\nConnection: close\r\n\r\n";
+    const std::string req = "GET " + path + " HTTP/1.0\r\nHost: guest\r\nConnection: close\r\n\r\n";
     if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
       out = "error: send";
     } else {
@@ -259,6 +260,17 @@ TEST(MicroVmRuntimeIntegrationTest, RestoreAnswersCrashIsSeenAndGoldenRestoresAg
   EXPECT_EQ(first->boot, BootMode::kSnapshot);
   std::string answer = GetUntilAnswered(first->netns, 60s);
   EXPECT_TRUE(answer.starts_with("HTTP/1.")) << answer;
+  // Clones of one golden snapshot draw different randomness: each restore gets a fresh VM
+  // generation id and the guest's vmgenid driver reseeds (issue 11, item 6).
+  auto random_line = [](const std::string& reply) {
+    const size_t at = reply.find("random ");
+    return at == std::string::npos ? std::string() : reply.substr(at, reply.find('\n', at) - at);
+  };
+  const std::string first_random = HttpGetGuest(first->netns, 10s, "/cgi-bin/random");
+  EXPECT_NE(first_random.find("vmgenid present"), std::string::npos) << first_random;
+  EXPECT_NE(first_random.find("vmgenid_driver yes"), std::string::npos) << first_random;
+  // The golden boot raised none; this restore raised one, and the guest took it.
+  EXPECT_NE(first_random.find("vmgenid_events 1\n"), std::string::npos) << first_random;
 
   auto killed = runtime->Kill("phx-mvtest-1");
   EXPECT_TRUE(killed) << (killed ? "" : killed.error().message);
@@ -281,6 +293,10 @@ TEST(MicroVmRuntimeIntegrationTest, RestoreAnswersCrashIsSeenAndGoldenRestoresAg
             << " ms\n";
   answer = GetUntilAnswered(second->netns, 60s);
   EXPECT_TRUE(answer.starts_with("HTTP/1.")) << answer;
+  const std::string second_random = HttpGetGuest(second->netns, 10s, "/cgi-bin/random");
+  EXPECT_NE(second_random.find("vmgenid present"), std::string::npos) << second_random;
+  EXPECT_FALSE(random_line(first_random).empty()) << first_random;
+  EXPECT_NE(random_line(first_random), random_line(second_random));
   ExpectJailed(second->pid, "phx-mvtest-2", options);
   EXPECT_TRUE(runtime->Destroy("phx-mvtest-2"));
   EXPECT_FALSE(fs::exists(options.cgroup_root / "phoenix" / "vmm-phx-mvtest-2"));

@@ -247,7 +247,7 @@ TEST_F(MicroVmRuntimeTest, SnapshotStartRestoresGoldenAndKillIsACrash) {
   EXPECT_EQ(Invocations("boot"), 1);
   EXPECT_EQ(Invocations("restore"), 1);
   // The golden boot's command line carried the guest address; the snapshot was renamed in place.
-  std::ifstream state(rt.layout().GoldenDir("abc123-128m-1c") / "state");
+  std::ifstream state(rt.layout().GoldenDir("abc123-128m-1c-v2") / "state");
   std::string cmdline;
   std::getline(state, cmdline);
   EXPECT_EQ(cmdline, "console=ttyS0 phoenix.ip=172.16.0.2/30 phoenix.gw=172.16.0.1");

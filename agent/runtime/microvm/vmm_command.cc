@@ -21,7 +21,7 @@ Result<std::string> GoldenKey(const ImageArtifacts& image, uint32_t vcpus, uint3
   }
   if (vcpus == 0) return InvalidArgument("vcpus", "must be at least 1");
   if (memory_mib == 0) return InvalidArgument("memory_mib", "must be at least 1");
-  return fmt::format("{}-{}m-{}c", id, memory_mib, vcpus);
+  return fmt::format("{}-{}m-{}c-{}", id, memory_mib, vcpus, kGoldenGeneration);
 }
 
 std::string GuestCmdline(std::string_view image_cmdline) {

@@ -23,7 +23,11 @@ inline constexpr int kTapFd = 3;
 inline constexpr int kReadyFd = 4;
 
 // The golden snapshot of an image is only valid for the memory size and vCPU count it was taken
-// with (the memory file is that size; the vCPU states are that many): "<image hex>-<M>m-<N>c".
+// with (the memory file is that size; the vCPU states are that many), and for the machine it was
+// taken on: "<image hex>-<M>m-<N>c-<generation>". kGoldenGeneration changes when phoenix-vmm's
+// machine gains something a clone needs (v2: the VM generation id device, without which clones
+// share their RNG), so older snapshots are never restored again and are rebuilt.
+inline constexpr std::string_view kGoldenGeneration = "v2";
 // The image id (a content hash) covers kernel, initrd, command line and ready marker.
 // InvalidArgument for an image id that is not a "sha256:<hex>" / plain hex name.
 [[nodiscard]] Result<std::string> GoldenKey(const ImageArtifacts& image, uint32_t vcpus,

@@ -26,8 +26,8 @@ ImageArtifacts Image(std::string id = "sha256:0123abcd") {
 }
 
 TEST(GoldenKeyTest, NamesImageMemoryAndVcpus) {
-  EXPECT_EQ(GoldenKey(Image(), 1, 128).value(), "0123abcd-128m-1c");
-  EXPECT_EQ(GoldenKey(Image("ff00"), 2, 256).value(), "ff00-256m-2c");
+  EXPECT_EQ(GoldenKey(Image(), 1, 128).value(), "0123abcd-128m-1c-v2");
+  EXPECT_EQ(GoldenKey(Image("ff00"), 2, 256).value(), "ff00-256m-2c-v2");
 }
 
 TEST(GoldenKeyTest, OtherMemoryOrVcpusGetOtherSnapshots) {

@@ -3,6 +3,7 @@
 
 #include <memory>
 
+#include "agent/vmm/arch/x86_64/acpi.h"
 #include "agent/vmm/machine/micro_vm.h"
 #include "agent/vmm/machine/standard_devices.h"
 #include "agent/vmm/snapshot/snapshot_file.h"
@@ -26,6 +27,14 @@ Result<std::unique_ptr<Machine>> Machine::Restore(const RestoreConfig& config) {
   if (auto r = AddStandardDevices(**vm, config.console, config.net.tap_fd); !r)
     return fail(r.error());
   if (auto r = (*vm)->ApplyState(*state); !r) return fail(r.error());
+  // A clone must not keep its snapshot's RNG: a fresh generation id, and the event (an edge on
+  // the generic event device's line, delivered when a vCPU runs) that makes the guest's vmgenid
+  // driver read it and reseed. A snapshot without the device ignores both: the id sits in
+  // reserved memory and the line's IOAPIC pin stays masked.
+  if (auto r = x86::WriteVmGenerationId((*vm)->memory()); !r) return fail(r.error());
+  for (bool level : {true, false})
+    if (auto r = (*vm)->vm().SetIrqLine(kGenerationIdGsi, level); !r)
+      return fail(Context("raising the VM generation id event", r.error()));
   (*vm)->set_restored(true);
   return std::unique_ptr<Machine>(std::move(*vm));
 }

@@ -1,9 +1,13 @@
 #include "agent/vmm/arch/x86_64/acpi.h"
 
+#include <sys/random.h>
+
+#include <cerrno>
 #include <cstring>
 #include <string>
 
 #include "agent/vmm/arch/x86_64/aml.h"
+#include "agent/vmm/arch/x86_64/boot_layout.h"
 #include "agent/vmm/machine.h"
 
 namespace phoenix::vmm::x86 {
@@ -113,6 +117,20 @@ uint64_t Align16(uint64_t value) { return (value + 15) & ~uint64_t{15}; }
 
 }  // namespace
 
+Status WriteVmGenerationId(const GuestMemory& memory) {
+  uint8_t id[16];
+  size_t done = 0;
+  while (done < sizeof id) {
+    const ssize_t n = ::getrandom(id + done, sizeof id - done, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Errno("getrandom for the VM generation id");
+    done += static_cast<size_t>(n);
+  }
+  if (auto r = memory.Write(kVmGenIdAddress, id); !r)
+    return std::unexpected(Context("writing the VM generation id", r.error()));
+  return {};
+}
+
 uint8_t AcpiChecksum(const uint8_t* data, size_t length) {
   uint8_t sum = 0;
   for (size_t i = 0; i < length; ++i) sum = static_cast<uint8_t>(sum + data[i]);
@@ -154,10 +172,35 @@ std::vector<uint8_t> RtcDeviceAml() {
   return aml::Device("RTC_", body);
 }
 
+std::vector<uint8_t> VmGenIdDeviceAml(uint64_t id_address) {
+  aml::Bytes body = aml::Name("_HID", aml::String("PHXVGID0"));
+  const aml::Bytes cid = aml::Name("_CID", aml::String("VM_GEN_COUNTER"));
+  const aml::Bytes ddn = aml::Name("_DDN", aml::String("VM_Gen_Counter"));
+  const aml::Bytes parts[] = {aml::Integer(id_address & 0xffffffff),
+                              aml::Integer(id_address >> 32)};
+  const aml::Bytes addr = aml::Name("ADDR", aml::PackageOf(parts));
+  for (const aml::Bytes* b : {&cid, &ddn, &addr}) body.insert(body.end(), b->begin(), b->end());
+  return aml::Device("VGEN", body);
+}
+
+std::vector<uint8_t> GenericEventDeviceAml(uint32_t gsi) {
+  aml::Bytes body = aml::Name("_HID", aml::String("ACPI0013"));
+  const aml::Bytes crs =
+      aml::Name("_CRS", aml::ResourceTemplate(aml::ExtendedInterrupt(false, true, gsi)));
+  const aml::Bytes evt = aml::Method("_EVT", 1, aml::Notify("VGEN", 0x80));
+  body.insert(body.end(), crs.begin(), crs.end());
+  body.insert(body.end(), evt.begin(), evt.end());
+  return aml::Device("GED_", body);
+}
+
 std::vector<uint8_t> DsdtBody(const std::vector<VirtioMmioSlot>& virtio) {
   aml::Bytes devices = SerialDeviceAml();
   const aml::Bytes rtc = RtcDeviceAml();
   devices.insert(devices.end(), rtc.begin(), rtc.end());
+  const aml::Bytes vgen = VmGenIdDeviceAml(kVmGenIdAddress);
+  const aml::Bytes ged = GenericEventDeviceAml(kGenerationIdGsi);
+  devices.insert(devices.end(), vgen.begin(), vgen.end());
+  devices.insert(devices.end(), ged.begin(), ged.end());
   for (size_t i = 0; i < virtio.size(); ++i) {
     const aml::Bytes device = VirtioMmioDeviceAml(i, virtio[i]);
     devices.insert(devices.end(), device.begin(), device.end());

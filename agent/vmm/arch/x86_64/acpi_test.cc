@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cstring>
+
+#include "agent/vmm/arch/x86_64/boot_layout.h"
 
 namespace phoenix::vmm::x86 {
 namespace {
@@ -93,6 +96,24 @@ TEST(AcpiTest, MadtHasOneEnabledLocalApicPerVcpuAndTheIoApic) {
   EXPECT_EQ(lapics, 3);
   EXPECT_EQ(ioapics, 1);
   EXPECT_EQ(others, 0);
+}
+
+TEST(AcpiTest, EveryGenerationIdIsFreshAndInTheReservedHole) {
+  auto memory = GuestMemory::CreateAnonymous(2 << 20);
+  ASSERT_TRUE(memory.has_value());
+  std::array<uint8_t, 16> first{}, second{};
+  ASSERT_TRUE(WriteVmGenerationId(*memory));
+  ASSERT_TRUE(memory->Read(kVmGenIdAddress, first));
+  ASSERT_TRUE(WriteVmGenerationId(*memory));
+  ASSERT_TRUE(memory->Read(kVmGenIdAddress, second));
+  EXPECT_NE(first, second);
+  EXPECT_NE(first, (std::array<uint8_t, 16>{}));
+  // The guest's kernel never hands those bytes out as RAM.
+  bool reserved = false;
+  for (const E820Entry& e : E820Map(memory->size()))
+    if (e.addr <= kVmGenIdAddress && kVmGenIdAddress + 16 <= e.addr + e.size)
+      reserved = e.type == kE820Reserved;
+  EXPECT_TRUE(reserved);
 }
 
 TEST(AcpiTest, Refusals) {

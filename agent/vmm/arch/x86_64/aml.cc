@@ -13,7 +13,10 @@ constexpr uint8_t kStringPrefix = 0x0d;
 constexpr uint8_t kQWordPrefix = 0x0e;
 constexpr uint8_t kScopeOp = 0x10;
 constexpr uint8_t kBufferOp = 0x11;
+constexpr uint8_t kPackageOp = 0x12;
+constexpr uint8_t kMethodOp = 0x14;
 constexpr uint8_t kExtOpPrefix = 0x5b;
+constexpr uint8_t kNotifyOp = 0x86;
 constexpr uint8_t kDeviceOp = 0x82;
 constexpr uint8_t kRootChar = '\\';
 
@@ -130,6 +133,28 @@ Bytes Device(std::string_view name, std::span<const uint8_t> body) {
   Append(contents, body);
   const uint8_t op[] = {kExtOpPrefix, kDeviceOp};
   return Package(op, contents);
+}
+
+Bytes PackageOf(std::span<const Bytes> elements) {
+  Bytes contents{static_cast<uint8_t>(elements.size())};  // NumElements
+  for (const Bytes& e : elements) Append(contents, e);
+  const uint8_t op[] = {kPackageOp};
+  return Package(op, contents);
+}
+
+Bytes Method(std::string_view name, uint8_t arg_count, std::span<const uint8_t> body) {
+  Bytes contents = NameString(name);
+  contents.push_back(static_cast<uint8_t>(arg_count & 7));  // MethodFlags: NotSerialized, sync 0
+  Append(contents, body);
+  const uint8_t op[] = {kMethodOp};
+  return Package(op, contents);
+}
+
+Bytes Notify(std::string_view name, uint8_t value) {
+  Bytes out{kNotifyOp};
+  Append(out, NameString(name));
+  Append(out, Integer(value));
+  return out;
 }
 
 Bytes Memory32Fixed(bool read_write, uint32_t base, uint32_t length) {

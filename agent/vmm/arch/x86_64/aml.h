@@ -1,7 +1,7 @@
 // A minimal ACPI Machine Language (AML) encoder: just the terms a micro-VM's DSDT needs (scopes,
-// devices, named integers/strings/buffers, resource templates with Memory32Fixed and Extended
-// Interrupt descriptors). Encodings follow the ACPI 6.5 specification, chapters 19 (ASL) and 20
-// (AML grammar) and 6.4 (resource descriptors).
+// devices, named integers/strings/buffers/packages, methods that notify a device, resource
+// templates with Memory32Fixed and Extended Interrupt descriptors). Encodings follow the ACPI 6.5
+// specification, chapters 19 (ASL) and 20 (AML grammar) and 6.4 (resource descriptors).
 //
 // Names are the monitor's own constants: a NameSeg is 1-4 characters of [A-Z0-9_] (padded with
 // '_'), optionally preceded by '\' for the root.
@@ -31,6 +31,13 @@ Bytes Buffer(std::span<const uint8_t> data);
 Bytes Name(std::string_view name, std::span<const uint8_t> value);  // Name(NAME, value)
 Bytes Scope(std::string_view name, std::span<const uint8_t> body);
 Bytes Device(std::string_view name, std::span<const uint8_t> body);
+
+// Package(){elements}: each element an encoded data object (Integer, String, ...).
+Bytes PackageOf(std::span<const Bytes> elements);
+// Method(NAME, arg_count, NotSerialized){body}.
+Bytes Method(std::string_view name, uint8_t arg_count, std::span<const uint8_t> body);
+// Notify(NAME, value): NAME is resolved from the method's scope upwards.
+Bytes Notify(std::string_view name, uint8_t value);
 
 // Resource descriptors for ResourceTemplate.
 // IO(Decode16, min, max, alignment, length).

@@ -97,6 +97,40 @@ Bytes ExpectedRtcDevice() {
           0x79, 0x00};
 }
 
+// Device(VGEN) at id address 0xdf000, decoded by hand.
+Bytes ExpectedVmGenIdDevice() {
+  const Bytes hid = {0x08, '_', 'H', 'I', 'D', 0x0d, 'P', 'H', 'X', 'V', 'G', 'I', 'D', '0', 0};
+  const Bytes cid = {0x08, '_', 'C', 'I', 'D', 0x0d, 'V', 'M', '_', 'G', 'E',
+                     'N',  '_', 'C', 'O', 'U', 'N',  'T', 'E', 'R', 0};
+  const Bytes ddn = {0x08, '_', 'D', 'D', 'N', 0x0d, 'V', 'M', '_', 'G', 'e',
+                     'n',  '_', 'C', 'o', 'u', 'n',  't', 'e', 'r', 0};
+  const Bytes addr = {0x08, 'A',  'D',  'D',  'R',   // Name(ADDR,
+                      0x12, 0x08, 0x02,              // Package: PkgLength 8, 2 elements
+                      0x0c, 0x00, 0xf0, 0x0d, 0x00,  //   DWord 0x000df000 (low)
+                      0x00};                         //   Zero (high)
+  const Bytes name = {'V', 'G', 'E', 'N'};
+  const Bytes contents = Cat({&name, &hid, &cid, &ddn, &addr});
+  EXPECT_EQ(contents.size(), 4u + 15 + 21 + 21 + 14);  // 75: a 2-byte PkgLength, 77 = 0x4d
+  const Bytes head = {0x5b, 0x82, 0x4d, 0x04};
+  return Cat({&head, &contents});
+}
+
+// Device(GED_) on GSI 23, decoded by hand.
+Bytes ExpectedGenericEventDevice() {
+  return {0x5b, 0x82, 0x36, 'G',  'E',  'D',  '_',  // PkgLength 54
+          0x08, '_',  'H',  'I',  'D',  0x0d, 'A',  'C',  'P',  'I',  '0',  '0', '1',
+          '3',  0,    0x08, '_',  'C',  'R',  'S',  0x11, 0x0e, 0x0a, 0x0b,  // Buffer of 11 bytes
+          0x89, 0x06, 0x00, 0x03, 0x01, 0x17, 0x00, 0x00, 0x00,              // edge, high: GSI 23
+          0x79, 0x00,                                                        // End Tag
+          0x14, 0x0d, '_',  'E',  'V',  'T',  0x01,                          // Method(_EVT, 1)
+          0x86, 'V',  'G',  'E',  'N',  0x0a, 0x80};                         //   Notify(VGEN, 0x80)
+}
+
+TEST(AmlTest, VmGenIdAndItsEventDeviceDecodeAsExpected) {
+  EXPECT_EQ(VmGenIdDeviceAml(0xdf000), ExpectedVmGenIdDevice());
+  EXPECT_EQ(GenericEventDeviceAml(23), ExpectedGenericEventDevice());
+}
+
 TEST(AmlTest, VirtioDeviceDecodesAsExpected) {
   EXPECT_EQ(VirtioMmioDeviceAml(0, {0xd0000000, 0x1000, 5}), ExpectedVirtioDevice());
 }
@@ -107,15 +141,17 @@ TEST(AmlTest, SerialDeviceDecodesAsExpected) {
 
 TEST(AmlTest, RtcDeviceDecodesAsExpected) { EXPECT_EQ(RtcDeviceAml(), ExpectedRtcDevice()); }
 
-TEST(AmlTest, DsdtBodyIsOneScopeWithSerialRtcThenVirtioDevices) {
+TEST(AmlTest, DsdtBodyIsOneScopeWithSerialRtcVmGenIdThenVirtioDevices) {
   const Bytes body = DsdtBody({{0xd0000000, 0x1000, 5}});
-  // Scope(\_SB_): 5 name bytes + 45 + 36 + 60 device bytes = 146 payload -> 2-byte PkgLength
-  // 148 = 0x94: lead 0x40 | 0x4, then 0x09.
-  const Bytes scope = {0x10, 0x44, 0x09, '\\', '_', 'S', 'B', '_'};
+  // Scope(\_SB_): 5 name bytes + 45 + 36 + 79 + 56 + 60 device bytes = 281 payload -> 2-byte
+  // PkgLength 283 = 0x11b: lead 0x40 | 0xb, then 0x11.
+  const Bytes scope = {0x10, 0x4b, 0x11, '\\', '_', 'S', 'B', '_'};
   const Bytes serial = ExpectedSerialDevice();
   const Bytes rtc = ExpectedRtcDevice();
+  const Bytes vgen = ExpectedVmGenIdDevice();
+  const Bytes ged = ExpectedGenericEventDevice();
   const Bytes virtio = ExpectedVirtioDevice();
-  EXPECT_EQ(body, Cat({&scope, &serial, &rtc, &virtio}));
+  EXPECT_EQ(body, Cat({&scope, &serial, &rtc, &vgen, &ged, &virtio}));
 }
 
 TEST(AmlTest, SecondDeviceGetsItsOwnNameUidAndGsi) {

@@ -26,6 +26,8 @@ inline constexpr uint64_t kCmdlineMax = 0x10000;
 inline constexpr uint64_t kStackTop = 0x8ff00;
 inline constexpr uint64_t kEbdaStart = 0x9fc00;    // EBDA + VGA + BIOS: reserved up to 1 MiB
 inline constexpr uint64_t kAcpiAddress = 0xe0000;  // where the kernel's RSDP scan looks too
+// The 16-byte VM generation id (acpi.h VmGenIdDeviceAml), in the reserved hole below the tables.
+inline constexpr uint64_t kVmGenIdAddress = 0xdf000;
 
 // RAM below the EBDA, the reserved hole 0x9fc00..0x100000, RAM from 1 MiB to the end.
 std::vector<E820Entry> E820Map(uint64_t memory_bytes);

@@ -138,6 +138,7 @@ Result<LinuxEntry> LoadLinux(const GuestMemory& memory, const LinuxBootRequest& 
   if (auto r = WriteBytes(memory, kAcpiAddress, acpi->bytes, "ACPI tables"); !r)
     return std::unexpected(r.error());
   params.acpi_rsdp_addr = acpi->rsdp;
+  if (auto r = WriteVmGenerationId(memory); !r) return std::unexpected(r.error());
 
   if (auto r = memory.WriteObject(kBootParamsAddress, params); !r)
     return std::unexpected(Context("boot_params", r.error()));
