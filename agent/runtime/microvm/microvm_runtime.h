@@ -94,6 +94,10 @@ struct MicroVmRuntimeOptions {
 // kNotFound naming where it looked.
 [[nodiscard]] Result<std::filesystem::path> FindVmmBinary();
 
+// Everything Available() needs (the checks above, /dev/net/tun, the executable): the monitor's
+// path, or why micro-VMs cannot run here.
+[[nodiscard]] Result<std::filesystem::path> DetectMonitor(const MicroVmRuntimeOptions& options);
+
 class MicroVmRuntime final : public Runtime {
  public:
   MicroVmRuntime(boost::asio::io_context& io, MicroVmRuntimeOptions options);
