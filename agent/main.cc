@@ -402,6 +402,11 @@ int main(int argc, char** argv) {
     link::SupervisorLink::Options link_options;
     link_options.target = flags.supervisor;
     link_options.credentials = SupervisorCredentials(flags, identity.name);
+    if (!flags.insecure_supervisor) {
+      link_options.renewal_due = [pki_dir = flags.state_dir / "pki"] {
+        return phoenix::agent::link::RenewalDueAt(pki_dir);
+      };
+    }
     // Hello carries exactly what `phoenixctl node info` shows: the API's own GetNodeInfo.
     link_options.node_info = [&service] {
       v1::NodeInfo info;

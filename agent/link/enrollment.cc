@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include <fmt/format.h>
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 
@@ -57,7 +58,54 @@ Result<void> Enroll(const EnrollmentOptions& o) {
   return {};
 }
 
+// Trades the current certificate (presented over mutual TLS) and a CSR for the same key for a new
+// certificate; agent.pem is replaced atomically.
+Result<void> Renew(const EnrollmentOptions& o, const std::string& ca, const std::string& cert,
+                   const std::string& key) {
+  auto csr = pki::CreateCsr(key, o.node);
+  if (!csr) return std::unexpected(csr.error().Wrap("the renewal's CSR"));
+  auto channel = grpc::CreateChannel(o.target, tls::MakeChannelCredentials({ca, cert, key}));
+  auto stub = v1::Enrollment::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + kEnrollTimeout);
+  v1::RenewRequest request;
+  request.set_csr_pem(*csr);
+  v1::EnrollResponse response;
+  grpc::Status status = stub->Renew(&context, request, &response);
+  if (!status.ok()) {
+    return std::unexpected(FromGrpcStatus(status).Wrap("renewing with supervisor " + o.target));
+  }
+  if (auto ok = pki::VerifyCertificate(ca, response.certificate_pem(), pki::Purpose::kClient);
+      !ok) {
+    return std::unexpected(ok.error().Wrap("the renewed certificate"));
+  }
+  PHX_TRY(pki::CheckKeyMatchesCertificate(key, response.certificate_pem()));
+  PHX_TRY(pki::WriteFileAtomic(o.pki_dir / "agent.pem", response.certificate_pem(), 0644));
+  auto until = pki::CertificateNotAfter(response.certificate_pem());
+  spdlog::info(
+      "renewed the certificate of node {} with supervisor {}{}", o.node, o.target,
+      until ? fmt::format(" (valid for {} days)", std::chrono::duration_cast<std::chrono::hours>(
+                                                      *until - std::chrono::system_clock::now())
+                                                          .count() /
+                                                      24)
+            : std::string());
+  return {};
+}
+
 }  // namespace
+
+bool RenewalDue(const std::string& cert_pem, std::chrono::system_clock::time_point now) {
+  auto from = pki::CertificateNotBefore(cert_pem);
+  auto until = pki::CertificateNotAfter(cert_pem);
+  if (!from || !until) return true;
+  return (*until - now) * 3 < (*until - *from);
+}
+
+bool RenewalDueAt(const std::filesystem::path& pki_dir) {
+  if (!IsEnrolled(pki_dir)) return false;
+  auto cert = tls::ReadFile(pki_dir / "agent.pem");
+  return !cert || RenewalDue(*cert, std::chrono::system_clock::now());
+}
 
 bool IsEnrolled(const std::filesystem::path& pki_dir) {
   std::error_code ec;
@@ -81,6 +129,14 @@ Result<std::shared_ptr<grpc::ChannelCredentials>> LinkCredentials(
   if (auto ok = pki::CheckKeyMatchesCertificate(*key, *cert); !ok) {
     return std::unexpected(
         ok.error().Wrap(options.pki_dir.string() + ": agent.key does not belong to agent.pem"));
+  }
+  if (RenewalDue(*cert, options.now())) {
+    if (auto renewed = Renew(options, *ca, *cert, *key); !renewed) {
+      spdlog::warn("certificate renewal failed (the current one is used while valid): {}",
+                   renewed.error().message);
+    } else if (auto next = tls::ReadFile(options.pki_dir / "agent.pem"); next) {
+      *cert = std::move(*next);
+    }
   }
   return tls::MakeChannelCredentials({*ca, *cert, *key});
 }

@@ -5,11 +5,17 @@
 // that certificate (its common name is the node name) and that CA.
 //
 // Crash safety: every file is written atomically, agent.pem last, so "agent.pem exists" means
-// enrolled; a crash earlier just enrolls again (join tokens are reusable until they expire).
+// enrolled; a crash earlier just enrolls again (with a join token that still has a use).
+//
+// Renewal: certificates are short-lived (30 days). Once less than a third of its lifetime is left
+// (RenewalDue), LinkCredentials first asks the supervisor (Enrollment.Renew, over mutual TLS with
+// the current certificate) for a new one for the same key, and replaces agent.pem atomically; if
+// that fails it goes on with the current certificate while it is valid and tries again next dial.
 //
 // Threading: LinkCredentials blocks (an RPC of up to 10 s): call it from the link thread.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -26,12 +32,20 @@ struct EnrollmentOptions {
   std::filesystem::path pki_dir;        // <state-dir>/pki
   std::string join_token;               // needed only while not enrolled
   std::filesystem::path supervisor_ca;  // CA to trust while enrolling
+  // The clock renewal decisions use (tests move it forward).
+  std::chrono::system_clock::time_point (*now)() = std::chrono::system_clock::now;
 };
 
 // True once pki_dir holds agent.pem.
 bool IsEnrolled(const std::filesystem::path& pki_dir);
 
-// Mutual-TLS credentials for the link, enrolling first when not enrolled yet.
+// Whether the certificate has less than a third of its lifetime left (or cannot be read).
+bool RenewalDue(const std::string& cert_pem, std::chrono::system_clock::time_point now);
+// RenewalDue for pki_dir/agent.pem; false when not enrolled.
+bool RenewalDueAt(const std::filesystem::path& pki_dir);
+
+// Mutual-TLS credentials for the link, enrolling first when not enrolled yet, renewing first when
+// due.
 [[nodiscard]] Result<std::shared_ptr<grpc::ChannelCredentials>> LinkCredentials(
     const EnrollmentOptions& options);
 

@@ -33,7 +33,21 @@ class FakeEnrollment final : public v1::Enrollment::Service {
     resp->set_ca_pem(ca_.cert_pem);
     return grpc::Status::OK;
   }
+  // Signs the CSR for the common name of the caller's verified client certificate.
+  grpc::Status Renew(grpc::ServerContext* ctx, const v1::RenewRequest* req,
+                     v1::EnrollResponse* resp) override {
+    ++renewals;
+    auto names = ctx->auth_context()->FindPropertyValues("x509_common_name");
+    if (names.empty()) return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "no certificate");
+    auto cert =
+        pki::SignClientCsr(ca_, req->csr_pem(), std::string(names[0].data(), names[0].size()), 30);
+    if (!cert) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, cert.error().ToString());
+    resp->set_certificate_pem(*cert);
+    resp->set_ca_pem(ca_.cert_pem);
+    return grpc::Status::OK;
+  }
   int calls = 0;
+  int renewals = 0;
 
  private:
   pki::KeyAndCert ca_;
@@ -75,7 +89,9 @@ class AgentEnrollmentTest : public ::testing::Test {
     ca_file_ = dir_.path() / "supervisor-ca.pem";
     ASSERT_TRUE(pki::WriteFileAtomic(ca_file_, ca_.cert_pem, 0644));
   }
-  void TearDown() override { server_->Shutdown(std::chrono::system_clock::now()); }
+  void TearDown() override {
+    if (server_) server_->Shutdown(std::chrono::system_clock::now());
+  }
 
   EnrollmentOptions Options(std::string token = "join-123") {
     EnrollmentOptions o;
@@ -127,6 +143,47 @@ TEST_F(AgentEnrollmentTest, EnrollsOnceStoresThePkiAndConnectsWithMutualTls) {
   ASSERT_TRUE(again) << again.error().ToString();
   EXPECT_EQ(enrollment_->calls, 1);
   EXPECT_EQ(WelcomeVersion(*again), "node-7");
+}
+
+TEST(RenewalDueTest, InTheLastThirdOfTheLifetime) {
+  auto ca = pki::CreateCa("test-ca", 30);
+  ASSERT_TRUE(ca);
+  auto csr = pki::CreateKeyAndCsr("node-7");
+  ASSERT_TRUE(csr);
+  auto cert = pki::SignClientCsr(*ca, csr->csr_pem, "node-7", 30);
+  ASSERT_TRUE(cert);
+  const auto now = std::chrono::system_clock::now();
+  using Days = std::chrono::days;
+  EXPECT_FALSE(RenewalDue(*cert, now));
+  EXPECT_FALSE(RenewalDue(*cert, now + Days(19)));
+  EXPECT_TRUE(RenewalDue(*cert, now + Days(21)));
+  EXPECT_TRUE(RenewalDue(*cert, now + Days(31)));  // expired
+  EXPECT_TRUE(RenewalDue("not a certificate", now));
+}
+
+TEST_F(AgentEnrollmentTest, ADueCertificateIsRenewedForTheSameKeyBeforeTheDial) {
+  auto o = Options();
+  ASSERT_TRUE(LinkCredentials(o));
+  const std::string key = tls::ReadFile(o.pki_dir / "agent.key").value();
+  const std::string first = tls::ReadFile(o.pki_dir / "agent.pem").value();
+  EXPECT_EQ(enrollment_->renewals, 0);
+  o.now = [] { return std::chrono::system_clock::now() + std::chrono::days(25); };
+  auto creds = LinkCredentials(o);
+  ASSERT_TRUE(creds) << creds.error().ToString();
+  EXPECT_EQ(enrollment_->renewals, 1);
+  const std::string second = tls::ReadFile(o.pki_dir / "agent.pem").value();
+  EXPECT_NE(pki::CertificateSerial(second).value(), pki::CertificateSerial(first).value());
+  EXPECT_EQ(tls::ReadFile(o.pki_dir / "agent.key").value(), key);  // same key
+  EXPECT_EQ(WelcomeVersion(*creds), "node-7");
+  EXPECT_TRUE(RenewalDueAt(o.pki_dir) == false);
+
+  // A supervisor that cannot renew: the dial goes on with the current certificate.
+  server_->Shutdown(std::chrono::system_clock::now());
+  server_.reset();
+  o.target = "127.0.0.1:1";
+  auto fallback = LinkCredentials(o);
+  EXPECT_TRUE(fallback) << fallback.error().ToString();
+  EXPECT_EQ(tls::ReadFile(o.pki_dir / "agent.pem").value(), second);
 }
 
 TEST_F(AgentEnrollmentTest, RejectedJoinTokenLeavesNothingBehind) {

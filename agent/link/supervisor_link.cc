@@ -144,7 +144,16 @@ std::string SupervisorLink::RunSession(const std::shared_ptr<grpc::ChannelCreden
     reader = std::thread([&] { ReadLoop(stream.get(), got_welcome, read_ended); });
     uint64_t seen = hub_.last();
     auto next_status = Clock::now();  // the first Status goes out right after Hello
+    auto next_renewal_check = Clock::now() + options_.renewal_check;
     while (!stopping_ && !read_ended) {
+      if (options_.renewal_due && Clock::now() >= next_renewal_check) {
+        next_renewal_check = Clock::now() + options_.renewal_check;
+        if (options_.renewal_due()) {
+          // The next dial's credentials() renews the certificate first.
+          reason = "the client certificate is due for renewal; reconnecting";
+          break;
+        }
+      }
       if (got_welcome && !welcomed) {
         welcomed = true;
         std::lock_guard lock(mu_);

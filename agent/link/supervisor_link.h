@@ -46,6 +46,10 @@ class SupervisorLink {
     // Called on the link thread before every dial; may block (enrollment) and fail (retried with
     // backoff). Its error is logged as the reason the link is down.
     std::function<Result<std::shared_ptr<grpc::ChannelCredentials>>()> credentials;
+    // Checked every renewal_check while a session is up; true ends the session so that the next
+    // dial's credentials() renews the client certificate (enrollment.h). Null: never.
+    std::function<bool()> renewal_due;
+    std::chrono::milliseconds renewal_check{std::chrono::minutes(1)};
     // This node's NodeInfo exactly as the agent API reports it (called on the link thread).
     std::function<v1::NodeInfo()> node_info;
     std::string node_name;  // Guest.node in Status

@@ -1,5 +1,6 @@
 #include "agent/link/supervisor_link.h"
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -167,8 +168,10 @@ class AgentSupervisorLinkTest : public ::testing::Test {
     if (link_) link_->Stop();
   }
 
-  void StartLink() {
+  void StartLink(std::function<bool()> renewal_due = nullptr) {
     SupervisorLink::Options options;
+    options.renewal_due = std::move(renewal_due);
+    options.renewal_check = 50ms;
     options.target = "127.0.0.1:" + std::to_string(server_->port());
     options.credentials = [] { return grpc::InsecureChannelCredentials(); };
     options.node_info = [this] {
@@ -293,6 +296,18 @@ TEST_F(AgentSupervisorLinkTest, ReconnectsAfterTheSupervisorRestartsAndGuestsKee
   }));
   EXPECT_EQ(agent_.manager().Get("web-0-1")->id, id) << "the same guest, never recreated";
   EXPECT_TRUE(WaitSessions(2));
+}
+
+// A certificate due for renewal ends the session, so that the next dial's credentials() renews it
+// (enrollment.h); once renewed, the link stays up.
+TEST_F(AgentSupervisorLinkTest, ACertificateDueForRenewalReconnectsOnce) {
+  std::atomic<int> due{1};
+  // Due once, during the first welcomed session.
+  StartLink([this, &due] { return link_->stats().sessions == 1 && due.exchange(0) == 1; });
+  EXPECT_TRUE(WaitSessions(2));
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(link_->stats().sessions, 2u);
+  EXPECT_TRUE(link_->stats().connected);
 }
 
 TEST_F(AgentSupervisorLinkTest, HeartbeatsFollowTheWelcomeInterval) {

@@ -338,19 +338,15 @@ Result<KeyAndCert> IssueServerCert(const KeyAndCert& ca, const std::string& comm
   return KeyAndCert{std::move(*key_pem), std::move(*cert_pem)};
 }
 
-Result<KeyAndCsr> CreateKeyAndCsr(const std::string& common_name) {
-  ERR_clear_error();
-  PHX_TRY(CheckCommonName(common_name));
-  auto key = NewP256Key();
-  if (!key) return std::unexpected(key.error());
+namespace {
+
+Result<std::string> CsrFor(EVP_PKEY* key, const std::string& common_name) {
   ReqPtr req(X509_REQ_new());
   if (!req) return OpensslFailure("X509_REQ_new");
   if (X509_REQ_set_version(req.get(), 0) != 1) return OpensslFailure("X509_REQ_set_version");
   PHX_TRY(SetSubjectCn(X509_REQ_get_subject_name(req.get()), common_name));
-  if (X509_REQ_set_pubkey(req.get(), key->get()) != 1) {
-    return OpensslFailure("X509_REQ_set_pubkey");
-  }
-  if (X509_REQ_sign(req.get(), key->get(), EVP_sha256()) <= 0) {
+  if (X509_REQ_set_pubkey(req.get(), key) != 1) return OpensslFailure("X509_REQ_set_pubkey");
+  if (X509_REQ_sign(req.get(), key, EVP_sha256()) <= 0) {
     return OpensslFailure("signing the certificate request");
   }
   BioPtr bio(BIO_new(BIO_s_mem()));
@@ -358,11 +354,29 @@ Result<KeyAndCsr> CreateKeyAndCsr(const std::string& common_name) {
   if (PEM_write_bio_X509_REQ(bio.get(), req.get()) != 1) {
     return OpensslFailure("PEM_write_bio_X509_REQ");
   }
-  auto csr_pem = BioContents(bio.get());
+  return BioContents(bio.get());
+}
+
+}  // namespace
+
+Result<KeyAndCsr> CreateKeyAndCsr(const std::string& common_name) {
+  ERR_clear_error();
+  PHX_TRY(CheckCommonName(common_name));
+  auto key = NewP256Key();
+  if (!key) return std::unexpected(key.error());
+  auto csr_pem = CsrFor(key->get(), common_name);
   if (!csr_pem) return std::unexpected(csr_pem.error());
   auto key_pem = KeyToPem(key->get());
   if (!key_pem) return std::unexpected(key_pem.error());
   return KeyAndCsr{std::move(*key_pem), std::move(*csr_pem)};
+}
+
+Result<std::string> CreateCsr(const std::string& key_pem, const std::string& common_name) {
+  ERR_clear_error();
+  PHX_TRY(CheckCommonName(common_name));
+  auto key = ParseKey(key_pem, "key_pem");
+  if (!key) return std::unexpected(key.error());
+  return CsrFor(key->get(), common_name);
 }
 
 Result<std::string> SignClientCsr(const KeyAndCert& ca, const std::string& csr_pem,

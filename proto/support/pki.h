@@ -45,6 +45,9 @@ struct KeyAndCsr {
   std::string csr_pem;
 };
 [[nodiscard]] Result<KeyAndCsr> CreateKeyAndCsr(const std::string& common_name);
+// A CSR for an existing key (renewing a certificate keeps the node's key).
+[[nodiscard]] Result<std::string> CreateCsr(const std::string& key_pem,
+                                            const std::string& common_name);
 
 // Verifies the CSR's signature and that its CN is expected_common_name; returns the client cert.
 [[nodiscard]] Result<std::string> SignClientCsr(const KeyAndCert& ca, const std::string& csr_pem,

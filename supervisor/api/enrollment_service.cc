@@ -70,4 +70,57 @@ grpc::Status EnrollmentService::Enroll(grpc::ServerContext* context,
   });
 }
 
+namespace {
+
+std::string AuthProperty(const grpc::ServerContext& context, const char* name) {
+  std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+  if (!auth) return {};
+  std::vector<grpc::string_ref> values = auth->FindPropertyValues(name);
+  if (values.empty()) return {};
+  return std::string(values.front().data(), values.front().size());
+}
+
+}  // namespace
+
+grpc::Status EnrollmentService::Renew(grpc::ServerContext* context,
+                                      const phoenix::v1::RenewRequest* request,
+                                      phoenix::v1::EnrollResponse* response) {
+  return GuardHandler([&]() -> grpc::Status {
+    const std::string node = AuthProperty(*context, "x509_common_name");
+    const std::string current = AuthProperty(*context, "x509_pem_cert");
+    if (node.empty() || current.empty()) {
+      return ToGrpcStatus(MakeError(ErrorCode::kUnauthenticated,
+                                    "renewal needs the node's current client certificate "
+                                    "(a node without one enrolls with a join token)")
+                              .error());
+    }
+    if (auto ok = auth::AdmitCertificate(*nodes_, node, current); !ok) {
+      spdlog::warn("renewal for '{}' from {} refused: {}", node, context->peer(),
+                   ok.error().message);
+      return ToGrpcStatus(ok.error());
+    }
+    auto cert = pki::SignClientCsr(ca_, request->csr_pem(), node, cert_days_);
+    if (!cert) {
+      if (cert.error().field == "csr_pem") return ToGrpcStatus(cert.error());
+      spdlog::error("signing the renewed certificate of '{}': {}", node, cert.error().ToString());
+      return ToGrpcStatus(Internal("the supervisor could not sign the certificate").error());
+    }
+    auto old_serial = pki::CertificateSerial(current);
+    auto serial = pki::CertificateSerial(*cert);
+    auto not_after = pki::CertificateNotAfter(*cert);
+    if (!old_serial || !serial || !not_after) {
+      return ToGrpcStatus(Internal("the supervisor could not read the certificates").error());
+    }
+    if (auto renewed =
+            nodes_->Renew(*old_serial, {.node = node, .serial = *serial, .not_after = *not_after});
+        !renewed) {
+      return ToGrpcStatus(renewed.error());
+    }
+    response->set_certificate_pem(std::move(*cert));
+    response->set_ca_pem(ca_.cert_pem);
+    spdlog::info("renewed the certificate of node '{}' ({} -> {})", node, *old_serial, *serial);
+    return grpc::Status::OK;
+  });
+}
+
 }  // namespace phoenix::supervisor::api

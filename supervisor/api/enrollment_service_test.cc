@@ -145,6 +145,51 @@ TEST_F(EnrollmentServiceTest, AnEnrolledNameIsNotEnrolledAgainUntilRemoved) {
   EXPECT_EQ(listed->at(0).serial, *serial);
 }
 
+// Certificates are short-lived and renewed with the current one (issue 11, item 7).
+TEST_F(EnrollmentServiceTest, ANodeRenewsWithItsCurrentCertificateAndTheOldOneIsRevoked) {
+  v1::EnrollResponse enrolled;
+  ASSERT_TRUE(Enroll(join_token_, "node-a", Csr("node-a"), &enrolled).ok());
+  const std::string key = key_pem_;
+  auto not_after = pki::CertificateNotAfter(enrolled.certificate_pem());
+  ASSERT_TRUE(not_after.has_value());
+  EXPECT_LE(*not_after - std::chrono::system_clock::now(), std::chrono::hours(24 * 30));
+
+  auto renew = [&](const std::string& cert_pem, const std::string& csr_pem,
+                   v1::EnrollResponse* response) {
+    auto stub = v1::Enrollment::NewStub(server_.Channel(cert_pem, key));
+    auto ctx = CallContext();
+    v1::RenewRequest request;
+    request.set_csr_pem(csr_pem);
+    return stub->Renew(ctx.get(), request, response);
+  };
+  auto csr = pki::CreateCsr(key, "node-a");
+  ASSERT_TRUE(csr.has_value());
+  v1::EnrollResponse renewed;
+  grpc::Status ok = renew(enrolled.certificate_pem(), *csr, &renewed);
+  ASSERT_TRUE(ok.ok()) << ok.error_message();
+  EXPECT_NE(*pki::CertificateSerial(renewed.certificate_pem()),
+            *pki::CertificateSerial(enrolled.certificate_pem()));
+  EXPECT_TRUE(pki::CheckKeyMatchesCertificate(key, renewed.certificate_pem()).has_value());
+  EXPECT_TRUE(auth::AdmitCertificate(*nodes_, "node-a", renewed.certificate_pem()).has_value());
+  EXPECT_FALSE(auth::AdmitCertificate(*nodes_, "node-a", enrolled.certificate_pem()).has_value());
+
+  // The old certificate renews nothing any more; nor does a caller without one.
+  v1::EnrollResponse again;
+  EXPECT_EQ(renew(enrolled.certificate_pem(), *csr, &again).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  auto anonymous = v1::Enrollment::NewStub(server_.Channel());
+  auto ctx = CallContext();
+  v1::RenewRequest request;
+  request.set_csr_pem(*csr);
+  EXPECT_EQ(anonymous->Renew(ctx.get(), request, &again).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  // A CSR for another name is refused, naming the field.
+  auto other = pki::CreateCsr(key, "node-b");
+  ASSERT_TRUE(other.has_value());
+  grpc::Status wrong = renew(renewed.certificate_pem(), *other, &again);
+  EXPECT_EQ(wrong.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
 TEST_F(EnrollmentServiceTest, ARefusedRequestTakesNoUse) {
   v1::EnrollResponse response;
   EXPECT_EQ(Enroll(join_token_, "node-a", "garbage", &response).error_code(),

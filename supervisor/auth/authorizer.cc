@@ -32,6 +32,7 @@ constexpr MethodRule kMethodRules[] = {
     {"/phoenix.v1.Supervisor/RemoveNode", R::kAdmin},
     {"/phoenix.v1.AgentLink/Connect", R::kClientCertificate},
     {"/phoenix.v1.Enrollment/Enroll", R::kNone},
+    {"/phoenix.v1.Enrollment/Renew", R::kNone},  // the client certificate, checked by the handler
 };
 
 // Methods of our services missing from the table: fail closed.

@@ -184,6 +184,24 @@ Result<void> EnrolledNodes::Admit(const NodeCertificate& cert) {
   });
 }
 
+Result<void> EnrolledNodes::Renew(const std::string& old_serial, const NodeCertificate& next) {
+  if (!IsSerial(next.serial)) return InvalidArgument("serial", "must be lowercase hex");
+  std::lock_guard lock(mu_);
+  return RewriteLocked([&](State& state) -> Result<void> {
+    auto it = std::find_if(state.nodes.begin(), state.nodes.end(),
+                           [&](const NodeCertificate& c) { return c.node == next.node; });
+    if (it == state.nodes.end() || it->serial != old_serial) {
+      return MakeError(
+          ErrorCode::kUnauthenticated,
+          "certificate " + old_serial + " of node " + next.node + " is not the node's current one");
+    }
+    state.revoked.push_back(NodeCertificate{"", it->serial, {}, it->not_after});
+    it->serial = next.serial;
+    it->not_after = next.not_after;
+    return {};
+  });
+}
+
 Result<NodeCertificate> EnrolledNodes::Remove(const std::string& node) {
   std::lock_guard lock(mu_);
   NodeCertificate removed;

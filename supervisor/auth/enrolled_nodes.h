@@ -54,6 +54,9 @@ class EnrolledNodes {
   // Whether `cert` may speak for its node now: kUnauthenticated saying why not (revoked, replaced,
   // not enrolled). Adopts a certificate from before this file (see above).
   [[nodiscard]] Result<void> Admit(const NodeCertificate& cert);
+  // Replaces the node's certificate `old_serial` with `next` and revokes the old one.
+  // kUnauthenticated when `old_serial` is not the node's current certificate (any more).
+  [[nodiscard]] Result<void> Renew(const std::string& old_serial, const NodeCertificate& next);
   // Forgets the node and revokes its certificate. kNotFound when it is not enrolled.
   [[nodiscard]] Result<NodeCertificate> Remove(const std::string& node);
   // The enrolled nodes, by name.

@@ -75,6 +75,19 @@ TEST_F(EnrolledNodesTest, RemoveRevokesSoTheOldCertificateIsRefusedAndTheNameIsF
   EXPECT_EQ(list->at(0).serial, "dd04");
 }
 
+TEST_F(EnrolledNodesTest, RenewReplacesTheCurrentCertificateAndRevokesTheOld) {
+  auto nodes = Open();
+  ASSERT_TRUE(nodes->Enroll(Cert("web-1", "aa01")));
+  ASSERT_TRUE(nodes->Renew("aa01", Cert("web-1", "bb02")));
+  EXPECT_TRUE(nodes->Admit(Cert("web-1", "bb02")));
+  auto old = nodes->Admit(Cert("web-1", "aa01"));
+  ASSERT_FALSE(old);
+  EXPECT_NE(old.error().message.find("revoked"), std::string::npos);
+  // Only from the current one.
+  EXPECT_EQ(nodes->Renew("aa01", Cert("web-1", "cc03")).error().code, ErrorCode::kUnauthenticated);
+  EXPECT_EQ(nodes->Renew("0f0f", Cert("web-9", "cc03")).error().code, ErrorCode::kUnauthenticated);
+}
+
 TEST_F(EnrolledNodesTest, CertificatesFromBeforeTheFileAreAdoptedOnceNewOnesAreNot) {
   auto nodes = Open();
   // Issued by an older supervisor, a day before this file existed.

@@ -22,7 +22,9 @@ namespace phoenix::supervisor::auth {
 
 inline constexpr int kCaDays = 3650;
 inline constexpr int kServerCertDays = 825;
-inline constexpr int kAgentCertDays = 365;
+// Agent certificates are short-lived and renewed over TLS before they expire (agents renew in the
+// last third of the lifetime): a stolen certificate is good for weeks, not years.
+inline constexpr int kAgentCertDays = 30;
 
 // Where everything lives under a state dir.
 struct StatePaths {
