@@ -9,23 +9,9 @@
 
 #include "proto/support/grpc_status.h"
 #include "supervisor/agents/convert.h"
+#include "supervisor/auth/authorizer.h"
 
 namespace phoenix::supervisor::agents {
-
-namespace {
-
-constexpr char kCommonNameProperty[] = "x509_common_name";
-constexpr char kCertificateProperty[] = "x509_pem_cert";
-
-std::string AuthProperty(const grpc::CallbackServerContext& context, const char* name) {
-  std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
-  if (!auth) return {};
-  std::vector<grpc::string_ref> values = auth->FindPropertyValues(name);
-  if (values.empty()) return {};
-  return std::string(values.front().data(), values.front().size());
-}
-
-}  // namespace
 
 // One agent's stream. Reads run one at a time (OnReadDone starts the next), so everything the
 // read side touches (in_, connected_, node_) needs no lock; what SendAssignment and Close share
@@ -39,7 +25,7 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::S
     service_.open_streams_.fetch_add(1, std::memory_order_relaxed);
     std::lock_guard lock(mu_);
     if (service_.security_ == LinkSecurity::kMutualTls) {
-      certificate_name_ = AuthProperty(*context, kCommonNameProperty);
+      certificate_name_ = auth::PeerCommonName(*context).value_or("");
       if (certificate_name_.empty()) {
         spdlog::warn("agent link from {}: refused, no verified client certificate", peer_);
         FinishLocked(grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
@@ -49,7 +35,7 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::S
       }
       if (service_.check_) {
         if (auto ok =
-                service_.check_(certificate_name_, AuthProperty(*context, kCertificateProperty));
+                service_.check_(certificate_name_, auth::PeerCertificatePem(*context).value_or(""));
             !ok) {
           spdlog::warn("agent link from {} (node {}): refused: {}", peer_, certificate_name_,
                        ok.error().message);

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "proto/support/grpc_status.h"
+#include "supervisor/auth/authorizer.h"
 
 namespace phoenix::supervisor::api {
 
@@ -70,24 +71,12 @@ grpc::Status EnrollmentService::Enroll(grpc::ServerContext* context,
   });
 }
 
-namespace {
-
-std::string AuthProperty(const grpc::ServerContext& context, const char* name) {
-  std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
-  if (!auth) return {};
-  std::vector<grpc::string_ref> values = auth->FindPropertyValues(name);
-  if (values.empty()) return {};
-  return std::string(values.front().data(), values.front().size());
-}
-
-}  // namespace
-
 grpc::Status EnrollmentService::Renew(grpc::ServerContext* context,
                                       const phoenix::v1::RenewRequest* request,
                                       phoenix::v1::EnrollResponse* response) {
   return GuardHandler([&]() -> grpc::Status {
-    const std::string node = AuthProperty(*context, "x509_common_name");
-    const std::string current = AuthProperty(*context, "x509_pem_cert");
+    const std::string node = auth::PeerCommonName(*context).value_or("");
+    const std::string current = auth::PeerCertificatePem(*context).value_or("");
     if (node.empty() || current.empty()) {
       return ToGrpcStatus(MakeError(ErrorCode::kUnauthenticated,
                                     "renewal needs the node's current client certificate "

@@ -161,12 +161,25 @@ void InstallAuthorizer(grpc::ServerCredentials& creds, std::shared_ptr<TokenStor
   creds.SetAuthMetadataProcessor(std::make_shared<Authorizer>(std::move(tokens)));
 }
 
-std::optional<std::string> PeerCommonName(const grpc::ServerContext& context) {
+namespace {
+
+std::optional<std::string> PeerProperty(const grpc::ServerContextBase& context,
+                                        const std::string& name) {
   auto auth = context.auth_context();
   if (!auth) return std::nullopt;
-  auto values = auth->FindPropertyValues(std::string(kCommonNameProperty));
+  auto values = auth->FindPropertyValues(name);
   if (values.empty() || values.front().empty()) return std::nullopt;
   return std::string(values.front().data(), values.front().size());
+}
+
+}  // namespace
+
+std::optional<std::string> PeerCommonName(const grpc::ServerContextBase& context) {
+  return PeerProperty(context, std::string(kCommonNameProperty));
+}
+
+std::optional<std::string> PeerCertificatePem(const grpc::ServerContextBase& context) {
+  return PeerProperty(context, GRPC_X509_PEM_CERT_PROPERTY_NAME);
 }
 
 std::optional<Role> CallerRole(const grpc::ServerContext& context) {

@@ -77,8 +77,10 @@ class Authorizer final : public grpc::AuthMetadataProcessor {
 // creds->SetAuthMetadataProcessor(std::make_shared<Authorizer>(tokens)).
 void InstallAuthorizer(grpc::ServerCredentials& creds, std::shared_ptr<TokenStore> tokens);
 
-// For handlers: the verified client certificate's common name (the node name), if any.
-std::optional<std::string> PeerCommonName(const grpc::ServerContext& context);
+// For handlers (sync and callback): the verified client certificate's common name (the node name)
+// and the certificate itself (PEM), if the caller presented one.
+std::optional<std::string> PeerCommonName(const grpc::ServerContextBase& context);
+std::optional<std::string> PeerCertificatePem(const grpc::ServerContextBase& context);
 // For handlers: the role the Authorizer granted the caller's token, if the call carried one.
 std::optional<Role> CallerRole(const grpc::ServerContext& context);
 
