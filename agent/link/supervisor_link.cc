@@ -148,7 +148,8 @@ std::string SupervisorLink::RunSession(const std::shared_ptr<grpc::ChannelCreden
     while (!stopping_ && !read_ended) {
       if (options_.renewal_due && Clock::now() >= next_renewal_check) {
         next_renewal_check = Clock::now() + options_.renewal_check;
-        if (options_.renewal_due()) {
+        if (std::chrono::steady_clock::now() >= next_renewal_reconnect_ && options_.renewal_due()) {
+          next_renewal_reconnect_ = std::chrono::steady_clock::now() + options_.renewal_retry;
           // The next dial's credentials() renews the certificate first.
           reason = "the client certificate is due for renewal; reconnecting";
           break;

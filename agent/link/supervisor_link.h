@@ -47,9 +47,11 @@ class SupervisorLink {
     // backoff). Its error is logged as the reason the link is down.
     std::function<Result<std::shared_ptr<grpc::ChannelCredentials>>()> credentials;
     // Checked every renewal_check while a session is up; true ends the session so that the next
-    // dial's credentials() renews the client certificate (enrollment.h). Null: never.
+    // dial's credentials() renews the client certificate (enrollment.h), at most once per
+    // renewal_retry while it stays due (the renewal failed). Null: never.
     std::function<bool()> renewal_due;
     std::chrono::milliseconds renewal_check{std::chrono::minutes(1)};
+    std::chrono::milliseconds renewal_retry{std::chrono::hours(1)};
     // This node's NodeInfo exactly as the agent API reports it (called on the link thread).
     std::function<v1::NodeInfo()> node_info;
     std::string node_name;  // Guest.node in Status
@@ -107,6 +109,9 @@ class SupervisorLink {
   std::atomic<bool> stopping_{false};
   std::atomic<uint32_t> heartbeat_ms_;
   std::atomic<bool> status_due_{false};  // set by the apply thread after applying
+  // Link thread only: a renewal that failed (the supervisor refused or was unreachable) ends no
+  // session again before this, so a node whose renewal keeps failing does not redial every check.
+  std::chrono::steady_clock::time_point next_renewal_reconnect_{};
 
   mutable std::mutex mu_;
   std::condition_variable cv_;                     // stop, new assignment
