@@ -86,7 +86,8 @@ Flags:
                        this node, keep them running while it is away. Without this flag the agent
                        runs on its own.
   --join-token TOKEN   enroll with the supervisor (once: the certificate is kept in
-                       <state-dir>/pki); from `phoenix-supervisor join-token`
+                       <state-dir>/pki and renewed before its 30 days end); from
+                       `phoenix-supervisor join-token`
   --join-token-file F  the same, read from a file
   --supervisor-ca FILE the supervisor's CA certificate, trusted while enrolling
   --insecure-supervisor
