@@ -215,6 +215,11 @@ TEST(SeccompTest, ExecAndPtraceAreForbiddenEverywhere) {
 }
 
 TEST(SeccompTest, VcpuThreadStacksANarrowerFilterOnTheControlOne) {
+#if defined(__SANITIZE_ADDRESS__)
+  // ASan's thread interceptors probe memory with pipe2, which the vCPU filter forbids (phoenix-vmm
+  // itself is never built with ASan); the normal build runs this test.
+  GTEST_SKIP() << "ASan's runtime makes syscalls a vCPU thread may not";
+#endif
   ChildResult r = RunInChild([] {
     if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return 10;
     if (!InstallSigsysReporter() || !ConfineThread(ThreadKind::kControl)) return 11;
