@@ -656,9 +656,6 @@ Result<InstanceInfo> MicroVmRuntime::Launch(const InstanceSpec& spec, const std:
 
   std::vector<std::string> argv;
   if (restore) {
-    // Goldens made before monitors were jailed are root's alone.
-    if (auto r = ShareWithMonitors(layout_.GoldenDir(key), options_.monitor_id_base); !r)
-      return fail(r.error());
     argv = RestoreArgv({.vmm = vmm_,
                         .snapshot = layout_.GoldenDir(key),
                         .control = layout_.ControlSocket(spec.instance),
