@@ -106,15 +106,6 @@ std::string CleanDescription(std::string_view text) {
 
 }  // namespace
 
-std::string_view RoleName(Role role) { return KindName(static_cast<int>(role)); }
-
-std::optional<Role> ParseRole(std::string_view name) {
-  for (Role role : {Role::kViewer, Role::kOperator, Role::kAdmin}) {
-    if (RoleName(role) == name) return role;
-  }
-  return std::nullopt;
-}
-
 namespace {
 constexpr char kHeader[] =
     "# phoenix tokens: sha256(token) kind expiry(unix s, 0=never) description\n";

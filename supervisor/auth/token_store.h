@@ -32,14 +32,16 @@
 #include <string_view>
 #include <vector>
 
+#include "proto/support/call_auth.h"
 #include "proto/support/error.h"
 #include "supervisor/auth/locked_text_file.h"
 
 namespace phoenix::supervisor::auth {
 
-enum class Role { kViewer = 1, kOperator = 2, kAdmin = 3 };  // each includes the ones below
-std::string_view RoleName(Role role);                        // "viewer", "operator", "admin"
-std::optional<Role> ParseRole(std::string_view name);        // inverse of RoleName
+// Roles are shared with the agent's TCP API: they live beside the wire contract.
+using phoenix::call_auth::ParseRole;
+using phoenix::call_auth::Role;
+using phoenix::call_auth::RoleName;
 
 struct JoinToken {
   std::string token;
