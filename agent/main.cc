@@ -26,6 +26,8 @@
 #include <spdlog/spdlog.h>
 
 #include "agent/api/agent_service.h"
+#include "agent/api/remote_auth.h"
+#include "agent/api/serving_tls.h"
 #include "agent/image/image_store.h"
 #include "agent/link/enrollment.h"
 #include "agent/link/supervisor_link.h"
@@ -60,6 +62,18 @@ Flags:
                        one, see --port-file), without TLS or authentication: every local user and
                        process can then run, kill and delete this node's guests. Development
                        only; the agent logs a warning.
+  --tls-listen HOST:PORT
+                       also serve the agent API on TCP with TLS (port 0 picks one, see
+                       --tls-port-file). Callers present a bearer token of the supervisor this
+                       agent enrolled with (phoenixctl --token), checked by that supervisor
+                       (cached 30 s): viewer reads, operator runs and stops guests, admin imports
+                       and builds images. Needs --supervisor with mutual TLS.
+  --tls-cert FILE, --tls-key FILE
+                       the TCP API's certificate and key; without them the agent makes its own
+                       CA and certificate in <state-dir>/pki (clients trust api-ca.pem there)
+  --tls-san NAME       a DNS name or IP the made certificate also covers (repeatable; localhost,
+                       127.0.0.1, ::1, the host name and the --tls-listen host always are)
+  --tls-port-file FILE write the --tls-listen port to FILE once it serves
   --console-log-max BYTES
                        each guest's console log is rotated past this size, keeping one previous
                        generation (console.log.1): at most twice this on disk (default 8388608)
@@ -116,6 +130,9 @@ struct Flags {
   std::string libvirt_uri = "qemu:///system";
   std::filesystem::path vmm;
   std::filesystem::path port_file;
+  std::string tls_listen;
+  std::filesystem::path tls_cert, tls_key, tls_port_file;
+  std::vector<std::string> tls_sans;
   std::string log_level = "info";
   std::string supervisor;
   std::string join_token;
@@ -183,6 +200,16 @@ Flags ParseFlags(int argc, char** argv) {
       f.vmm = value;
     else if (arg == "--port-file")
       f.port_file = value;
+    else if (arg == "--tls-listen")
+      f.tls_listen = value;
+    else if (arg == "--tls-cert")
+      f.tls_cert = value;
+    else if (arg == "--tls-key")
+      f.tls_key = value;
+    else if (arg == "--tls-san")
+      f.tls_sans.push_back(value);
+    else if (arg == "--tls-port-file")
+      f.tls_port_file = value;
     else if (arg == "--log-level")
       f.log_level = value;
     else if (arg == "--supervisor")
@@ -295,6 +322,25 @@ int main(int argc, char** argv) {
         "--join-token, --join-token-file, --supervisor-ca and --insecure-supervisor need "
         "--supervisor");
   }
+  const bool has_tls_flags = !flags.tls_cert.empty() || !flags.tls_key.empty() ||
+                             !flags.tls_sans.empty() || !flags.tls_port_file.empty();
+  if (flags.tls_listen.empty() && has_tls_flags) {
+    UsageError("--tls-cert, --tls-key, --tls-san and --tls-port-file need --tls-listen");
+  }
+  if (!flags.tls_listen.empty()) {
+    if (flags.tls_listen.starts_with("unix")) {
+      UsageError("--tls-listen " + flags.tls_listen +
+                 ": wants HOST:PORT (the Unix socket is --listen)");
+    }
+    if (flags.supervisor.empty() || flags.insecure_supervisor) {
+      UsageError(
+          "--tls-listen needs --supervisor with mutual TLS (not --insecure-supervisor): the "
+          "supervisor checks the bearer tokens TCP callers present");
+    }
+    if (flags.tls_cert.empty() != flags.tls_key.empty()) {
+      UsageError("--tls-cert and --tls-key go together");
+    }
+  }
   if (flags.recipes.empty()) {
     const char* env = std::getenv("PHOENIX_RECIPES");
     flags.recipes = env != nullptr ? std::filesystem::path(env)
@@ -371,12 +417,36 @@ int main(int argc, char** argv) {
   int port = 0;
   // Unix sockets rely on file permissions; the plaintext TCP of --insecure-tcp on nothing at all.
   builder.AddListeningPort(flags.listen, grpc::InsecureServerCredentials(), &port);
+  int tls_port = 0;
+  if (!flags.tls_listen.empty()) {
+    std::vector<std::string> sans = flags.tls_sans;
+    if (std::string host = api::ListenHost(flags.tls_listen); !host.empty()) sans.push_back(host);
+    auto serving = api::LoadOrMakeServingTls({.pki_dir = flags.state_dir / "pki",
+                                              .extra_sans = sans,
+                                              .cert_file = flags.tls_cert,
+                                              .key_file = flags.tls_key});
+    if (!serving) return Fatal("--tls-listen", serving.error());
+    auto credentials = tls::MakeServerCredentials(*serving);
+    if (!credentials) return Fatal("--tls-listen", credentials.error());
+    api::InstallAgentAuthorizer(**credentials, api::TokenReviewer::ForSupervisor(
+                                                   flags.supervisor, flags.state_dir / "pki"));
+    builder.AddListeningPort(flags.tls_listen, *credentials, &tls_port);
+  }
   builder.RegisterService(&service);
   ApplyServerLimits(builder, limits);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) {
     spdlog::critical("cannot listen on {} (in use, or not a valid address)", flags.listen);
     return 1;
+  }
+  if (!flags.tls_listen.empty()) {
+    if (tls_port == 0) {
+      spdlog::critical("cannot listen on --tls-listen {} (in use, or not a valid address)",
+                       flags.tls_listen);
+      return 1;
+    }
+    spdlog::info("agent API also on {} (TLS, port {}; bearer tokens checked by the supervisor)",
+                 flags.tls_listen, tls_port);
   }
   if (socket_path) {
     if (auto r = RestrictUnixSocket(*socket_path); !r) return Fatal("--listen", r.error());
@@ -396,6 +466,12 @@ int main(int argc, char** argv) {
     out << port << "\n";
     out.close();
     std::filesystem::rename(flags.port_file.string() + ".tmp", flags.port_file, ec);
+  }
+  if (!flags.tls_port_file.empty()) {
+    std::ofstream out(flags.tls_port_file.string() + ".tmp");
+    out << tls_port << "\n";
+    out.close();
+    std::filesystem::rename(flags.tls_port_file.string() + ".tmp", flags.tls_port_file, ec);
   }
 
   std::unique_ptr<link::SupervisorLink> supervisor_link;

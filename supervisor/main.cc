@@ -22,6 +22,7 @@
 #include "supervisor/agents/link_service.h"
 #include "supervisor/api/enrollment_service.h"
 #include "supervisor/api/supervisor_service.h"
+#include "supervisor/api/token_review_service.h"
 #include "supervisor/auth/authorizer.h"
 #include "supervisor/auth/init.h"
 #include "supervisor/auth/token_store.h"
@@ -308,8 +309,11 @@ int Serve(const Flags& flags) {
       flags.insecure ? agents::LinkSecurity::kInsecure : agents::LinkSecurity::kMutualTls, kVersion,
       std::move(admit));
   std::unique_ptr<api::EnrollmentService> enrollment;
-  if (!flags.insecure)
+  std::unique_ptr<api::TokenReviewService> token_review;
+  if (!flags.insecure) {
     enrollment = std::make_unique<api::EnrollmentService>(tokens, enrolled_nodes, *ca);
+    token_review = std::make_unique<api::TokenReviewService>(tokens, enrolled_nodes);
+  }
 
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -318,6 +322,7 @@ int Serve(const Flags& flags) {
   builder.RegisterService(&admin);
   builder.RegisterService(&link);
   if (enrollment) builder.RegisterService(enrollment.get());
+  if (token_review) builder.RegisterService(token_review.get());
   ApplyServerLimits(builder, limits);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) {

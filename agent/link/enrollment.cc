@@ -112,6 +112,21 @@ bool IsEnrolled(const std::filesystem::path& pki_dir) {
   return std::filesystem::exists(pki_dir / "agent.pem", ec);
 }
 
+Result<std::shared_ptr<grpc::ChannelCredentials>> EnrolledCredentials(
+    const std::filesystem::path& pki_dir) {
+  if (!IsEnrolled(pki_dir)) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "this agent has not enrolled with its supervisor yet");
+  }
+  auto ca = tls::ReadFile(pki_dir / "ca.pem");
+  if (!ca) return std::unexpected(ca.error());
+  auto cert = tls::ReadFile(pki_dir / "agent.pem");
+  if (!cert) return std::unexpected(cert.error());
+  auto key = tls::ReadFile(pki_dir / "agent.key");
+  if (!key) return std::unexpected(key.error());
+  return tls::MakeChannelCredentials({*ca, *cert, *key});
+}
+
 Result<std::shared_ptr<grpc::ChannelCredentials>> LinkCredentials(
     const EnrollmentOptions& options) {
   std::error_code ec;

@@ -44,6 +44,11 @@ bool RenewalDue(const std::string& cert_pem, std::chrono::system_clock::time_poi
 // RenewalDue for pki_dir/agent.pem; false when not enrolled.
 bool RenewalDueAt(const std::filesystem::path& pki_dir);
 
+// Mutual-TLS credentials from the certificate pki_dir holds now, for calls beside the link (token
+// reviews): never enrolls or renews. kFailedPrecondition while not enrolled.
+[[nodiscard]] Result<std::shared_ptr<grpc::ChannelCredentials>> EnrolledCredentials(
+    const std::filesystem::path& pki_dir);
+
 // Mutual-TLS credentials for the link, enrolling first when not enrolled yet, renewing first when
 // due.
 [[nodiscard]] Result<std::shared_ptr<grpc::ChannelCredentials>> LinkCredentials(

@@ -1,4 +1,5 @@
 #include "supervisor/api/enrollment_service.h"
+#include "supervisor/api/token_review_service.h"
 
 #include <fstream>
 #include <mutex>
@@ -38,7 +39,8 @@ class EnrollmentServiceTest : public ::testing::Test {
     ASSERT_TRUE(nodes.has_value()) << nodes.error().message;
     nodes_ = std::move(*nodes);
     enrollment_ = std::make_unique<EnrollmentService>(server_.tokens(), nodes_, *ca, 30);
-    server_.Start({enrollment_.get(), &link_});
+    review_ = std::make_unique<TokenReviewService>(server_.tokens(), nodes_);
+    server_.Start({enrollment_.get(), &link_, review_.get()});
     auto join = server_.tokens()->MintJoinToken(std::chrono::seconds(600));
     ASSERT_TRUE(join.has_value());
     join_token_ = join->token;
@@ -66,6 +68,7 @@ class EnrollmentServiceTest : public ::testing::Test {
   auth::testing::SecureServer server_;
   std::shared_ptr<auth::EnrolledNodes> nodes_;
   std::unique_ptr<EnrollmentService> enrollment_;
+  std::unique_ptr<TokenReviewService> review_;
   std::string join_token_;
   std::string key_pem_;
 };
@@ -249,6 +252,43 @@ TEST_F(EnrollmentServiceTest, CsrMustBeForTheNodeAndWellFormed) {
   grpc::Status garbage = Enroll(join_token_, "node-a", "garbage", &response);
   EXPECT_EQ(garbage.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_TRUE(garbage.error_message().starts_with("csr_pem: ")) << garbage.error_message();
+}
+
+// An agent asks who a bearer token presented to its TCP API is (issue 11, item 2).
+TEST_F(EnrollmentServiceTest, AnEnrolledNodeLearnsWhoATokenIsAndNobodyElseDoes) {
+  v1::EnrollResponse enrolled;
+  ASSERT_TRUE(Enroll(join_token_, "node-a", Csr("node-a"), &enrolled).ok());
+  auto viewer = server_.tokens()->Mint(auth::Role::kViewer, "reader");
+  ASSERT_TRUE(viewer.has_value());
+  auto review = [&](const std::shared_ptr<grpc::Channel>& channel, const std::string& token,
+                    v1::ReviewTokenResponse* response) {
+    auto ctx = CallContext();
+    v1::ReviewTokenRequest request;
+    request.set_token(token);
+    return v1::TokenReview::NewStub(channel)->Review(ctx.get(), request, response);
+  };
+  const auto node = server_.Channel(enrolled.certificate_pem(), key_pem_);
+
+  v1::ReviewTokenResponse answer;
+  grpc::Status good = review(node, *viewer, &answer);
+  ASSERT_TRUE(good.ok()) << good.error_message();
+  EXPECT_EQ(answer.role(), v1::ROLE_VIEWER);
+  EXPECT_EQ(answer.token_id(), *auth::TokenStore::IdOf(*viewer));
+  EXPECT_EQ(answer.cache_for_ms(), 30'000u);
+
+  EXPECT_EQ(review(node, "phx_admin_" + std::string(64, '0'), &answer).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(review(node, join_token_, &answer).error_code(), grpc::StatusCode::UNAUTHENTICATED)
+      << "a join token is not a bearer token";
+  EXPECT_EQ(review(node, std::string(300, 'x'), &answer).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(review(server_.Channel(), *viewer, &answer).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED)
+      << "without a client certificate nobody may probe tokens";
+
+  ASSERT_TRUE(nodes_->Remove("node-a"));
+  grpc::Status removed = review(node, *viewer, &answer);
+  EXPECT_NE(removed.error_code(), grpc::StatusCode::OK) << "a removed node learns nothing";
 }
 
 }  // namespace

@@ -209,7 +209,7 @@ Result<ModeResult> BenchOwnGuest(Context& ctx, RestartBench& bench, const std::s
   spec.mutable_restart()->set_policy(v1::RESTART_POLICY_ALWAYS);
 
   // Watch before creating, so no event of the guest's life is missed.
-  EventFeed feed(ctx.Stub(), WatchGuest(result.guest));
+  EventFeed feed(ctx, WatchGuest(result.guest));
   ctx.err() << result.guest << ": creating (" << RuntimeName(runtime) << ", image " << image
             << ", boot " << result.mode << ")\n";
   v1::Guest created;
@@ -247,7 +247,7 @@ Result<ModeResult> BenchOwnGuest(Context& ctx, RestartBench& bench, const std::s
 
 Result<ModeResult> BenchExistingGuest(Context& ctx, RestartBench& bench, const std::string& name,
                                       uint64_t count, std::string* runtime) {
-  EventFeed feed(ctx.Stub(), WatchGuest(name));
+  EventFeed feed(ctx, WatchGuest(name));
   v1::GetGuestRequest request;
   request.set_name(name);
   v1::Guest guest;
@@ -295,6 +295,7 @@ int BenchRestart(Context& ctx, std::span<const std::string> args) {
   int exit_code = kExitOk;
   auto parsed = ParseCommandLine(ctx, flags, args, kRestartHelp, &exit_code);
   if (!parsed) return exit_code;
+  if (DialAgent(ctx, "bench restart", &exit_code) == nullptr) return exit_code;
   if (!parsed->positionals.empty()) {
     return ctx.UsageError(kCommand, "takes no arguments (got '" + parsed->positionals[0] +
                                         "'); use --guest NAME for an existing guest");

@@ -247,6 +247,7 @@ void AddGlobalFlags(FlagSet& flags, GlobalOptions& options) {
   if (!flags.Has("token-file")) flags.String("token-file", &options.token_file);
   if (!flags.Has("ca-file")) flags.String("ca-file", &options.ca_file);
   if (!flags.Has("insecure")) flags.Bool("insecure", &options.insecure);
+  if (!flags.Has("agent-ca-file")) flags.String("agent-ca-file", &options.agent_ca_file);
   if (!flags.Has("output")) {
     flags.Value(
         "output",
@@ -317,8 +318,8 @@ std::string Context::Endpoint() const {
 
 v1::AgentService::StubInterface& Context::Stub() {
   if (!stub_) {
-    stub_ = v1::AgentService::NewStub(
-        grpc::CreateChannel(Endpoint(), grpc::InsecureChannelCredentials()));
+    auto stub = AgentStub();
+    PHX_CHECK(stub.has_value());  // commands dial through DialAgent, which reports errors
   }
   return *stub_;
 }
@@ -356,24 +357,73 @@ std::string Trim(std::string text) {
 
 }  // namespace
 
-Result<v1::Supervisor::StubInterface*> Context::SupervisorStub() {
-  if (supervisor_stub_) return supervisor_stub_.get();
-  const std::string address = SupervisorAddress();
+Result<std::string> Context::ResolveToken() const {
   if (!options_.token.empty() && !options_.token_file.empty()) {
     return InvalidArgument("", "--token and --token-file exclude each other");
   }
-  if (!options_.token.empty()) {
-    token_ = options_.token;
-  } else if (!options_.token_file.empty()) {
+  if (!options_.token.empty()) return options_.token;
+  if (!options_.token_file.empty()) {
     auto content = ReadFlagFile(options_.token_file, "--token-file");
     if (!content) return std::unexpected(content.error());
-    token_ = Trim(*content);
-    if (token_.empty()) {
+    std::string token = Trim(*content);
+    if (token.empty()) {
       return InvalidArgument("", "--token-file " + options_.token_file + " is empty");
     }
-  } else {
-    token_ = Trim(supervisor_env_.token);
+    return token;
   }
+  return Trim(supervisor_env_.token);
+}
+
+Result<v1::AgentService::StubInterface*> Context::AgentStub() {
+  if (stub_) return stub_.get();
+  const std::string address = Endpoint();
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  if (address.starts_with("unix:")) {
+    // Only who may open the socket (root, by default) can call: nothing to present.
+    credentials = grpc::InsecureChannelCredentials();
+  } else if (options_.insecure) {
+    if (!tls::IsLoopbackAddress(address)) {
+      return InvalidArgument("",
+                             "--insecure (plaintext) is only allowed to a loopback address, "
+                             "not the agent at " +
+                                 address + "; pass --agent-ca-file instead");
+    }
+    credentials = grpc::InsecureChannelCredentials();
+  } else {
+    std::string ca_file =
+        options_.agent_ca_file.empty() ? supervisor_env_.agent_ca_file : options_.agent_ca_file;
+    if (ca_file.empty()) {
+      return InvalidArgument(
+          "", "talking to the agent at " + address +
+                  " over TCP needs its API's CA certificate for TLS: pass --agent-ca-file FILE "
+                  "or set PHOENIX_AGENT_CA (the agent's <state-dir>/pki/api-ca.pem), or "
+                  "--insecure for an agent started with --insecure-tcp on loopback");
+    }
+    auto ca_pem = ReadFlagFile(ca_file, "--agent-ca-file");
+    if (!ca_pem) return std::unexpected(ca_pem.error());
+    if (ca_pem->find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+      return InvalidArgument("", "--agent-ca-file " + ca_file + " holds no PEM certificate");
+    }
+    auto token = ResolveToken();
+    if (!token) return std::unexpected(token.error());
+    if (token->empty()) {
+      return InvalidArgument("", "the agent at " + address +
+                                     " needs a bearer token of its supervisor: --token, "
+                                     "--token-file or $PHOENIX_TOKEN");
+    }
+    agent_token_ = std::move(*token);
+    credentials = tls::MakeChannelCredentials(tls::ClientTls{.ca_pem = *ca_pem});
+  }
+  stub_ = v1::AgentService::NewStub(grpc::CreateChannel(address, credentials));
+  return stub_.get();
+}
+
+Result<v1::Supervisor::StubInterface*> Context::SupervisorStub() {
+  if (supervisor_stub_) return supervisor_stub_.get();
+  const std::string address = SupervisorAddress();
+  auto token = ResolveToken();
+  if (!token) return std::unexpected(token.error());
+  token_ = std::move(*token);
   std::shared_ptr<grpc::ChannelCredentials> credentials;
   if (options_.insecure) {
     // Plaintext would expose the bearer token to anyone on the path.
@@ -405,7 +455,7 @@ Result<v1::Supervisor::StubInterface*> Context::SupervisorStub() {
   return supervisor_stub_.get();
 }
 
-int Context::ReportSupervisorSetupError(std::string_view command, const Error& error) {
+int Context::ReportSetupError(std::string_view command, const Error& error) {
   if (error.code == ErrorCode::kInvalidArgument) return UsageError(command, error.message);
   err_ << "error: " << error.message << "\n";
   return kExitRpcError;
@@ -416,7 +466,8 @@ void Context::AddSupervisorAuth(grpc::ClientContext& context) const {
 }
 
 std::unique_ptr<grpc::ClientContext> Context::SupervisorContext() const {
-  auto context = UnaryContext();
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() + options_.rpc_timeout);
   AddSupervisorAuth(*context);
   return context;
 }
@@ -435,7 +486,12 @@ std::unique_ptr<grpc::ClientContext> Context::ContextWithDeadline(
     std::chrono::milliseconds timeout) const {
   auto context = std::make_unique<grpc::ClientContext>();
   context->set_deadline(std::chrono::system_clock::now() + timeout);
+  AddAgentAuth(*context);
   return context;
+}
+
+void Context::AddAgentAuth(grpc::ClientContext& context) const {
+  if (!agent_token_.empty()) context.AddMetadata("authorization", "Bearer " + agent_token_);
 }
 
 // UNAVAILABLE means two things: gRPC could not reach the server, or the server answered that
@@ -527,11 +583,20 @@ std::optional<FlagSet::Parsed> ParseCommandLine(Context& ctx, FlagSet& flags,
   return std::move(*parsed);
 }
 
+v1::AgentService::StubInterface* DialAgent(Context& ctx, std::string_view command, int* exit_code) {
+  auto stub = ctx.AgentStub();
+  if (!stub) {
+    *exit_code = ctx.ReportSetupError(command, stub.error());
+    return nullptr;
+  }
+  return *stub;
+}
+
 v1::Supervisor::StubInterface* DialSupervisor(Context& ctx, std::string_view command,
                                               int* exit_code) {
   auto stub = ctx.SupervisorStub();
   if (!stub) {
-    *exit_code = ctx.ReportSupervisorSetupError(command, stub.error());
+    *exit_code = ctx.ReportSetupError(command, stub.error());
     return nullptr;
   }
   return *stub;

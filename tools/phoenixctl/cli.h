@@ -44,6 +44,7 @@ inline constexpr std::string_view kDefaultSupervisor = "127.0.0.1:7400";
 inline constexpr std::string_view kSupervisorEnv = "PHOENIX_SUPERVISOR";
 inline constexpr std::string_view kTokenEnv = "PHOENIX_TOKEN";
 inline constexpr std::string_view kCaEnv = "PHOENIX_CA";
+inline constexpr std::string_view kAgentCaEnv = "PHOENIX_AGENT_CA";
 
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitRpcError = 1;  // the agent or supervisor said no, or could not be reached
@@ -61,15 +62,18 @@ struct GlobalOptions {
   std::string token;       // --token
   std::string token_file;  // --token-file
   std::string ca_file;     // --ca-file
-  bool insecure = false;   // --insecure: plaintext, loopback only
+  bool insecure = false;   // --insecure: plaintext, loopback only (supervisor or TCP agent)
+  // The TCP agent API's CA (--agent-ca-file); the token is the supervisor's (--token ...).
+  std::string agent_ca_file;
 };
 
-// The supervisor settings taken from the environment ($PHOENIX_SUPERVISOR, $PHOENIX_TOKEN,
-// $PHOENIX_CA); main() reads them, tests set them directly.
+// The connection settings taken from the environment ($PHOENIX_SUPERVISOR, $PHOENIX_TOKEN,
+// $PHOENIX_CA, $PHOENIX_AGENT_CA); main() reads them, tests set them directly.
 struct SupervisorEnv {
   std::string supervisor;
   std::string token;
   std::string ca_file;
+  std::string agent_ca_file;
 };
 
 // Which server a failed call went to: picks the hint printed under the error.
@@ -153,7 +157,14 @@ class Context {
 
   // --endpoint, else $PHOENIX_ENDPOINT, else kDefaultEndpoint.
   std::string Endpoint() const;
-  // Dials lazily (after the flags are parsed). Insecure: the agent listens on loopback in dev mode.
+  // Dials the agent (after the flags are parsed): a unix: endpoint in plaintext (the socket's
+  // permissions are the authentication); a TCP one over TLS verified against --agent-ca-file
+  // ($PHOENIX_AGENT_CA, the agent's <state-dir>/pki/api-ca.pem) with the supervisor's bearer token
+  // (--token, --token-file, $PHOENIX_TOKEN), or in plaintext with --insecure, to loopback only.
+  // Errors as SupervisorStub's; commands call it through DialAgent.
+  [[nodiscard]] Result<v1::AgentService::StubInterface*> AgentStub();
+  // The stub AgentStub made (dialing now if it was not called; a configuration error then aborts,
+  // so commands call DialAgent first).
   v1::AgentService::StubInterface& Stub();
 
   // --supervisor, else $PHOENIX_SUPERVISOR, else kDefaultSupervisor.
@@ -163,9 +174,9 @@ class Context {
   // Dials lazily: TLS verified against --ca-file ($PHOENIX_CA), or plaintext with --insecure, which
   // is refused for anything but a loopback address. Reads the token (--token, --token-file, else
   // $PHOENIX_TOKEN). Errors: kInvalidArgument for a configuration the user must change (usage,
-  // exit 2), others (an unreadable file) exit 1; ReportSupervisorSetupError prints either.
+  // exit 2), others (an unreadable file) exit 1; ReportSetupError prints either.
   [[nodiscard]] Result<v1::Supervisor::StubInterface*> SupervisorStub();
-  int ReportSupervisorSetupError(std::string_view command, const Error& error);
+  int ReportSetupError(std::string_view command, const Error& error);
   // A client context with the unary deadline and "authorization: Bearer <token>" when a token is
   // configured. Call after SupervisorStub() succeeded (which resolves the token).
   std::unique_ptr<grpc::ClientContext> SupervisorContext() const;
@@ -173,9 +184,11 @@ class Context {
   std::unique_ptr<grpc::ClientContext> SupervisorStreamContext() const;
   void AddSupervisorAuth(grpc::ClientContext& context) const;
 
-  // A client context carrying the unary deadline.
+  // Agent calls: a client context carrying the unary deadline (or the given one) and, for a TCP
+  // agent, the bearer token.
   std::unique_ptr<grpc::ClientContext> UnaryContext() const;
   std::unique_ptr<grpc::ClientContext> ContextWithDeadline(std::chrono::milliseconds timeout) const;
+  void AddAgentAuth(grpc::ClientContext& context) const;
 
   // "error: <message> (<CODE>)" plus a hint for UNAVAILABLE / DEADLINE_EXCEEDED and, for the
   // supervisor, UNAUTHENTICATED / PERMISSION_DENIED; returns 1.
@@ -192,7 +205,10 @@ class Context {
   GlobalOptions options_;
   std::unique_ptr<v1::AgentService::StubInterface> stub_;
   std::unique_ptr<v1::Supervisor::StubInterface> supervisor_stub_;
-  std::string token_;  // resolved by SupervisorStub()
+  std::string token_;        // resolved by SupervisorStub()
+  std::string agent_token_;  // resolved by AgentStub() for a TCP agent
+  // --token, else --token-file, else $PHOENIX_TOKEN.
+  [[nodiscard]] Result<std::string> ResolveToken() const;
 };
 
 // Parses a command's flags with the global flags added; on `--help` prints help_text and returns
@@ -201,6 +217,10 @@ class Context {
 std::optional<FlagSet::Parsed> ParseCommandLine(Context& ctx, FlagSet& flags,
                                                 std::span<const std::string> args,
                                                 std::string_view help_text, int* exit_code);
+
+// ctx.AgentStub(), or, when the configuration is unusable, the error reported (exit 2 for a flag
+// to change, 1 otherwise) through *exit_code and nullptr.
+v1::AgentService::StubInterface* DialAgent(Context& ctx, std::string_view command, int* exit_code);
 
 // ctx.SupervisorStub(), or, when the configuration is unusable, the error reported (exit 2 for a
 // flag to change, 1 otherwise) through *exit_code and nullptr.

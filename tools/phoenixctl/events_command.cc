@@ -199,10 +199,11 @@ int RunEventsCommand(Context& ctx, std::span<const std::string> args) {
     return PrintFeed(ctx, feed, follow, Peer::kSupervisor, &FormatClusterEventLine);
   }
 
+  if (DialAgent(ctx, kCommand, &exit_code) == nullptr) return exit_code;
   v1::WatchEventsRequest request;
   request.set_from_sequence(from.value_or(1));
   request.set_guest(guest);
-  EventFeed feed(ctx.Stub(), request);
+  EventFeed feed(ctx, request);
   if (!ctx.json()) ctx.out() << EventHeaderLine() << "\n";
   ctx.out().flush();
   return PrintFeed<v1::Event>(ctx, feed, follow, Peer::kAgent, &FormatEventLine);

@@ -101,12 +101,13 @@ class StreamFeed {
   std::thread thread_;
 };
 
-// The agent's WatchEvents.
+// The agent's WatchEvents, through ctx's agent connection (DialAgent first).
 class EventFeed : public StreamFeed<v1::Event> {
  public:
-  EventFeed(v1::AgentService::StubInterface& stub, v1::WatchEventsRequest request)
-      : StreamFeed<v1::Event>([&stub, &request](grpc::ClientContext* context) {
-          return stub.WatchEvents(context, request);
+  EventFeed(Context& ctx, v1::WatchEventsRequest request)
+      : StreamFeed<v1::Event>([&ctx, &request](grpc::ClientContext* context) {
+          ctx.AddAgentAuth(*context);
+          return ctx.Stub().WatchEvents(context, request);
         }) {}
 };
 

@@ -78,7 +78,7 @@ TEST(EventFeedTest, NextHonoursItsDeadline) {
   ctx.options().endpoint = agent.endpoint();
   v1::WatchEventsRequest request;
   request.set_from_sequence(1);
-  EventFeed feed(ctx.Stub(), request);
+  EventFeed feed(ctx, request);
   auto start = std::chrono::steady_clock::now();
   auto none = feed.Next(start + 100ms);
   ASSERT_FALSE(none);

@@ -187,6 +187,7 @@ int GuestRun(Context& ctx, std::span<const std::string> args) {
   int exit_code = kExitOk;
   auto parsed = ParseCommandLine(ctx, flags, args, RunHelp(), &exit_code);
   if (!parsed) return exit_code;
+  if (DialAgent(ctx, "guest run", &exit_code) == nullptr) return exit_code;
 
   auto name = OneName(ctx, kCommand, *parsed, &exit_code);
   if (!name) return exit_code;
@@ -214,6 +215,7 @@ int GuestLs(Context& ctx, std::span<const std::string> args) {
   int exit_code = kExitOk;
   auto parsed = ParseCommandLine(ctx, flags, args, kLsHelp, &exit_code);
   if (!parsed) return exit_code;
+  if (DialAgent(ctx, "guest ls", &exit_code) == nullptr) return exit_code;
   if (!parsed->positionals.empty()) {
     return ctx.UsageError("guest ls", "takes no arguments (got '" + parsed->positionals[0] + "')");
   }
@@ -236,6 +238,7 @@ int SimpleNameCommand(Context& ctx, std::span<const std::string> args, std::stri
   int exit_code = kExitOk;
   auto parsed = ParseCommandLine(ctx, flags, args, help, &exit_code);
   if (!parsed) return exit_code;
+  if (DialAgent(ctx, command, &exit_code) == nullptr) return exit_code;
   auto name = OneName(ctx, command, *parsed, &exit_code);
   if (!name) return exit_code;
   return call(*name);
@@ -304,6 +307,7 @@ int GuestStop(Context& ctx, std::span<const std::string> args) {
   int exit_code = kExitOk;
   auto parsed = ParseCommandLine(ctx, flags, args, kStopHelp, &exit_code);
   if (!parsed) return exit_code;
+  if (DialAgent(ctx, "guest stop", &exit_code) == nullptr) return exit_code;
   auto name = OneName(ctx, kCommand, *parsed, &exit_code);
   if (!name) return exit_code;
   v1::StopGuestRequest request;
@@ -330,6 +334,7 @@ int GuestLogs(Context& ctx, std::span<const std::string> args) {
   int exit_code = kExitOk;
   auto parsed = ParseCommandLine(ctx, flags, args, kLogsHelp, &exit_code);
   if (!parsed) return exit_code;
+  if (DialAgent(ctx, "guest logs", &exit_code) == nullptr) return exit_code;
   auto name = OneName(ctx, kCommand, *parsed, &exit_code);
   if (!name) return exit_code;
   v1::GuestLogsRequest request;
@@ -338,6 +343,7 @@ int GuestLogs(Context& ctx, std::span<const std::string> args) {
   request.set_tail_bytes(tail.value_or(0));
   // Following has no deadline: the user ends it. A one-shot read is a unary call in spirit.
   auto context = follow ? std::make_unique<grpc::ClientContext>() : ctx.UnaryContext();
+  if (follow) ctx.AddAgentAuth(*context);
   auto reader = ctx.Stub().GuestLogs(context.get(), request);
   v1::LogChunk chunk;
   while (reader->Read(&chunk)) {

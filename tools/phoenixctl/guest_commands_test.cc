@@ -371,11 +371,20 @@ TEST(GuestCommandsTest, HelpTeachesAndUnknownSubcommandsAreUsageErrors) {
 
 TEST(GuestCommandsTest, UnreachableAgentHintsAtStartingIt) {
   // Port 1 on loopback: nothing listens there, the connection is refused at once.
-  auto result = RunCli(RunGuestGroup, "127.0.0.1:1", {"ls", "--timeout", "5s"});
+  auto result = RunCli(RunGuestGroup, "127.0.0.1:1", {"ls", "--timeout", "5s", "--insecure"});
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_THAT(result.err, HasSubstr("(UNAVAILABLE)"));
   EXPECT_THAT(result.err, HasSubstr("is phoenix-agent running at 127.0.0.1:1?"));
   EXPECT_THAT(result.out, Not(HasSubstr("NAME")));
+}
+
+TEST(GuestCommandsTest, ATcpAgentNeedsItsCaOrAnExplicitInsecureToLoopback) {
+  auto no_ca = RunCli(RunGuestGroup, "127.0.0.1:1", {"ls"});
+  EXPECT_EQ(no_ca.exit_code, 2) << no_ca.err;
+  EXPECT_THAT(no_ca.err, HasSubstr("--agent-ca-file"));
+  auto remote = RunCli(RunGuestGroup, "192.0.2.1:7070", {"ls", "--insecure"});
+  EXPECT_EQ(remote.exit_code, 2) << remote.err;
+  EXPECT_THAT(remote.err, HasSubstr("only allowed to a loopback address"));
 }
 
 }  // namespace

@@ -83,6 +83,7 @@ int ImageLs(Context& ctx, std::span<const std::string> args) {
   int exit_code = kExitOk;
   auto parsed = ParseCommandLine(ctx, flags, args, kLsHelp, &exit_code);
   if (!parsed) return exit_code;
+  if (DialAgent(ctx, "image ls", &exit_code) == nullptr) return exit_code;
   if (!parsed->positionals.empty()) {
     return ctx.UsageError("image ls", "takes no arguments (got '" + parsed->positionals[0] + "')");
   }
@@ -110,6 +111,7 @@ int ImageBuild(Context& ctx, std::span<const std::string> args) {
   int exit_code = kExitOk;
   auto parsed = ParseCommandLine(ctx, flags, args, kBuildHelp, &exit_code);
   if (!parsed) return exit_code;
+  if (DialAgent(ctx, "image build", &exit_code) == nullptr) return exit_code;
   if (parsed->positionals.size() > 1) {
     return ctx.UsageError(kCommand, "expects at most one RECIPE");
   }
@@ -153,6 +155,7 @@ int ImageImport(Context& ctx, std::span<const std::string> args) {
   int exit_code = kExitOk;
   auto parsed = ParseCommandLine(ctx, flags, args, kImportHelp, &exit_code);
   if (!parsed) return exit_code;
+  if (DialAgent(ctx, "image import", &exit_code) == nullptr) return exit_code;
   if (parsed->positionals.size() != 1) {
     return ctx.UsageError(kCommand, "expects exactly one DIR");
   }

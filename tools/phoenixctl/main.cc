@@ -44,14 +44,18 @@ Either:
 
 Global flags (before the command or among its flags):
   --endpoint ADDR           agent API: unix:/path/to/agent.sock, or HOST:PORT of an agent started
-                            with --insecure-tcp (default: $PHOENIX_ENDPOINT, else
-                            unix:/run/phoenix/agent.sock)
+                            with --tls-listen (TLS; needs --agent-ca-file and a --token of its
+                            supervisor) or --insecure-tcp (needs --insecure) (default:
+                            $PHOENIX_ENDPOINT, else unix:/run/phoenix/agent.sock)
+  --agent-ca-file FILE      the TCP agent API's CA certificate, <agent-state>/pki/api-ca.pem
+                            (default: $PHOENIX_AGENT_CA)
   --supervisor HOST:PORT    supervisor gRPC address (default: $PHOENIX_SUPERVISOR, else 127.0.0.1:7400)
-  --token TOKEN             supervisor bearer token (default: $PHOENIX_TOKEN)
+  --token TOKEN             bearer token for the supervisor and TCP agents (default: $PHOENIX_TOKEN)
   --token-file FILE         read the token from FILE, e.g. <supervisor-state>/admin.token
   --ca-file FILE            the supervisor's CA certificate for TLS, <supervisor-state>/pki/ca.pem
                             (default: $PHOENIX_CA); required unless --insecure
-  --insecure                plaintext to the supervisor; only to loopback addresses (development)
+  --insecure                plaintext to the supervisor or a TCP agent; only to loopback addresses
+                            (development)
   --timeout DURATION        deadline of each request, e.g. 500ms, 10s, 2m (default 30s)
   --rpc-timeout DURATION    the same, for commands whose own --timeout means something else
                             (guest stop, bench restart)
@@ -86,7 +90,7 @@ int Main(int argc, char** argv) {
     return std::string(value == nullptr ? "" : value);
   };
   Context ctx(std::cout, std::cerr, env(kEndpointEnv),
-              SupervisorEnv{env(kSupervisorEnv), env(kTokenEnv), env(kCaEnv)});
+              SupervisorEnv{env(kSupervisorEnv), env(kTokenEnv), env(kCaEnv), env(kAgentCaEnv)});
 
   FlagSet globals{""};
   globals.StopAtPositional();

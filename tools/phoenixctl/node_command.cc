@@ -125,6 +125,7 @@ int NodeInfo(Context& ctx, std::span<const std::string> args) {
   int exit_code = kExitOk;
   auto parsed = ParseCommandLine(ctx, flags, args, kInfoHelp, &exit_code);
   if (!parsed) return exit_code;
+  if (DialAgent(ctx, "node info", &exit_code) == nullptr) return exit_code;
   if (!parsed->positionals.empty()) {
     return ctx.UsageError("node info", "takes no arguments (got '" + parsed->positionals[0] + "')");
   }

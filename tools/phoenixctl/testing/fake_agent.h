@@ -1,4 +1,5 @@
-// Test double for the agent: a real grpc::Server on 127.0.0.1 (port 0) serving a small in-memory
+// Test double for the agent: a real grpc::Server on a Unix socket in a fresh temp dir (phoenixctl
+// talks to TCP agents only over TLS or with --insecure) serving a small in-memory
 // AgentService that records every request and answers from canned state. Guests live in a map;
 // events are appended with increasing sequence numbers and streamed to watchers; a kill can be
 // scripted to emit CRASHED/RUNNING/HEALTHY after delays, as the real agent would.
@@ -7,8 +8,11 @@
 // requests through the accessors, which copy under the lock.
 #pragma once
 
+#include <stdlib.h>
+
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -34,10 +38,14 @@ class FakeAgent final : public v1::AgentService::Service {
   };
 
   FakeAgent() {
+    char dir[] = "/tmp/phoenixctl-fake-agent-XXXXXX";
+    PHX_CHECK(mkdtemp(dir) != nullptr);
+    dir_ = dir;
     grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.AddListeningPort(endpoint(), grpc::InsecureServerCredentials());
     builder.RegisterService(this);
     server_ = builder.BuildAndStart();
+    PHX_CHECK(server_ != nullptr);
   }
   ~FakeAgent() override {
     {
@@ -47,9 +55,11 @@ class FakeAgent final : public v1::AgentService::Service {
     cv_.notify_all();
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     for (std::thread& t : timers_) t.join();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
   }
 
-  std::string endpoint() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string endpoint() const { return "unix:" + dir_ + "/agent.sock"; }
 
   // The next call of `method` ("RunGuest", ...) fails with `status`.
   void FailNext(std::string method, grpc::Status status) {
@@ -349,7 +359,7 @@ class FakeAgent final : public v1::AgentService::Service {
   std::vector<v1::WatchEventsRequest> watch_requests_;
   std::vector<v1::BuildImageRequest> build_requests_;
   std::vector<v1::ImportImageRequest> import_requests_;
-  int port_ = 0;
+  std::string dir_;
   std::unique_ptr<grpc::Server> server_;
 };
 
