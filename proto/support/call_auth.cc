@@ -27,6 +27,20 @@ std::optional<std::string> Property(const grpc::ServerContextBase& context,
   return std::string(values.front().data(), values.front().size());
 }
 
+// The token of an "authorization" header value "Bearer <token>" (scheme case-insensitive, spaces
+// around the token dropped), or nullopt.
+std::optional<std::string_view> BearerOf(std::string_view header) {
+  if (header.size() < kBearerPrefix.size() ||
+      !std::equal(kBearerPrefix.begin(), kBearerPrefix.end(), header.begin(),
+                  [](char a, char b) { return std::tolower(a) == std::tolower(b); })) {
+    return std::nullopt;
+  }
+  std::string_view token = header.substr(kBearerPrefix.size());
+  while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+  while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
+  return token;
+}
+
 }  // namespace
 
 std::string_view RoleName(Role role) {
@@ -80,7 +94,7 @@ CallAuthorizer::CallAuthorizer(MethodTable table, TokenCheck check, bool blockin
 }
 
 grpc::Status CallAuthorizer::Process(const InputMetadata& auth_metadata, grpc::AuthContext* context,
-                                     OutputMetadata* consumed_auth_metadata,
+                                     OutputMetadata* /*consumed_auth_metadata*/,
                                      OutputMetadata* /*response_metadata*/) {
   auto path_it = auth_metadata.find(":path");
   if (path_it == auth_metadata.end()) {
@@ -119,17 +133,10 @@ grpc::Status CallAuthorizer::Process(const InputMetadata& auth_metadata, grpc::A
   if (std::next(range.first) != range.second) {
     return Unauthenticated("more than one authorization header");
   }
-  std::string_view header = ToView(range.first->second);
-  if (header.size() < kBearerPrefix.size() ||
-      !std::equal(kBearerPrefix.begin(), kBearerPrefix.end(), header.begin(),
-                  [](char a, char b) { return std::tolower(a) == std::tolower(b); })) {
-    return Unauthenticated("authorization header is not 'Bearer <token>'");
-  }
-  std::string_view token = header.substr(kBearerPrefix.size());
-  while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
-  while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
+  std::optional<std::string_view> token = BearerOf(ToView(range.first->second));
+  if (!token) return Unauthenticated("authorization header is not 'Bearer <token>'");
 
-  auto holder = check_(token);
+  auto holder = check_(*token);
   if (!holder) {
     if (holder.error().code != ErrorCode::kUnauthenticated) {
       spdlog::error("authorizing {}: {}", method, holder.error().ToString());
@@ -146,11 +153,6 @@ grpc::Status CallAuthorizer::Process(const InputMetadata& auth_metadata, grpc::A
                             std::string(RequirementName(requirement)) + "; the token has role " +
                             std::string(RoleName(holder->role)));
   }
-  context->AddProperty(std::string(kRoleProperty), std::string(RoleName(holder->role)));
-  if (!holder->token_id.empty()) {
-    context->AddProperty(std::string(kTokenIdProperty), holder->token_id);
-  }
-  consumed_auth_metadata->insert({std::string(kAuthorizationMetadataKey), std::string(header)});
   return grpc::Status::OK;
 }
 
@@ -162,14 +164,19 @@ std::optional<std::string> PeerCertificatePem(const grpc::ServerContextBase& con
   return Property(context, GRPC_X509_PEM_CERT_PROPERTY_NAME);
 }
 
-std::optional<Role> CallerRole(const grpc::ServerContextBase& context) {
-  auto name = Property(context, std::string(kRoleProperty));
-  if (!name) return std::nullopt;
-  return ParseRole(*name);
+std::optional<std::string> CallerToken(const grpc::ServerContextBase& context) {
+  const auto& metadata = context.client_metadata();
+  auto range = metadata.equal_range(
+      grpc::string_ref(kAuthorizationMetadataKey.data(), kAuthorizationMetadataKey.size()));
+  if (range.first == range.second || std::next(range.first) != range.second) return std::nullopt;
+  std::optional<std::string_view> token = BearerOf(ToView(range.first->second));
+  if (!token) return std::nullopt;
+  if (token->empty()) return std::nullopt;
+  return std::string(*token);
 }
 
-std::optional<std::string> CallerTokenId(const grpc::ServerContextBase& context) {
-  return Property(context, std::string(kTokenIdProperty));
+std::string ActorName(const TokenHolder& holder) {
+  return "token " + holder.token_id + " (" + std::string(RoleName(holder.role)) + ")";
 }
 
 }  // namespace phoenix::call_auth

@@ -12,8 +12,13 @@
 // Missing/unknown/expired token or missing certificate -> UNAUTHENTICATED; a role too low ->
 // PERMISSION_DENIED; both reach the client with exactly that code (verified on Debian's gRPC 1.51:
 // the processor's metadata holds ":path", the status it returns is the one the client sees, and
-// the handler never runs). On success the caller's role and token id are added to the call's
-// AuthContext and the authorization header is consumed: handlers never see tokens.
+// the handler never runs).
+//
+// Nothing is written into the AuthContext: gRPC 1.51 hands the processor the *connection's*
+// context, so a property added for one call is seen by every later call on that connection (a
+// later operator call read the role of an earlier admin call) and piles up for as long as the
+// connection lives. A handler that must know its caller reads the token again (CallerToken) and
+// asks its store; the authorization header is therefore left in the call's metadata.
 //
 // Thread-safety: Process runs concurrently on gRPC's threads; the TokenCheck must be thread-safe.
 // It runs inline on gRPC's thread unless `blocking` (gRPC then hops to its executor): say blocking
@@ -40,8 +45,6 @@ std::optional<Role> ParseRole(std::string_view name);        // inverse of RoleN
 // Metadata and auth-context names others rely on.
 inline constexpr std::string_view kAuthorizationMetadataKey = "authorization";  // "Bearer <t>"
 inline constexpr std::string_view kBearerPrefix = "Bearer ";
-inline constexpr std::string_view kRoleProperty = "phoenix_role";         // RoleName of the caller
-inline constexpr std::string_view kTokenIdProperty = "phoenix_token_id";  // which token called
 inline constexpr std::string_view kCommonNameProperty = "x509_common_name";  // client cert CN
 
 // What a call must present.
@@ -64,11 +67,13 @@ struct MethodTable {
   Requirement For(std::string_view method) const;
 };
 
-// Who a bearer token is: its role, and the id that names it in `token ls` and audit records.
+// Who a bearer token is: its role, and the id that names it in `token ls` and the event log.
 struct TokenHolder {
   Role role = Role::kViewer;
   std::string token_id;
 };
+// "token <id> (<role>)": how the event log names the caller.
+std::string ActorName(const TokenHolder& holder);
 // kUnauthenticated for an unknown/expired token; other codes (kUnavailable when the authority
 // cannot be asked) reach the client as they are.
 using TokenCheck = std::function<Result<TokenHolder>(std::string_view token)>;
@@ -93,9 +98,7 @@ class CallAuthorizer final : public grpc::AuthMetadataProcessor {
 // certificate itself (PEM), if the caller presented one.
 std::optional<std::string> PeerCommonName(const grpc::ServerContextBase& context);
 std::optional<std::string> PeerCertificatePem(const grpc::ServerContextBase& context);
-// For handlers: the role and token id the CallAuthorizer granted the caller, if the call carried
-// a token.
-std::optional<Role> CallerRole(const grpc::ServerContextBase& context);
-std::optional<std::string> CallerTokenId(const grpc::ServerContextBase& context);
+// For handlers: the bearer token this call presented (the CallAuthorizer admitted it), if any.
+std::optional<std::string> CallerToken(const grpc::ServerContextBase& context);
 
 }  // namespace phoenix::call_auth

@@ -157,6 +157,14 @@ v1::ClusterEventType ClusterEventTypeToProto(ClusterEventType type) {
       return v1::CLUSTER_EVENT_TYPE_NODE_UNDRAINED;
     case ClusterEventType::kStaleGuestStopped:
       return v1::CLUSTER_EVENT_TYPE_STALE_GUEST_STOPPED;
+    case ClusterEventType::kNodeRemoved:
+      return v1::CLUSTER_EVENT_TYPE_NODE_REMOVED;
+    case ClusterEventType::kTokenCreated:
+      return v1::CLUSTER_EVENT_TYPE_TOKEN_CREATED;
+    case ClusterEventType::kTokenRevoked:
+      return v1::CLUSTER_EVENT_TYPE_TOKEN_REVOKED;
+    case ClusterEventType::kJoinTokenCreated:
+      return v1::CLUSTER_EVENT_TYPE_JOIN_TOKEN_CREATED;
   }
   return v1::CLUSTER_EVENT_TYPE_UNSPECIFIED;
 }
@@ -396,6 +404,7 @@ void ClusterEventToProto(const ClusterEvent& in, v1::ClusterEvent* out) {
   out->set_service(in.service);
   out->set_node(in.node);
   out->set_message(in.message);
+  out->set_actor(in.actor);
 }
 
 }  // namespace phoenix::supervisor::api

@@ -425,9 +425,15 @@ TEST(StatusConvert, EveryEventTypeHasItsOwnWireValue) {
       {ClusterEventType::kNodeDrained, v1::CLUSTER_EVENT_TYPE_NODE_DRAINED},
       {ClusterEventType::kNodeUndrained, v1::CLUSTER_EVENT_TYPE_NODE_UNDRAINED},
       {ClusterEventType::kStaleGuestStopped, v1::CLUSTER_EVENT_TYPE_STALE_GUEST_STOPPED},
+      {ClusterEventType::kNodeRemoved, v1::CLUSTER_EVENT_TYPE_NODE_REMOVED},
+      {ClusterEventType::kTokenCreated, v1::CLUSTER_EVENT_TYPE_TOKEN_CREATED},
+      {ClusterEventType::kTokenRevoked, v1::CLUSTER_EVENT_TYPE_TOKEN_REVOKED},
+      {ClusterEventType::kJoinTokenCreated, v1::CLUSTER_EVENT_TYPE_JOIN_TOKEN_CREATED},
   };
+  ASSERT_EQ(std::size(table), static_cast<size_t>(kLastClusterEventType) + 1);
   for (const auto& [type, wire] : table) {
-    ClusterEvent event{41, TimePoint{} + std::chrono::seconds(5), type, "web", "n1", "hello"};
+    ClusterEvent event{41,      TimePoint{} + std::chrono::seconds(5), type, "web", "n1",
+                       "hello", "token 0123456789ab (operator)"};
     v1::ClusterEvent out;
     ClusterEventToProto(event, &out);
     EXPECT_EQ(out.type(), wire) << ClusterEventTypeName(type);
@@ -436,6 +442,7 @@ TEST(StatusConvert, EveryEventTypeHasItsOwnWireValue) {
     EXPECT_EQ(out.service(), "web");
     EXPECT_EQ(out.node(), "n1");
     EXPECT_EQ(out.message(), "hello");
+    EXPECT_EQ(out.actor(), "token 0123456789ab (operator)");
   }
 }
 

@@ -7,6 +7,7 @@
 
 #include "proto/support/grpc_status.h"
 #include "supervisor/api/convert.h"
+#include "supervisor/auth/authorizer.h"
 
 namespace phoenix::supervisor::api {
 
@@ -40,6 +41,18 @@ Result<auth::Role> RoleFromProto(v1::Role role) {
   }
 }
 
+// Who is calling, as the event log records it: the token the Authorizer admitted, named by the id
+// `token ls` shows and its role. A server without tokens (--insecure) has no caller to name.
+std::string ActorOf(const grpc::ServerContext* ctx, auth::TokenStore* tokens) {
+  std::optional<std::string> token = ctx == nullptr ? std::nullopt : auth::CallerToken(*ctx);
+  if (tokens == nullptr || !token) return "unauthenticated (--insecure)";
+  auto id = auth::TokenStore::IdOf(*token);
+  if (!id) return "token (unreadable)";
+  auto role = tokens->Authenticate(*token);
+  if (!role) return "token " + *id + " (revoked)";  // between the Authorizer and here
+  return call_auth::ActorName({.role = *role, .token_id = *id});
+}
+
 Result<void> RequireTokenStore(const auth::TokenStore* store) {
   if (store == nullptr) {
     return FailedPrecondition(
@@ -61,13 +74,13 @@ SupervisorServiceImpl::SupervisorServiceImpl(Controller& controller, StateStore&
       enrolled_nodes_(enrolled_nodes),
       streams_(max_streams) {}
 
-grpc::Status SupervisorServiceImpl::CreateService(grpc::ServerContext*,
+grpc::Status SupervisorServiceImpl::CreateService(grpc::ServerContext* ctx,
                                                   const v1::CreateServiceRequest* req,
                                                   v1::Service* resp) {
   return GuardHandler([&] {
     auto spec = ServiceSpecFromProto(req->spec());
     if (!spec) return Fail(spec.error());
-    auto status = controller_.CreateService(std::move(*spec));
+    auto status = controller_.CreateService(std::move(*spec), ActorOf(ctx, token_store_));
     if (!status) return Fail(status.error());
     ServiceToProto(*status, resp);
     return grpc::Status::OK;
@@ -97,7 +110,7 @@ grpc::Status SupervisorServiceImpl::ListServices(grpc::ServerContext*,
   });
 }
 
-grpc::Status SupervisorServiceImpl::ScaleService(grpc::ServerContext*,
+grpc::Status SupervisorServiceImpl::ScaleService(grpc::ServerContext* ctx,
                                                  const v1::ScaleServiceRequest* req,
                                                  v1::Service* resp) {
   return GuardHandler([&] {
@@ -107,14 +120,15 @@ grpc::Status SupervisorServiceImpl::ScaleService(grpc::ServerContext*,
                                                   " (got " + std::to_string(req->replicas()) + ")")
                       .error());
     }
-    auto status = controller_.ScaleService(req->name(), req->replicas(), req->expected_version());
+    auto status = controller_.ScaleService(req->name(), req->replicas(), req->expected_version(),
+                                           ActorOf(ctx, token_store_));
     if (!status) return Fail(status.error());
     ServiceToProto(*status, resp);
     return grpc::Status::OK;
   });
 }
 
-grpc::Status SupervisorServiceImpl::SetAutoscale(grpc::ServerContext*,
+grpc::Status SupervisorServiceImpl::SetAutoscale(grpc::ServerContext* ctx,
                                                  const v1::SetAutoscaleRequest* req,
                                                  v1::Service* resp) {
   return GuardHandler([&] {
@@ -125,19 +139,21 @@ grpc::Status SupervisorServiceImpl::SetAutoscale(grpc::ServerContext*,
       if (!p) return Fail(p.error());
       policy = *p;
     }
-    auto status = controller_.SetAutoscale(req->name(), policy, req->expected_version());
+    auto status = controller_.SetAutoscale(req->name(), policy, req->expected_version(),
+                                           ActorOf(ctx, token_store_));
     if (!status) return Fail(status.error());
     ServiceToProto(*status, resp);
     return grpc::Status::OK;
   });
 }
 
-grpc::Status SupervisorServiceImpl::DeleteService(grpc::ServerContext*,
+grpc::Status SupervisorServiceImpl::DeleteService(grpc::ServerContext* ctx,
                                                   const v1::DeleteServiceRequest* req,
                                                   v1::DeleteServiceResponse*) {
   return GuardHandler([&] {
     if (auto ok = RequireName(req->name()); !ok) return Fail(ok.error());
-    if (auto ok = controller_.DeleteService(req->name()); !ok) return Fail(ok.error());
+    if (auto ok = controller_.DeleteService(req->name(), ActorOf(ctx, token_store_)); !ok)
+      return Fail(ok.error());
     return grpc::Status::OK;
   });
 }
@@ -161,29 +177,29 @@ grpc::Status SupervisorServiceImpl::GetNode(grpc::ServerContext*, const v1::GetN
   });
 }
 
-grpc::Status SupervisorServiceImpl::DrainNode(grpc::ServerContext*, const v1::DrainNodeRequest* req,
-                                              v1::Node* resp) {
+grpc::Status SupervisorServiceImpl::DrainNode(grpc::ServerContext* ctx,
+                                              const v1::DrainNodeRequest* req, v1::Node* resp) {
   return GuardHandler([&] {
     if (auto ok = RequireName(req->name()); !ok) return Fail(ok.error());
-    auto node = controller_.DrainNode(req->name());
+    auto node = controller_.DrainNode(req->name(), ActorOf(ctx, token_store_));
     if (!node) return Fail(node.error());
     NodeToProto(*node, resp);
     return grpc::Status::OK;
   });
 }
 
-grpc::Status SupervisorServiceImpl::UndrainNode(grpc::ServerContext*,
+grpc::Status SupervisorServiceImpl::UndrainNode(grpc::ServerContext* ctx,
                                                 const v1::UndrainNodeRequest* req, v1::Node* resp) {
   return GuardHandler([&] {
     if (auto ok = RequireName(req->name()); !ok) return Fail(ok.error());
-    auto node = controller_.UndrainNode(req->name());
+    auto node = controller_.UndrainNode(req->name(), ActorOf(ctx, token_store_));
     if (!node) return Fail(node.error());
     NodeToProto(*node, resp);
     return grpc::Status::OK;
   });
 }
 
-grpc::Status SupervisorServiceImpl::RemoveNode(grpc::ServerContext*,
+grpc::Status SupervisorServiceImpl::RemoveNode(grpc::ServerContext* ctx,
                                                const v1::RemoveNodeRequest* req,
                                                v1::RemoveNodeResponse* resp) {
   return GuardHandler([&] {
@@ -204,6 +220,14 @@ grpc::Status SupervisorServiceImpl::RemoveNode(grpc::ServerContext*,
                  closed && *closed
                      ? "; its agent link is closed"
                      : (closed ? "" : "; closing its link: " + closed.error().message));
+    // The removal stands whatever happens to its record: a revoked certificate must stay revoked.
+    if (auto recorded = controller_.RecordEvent({.type = ClusterEventType::kNodeRemoved,
+                                                 .node = req->name(),
+                                                 .message = why,
+                                                 .actor = ActorOf(ctx, token_store_)});
+        !recorded) {
+      spdlog::error("recording the removal of node {}: {}", req->name(), recorded.error().message);
+    }
     resp->set_name(req->name());
     resp->set_revoked_serial(removed->serial);
     return grpc::Status::OK;
@@ -236,7 +260,7 @@ grpc::Status SupervisorServiceImpl::WatchEvents(grpc::ServerContext* ctx,
   });
 }
 
-grpc::Status SupervisorServiceImpl::CreateToken(grpc::ServerContext*,
+grpc::Status SupervisorServiceImpl::CreateToken(grpc::ServerContext* ctx,
                                                 const v1::CreateTokenRequest* req,
                                                 v1::CreateTokenResponse* resp) {
   return GuardHandler([&] {
@@ -248,6 +272,17 @@ grpc::Status SupervisorServiceImpl::CreateToken(grpc::ServerContext*,
     if (!token) return Fail(token.error());
     auto id = auth::TokenStore::IdOf(*token);
     if (!id) return Fail(id.error());
+    // A token nobody can trace is not handed out: unrecorded, it is revoked again.
+    if (auto recorded = controller_.RecordEvent(
+            {.type = ClusterEventType::kTokenCreated,
+             .message = "token " + *id + " created: " + std::string(auth::RoleName(*role)) +
+                        (ttl.count() == 0 ? ", until revoked"
+                                          : ", for " + std::to_string(ttl.count()) + " s"),
+             .actor = ActorOf(ctx, token_store_)});
+        !recorded) {
+      (void)token_store_->Revoke(*id);
+      return Fail(recorded.error().Wrap("recording the new token"));
+    }
     resp->set_id(*id);
     if (ttl.count() != 0) {
       *resp->mutable_expires_at() = TimeUtil::SecondsToTimestamp(
@@ -285,7 +320,7 @@ grpc::Status SupervisorServiceImpl::ListTokens(grpc::ServerContext*, const v1::L
   });
 }
 
-grpc::Status SupervisorServiceImpl::RevokeToken(grpc::ServerContext*,
+grpc::Status SupervisorServiceImpl::RevokeToken(grpc::ServerContext* ctx,
                                                 const v1::RevokeTokenRequest* req,
                                                 v1::RevokeTokenResponse* resp) {
   return GuardHandler([&] {
@@ -293,12 +328,21 @@ grpc::Status SupervisorServiceImpl::RevokeToken(grpc::ServerContext*,
     auto revoked = token_store_->Revoke(req->id());
     if (!revoked) return Fail(revoked.error());
     spdlog::info("token {} ({} \"{}\") revoked", revoked->id, revoked->kind, revoked->description);
+    // The revocation stands whatever happens to its record.
+    if (auto recorded = controller_.RecordEvent(
+            {.type = ClusterEventType::kTokenRevoked,
+             .message = "token " + revoked->id + " (" + revoked->kind + ") revoked",
+             .actor = ActorOf(ctx, token_store_)});
+        !recorded) {
+      spdlog::error("recording the revocation of token {}: {}", revoked->id,
+                    recorded.error().message);
+    }
     TokenInfoToProto(*revoked, resp->mutable_revoked());
     return grpc::Status::OK;
   });
 }
 
-grpc::Status SupervisorServiceImpl::CreateJoinToken(grpc::ServerContext*,
+grpc::Status SupervisorServiceImpl::CreateJoinToken(grpc::ServerContext* ctx,
                                                     const v1::CreateJoinTokenRequest* req,
                                                     v1::CreateJoinTokenResponse* resp) {
   return GuardHandler([&] {
@@ -307,6 +351,17 @@ grpc::Status SupervisorServiceImpl::CreateJoinToken(grpc::ServerContext*,
     const uint32_t uses = req->uses() == 0 ? 1 : req->uses();
     auto token = token_store_->MintJoinToken(std::chrono::seconds(ttl), uses);
     if (!token) return Fail(token.error());
+    auto id = auth::TokenStore::IdOf(token->token);
+    if (!id) return Fail(id.error());
+    if (auto recorded = controller_.RecordEvent(
+            {.type = ClusterEventType::kJoinTokenCreated,
+             .message = "join token " + *id + " created: " + std::to_string(uses) +
+                        " enrollment(s) within " + std::to_string(ttl) + " s",
+             .actor = ActorOf(ctx, token_store_)});
+        !recorded) {
+      (void)token_store_->Revoke(*id);
+      return Fail(recorded.error().Wrap("recording the new join token"));
+    }
     resp->set_token(std::move(token->token));
     *resp->mutable_expires_at() = TimeUtil::SecondsToTimestamp(
         std::chrono::duration_cast<std::chrono::seconds>(token->expires_at.time_since_epoch())

@@ -6,7 +6,9 @@
 #include <google/protobuf/util/time_util.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+
 #include <stdlib.h>
+#include <set>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -660,6 +662,78 @@ TEST_F(SupervisorServiceTest, RemoveNodeRevokesItsCertificateAndFreesTheName) {
     req.set_name("node-a");
     EXPECT_EQ(stub_->RemoveNode(&ctx, req, &resp).error_code(),
               grpc::StatusCode::FAILED_PRECONDITION);
+  }
+}
+
+// Every change an admin makes through the API is in the event log with who made it (here a
+// server without authentication, so nobody can be named and the log says so).
+TEST_F(SupervisorServiceTest, EveryChangeIsLoggedWithItsActor) {
+  ConnectNode("node-a", "a");
+  ASSERT_TRUE(nodes_->Enroll(
+      {.node = "node-a", .serial = "abc123", .not_after = std::chrono::system_clock::now() + 24h}));
+  auto call = [&](auto method, const auto& request, auto* response) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    grpc::Status s = ((*stub_).*method)(&ctx, request, response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+  };
+  v1::Service service;
+  ASSERT_TRUE(Create(Spec("web", 1), &service).ok());
+  v1::ScaleServiceRequest scale;
+  scale.set_name("web");
+  scale.set_replicas(2);
+  call(&v1::Supervisor::Stub::ScaleService, scale, &service);
+  v1::SetAutoscaleRequest autoscale;
+  autoscale.set_name("web");
+  autoscale.mutable_policy()->set_metric("cpu");
+  autoscale.mutable_policy()->set_min_replicas(1);
+  autoscale.mutable_policy()->set_max_replicas(3);
+  autoscale.mutable_policy()->set_target(50);
+  call(&v1::Supervisor::Stub::SetAutoscale, autoscale, &service);
+  v1::DeleteServiceRequest remove;
+  remove.set_name("web");
+  v1::DeleteServiceResponse removed;
+  call(&v1::Supervisor::Stub::DeleteService, remove, &removed);
+  v1::DrainNodeRequest drain;
+  drain.set_name("node-a");
+  v1::Node node;
+  call(&v1::Supervisor::Stub::DrainNode, drain, &node);
+  v1::UndrainNodeRequest undrain;
+  undrain.set_name("node-a");
+  call(&v1::Supervisor::Stub::UndrainNode, undrain, &node);
+  v1::CreateTokenRequest mint;
+  mint.set_role(v1::ROLE_VIEWER);
+  v1::CreateTokenResponse minted;
+  call(&v1::Supervisor::Stub::CreateToken, mint, &minted);
+  v1::RevokeTokenRequest revoke;
+  revoke.set_id(minted.id());
+  v1::RevokeTokenResponse revoked;
+  call(&v1::Supervisor::Stub::RevokeToken, revoke, &revoked);
+  v1::CreateJoinTokenResponse join;
+  call(&v1::Supervisor::Stub::CreateJoinToken, v1::CreateJoinTokenRequest(), &join);
+  v1::RemoveNodeRequest rm;
+  rm.set_name("node-a");
+  v1::RemoveNodeResponse rm_response;
+  call(&v1::Supervisor::Stub::RemoveNode, rm, &rm_response);
+
+  auto events = store_.EventsSince(0, 1000);
+  ASSERT_TRUE(events.has_value());
+  std::set<ClusterEventType> logged;
+  for (const ClusterEvent& e : *events) {
+    if (e.actor.empty()) continue;  // the supervisor's own: placement, the node joining
+    EXPECT_EQ(e.actor, "unauthenticated (--insecure)") << e.message;
+    logged.insert(e.type);
+  }
+  EXPECT_EQ(logged, (std::set<ClusterEventType>{
+                        ClusterEventType::kServiceCreated, ClusterEventType::kServiceScaled,
+                        ClusterEventType::kServiceDeleted, ClusterEventType::kNodeDrained,
+                        ClusterEventType::kNodeUndrained, ClusterEventType::kTokenCreated,
+                        ClusterEventType::kTokenRevoked, ClusterEventType::kJoinTokenCreated,
+                        ClusterEventType::kNodeRemoved}));
+  for (const ClusterEvent& e : *events) {
+    if (e.type == ClusterEventType::kTokenCreated) {
+      EXPECT_NE(e.message.find(minted.id()), std::string::npos) << e.message;
+    }
   }
 }
 

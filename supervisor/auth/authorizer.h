@@ -25,12 +25,10 @@
 
 namespace phoenix::supervisor::auth {
 
-using phoenix::call_auth::CallerRole;
-using phoenix::call_auth::CallerTokenId;
+using phoenix::call_auth::CallerToken;
 using phoenix::call_auth::kAuthorizationMetadataKey;
 using phoenix::call_auth::kBearerPrefix;
 using phoenix::call_auth::kCommonNameProperty;
-using phoenix::call_auth::kRoleProperty;
 using phoenix::call_auth::MethodRule;
 using phoenix::call_auth::PeerCertificatePem;
 using phoenix::call_auth::PeerCommonName;

@@ -170,12 +170,13 @@ struct Controller::Impl {
   }
 
   void AddEvent(Draft& d, ClusterEventType type, std::string service, std::string node,
-                std::string message) {
+                std::string message, std::string actor = {}) {
     d.events.push_back(ClusterEvent{.time = Clock::now(),
                                     .type = type,
                                     .service = std::move(service),
                                     .node = std::move(node),
-                                    .message = std::move(message)});
+                                    .message = std::move(message),
+                                    .actor = std::move(actor)});
   }
 
   // The services as they will be once `d` commits.
@@ -824,7 +825,7 @@ Result<T> CallOn(asio::io_context& loop, std::chrono::milliseconds timeout,
 }
 }  // namespace
 
-Result<ServiceStatus> Controller::CreateService(ServiceSpec spec) {
+Result<ServiceStatus> Controller::CreateService(ServiceSpec spec, std::string actor) {
   PHX_TRY(ValidateSpec(spec));
   return CallOn<ServiceStatus>(
       impl_->loop, options_.call_timeout, [=, this]() -> Result<ServiceStatus> {
@@ -842,7 +843,8 @@ Result<ServiceStatus> Controller::CreateService(ServiceSpec spec) {
             d, ClusterEventType::kServiceCreated, spec.name, "",
             "service " + spec.name + " created: " + std::to_string(stored.replicas) + " " +
                 std::string(RuntimeKindName(spec.runtime)) + " replicas of " + spec.image +
-                (stored.autoscale ? "; autoscaled (" + PolicyText(*stored.autoscale) + ")" : ""));
+                (stored.autoscale ? "; autoscaled (" + PolicyText(*stored.autoscale) + ")" : ""),
+            actor);
         PHX_TRY(impl_->Commit(d));
         return impl_->StatusOf(impl_->services.at(spec.name));
       });
@@ -870,7 +872,7 @@ std::vector<ServiceStatus> Controller::ListServices() {
 }
 
 Result<ServiceStatus> Controller::ScaleService(const std::string& name, uint32_t replicas,
-                                               uint64_t expected_version) {
+                                               uint64_t expected_version, std::string actor) {
   if (replicas > kMaxReplicas) {
     return InvalidArgument("replicas", "at most " + std::to_string(kMaxReplicas));
   }
@@ -895,7 +897,8 @@ Result<ServiceStatus> Controller::ScaleService(const std::string& name, uint32_t
         s.spec.replicas = replicas;
         impl_->AddEvent(d, ClusterEventType::kServiceScaled, name, "",
                         "service " + name + " scaled from " + std::to_string(before) + " to " +
-                            std::to_string(replicas) + " replicas");
+                            std::to_string(replicas) + " replicas",
+                        actor);
         PHX_TRY(impl_->Commit(d));
         return impl_->StatusOf(impl_->services.at(name));
       });
@@ -903,7 +906,7 @@ Result<ServiceStatus> Controller::ScaleService(const std::string& name, uint32_t
 
 Result<ServiceStatus> Controller::SetAutoscale(const std::string& name,
                                                std::optional<AutoscalePolicy> policy,
-                                               uint64_t expected_version) {
+                                               uint64_t expected_version, std::string actor) {
   if (policy) PHX_TRY(autoscale::ValidatePolicy(*policy, "policy"));
   return CallOn<ServiceStatus>(
       impl_->loop, options_.call_timeout, [=, this]() -> Result<ServiceStatus> {
@@ -933,19 +936,19 @@ Result<ServiceStatus> Controller::SetAutoscale(const std::string& name,
                        " replicas to be within [min, max]";
           }
         }
-        impl_->AddEvent(d, ClusterEventType::kServiceScaled, name, "", message);
+        impl_->AddEvent(d, ClusterEventType::kServiceScaled, name, "", message, actor);
         PHX_TRY(impl_->Commit(d));
         return impl_->StatusOf(impl_->services.at(name));
       });
 }
 
-Result<void> Controller::DeleteService(const std::string& name) {
+Result<void> Controller::DeleteService(const std::string& name, std::string actor) {
   auto r = CallOn<bool>(impl_->loop, options_.call_timeout, [=, this]() -> Result<bool> {
     if (!impl_->services.contains(name)) return NotFound("no service " + name);
     Impl::Draft d;
     d.deleted_services.insert(name);
     impl_->AddEvent(d, ClusterEventType::kServiceDeleted, name, "",
-                    "service " + name + " deleted; its replicas are stopped");
+                    "service " + name + " deleted; its replicas are stopped", actor);
     PHX_TRY(impl_->Commit(d));
     for (auto it = impl_->extras.begin(); it != impl_->extras.end();) {
       it = it->first.first == name ? impl_->extras.erase(it) : std::next(it);
@@ -976,14 +979,15 @@ Result<NodeStatus> Controller::GetNode(const std::string& name) {
   });
 }
 
-Result<NodeStatus> Controller::DrainNode(const std::string& name) {
+Result<NodeStatus> Controller::DrainNode(const std::string& name, std::string actor) {
   return CallOn<NodeStatus>(impl_->loop, options_.call_timeout, [=, this]() -> Result<NodeStatus> {
     if (!impl_->nodes.contains(name)) return NotFound("no node " + name);
     if (!impl_->nodes.at(name).plan.record.drained) {
       Impl::Draft d;
       impl_->DraftNode(d, name).drained = true;
       impl_->AddEvent(d, ClusterEventType::kNodeDrained, "", name,
-                      "node " + name + " drained: no new replicas; its replicas move elsewhere");
+                      "node " + name + " drained: no new replicas; its replicas move elsewhere",
+                      actor);
       PHX_TRY(impl_->Commit(d));
     }
     return impl_->NodeStatusOf(name);
@@ -1001,18 +1005,30 @@ Result<bool> Controller::DisconnectNode(const std::string& name, const std::stri
   });
 }
 
-Result<NodeStatus> Controller::UndrainNode(const std::string& name) {
+Result<NodeStatus> Controller::UndrainNode(const std::string& name, std::string actor) {
   return CallOn<NodeStatus>(impl_->loop, options_.call_timeout, [=, this]() -> Result<NodeStatus> {
     if (!impl_->nodes.contains(name)) return NotFound("no node " + name);
     if (impl_->nodes.at(name).plan.record.drained) {
       Impl::Draft d;
       impl_->DraftNode(d, name).drained = false;
       impl_->AddEvent(d, ClusterEventType::kNodeUndrained, "", name,
-                      "node " + name + " accepts replicas again");
+                      "node " + name + " accepts replicas again", actor);
       PHX_TRY(impl_->Commit(d));
     }
     return impl_->NodeStatusOf(name);
   });
+}
+
+Result<void> Controller::RecordEvent(ClusterEvent event) {
+  auto r = CallOn<bool>(impl_->loop, options_.call_timeout, [=, this]() -> Result<bool> {
+    Impl::Draft d;
+    d.events.push_back(event);
+    if (d.events.back().time == TimePoint{}) d.events.back().time = Clock::now();
+    PHX_TRY(impl_->Commit(d));
+    return true;
+  });
+  if (!r) return std::unexpected(r.error());
+  return {};
 }
 
 void Controller::AgentConnected(AgentSession* session, AgentHello hello) {

@@ -114,24 +114,31 @@ class Controller : public AgentLinkHandler {
   [[nodiscard]] Result<void> Recover();
 
   // --- Admin API: blocking bridge for gRPC threads (never call from the loop) ---
+  // Every change names its `actor` ("token <id> (<role>)", ClusterEvent::actor), stored with the
+  // event its commit records.
   // Validates (InvalidArgument with the field), commits, places. AlreadyExists on a taken name.
-  [[nodiscard]] Result<ServiceStatus> CreateService(ServiceSpec spec);
+  [[nodiscard]] Result<ServiceStatus> CreateService(ServiceSpec spec, std::string actor = {});
   [[nodiscard]] Result<ServiceStatus> GetService(const std::string& name);
   std::vector<ServiceStatus> ListServices();
   // expected_version 0 = unconditional; otherwise kAborted unless the service is at that version.
   // FailedPrecondition for an autoscaled service (its policy decides the count).
   [[nodiscard]] Result<ServiceStatus> ScaleService(const std::string& name, uint32_t replicas,
-                                                   uint64_t expected_version);
+                                                   uint64_t expected_version,
+                                                   std::string actor = {});
   // Sets (or with nullopt, removes) the service's autoscale policy. The count moves into
   // [min, max] at once; removing the policy keeps the current count.
   [[nodiscard]] Result<ServiceStatus> SetAutoscale(const std::string& name,
                                                    std::optional<AutoscalePolicy> policy,
-                                                   uint64_t expected_version);
-  [[nodiscard]] Result<void> DeleteService(const std::string& name);
+                                                   uint64_t expected_version,
+                                                   std::string actor = {});
+  [[nodiscard]] Result<void> DeleteService(const std::string& name, std::string actor = {});
   std::vector<NodeStatus> ListNodes();
   [[nodiscard]] Result<NodeStatus> GetNode(const std::string& name);
-  [[nodiscard]] Result<NodeStatus> DrainNode(const std::string& name);
-  [[nodiscard]] Result<NodeStatus> UndrainNode(const std::string& name);
+  [[nodiscard]] Result<NodeStatus> DrainNode(const std::string& name, std::string actor = {});
+  [[nodiscard]] Result<NodeStatus> UndrainNode(const std::string& name, std::string actor = {});
+  // Commits one event for a change made outside the stored state (a node removed, a token minted
+  // or revoked), so that it too is in the log with its actor.
+  [[nodiscard]] Result<void> RecordEvent(ClusterEvent event);
   // Closes the node's agent link, if it has one, with `why` (kUnauthenticated): its certificate
   // was revoked. Liveness then takes the node to DOWN. Returns whether a link was open.
   [[nodiscard]] Result<bool> DisconnectNode(const std::string& name, const std::string& why);

@@ -6,7 +6,9 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <future>
+#include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "supervisor/state/memory_state_store.h"
@@ -345,6 +347,39 @@ TEST_F(ControllerTest, DrainMovesReplicasAwayAndUndrainAcceptsNewOnes) {
   EXPECT_EQ(ZoneCounts(*shown), (std::map<std::string, int>{{"a", 1}, {"b", 1}, {"c", 1}}));
   EXPECT_FALSE(controller_->UndrainNode(node_in_a)->record.drained);
   EXPECT_EQ(controller_->DrainNode("nope").error().code, ErrorCode::kNotFound);
+}
+
+// Every admin change is in the event log with who asked for it; the supervisor's own decisions
+// name nobody (issue 11, item 7).
+TEST_F(ControllerTest, AdminChangesRecordTheirActorAndTheSupervisorsOwnDoNot) {
+  ConnectThreeZones();
+  const std::string op = "token 0123456789ab (operator)";
+  auto created = controller_->CreateService(Spec("web", 3), op);
+  ASSERT_TRUE(created);
+  ASSERT_TRUE(controller_->ScaleService("web", 2, 0, op));
+  ASSERT_TRUE(controller_->SetAutoscale(
+      "web", AutoscalePolicy{.min_replicas = 1, .max_replicas = 4, .target = 60}, 0, op));
+  ASSERT_TRUE(controller_->SetAutoscale("web", std::nullopt, 0, op));
+  ASSERT_TRUE(controller_->DrainNode("n-a", op));
+  ASSERT_TRUE(controller_->UndrainNode("n-a", op));
+  ASSERT_TRUE(controller_->DeleteService("web", op));
+  ASSERT_TRUE(controller_->RecordEvent({.type = ClusterEventType::kTokenRevoked,
+                                        .message = "token feedfacecafe (viewer) revoked",
+                                        .actor = "token ba5eba11ba5e (admin)"}));
+  auto events = store_.EventsSince(0, 1000);
+  ASSERT_TRUE(events.has_value());
+  std::map<ClusterEventType, std::set<std::string>> actors;
+  for (const ClusterEvent& e : *events) actors[e.type].insert(e.actor);
+  for (ClusterEventType admin :
+       {ClusterEventType::kServiceCreated, ClusterEventType::kServiceScaled,
+        ClusterEventType::kNodeDrained, ClusterEventType::kNodeUndrained,
+        ClusterEventType::kServiceDeleted}) {
+    EXPECT_EQ(actors[admin], std::set<std::string>{op}) << ClusterEventTypeName(admin);
+  }
+  EXPECT_EQ(actors[ClusterEventType::kTokenRevoked],
+            std::set<std::string>{"token ba5eba11ba5e (admin)"});
+  EXPECT_EQ(actors[ClusterEventType::kReplicaPlaced], std::set<std::string>{""})
+      << "placement is the supervisor's own decision";
 }
 
 TEST_F(ControllerTest, DisconnectNodeClosesItsLinkOnce) {

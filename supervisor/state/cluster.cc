@@ -86,6 +86,14 @@ std::string_view ClusterEventTypeName(ClusterEventType type) {
       return "node-undrained";
     case ClusterEventType::kStaleGuestStopped:
       return "stale-guest-stopped";
+    case ClusterEventType::kNodeRemoved:
+      return "node-removed";
+    case ClusterEventType::kTokenCreated:
+      return "token-created";
+    case ClusterEventType::kTokenRevoked:
+      return "token-revoked";
+    case ClusterEventType::kJoinTokenCreated:
+      return "join-token-created";
   }
   return "unknown";
 }

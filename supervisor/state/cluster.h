@@ -223,7 +223,13 @@ enum class ClusterEventType {
   kNodeDrained,
   kNodeUndrained,
   kStaleGuestStopped,
+  // Changes an admin makes outside the stored state, recorded so every change has its actor.
+  kNodeRemoved,
+  kTokenCreated,
+  kTokenRevoked,
+  kJoinTokenCreated,
 };
+inline constexpr ClusterEventType kLastClusterEventType = ClusterEventType::kJoinTokenCreated;
 
 std::string_view ClusterEventTypeName(ClusterEventType type);  // "replica-placed", ...
 
@@ -234,6 +240,9 @@ struct ClusterEvent {
   std::string service;
   std::string node;
   std::string message;
+  // Who asked for it: "token <id> (<role>)" for an admin's change through the API, empty for the
+  // supervisor's own decisions (placement, failover, autoscaling).
+  std::string actor;
   bool operator==(const ClusterEvent&) const = default;
 };
 

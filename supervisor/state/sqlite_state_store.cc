@@ -120,6 +120,10 @@ CREATE TABLE autoscale_decisions (
   PRIMARY KEY (service, pos)
 ) STRICT, WITHOUT ROWID;
 )sql",
+    // 2 -> 3: every event names who asked for it (empty: the supervisor itself).
+    R"sql(
+ALTER TABLE events ADD COLUMN actor TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 constexpr SqlCode<RuntimeKind> kRuntimeCodes[] = {{RuntimeKind::kVm, "vm"},
@@ -145,6 +149,10 @@ constexpr SqlCode<ClusterEventType> kEventCodes[] = {
     {ClusterEventType::kNodeDrained, "node-drained"},
     {ClusterEventType::kNodeUndrained, "node-undrained"},
     {ClusterEventType::kStaleGuestStopped, "stale-guest-stopped"},
+    {ClusterEventType::kNodeRemoved, "node-removed"},
+    {ClusterEventType::kTokenCreated, "token-created"},
+    {ClusterEventType::kTokenRevoked, "token-revoked"},
+    {ClusterEventType::kJoinTokenCreated, "join-token-created"},
 };
 
 template <typename E, size_t N>
@@ -287,15 +295,16 @@ Result<CommitResult> SqliteStateStore::CommitLocked(const CommitBatch& batch, Ti
   uint64_t last = 0;
   for (const auto& e : batch.events) {
     auto s = Prepare(
-        "INSERT INTO events (time_us, type, service, node, message) VALUES (?1, ?2, ?3, ?4, ?5) "
-        "RETURNING sequence");
+        "INSERT INTO events (time_us, type, service, node, message, actor) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING sequence");
     if (!s) return std::unexpected(s.error());
     ClusterEvent stored = commit_rules::StoredEvent(e, 0, now);
     s->Bind(1, ToMicros(stored.time))
         .Bind(2, ToSqlCode(kEventCodes, stored.type))
         .Bind(3, stored.service)
         .Bind(4, stored.node)
-        .Bind(5, stored.message);
+        .Bind(5, stored.message)
+        .Bind(6, stored.actor);
     auto row = s->Step("appending an event");
     if (!row) return std::unexpected(row.error());
     PHX_CHECK(*row);  // RETURNING yields exactly one row for a successful insert
@@ -672,7 +681,8 @@ Result<std::vector<ClusterEvent>> SqliteStateStore::EventsSince(uint64_t from_se
   if (limit == 0) return out;
   std::lock_guard lock(mu_);
   auto s = Prepare(
-      "SELECT sequence, time_us, type, service, node, message FROM events WHERE sequence >= ?1 "
+      "SELECT sequence, time_us, type, service, node, message, actor FROM events "
+      "WHERE sequence >= ?1 "
       "ORDER BY sequence LIMIT ?2");
   if (!s) return std::unexpected(s.error());
   // Sequences above INT64_MAX are never assigned, so clamping keeps the signed comparison right.
@@ -687,6 +697,7 @@ Result<std::vector<ClusterEvent>> SqliteStateStore::EventsSince(uint64_t from_se
     e.service = row.Text(3);
     e.node = row.Text(4);
     e.message = row.Text(5);
+    e.actor = row.Text(6);
     out.push_back(std::move(e));
     return {};
   }));

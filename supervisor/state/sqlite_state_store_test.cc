@@ -120,6 +120,7 @@ TEST(SqliteStateStoreTest, MigratesASchema1DatabaseKeepingItsServices) {
          {"service_autoscale", "autoscale_desires", "autoscale_scale_ups", "autoscale_decisions"}) {
       ASSERT_EQ(raw.Exec(std::string("DROP TABLE ") + table), SQLITE_OK);
     }
+    ASSERT_EQ(raw.Exec("ALTER TABLE events DROP COLUMN actor"), SQLITE_OK);
     ASSERT_EQ(raw.Exec("PRAGMA user_version=1"), SQLITE_OK);
   }
   auto store = SqliteStateStore::Open(file);
@@ -131,7 +132,7 @@ TEST(SqliteStateStoreTest, MigratesASchema1DatabaseKeepingItsServices) {
   EXPECT_FALSE(snap->services[0].spec.autoscale.has_value());
   {
     RawDb raw(file);
-    EXPECT_EQ(raw.Text("PRAGMA user_version"), "2");
+    EXPECT_EQ(raw.Text("PRAGMA user_version"), std::to_string(SqliteStateStore::kSchemaVersion));
   }
   // The migrated database takes a policy.
   Service s = snap->services[0];
@@ -140,6 +141,35 @@ TEST(SqliteStateStoreTest, MigratesASchema1DatabaseKeepingItsServices) {
   b.put_services.push_back({s, 1});
   ASSERT_TRUE((*store)->Commit(b).has_value());
   EXPECT_EQ((*store)->Load()->services[0].spec.autoscale, s.spec.autoscale);
+}
+
+TEST(SqliteStateStoreTest, MigratesASchema2DatabaseKeepingItsEventsWithoutAnActor) {
+  TempDir dir;
+  fs::path file = dir.path() / "supervisor.db";
+  {
+    auto store = SqliteStateStore::Open(file);
+    ASSERT_TRUE(store.has_value());
+    CommitBatch b;
+    b.events.push_back(ClusterEvent{.type = ClusterEventType::kNodeDown, .message = "before"});
+    ASSERT_TRUE((*store)->Commit(b).has_value());
+  }
+  {
+    RawDb raw(file);  // what a schema-2 database looks like: events without an actor
+    ASSERT_EQ(raw.Exec("ALTER TABLE events DROP COLUMN actor"), SQLITE_OK);
+    ASSERT_EQ(raw.Exec("PRAGMA user_version=2"), SQLITE_OK);
+  }
+  auto store = SqliteStateStore::Open(file);
+  ASSERT_TRUE(store.has_value()) << store.error().ToString();
+  CommitBatch b;
+  b.events.push_back(ClusterEvent{
+      .type = ClusterEventType::kTokenRevoked, .message = "after", .actor = "token abc (admin)"});
+  ASSERT_TRUE((*store)->Commit(b).has_value());
+  auto events = (*store)->EventsSince(0, 10);
+  ASSERT_TRUE(events.has_value());
+  ASSERT_EQ(events->size(), 2u);
+  EXPECT_EQ((*events)[0].message, "before");
+  EXPECT_EQ((*events)[0].actor, "");
+  EXPECT_EQ((*events)[1].actor, "token abc (admin)");
 }
 
 TEST(SqliteStateStoreTest, RefusesAFileThatIsNotADatabase) {

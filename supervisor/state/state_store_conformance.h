@@ -444,6 +444,7 @@ TYPED_TEST_P(StateStoreConformance, EventsGetIncreasingSequencesAndTimes) {
     ClusterEvent timed = Event(ClusterEventType::kNodeDown, "b" + std::to_string(round));
     timed.time = given;
     timed.sequence = 12345;  // ignored
+    timed.actor = "token 0123456789ab (operator)";
     b.events.push_back(timed);
     b.events.push_back(Event(ClusterEventType::kStaleGuestStopped, "c" + std::to_string(round)));
     const TimePoint before = commit_rules::StoredTime(Clock::now());
@@ -457,6 +458,7 @@ TYPED_TEST_P(StateStoreConformance, EventsGetIncreasingSequencesAndTimes) {
       EXPECT_EQ(r.events[i].service, "web");
       EXPECT_EQ(r.events[i].node, "node-a");
       EXPECT_EQ(r.events[i].message, b.events[i].message);
+      EXPECT_EQ(r.events[i].actor, b.events[i].actor);
     }
     EXPECT_EQ(r.events[1].time, given);
     for (size_t i : {0, 2}) {
@@ -484,7 +486,7 @@ TYPED_TEST_P(StateStoreConformance, EventsGetIncreasingSequencesAndTimes) {
 
   // Every event type is stored as itself.
   CommitBatch types;
-  for (int t = 0; t <= static_cast<int>(ClusterEventType::kStaleGuestStopped); ++t) {
+  for (int t = 0; t <= static_cast<int>(kLastClusterEventType); ++t) {
     types.events.push_back(Event(static_cast<ClusterEventType>(t), "type"));
   }
   auto r = this->MustCommit(*store, types);

@@ -4,11 +4,13 @@
 //  - plaintext to the TLS port, no token, a made-up token, a revoked token: refused;
 //  - a viewer reads but cannot kill guests; an operator kills but cannot import host files as an
 //    image; an admin may;
-//  - phoenixctl reaches it only with the agent's CA and a token.
+//  - phoenixctl reaches it only with the agent's CA and a token;
+//  - every change made through the supervisor is logged with the token that made it.
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <string>
 
 #include <gmock/gmock.h>
@@ -189,6 +191,46 @@ TEST_F(AgentTcpApiTest, PhoenixctlNeedsTheAgentsCaAndAToken) {
       {"--agent-ca-file", agent_ca_.string(), "--token", viewer_, "guest", "kill", "nobody-here"});
   EXPECT_EQ(denied.exit_code, 1) << denied.output;
   EXPECT_THAT(denied.output, HasSubstr("PERMISSION_DENIED"));
+}
+
+TEST_F(AgentTcpApiTest, EveryChangeNamesTheTokenThatMadeIt) {
+  ASSERT_TRUE(testing::cluster::WaitFor(
+      [&] {
+        v1::GetNodeRequest request;
+        request.set_name("tcp-node");
+        v1::Node node;
+        return supervisor_stub_->GetNode(As(viewer_).get(), request, &node).ok();
+      },
+      30s));
+  v1::DrainNodeRequest drain;
+  drain.set_name("tcp-node");
+  v1::Node node;
+  ASSERT_TRUE(supervisor_stub_->DrainNode(As(operator_).get(), drain, &node).ok());
+  v1::UndrainNodeRequest undrain;
+  undrain.set_name("tcp-node");
+  ASSERT_TRUE(supervisor_stub_->UndrainNode(As(operator_).get(), undrain, &node).ok());
+  v1::ListTokensResponse tokens;
+  ASSERT_TRUE(supervisor_stub_->ListTokens(As(admin_).get(), {}, &tokens).ok());
+  std::string operator_id;
+  for (const auto& t : tokens.tokens()) {
+    if (t.kind() == "operator") operator_id = t.id();
+  }
+  ASSERT_FALSE(operator_id.empty());
+
+  v1::WatchClusterEventsRequest watch;
+  watch.set_from_sequence(1);
+  watch.set_node("tcp-node");
+  auto ctx = As(viewer_);
+  ctx->set_deadline(std::chrono::system_clock::now() + 3s);
+  auto reader = supervisor_stub_->WatchEvents(ctx.get(), watch);
+  std::map<v1::ClusterEventType, std::string> actors;
+  v1::ClusterEvent event;
+  while (reader->Read(&event)) actors[event.type()] = event.actor();
+  (void)reader->Finish();
+  const std::string expected = "token " + operator_id + " (operator)";
+  EXPECT_EQ(actors[v1::CLUSTER_EVENT_TYPE_NODE_DRAINED], expected);
+  EXPECT_EQ(actors[v1::CLUSTER_EVENT_TYPE_NODE_UNDRAINED], expected);
+  EXPECT_EQ(actors[v1::CLUSTER_EVENT_TYPE_NODE_JOINED], "") << "the supervisor's own";
 }
 
 }  // namespace

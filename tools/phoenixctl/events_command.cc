@@ -34,7 +34,8 @@ Flags:
   -o json          one JSON object per event and line
 
 Columns: supervisor SEQ TIME TYPE SERVICE NODE MESSAGE; agent SEQ TIME TYPE GUEST MESSAGE (time in
-local time).
+local time). A supervisor event an admin caused ends with who: [by token ID (ROLE)], the id
+`phoenixctl token ls` shows; the supervisor's own decisions name nobody.
 
 Examples:
   # watch the supervisor replace the replicas of a node that died (run in a second terminal)
@@ -91,6 +92,7 @@ std::string FormatClusterEventLine(const v1::ClusterEvent& event) {
                 event.service().empty() ? "-" : event.service().c_str(),
                 event.node().empty() ? "-" : event.node().c_str());
   std::string line = prefix + event.message();
+  if (!event.actor().empty()) line += " [by " + event.actor() + "]";
   while (!line.empty() && line.back() == ' ') line.pop_back();
   return line;
 }

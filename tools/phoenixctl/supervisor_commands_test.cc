@@ -439,6 +439,11 @@ TEST(ClusterEventsTest, ReadsTheSupervisorWhenOneIsConfigured) {
   EXPECT_EQ(FormatClusterEventLine(event),
             "     9  2024-05-01 10:00:00.000  stale-guest-stopped  -                 host-2        "
             "web-1-1 (assignment 4 < 6)");
+  event.set_type(v1::CLUSTER_EVENT_TYPE_NODE_DRAINED);
+  event.set_message("node host-2 drained");
+  event.set_actor("token 0123456789ab (operator)");
+  EXPECT_THAT(FormatClusterEventLine(event),
+              HasSubstr("node host-2 drained [by token 0123456789ab (operator)]"));
 }
 
 TEST(ClusterEventsTest, AgentFlagAndFiltersPickTheRightLog) {
