@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sched.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,6 +25,7 @@
 #include <sstream>
 #include <thread>
 
+#include "agent/runtime/oci/bundle_config.h"
 #include "agent/runtime/oci/cgroup_layout.h"
 #include "agent/runtime/oci/oci_runtime.h"
 #include "agent/runtime/oci/process.h"
@@ -292,8 +294,25 @@ TEST_F(OciRuntimeTest, ServesInItsNetnsCrashIsReportedOnceAndRestartStartsFresh)
   EXPECT_EQ(r->body.substr(0, 1), "y");
   EXPECT_TRUE(fs::exists(a.guest_dir / a.instance / "upper" / "data" / "x"));
   EXPECT_FALSE(fs::exists(image_.rootfs / "data" / "x"));
+  // Nobody inside its own user namespace: on the host, an id of its own range above 2^31.
   std::string status = ReadAll("/proc/" + std::to_string(info.pid) + "/status");
-  EXPECT_NE(status.find("Uid:\t65534\t65534\t65534\t65534"), std::string::npos) << status;
+  if (runtime_->tool() == "crun") {
+    std::istringstream map(ReadAll("/proc/" + std::to_string(info.pid) + "/uid_map"));
+    uint64_t inside = 1, base = 0, size = 0;
+    map >> inside >> base >> size;
+    EXPECT_EQ(inside, 0u);
+    EXPECT_GE(base, kUsernsFirstBase);
+    EXPECT_EQ(size, kUsernsSize);
+    const std::string host = std::to_string(base + 65534);
+    EXPECT_NE(status.find("Uid:\t" + host + "\t" + host + "\t" + host + "\t" + host),
+              std::string::npos)
+        << status;
+    struct stat data {};
+    ASSERT_EQ(::stat((a.guest_dir / a.instance / "upper" / "data").c_str(), &data), 0);
+    EXPECT_EQ(data.st_uid, base + 65534) << "its writable dirs belong to its own host id";
+  } else {
+    EXPECT_NE(status.find("Uid:\t65534\t65534\t65534\t65534"), std::string::npos) << status;
+  }
   EXPECT_NE(status.find("CapEff:\t0000000000000000"), std::string::npos) << status;
 
   // Chaos: SIGKILL of the init is a crash, reported exactly once.

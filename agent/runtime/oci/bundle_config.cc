@@ -101,14 +101,14 @@ Result<Json> BundleConfig(const InstanceSpec& spec, const BundleDetails& details
       {"pids", Json::Object{{"limit", details.pids_limit}}},
   };
 
+  Json::Array namespaces{Json::Object{{"type", "pid"}},
+                         Json::Object{{"type", "network"}, {"path", details.netns.string()}},
+                         Json::Object{{"type", "ipc"}}, Json::Object{{"type", "uts"}},
+                         Json::Object{{"type", "mount"}}};
+  if (details.userns_base) namespaces.emplace_back(Json::Object{{"type", "user"}});
   Json::Object linux{
-      {"namespaces",
-       Json::Array{Json::Object{{"type", "pid"}},
-                   Json::Object{{"type", "network"}, {"path", details.netns.string()}},
-                   Json::Object{{"type", "ipc"}}, Json::Object{{"type", "uts"}},
-                   Json::Object{{"type", "mount"}}}},
+      {"namespaces", std::move(namespaces)},
       {"resources", std::move(resources)},
-      {"sysctl", Json::Object{{"net.ipv4.ip_unprivileged_port_start", "0"}}},
       {"maskedPaths", Strings({"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
                                "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
                                "/proc/sched_debug", "/sys/firmware", "/proc/scsi"})},
@@ -117,6 +117,12 @@ Result<Json> BundleConfig(const InstanceSpec& spec, const BundleDetails& details
       {"seccomp", DefaultSeccompProfile()},
   };
   if (!details.cgroups_path.empty()) linux["cgroupsPath"] = details.cgroups_path;
+  if (details.userns_base) {
+    Json::Array mapping{
+        Json::Object{{"containerID", 0}, {"hostID", *details.userns_base}, {"size", kUsernsSize}}};
+    linux["uidMappings"] = mapping;
+    linux["gidMappings"] = std::move(mapping);
+  }
 
   Json::Array mounts{
       Mount("/proc", "proc", "proc", {}),

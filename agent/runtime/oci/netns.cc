@@ -35,6 +35,15 @@ Result<void> UnshareAndBind(const fs::path& file) {
   int err = errno;
   ::close(sock);
   if (rc != 0) return ErrnoError("bringing lo up in the new network namespace", err);
+  // Any port for the guest's unprivileged user, set here as root: a container in its own user
+  // namespace cannot write sysctls of a network namespace it does not own. The namespace holds
+  // nothing but that container, so this grants nothing beyond it.
+  int sysctl = ::open("/proc/sys/net/ipv4/ip_unprivileged_port_start", O_WRONLY | O_CLOEXEC);
+  if (sysctl < 0) return ErrnoError("opening ip_unprivileged_port_start in the new namespace");
+  rc = static_cast<int>(::write(sysctl, "0\n", 2));
+  err = errno;
+  ::close(sysctl);
+  if (rc != 2) return ErrnoError("setting ip_unprivileged_port_start in the new namespace", err);
   if (::mount("/proc/thread-self/ns/net", file.c_str(), nullptr, MS_BIND, nullptr) != 0) {
     return ErrnoError("bind-mounting the network namespace on " + file.string());
   }

@@ -146,8 +146,52 @@ OciRuntime::OciRuntime(asio::io_context& io, OciRuntimeOptions options)
   if (tool_ == "crun" && layout_ == CgroupLayout::kHybrid) {
     description_ += " (crun runs in a private mount namespace without /sys/fs/cgroup/unified)";
   }
+  std::error_code ec;
+  // runc cannot mount sysfs in a user namespace that does not own the instance's network
+  // namespace (EPERM); crun falls back to binding it.
+  if (options_.user_namespaces && tool_ == "crun" && fs::exists("/proc/self/ns/user", ec)) {
+    uint64_t max = 0;
+    std::ifstream("/proc/sys/user/max_user_namespaces") >> max;
+    userns_ = max > 0;
+  }
+  description_ += userns_ ? ", a user namespace per container"
+                          : ", no user namespaces (" +
+                                std::string(!options_.user_namespaces ? "turned off"
+                                            : tool_ != "crun"         ? "they need crun"
+                                                                      : "the kernel has none") +
+                                ")";
   available_ = true;
   spdlog::info("oci runtime: {}", description_);
+}
+
+uint32_t PreferredUsernsSlot(std::string_view instance) {
+  uint32_t hash = 2166136261u;
+  for (unsigned char c : instance) hash = (hash ^ c) * 16777619u;
+  return hash % kUsernsSlots;
+}
+
+Result<uint32_t> OciRuntime::ReserveUsernsBaseLocked(const std::string& instance) {
+  std::set<uint32_t> taken;
+  for (const auto& [_, base] : starting_userns_) taken.insert(base);
+  std::error_code ec;
+  for (fs::directory_iterator it(options_.state_dir / "run", ec), end; !ec && it != end;
+       it.increment(ec)) {
+    if (auto r = ReadRunRecord(it->path()); r && r->userns_base != 0) taken.insert(r->userns_base);
+  }
+  if (ec && ec != std::errc::no_such_file_or_directory) {
+    return Internal("listing " + (options_.state_dir / "run").string() + ": " + ec.message());
+  }
+  const uint32_t first = PreferredUsernsSlot(instance);
+  for (uint32_t i = 0; i < kUsernsSlots; ++i) {
+    const uint32_t base = kUsernsFirstBase + ((first + i) % kUsernsSlots) * kUsernsSize;
+    if (!taken.contains(base)) {
+      starting_userns_[instance] = base;
+      return base;
+    }
+  }
+  return MakeError(
+      ErrorCode::kResourceExhausted,
+      "every one of the " + std::to_string(kUsernsSlots) + " user namespace id ranges is in use");
 }
 
 OciRuntime::~OciRuntime() { exits_.Stop(); }
@@ -305,7 +349,7 @@ Result<std::shared_ptr<OciRuntime::Tracked>> OciRuntime::TrackedFor(const std::s
 
 // ---- instances ----
 
-Result<void> OciRuntime::GiveDirsToGuest(const fs::path& root) const {
+Result<void> OciRuntime::GiveDirsToGuest(const fs::path& root, uint32_t uid, uint32_t gid) const {
   int root_fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (root_fd < 0) return ErrnoError("opening " + root.string());
   Result<void> result;
@@ -321,7 +365,7 @@ Result<void> OciRuntime::GiveDirsToGuest(const fs::path& root) const {
       result = ErrnoError("opening " + (root / name).string());
       break;
     }
-    int rc = ::fchown(fd, options_.uid, options_.gid);
+    int rc = ::fchown(fd, uid, gid);
     int err = errno;
     ::close(fd);
     if (rc != 0) {
@@ -421,14 +465,6 @@ Result<InstanceInfo> OciRuntime::Start(const InstanceSpec& spec) {
                    .netns = NetnsFile(spec.instance),
                    .cgroups_path = "/phoenix/" + spec.instance,
                    .memory_mib = spec.memory_mib};
-  auto config = BundleConfig(spec, BundleDetails{.netns = record.netns,
-                                                 .cgroups_path = record.cgroups_path,
-                                                 .uid = options_.uid,
-                                                 .gid = options_.gid,
-                                                 .pids_limit = options_.pids_limit,
-                                                 .limit_swap = limit_swap_});
-  if (!config) return std::unexpected(config.error());
-
   {
     std::lock_guard lock(mu_);
     if (tracked_.contains(spec.instance) || !starting_.insert(spec.instance).second) {
@@ -441,8 +477,29 @@ Result<InstanceInfo> OciRuntime::Start(const InstanceSpec& spec) {
     ~Unmark() {
       std::lock_guard lock(rt->mu_);
       rt->starting_.erase(name);
+      rt->starting_userns_.erase(name);
     }
   } unmark{this, spec.instance};
+
+  if (userns_) {
+    std::lock_guard lock(mu_);
+    auto base = ReserveUsernsBaseLocked(spec.instance);
+    if (!base) return std::unexpected(base.error().Wrap("starting " + spec.instance));
+    record.userns_base = *base;
+  }
+  // The guest's ids as the host sees them (what owns the directories it may write).
+  const uint32_t host_uid = record.userns_base + options_.uid;
+  const uint32_t host_gid = record.userns_base + options_.gid;
+  auto config = BundleConfig(
+      spec, BundleDetails{
+                .netns = record.netns,
+                .cgroups_path = record.cgroups_path,
+                .uid = options_.uid,
+                .gid = options_.gid,
+                .userns_base = userns_ ? std::optional<uint32_t>(record.userns_base) : std::nullopt,
+                .pids_limit = options_.pids_limit,
+                .limit_swap = limit_swap_});
+  if (!config) return std::unexpected(config.error());
 
   {
     std::error_code ec;
@@ -502,7 +559,7 @@ Result<InstanceInfo> OciRuntime::Start(const InstanceSpec& spec) {
               overlay_options.c_str()) != 0) {
     return fail(ErrnoError("mounting the overlay on " + rootfs.string()).error());
   }
-  if (auto r = GiveDirsToGuest(rootfs); !r) return fail(r.error());
+  if (auto r = GiveDirsToGuest(rootfs, host_uid, host_gid); !r) return fail(r.error());
   if (auto r = WriteFile(record.bundle / "config.json", config->Dump(1)); !r) {
     return fail(r.error());
   }

@@ -47,8 +47,11 @@ struct OciRuntimeOptions {
   std::filesystem::path state_dir;  // run records and netns files
   std::string oci_tool;             // "crun", "runc" or empty: detect (crun preferred)
   std::filesystem::path cgroup_root = "/sys/fs/cgroup";
-  uint32_t uid = 65534;  // the guest's user and group (nobody/nogroup)
+  uint32_t uid = 65534;  // the guest's user and group (nobody/nogroup), inside its user namespace
   uint32_t gid = 65534;
+  // Each container in its own user namespace with its own kUsernsSize host ids, with crun where
+  // the kernel has user namespaces; off (or runc): the guest's ids are host ids.
+  bool user_namespaces = true;
   uint32_t pids_limit = 256;
   // Top-level directories of the rootfs handed to the guest user in each instance's upper dir
   // (copy-up + chown), so a non-root guest can write its state where the image expects it
@@ -56,6 +59,14 @@ struct OciRuntimeOptions {
   std::vector<std::string> guest_owned_dirs = {"data"};
   std::chrono::milliseconds tool_timeout{30000};  // per crun/runc invocation
 };
+
+// Containers' user namespaces: slot s maps container ids 0..kUsernsSize-1 to host ids
+// kUsernsFirstBase + s * kUsernsSize onwards. Above 2^31, clear of every system and login id and of
+// the micro-VM monitors' uids (agent/vmm/jail); the last slot ends below (uid_t)-1.
+inline constexpr uint32_t kUsernsFirstBase = 2147483648u;
+inline constexpr uint32_t kUsernsSlots = 32767;
+// The slot an instance tries first (FNV-1a of its name); taken slots are skipped.
+uint32_t PreferredUsernsSlot(std::string_view instance);
 
 class OciRuntime final : public Runtime {
  public:
@@ -100,7 +111,10 @@ class OciRuntime final : public Runtime {
   Result<std::vector<ContainerState>> ListContainers(const std::string& tool);
   // Removes everything `record` names, in reverse order of creation. Idempotent.
   Result<void> Teardown(const RunRecord& record);
-  Result<void> GiveDirsToGuest(const std::filesystem::path& root) const;
+  // Hands guest_owned_dirs to the guest's host uid/gid.
+  Result<void> GiveDirsToGuest(const std::filesystem::path& root, uint32_t uid, uint32_t gid) const;
+  // A host id range no other instance (recorded or starting) holds; under mu_.
+  Result<uint32_t> ReserveUsernsBaseLocked(const std::string& instance);
   // The tracked init of a running instance, adopting it (pidfd + watcher) when not yet tracked.
   Result<std::shared_ptr<Tracked>> TrackedFor(const std::string& instance);
   // Watches the init `pid` of `record`'s instance; nullptr when that process is gone or the pid
@@ -119,10 +133,12 @@ class OciRuntime final : public Runtime {
   bool limit_swap_ = false;
   std::string description_;
   bool available_ = false;
+  bool userns_ = false;  // containers get their own user namespace
 
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Tracked>> tracked_;  // running instances being watched
   std::set<std::string> starting_;
+  std::map<std::string, uint32_t> starting_userns_;  // bases reserved by starts in flight
 };
 
 }  // namespace phoenix::agent::oci

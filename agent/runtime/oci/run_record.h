@@ -25,6 +25,7 @@ struct RunRecord {
   std::string cgroups_path;      // linux.cgroupsPath
   uint32_t memory_mib = 0;
   uint64_t init_start_time = 0;  // /proc/<pid>/stat starttime of the init: tells pid reuse apart
+  uint32_t userns_base = 0;      // host id of the container's id 0; 0: no user namespace
 
   bool operator==(const RunRecord&) const = default;
 };

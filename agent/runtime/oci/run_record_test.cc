@@ -16,7 +16,8 @@ RunRecord Sample() {
                    .netns = "/var/lib/phoenix/oci/netns/phx-web-3",
                    .cgroups_path = "/phoenix/phx-web-3",
                    .memory_mib = 64,
-                   .init_start_time = 123456789};
+                   .init_start_time = 123456789,
+                   .userns_base = 2147549184u};
 }
 
 TEST(RunRecordTest, RoundTrips) {
