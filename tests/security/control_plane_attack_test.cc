@@ -1,11 +1,13 @@
-// Attacks on an agent's TCP API (--tls-listen), against a real TLS phoenix-supervisor and a real
-// phoenix-agent enrolled with it (docs/security.md, threat "the agent API has no
-// authentication"):
+// Attacks on the control plane, against a real TLS phoenix-supervisor and a real phoenix-agent
+// enrolled with it (docs/security.md): the agent's TCP API (--tls-listen), tokens, enrollment and
+// the spec contract.
 //  - plaintext to the TLS port, no token, a made-up token, a revoked token: refused;
 //  - a viewer reads but cannot kill guests; an operator kills but cannot import host files as an
 //    image; an admin may;
 //  - phoenixctl reaches it only with the agent's CA and a token;
-//  - every change made through the supervisor is logged with the token that made it.
+//  - every change made through the supervisor is logged with the token that made it;
+//  - a fresh join token cannot enroll the live node's name and take over its link;
+//  - the supervisor refuses at create a template every agent would refuse.
 #include <unistd.h>
 
 #include <chrono>
@@ -18,6 +20,7 @@
 
 #include "phoenix/v1/agent.grpc.pb.h"
 #include "phoenix/v1/supervisor.grpc.pb.h"
+#include "proto/support/pki.h"
 #include "tests/integration/support/process.h"
 #include "tests/integration/support/three_zone_cluster.h"
 
@@ -33,11 +36,11 @@ using testing::RunCommand;
 using testing::cluster::Env;
 using testing::cluster::ReadAll;
 
-class AgentTcpApiTest : public ::testing::Test {
+class ControlPlaneAttackTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     root_ = fs::path(Env("PHOENIX_TEST_TMP").empty() ? "/tmp" : Env("PHOENIX_TEST_TMP")) /
-            ("agent-tcp-api-" + std::to_string(::getpid()));
+            ("control-plane-attack-" + std::to_string(::getpid()));
     fs::remove_all(root_);
     const fs::path sup = root_ / "supervisor";
     const std::string sup_bin = Env("PHOENIX_SUPERVISOR_BIN");
@@ -85,8 +88,9 @@ class AgentTcpApiTest : public ::testing::Test {
     stub_ = v1::AgentService::NewStub(grpc::CreateChannel(endpoint_, grpc::SslCredentials(tls)));
     grpc::SslCredentialsOptions sup_tls;
     sup_tls.pem_root_certs = ReadAll(sup / "pki" / "ca.pem");
-    supervisor_stub_ = v1::Supervisor::NewStub(grpc::CreateChannel(
-        "127.0.0.1:" + std::to_string(*sup_port), grpc::SslCredentials(sup_tls)));
+    supervisor_address_ = "127.0.0.1:" + std::to_string(*sup_port);
+    supervisor_stub_ = v1::Supervisor::NewStub(
+        grpc::CreateChannel(supervisor_address_, grpc::SslCredentials(sup_tls)));
   }
 
   static void TearDownTestSuite() {
@@ -128,13 +132,13 @@ class AgentTcpApiTest : public ::testing::Test {
 
   static inline fs::path root_;
   static inline ChildProcess supervisor_, agent_;
-  static inline std::string admin_, viewer_, operator_, revoked_, endpoint_;
+  static inline std::string admin_, viewer_, operator_, revoked_, endpoint_, supervisor_address_;
   static inline fs::path agent_ca_;
   static inline std::unique_ptr<v1::AgentService::Stub> stub_;
   static inline std::unique_ptr<v1::Supervisor::Stub> supervisor_stub_;
 };
 
-TEST_F(AgentTcpApiTest, PlaintextToTheTlsPortGetsNothing) {
+TEST_F(ControlPlaneAttackTest, PlaintextToTheTlsPortGetsNothing) {
   auto plain =
       v1::AgentService::NewStub(grpc::CreateChannel(endpoint_, grpc::InsecureChannelCredentials()));
   v1::NodeInfo info;
@@ -142,13 +146,13 @@ TEST_F(AgentTcpApiTest, PlaintextToTheTlsPortGetsNothing) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
 }
 
-TEST_F(AgentTcpApiTest, NoTokenOrAMadeUpOneIsUnauthenticated) {
+TEST_F(ControlPlaneAttackTest, NoTokenOrAMadeUpOneIsUnauthenticated) {
   EXPECT_EQ(NodeInfoAs(""), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(NodeInfoAs("phx_admin_" + std::string(64, 'a')), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(KillAs("").error_code(), grpc::StatusCode::UNAUTHENTICATED);
 }
 
-TEST_F(AgentTcpApiTest, TheSupervisorsRolesHoldOnTheAgent) {
+TEST_F(ControlPlaneAttackTest, TheSupervisorsRolesHoldOnTheAgent) {
   EXPECT_EQ(NodeInfoAs(viewer_), grpc::StatusCode::OK) << "a viewer reads";
   grpc::Status viewer_kill = KillAs(viewer_);
   EXPECT_EQ(viewer_kill.error_code(), grpc::StatusCode::PERMISSION_DENIED);
@@ -162,7 +166,7 @@ TEST_F(AgentTcpApiTest, TheSupervisorsRolesHoldOnTheAgent) {
   EXPECT_NE(admin_import.error_code(), grpc::StatusCode::UNAUTHENTICATED);
 }
 
-TEST_F(AgentTcpApiTest, ARevokedTokenIsRefused) {
+TEST_F(ControlPlaneAttackTest, ARevokedTokenIsRefused) {
   v1::ListTokensResponse tokens;
   ASSERT_TRUE(supervisor_stub_->ListTokens(As(admin_).get(), {}, &tokens).ok());
   // The third "agent-tcp-test" token is revoked_ (minted last, listed oldest first).
@@ -178,7 +182,7 @@ TEST_F(AgentTcpApiTest, ARevokedTokenIsRefused) {
   EXPECT_EQ(NodeInfoAs(revoked_), grpc::StatusCode::UNAUTHENTICATED);
 }
 
-TEST_F(AgentTcpApiTest, PhoenixctlNeedsTheAgentsCaAndAToken) {
+TEST_F(ControlPlaneAttackTest, PhoenixctlNeedsTheAgentsCaAndAToken) {
   auto no_ca = Ctl({"--token", viewer_, "node", "info"});
   EXPECT_EQ(no_ca.exit_code, 2) << no_ca.output;
   EXPECT_THAT(no_ca.output, HasSubstr("--agent-ca-file"));
@@ -193,7 +197,7 @@ TEST_F(AgentTcpApiTest, PhoenixctlNeedsTheAgentsCaAndAToken) {
   EXPECT_THAT(denied.output, HasSubstr("PERMISSION_DENIED"));
 }
 
-TEST_F(AgentTcpApiTest, EveryChangeNamesTheTokenThatMadeIt) {
+TEST_F(ControlPlaneAttackTest, EveryChangeNamesTheTokenThatMadeIt) {
   ASSERT_TRUE(testing::cluster::WaitFor(
       [&] {
         v1::GetNodeRequest request;
@@ -231,6 +235,41 @@ TEST_F(AgentTcpApiTest, EveryChangeNamesTheTokenThatMadeIt) {
   EXPECT_EQ(actors[v1::CLUSTER_EVENT_TYPE_NODE_DRAINED], expected);
   EXPECT_EQ(actors[v1::CLUSTER_EVENT_TYPE_NODE_UNDRAINED], expected);
   EXPECT_EQ(actors[v1::CLUSTER_EVENT_TYPE_NODE_JOINED], "") << "the supervisor's own";
+}
+
+TEST_F(ControlPlaneAttackTest, AFreshJoinTokenCannotTakeOverTheLiveNodesName) {
+  const fs::path sup = root_ / "supervisor";
+  auto join =
+      RunCommand({Env("PHOENIX_SUPERVISOR_BIN"), "join-token", "--state-dir", sup.string()});
+  ASSERT_EQ(join.exit_code, 0) << join.output;
+  auto csr = pki::CreateKeyAndCsr("tcp-node");
+  ASSERT_TRUE(csr.has_value());
+  grpc::SslCredentialsOptions tls;
+  tls.pem_root_certs = ReadAll(sup / "pki" / "ca.pem");
+  auto enrollment =
+      v1::Enrollment::NewStub(grpc::CreateChannel(supervisor_address_, grpc::SslCredentials(tls)));
+  v1::EnrollRequest request;
+  request.set_join_token(join.output.substr(0, join.output.find('\n')));
+  request.set_node("tcp-node");
+  request.set_csr_pem(csr->csr_pem);
+  v1::EnrollResponse response;
+  grpc::Status taken = enrollment->Enroll(As("").get(), request, &response);
+  EXPECT_EQ(taken.error_code(), grpc::StatusCode::ALREADY_EXISTS) << taken.error_message();
+  EXPECT_THAT(taken.error_message(), HasSubstr("node rm tcp-node"));
+  EXPECT_TRUE(response.certificate_pem().empty());
+}
+
+TEST_F(ControlPlaneAttackTest, TheSupervisorRefusesATemplateEveryAgentWouldRefuse) {
+  v1::CreateServiceRequest request;
+  request.mutable_spec()->set_name("tiny");
+  request.mutable_spec()->set_replicas(1);
+  request.mutable_spec()->mutable_template_()->set_image("demo");
+  request.mutable_spec()->mutable_template_()->set_runtime(v1::RUNTIME_CONTAINER);
+  request.mutable_spec()->mutable_template_()->set_memory_mib(16);
+  v1::Service service;
+  grpc::Status refused = supervisor_stub_->CreateService(As(operator_).get(), request, &service);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(refused.error_message(), HasSubstr("memory_mib")) << refused.error_message();
 }
 
 }  // namespace
