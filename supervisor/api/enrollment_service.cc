@@ -75,19 +75,11 @@ grpc::Status EnrollmentService::Renew(grpc::ServerContext* context,
                                       const phoenix::v1::RenewRequest* request,
                                       phoenix::v1::EnrollResponse* response) {
   return GuardHandler([&]() -> grpc::Status {
-    const std::string node = auth::PeerCommonName(*context).value_or("");
-    const std::string current = auth::PeerCertificatePem(*context).value_or("");
-    if (node.empty() || current.empty()) {
-      return ToGrpcStatus(MakeError(ErrorCode::kUnauthenticated,
-                                    "renewal needs the node's current client certificate "
-                                    "(a node without one enrolls with a join token)")
-                              .error());
-    }
-    if (auto ok = auth::AdmitCertificate(*nodes_, node, current); !ok) {
-      spdlog::warn("renewal for '{}' from {} refused: {}", node, context->peer(),
-                   ok.error().message);
-      return ToGrpcStatus(ok.error());
-    }
+    // A node without a certificate enrolls with a join token instead.
+    auto peer = auth::AdmitPeer(*nodes_, *context, "certificate renewal");
+    if (!peer) return ToGrpcStatus(peer.error());
+    const std::string& node = peer->node;
+    const std::string& current = peer->cert_pem;
     auto cert = pki::SignClientCsr(ca_, request->csr_pem(), node, cert_days_);
     if (!cert) {
       if (cert.error().field == "csr_pem") return ToGrpcStatus(cert.error());

@@ -25,17 +25,8 @@ grpc::Status TokenReviewService::Review(grpc::ServerContext* context,
                                         const v1::ReviewTokenRequest* request,
                                         v1::ReviewTokenResponse* response) {
   return GuardHandler([&]() -> grpc::Status {
-    const std::string node = auth::PeerCommonName(*context).value_or("");
-    const std::string cert = auth::PeerCertificatePem(*context).value_or("");
-    if (node.empty() || cert.empty()) {
-      return ToGrpcStatus(MakeError(ErrorCode::kUnauthenticated,
-                                    "token review needs an enrolled node's client certificate")
-                              .error());
-    }
-    if (auto ok = auth::AdmitCertificate(*nodes_, node, cert); !ok) {
-      spdlog::warn("token review from '{}' ({}) refused: {}", node, context->peer(),
-                   ok.error().message);
-      return ToGrpcStatus(ok.error());
+    if (auto peer = auth::AdmitPeer(*nodes_, *context, "token review"); !peer) {
+      return ToGrpcStatus(peer.error());
     }
     if (request->token().empty() || request->token().size() > kMaxTokenBytes) {
       return ToGrpcStatus(

@@ -1,5 +1,7 @@
 #include "supervisor/auth/authorizer.h"
 
+#include <spdlog/spdlog.h>
+
 namespace phoenix::supervisor::auth {
 namespace {
 
@@ -48,6 +50,22 @@ constexpr phoenix::call_auth::MethodTable kTable{
 std::span<const MethodRule> MethodRules() { return kMethodRules; }
 
 Requirement RequirementFor(std::string_view method) { return kTable.For(method); }
+
+Result<AdmittedPeer> AdmitPeer(EnrolledNodes& nodes, const grpc::ServerContextBase& context,
+                               std::string_view what) {
+  AdmittedPeer peer{.node = PeerCommonName(context).value_or(""),
+                    .cert_pem = PeerCertificatePem(context).value_or("")};
+  if (peer.node.empty() || peer.cert_pem.empty()) {
+    return MakeError(ErrorCode::kUnauthenticated,
+                     std::string(what) + " needs an enrolled node's client certificate");
+  }
+  if (auto ok = AdmitCertificate(nodes, peer.node, peer.cert_pem); !ok) {
+    spdlog::warn("{} for '{}' from {} refused: {}", what, peer.node, context.peer(),
+                 ok.error().message);
+    return std::unexpected(ok.error());
+  }
+  return peer;
+}
 
 void InstallAuthorizer(grpc::ServerCredentials& creds, std::shared_ptr<TokenStore> tokens) {
   PHX_CHECK(tokens != nullptr);

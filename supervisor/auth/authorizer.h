@@ -21,6 +21,7 @@
 #include <grpcpp/security/server_credentials.h>
 
 #include "proto/support/call_auth.h"
+#include "supervisor/auth/enrolled_nodes.h"
 #include "supervisor/auth/token_store.h"
 
 namespace phoenix::supervisor::auth {
@@ -39,6 +40,17 @@ using phoenix::call_auth::RequirementName;
 std::span<const MethodRule> MethodRules();
 // The table's answer for a method path, including the per-service fail-closed defaults.
 Requirement RequirementFor(std::string_view method);
+
+// A node's call (AgentLink, Renew, TokenReview): its verified client certificate, admitted as the
+// node's current one (AdmitCertificate). kUnauthenticated without one or for any other (logged
+// with `what` and the peer).
+struct AdmittedPeer {
+  std::string node;      // the certificate's common name
+  std::string cert_pem;  // the certificate itself
+};
+[[nodiscard]] Result<AdmittedPeer> AdmitPeer(EnrolledNodes& nodes,
+                                             const grpc::ServerContextBase& context,
+                                             std::string_view what);
 
 // creds.SetAuthMetadataProcessor with the supervisor's table and tokens.
 void InstallAuthorizer(grpc::ServerCredentials& creds, std::shared_ptr<TokenStore> tokens);

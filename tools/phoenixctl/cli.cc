@@ -347,6 +347,16 @@ Result<std::string> ReadFlagFile(const std::string& path, std::string_view flag)
   return content;
 }
 
+// A CA certificate named by `flag`: the file's PEM, refused when it holds no certificate.
+Result<std::string> ReadCaFlag(const std::string& file, std::string_view flag) {
+  auto pem = ReadFlagFile(file, flag);
+  if (!pem) return std::unexpected(pem.error());
+  if (pem->find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+    return InvalidArgument("", std::string(flag) + " " + file + " holds no PEM certificate");
+  }
+  return pem;
+}
+
 std::string Trim(std::string text) {
   auto blank = [](char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; };
   while (!text.empty() && blank(text.back())) text.pop_back();
@@ -399,11 +409,8 @@ Result<v1::AgentService::StubInterface*> Context::AgentStub() {
                   "or set PHOENIX_AGENT_CA (the agent's <state-dir>/pki/api-ca.pem), or "
                   "--insecure for an agent started with --insecure-tcp on loopback");
     }
-    auto ca_pem = ReadFlagFile(ca_file, "--agent-ca-file");
+    auto ca_pem = ReadCaFlag(ca_file, "--agent-ca-file");
     if (!ca_pem) return std::unexpected(ca_pem.error());
-    if (ca_pem->find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
-      return InvalidArgument("", "--agent-ca-file " + ca_file + " holds no PEM certificate");
-    }
     auto token = ResolveToken();
     if (!token) return std::unexpected(token.error());
     if (token->empty()) {
@@ -443,11 +450,8 @@ Result<v1::Supervisor::StubInterface*> Context::SupervisorStub() {
                   "(the supervisor's <state-dir>/pki/ca.pem), or --insecure for a plaintext "
                   "supervisor on loopback");
     }
-    auto ca_pem = ReadFlagFile(ca_file, "--ca-file");
+    auto ca_pem = ReadCaFlag(ca_file, "--ca-file");
     if (!ca_pem) return std::unexpected(ca_pem.error());
-    if (ca_pem->find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
-      return InvalidArgument("", "--ca-file " + ca_file + " holds no PEM certificate");
-    }
     // No client certificate: admins authenticate with the bearer token.
     credentials = tls::MakeChannelCredentials(tls::ClientTls{.ca_pem = *ca_pem});
   }
