@@ -2,7 +2,7 @@
 // lifecycle (golden boot, restore, ready line, crash event, stop over the control socket,
 // re-adoption by a new runtime, destroy) against a stand-in for phoenix-vmm: a test script that
 // speaks the monitor's CLI, ready line and control protocol and checks it was handed a tap on fd 3.
-// The real monitor with a real guest is tests/integration/microvm_runtime_test.cc. Needs root
+// The real monitor with a real guest is tests/security/microvm_attack_test.cc. Needs root
 // (network namespaces, taps) and a usable /dev/kvm (the runtime's availability check); skips
 // otherwise.
 #include "agent/runtime/microvm/microvm_runtime.h"

@@ -1,4 +1,5 @@
-// MicroVmRuntime with the real phoenix-vmm and the demo image: the first Start boots the golden
+// A hostile micro-VM guest and damaged snapshots, against MicroVmRuntime with the real phoenix-vmm
+// and the demo image (issue 11, items 4, 6 and 11). The first Start boots the golden
 // snapshot, the instance restored from it answers HTTP on 172.16.0.2:80 inside its own network
 // namespace (the path the agent's proxy takes), a SIGKILL of the monitor is reported at once as a
 // crash, and a new instance restored from the same golden snapshot answers again. Then the
