@@ -181,35 +181,32 @@ Result<void> HaproxyRuntime::AddServer(std::string_view backend, std::string_vie
   return Internal("HAProxy \"" + command + "\": " + said);
 }
 
-Result<void> HaproxyRuntime::SetAdmin(std::string_view backend, std::string_view server,
-                                      ServerAdmin state) const {
+Result<void> HaproxyRuntime::SetServer(std::string_view backend, std::string_view server,
+                                       const std::string& setting) const {
   PHX_TRY(CheckName("backend", backend));
   PHX_TRY(CheckName("server", server));
-  const std::string command =
-      "set server " + ServerPath(backend, server) + " state " + std::string(ServerAdminName(state));
+  const std::string command = "set server " + ServerPath(backend, server) + " " + setting;
   auto answer = Execute(command);
   if (!answer) return std::unexpected(answer.error());
   const std::string said = Trimmed(*answer);
-  if (said.empty()) return {};
-  if (said.find("No such") != std::string::npos)
+  if (said.empty()) return {};  // HAProxy says nothing when a setting took
+  if (said.find("No such") != std::string::npos) {
     return NotFound("HAProxy \"" + command + "\": " + said);
+  }
   return Internal("HAProxy \"" + command + "\": " + said);
+}
+
+Result<void> HaproxyRuntime::SetAdmin(std::string_view backend, std::string_view server,
+                                      ServerAdmin state) const {
+  return SetServer(backend, server, "state " + std::string(ServerAdminName(state)));
 }
 
 Result<void> HaproxyRuntime::SetWeight(std::string_view backend, std::string_view server,
                                        uint32_t weight) const {
-  PHX_TRY(CheckName("backend", backend));
+  PHX_TRY(CheckName("backend", backend));  // names first, as every other call reports them
   PHX_TRY(CheckName("server", server));
   if (weight > 256) return InvalidArgument("weight", "must be 0-256");
-  const std::string command =
-      "set server " + ServerPath(backend, server) + " weight " + std::to_string(weight);
-  auto answer = Execute(command);
-  if (!answer) return std::unexpected(answer.error());
-  const std::string said = Trimmed(*answer);
-  if (said.empty()) return {};
-  if (said.find("No such") != std::string::npos)
-    return NotFound("HAProxy \"" + command + "\": " + said);
-  return Internal("HAProxy \"" + command + "\": " + said);
+  return SetServer(backend, server, "weight " + std::to_string(weight));
 }
 
 Result<void> HaproxyRuntime::DeleteServer(std::string_view backend, std::string_view server) const {

@@ -66,6 +66,10 @@ class HaproxyRuntime {
   static bool IsValidName(std::string_view name);
 
  private:
+  // "set server BACKEND/SERVER <setting>": HAProxy answers nothing on success.
+  [[nodiscard]] Result<void> SetServer(std::string_view backend, std::string_view server,
+                                       const std::string& setting) const;
+
   std::filesystem::path socket_;
   std::chrono::milliseconds timeout_;
 };
