@@ -25,10 +25,10 @@
 #include <sstream>
 #include <thread>
 
+#include "agent/process/process.h"
 #include "agent/runtime/oci/bundle_config.h"
 #include "agent/runtime/oci/cgroup_layout.h"
 #include "agent/runtime/oci/oci_runtime.h"
-#include "agent/runtime/oci/process.h"
 #include "tests/integration/support/http.h"
 #include "tests/integration/support/process.h"
 

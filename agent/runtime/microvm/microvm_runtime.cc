@@ -18,12 +18,12 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "agent/process/process.h"
 #include "agent/runtime/console_log.h"
 #include "agent/runtime/microvm/guest_netns.h"
 #include "agent/runtime/microvm/monitor_cgroup.h"
 #include "agent/runtime/microvm/vmm_command.h"
 #include "agent/runtime/oci/netns.h"
-#include "agent/runtime/oci/process.h"
 #include "agent/runtime/oci/run_record.h"
 #include "agent/vmm/cli/control.h"
 
@@ -122,7 +122,7 @@ Result<Spawned> SpawnMonitor(const std::vector<std::string>& argv, int tap_fd,
   Spawned s;
   s.pid = pid;
   s.ready = std::move(ready_r);
-  s.pidfd.Reset(oci::PidfdOpen(pid));
+  s.pidfd.Reset(PidfdOpen(pid));
   if (!s.pidfd) {
     int err = errno;
     ::kill(pid, SIGKILL);
@@ -135,7 +135,7 @@ Result<Spawned> SpawnMonitor(const std::vector<std::string>& argv, int tap_fd,
 // Kills and reaps a monitor that never became an instance.
 void Abandon(Spawned& s) {
   if (s.pid <= 0) return;
-  oci::PidfdSendSignal(s.pidfd.get(), SIGKILL);
+  PidfdSendSignal(s.pidfd.get(), SIGKILL);
   while (::waitpid(s.pid, nullptr, 0) < 0 && errno == EINTR) {
   }
   s.pid = 0;
@@ -183,7 +183,7 @@ Result<ReadyLine> AwaitReady(Spawned& s, milliseconds timeout, const fs::path& l
   std::string how = "exited";
   int status = 0;
   if (WaitExited(s.pidfd.get(), milliseconds(2000)) && ::waitpid(s.pid, &status, 0) == s.pid) {
-    how = oci::DescribeWaitStatus(status);
+    how = DescribeWaitStatus(status);
     s.pid = 0;
   }
   return Internal(fmt::format("phoenix-vmm {} before it was ready: {}", how, ReadTail(log, 1500)));
@@ -244,7 +244,7 @@ void MicroVmRuntime::OnExited(const std::string& instance,
     }
     if (r == tracked->pid) status = ws;
   } else {
-    status = oci::ZombieWaitStatus(tracked->pid, tracked->pidfd);
+    status = ZombieWaitStatus(tracked->pid, tracked->pidfd);
   }
   bool stopping = false, killed = false;
   {
@@ -272,7 +272,7 @@ Result<std::shared_ptr<MicroVmRuntime::Tracked>> MicroVmRuntime::Adopt(
     std::lock_guard lock(mu_);
     if (auto it = tracked_.find(record.instance); it != tracked_.end()) return it->second;
     if (record.pid <= 0) return std::shared_ptr<Tracked>();
-    int pidfd = oci::PidfdOpen(record.pid);
+    int pidfd = PidfdOpen(record.pid);
     if (pidfd < 0) {
       if (errno == ESRCH) return std::shared_ptr<Tracked>();
       return ErrnoError(fmt::format("pidfd_open({}) (monitor of {})", record.pid, record.instance));
@@ -475,7 +475,7 @@ Result<void> MicroVmRuntime::BootGolden(const ImageArtifacts& image, uint32_t vc
   spawned->pid = 0;
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     return Internal(fmt::format("golden boot: phoenix-vmm {} after its snapshot: {}",
-                                oci::DescribeWaitStatus(status), ReadTail(vmm_log, 1000)));
+                                DescribeWaitStatus(status), ReadTail(vmm_log, 1000)));
   }
   if (fs::is_empty(temp, ec)) return Internal("golden boot: phoenix-vmm wrote no snapshot");
   {
@@ -509,7 +509,7 @@ Result<void> MicroVmRuntime::Teardown(const std::string& instance) {
       std::lock_guard lock(mu_);
       t->stopping = true;
     }
-    if (oci::PidfdSendSignal(t->pidfd, SIGKILL) != 0 && errno != ESRCH) {
+    if (PidfdSendSignal(t->pidfd, SIGKILL) != 0 && errno != ESRCH) {
       problems.push_back(
           ErrnoError(fmt::format("SIGKILL to phoenix-vmm {}", t->pid)).error().message);
     } else if (!WaitExited(t->pidfd, kKillWait)) {
@@ -737,11 +737,11 @@ Result<void> MicroVmRuntime::Stop(const std::string& instance, milliseconds grac
   }
   auto left = std::chrono::duration_cast<milliseconds>(deadline - SteadyClock::now());
   if (WaitExited(t->pidfd, std::max(left, milliseconds(0)))) return {};
-  if (oci::PidfdSendSignal(t->pidfd, SIGTERM) != 0 && errno != ESRCH) {
+  if (PidfdSendSignal(t->pidfd, SIGTERM) != 0 && errno != ESRCH) {
     return ErrnoError(fmt::format("SIGTERM to phoenix-vmm {} ({})", t->pid, instance));
   }
   if (WaitExited(t->pidfd, options_.term_wait)) return {};
-  if (oci::PidfdSendSignal(t->pidfd, SIGKILL) != 0 && errno != ESRCH) {
+  if (PidfdSendSignal(t->pidfd, SIGKILL) != 0 && errno != ESRCH) {
     return ErrnoError(fmt::format("SIGKILL to phoenix-vmm {} ({})", t->pid, instance));
   }
   if (!WaitExited(t->pidfd, kKillWait)) {
@@ -767,7 +767,7 @@ Result<int> MicroVmRuntime::Kill(const std::string& instance) {
     std::lock_guard lock(mu_);
     t->killed = true;
   }
-  if (oci::PidfdSendSignal(t->pidfd, SIGKILL) != 0) {
+  if (PidfdSendSignal(t->pidfd, SIGKILL) != 0) {
     int err = errno;
     {
       std::lock_guard lock(mu_);

@@ -149,14 +149,13 @@ bool IsMonitorOf(const std::vector<std::string>& argv, const std::filesystem::pa
 
 #include <sys/wait.h>
 
-#include "agent/runtime/oci/process.h"
+#include "agent/process/process.h"
 
 namespace phoenix::agent::microvm {
 
 ExitVerdict ClassifyMonitorExit(std::optional<int> wait_status, bool stopped_by_us,
                                 bool killed_by_us, std::string_view log_tail) {
-  const std::string status =
-      wait_status ? oci::DescribeWaitStatus(*wait_status) : "exit status unknown";
+  const std::string status = wait_status ? DescribeWaitStatus(*wait_status) : "exit status unknown";
   if (stopped_by_us) return {false, fmt::format("stopped by Phoenix (phoenix-vmm {})", status)};
   if (killed_by_us) return {true, "phoenix-vmm killed by Phoenix (SIGKILL)"};
   if (!wait_status) {

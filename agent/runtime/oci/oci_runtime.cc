@@ -14,11 +14,11 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "agent/process/process.h"
 #include "agent/runtime/console_log.h"
 #include "agent/runtime/oci/bundle_config.h"
 #include "agent/runtime/oci/json.h"
 #include "agent/runtime/oci/netns.h"
-#include "agent/runtime/oci/process.h"
 #include "agent/runtime/oci/stop_reason.h"
 
 namespace phoenix::agent::oci {

@@ -4,7 +4,7 @@
 
 #include <fmt/format.h>
 
-#include "agent/runtime/oci/process.h"
+#include "agent/process/process.h"
 
 namespace phoenix::agent::oci {
 

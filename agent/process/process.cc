@@ -1,4 +1,4 @@
-#include "agent/runtime/oci/process.h"
+#include "agent/process/process.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -17,7 +17,7 @@
 
 extern char** environ;
 
-namespace phoenix::agent::oci {
+namespace phoenix::agent {
 
 namespace {
 
@@ -182,4 +182,4 @@ Result<CommandResult> RunCommand(const std::vector<std::string>& argv,
   return result;
 }
 
-}  // namespace phoenix::agent::oci
+}  // namespace phoenix::agent

@@ -1,6 +1,7 @@
-// Process helpers for the OCI runtime: run a tool (crun, runc, unshare) to completion with a
-// bounded wait, and the pidfd calls used to watch and signal container init processes that are not
-// our children.
+// Process helpers shared by the agent's runtimes and its front door: run a tool (crun, unshare,
+// qemu-img, haproxy) to completion with a bounded wait, and the pidfd calls used to watch and
+// signal processes that are not our children (container inits, phoenix-vmm monitors, HAProxy's
+// master).
 //
 // Thread-safety: free functions; safe from any thread. Spawned children never inherit our other
 // descriptors (everything Phoenix opens is O_CLOEXEC) beyond the ones named in CommandOptions.
@@ -15,7 +16,7 @@
 
 #include "proto/support/error.h"
 
-namespace phoenix::agent::oci {
+namespace phoenix::agent {
 
 struct CommandOptions {
   std::chrono::milliseconds timeout{30000};  // then SIGKILL and an error
@@ -53,4 +54,4 @@ int PidfdSendSignal(int pidfd, int signal);
 // which proves the pid was not reused in between. nullopt when it was already reaped.
 std::optional<int> ZombieWaitStatus(pid_t pid, int pidfd);
 
-}  // namespace phoenix::agent::oci
+}  // namespace phoenix::agent
