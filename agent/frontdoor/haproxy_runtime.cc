@@ -128,6 +128,9 @@ Result<std::string> HaproxyRuntime::Execute(std::string_view command) const {
       return ErrnoError(what + ": send");
     }
   }
+  // The master CLI answers only once the client has finished sending; the admin socket does not
+  // mind either way.
+  if (::shutdown(fd.get(), SHUT_WR) != 0) return ErrnoError(what + ": shutdown");
   std::string answer;
   char buf[8192];
   for (;;) {
@@ -148,8 +151,8 @@ Result<std::string> HaproxyRuntime::Execute(std::string_view command) const {
 }
 
 Result<void> HaproxyRuntime::AddServer(std::string_view backend, std::string_view server,
-                                       std::string_view address, uint16_t port,
-                                       uint32_t weight) const {
+                                       std::string_view address, uint16_t port, uint32_t weight,
+                                       std::string_view options) const {
   PHX_TRY(CheckName("backend", backend));
   PHX_TRY(CheckName("server", server));
   in6_addr v6{};
@@ -166,7 +169,8 @@ Result<void> HaproxyRuntime::AddServer(std::string_view backend, std::string_vie
   if (port == 0) return InvalidArgument("port", "must be 1-65535");
   if (weight > 256) return InvalidArgument("weight", "must be 0-256");
   const std::string command = "add server " + ServerPath(backend, server) + " " + target +
-                              " weight " + std::to_string(weight);
+                              " weight " + std::to_string(weight) +
+                              (options.empty() ? "" : " " + std::string(options));
   auto answer = Execute(command);
   if (!answer) return std::unexpected(answer.error());
   if (answer->find("New server registered.") != std::string::npos) return {};
@@ -207,6 +211,20 @@ Result<void> HaproxyRuntime::SetWeight(std::string_view backend, std::string_vie
   PHX_TRY(CheckName("server", server));
   if (weight > 256) return InvalidArgument("weight", "must be 0-256");
   return SetServer(backend, server, "weight " + std::to_string(weight));
+}
+
+Result<void> HaproxyRuntime::EnableHealth(std::string_view backend, std::string_view server) const {
+  PHX_TRY(CheckName("backend", backend));
+  PHX_TRY(CheckName("server", server));
+  const std::string command = "enable health " + ServerPath(backend, server);
+  auto answer = Execute(command);
+  if (!answer) return std::unexpected(answer.error());
+  const std::string said = Trimmed(*answer);
+  if (said.empty()) return {};
+  if (said.find("No such") != std::string::npos) {
+    return NotFound("HAProxy \"" + command + "\": " + said);
+  }
+  return Internal("HAProxy \"" + command + "\": " + said);
 }
 
 Result<void> HaproxyRuntime::DeleteServer(std::string_view backend, std::string_view server) const {

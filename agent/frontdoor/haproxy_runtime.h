@@ -48,11 +48,14 @@ class HaproxyRuntime {
   // Sends one command and returns HAProxy's whole answer.
   [[nodiscard]] Result<std::string> Execute(std::string_view command) const;
 
-  // A new server of `backend` at address:port (an IPv4 or IPv6 literal) with `weight` (0-256),
-  // in maintenance until SetAdmin(kReady). kAlreadyExists when the name is taken.
+  // A new server of `backend` at address:port (an IPv4 or IPv6 literal) with `weight` (0-256)
+  // and further server `options` (HAProxy keywords, e.g. ServerOptions()), in maintenance until
+  // SetAdmin(kReady), its health check (if any) off until EnableHealth. kAlreadyExists when the
+  // name is taken.
   [[nodiscard]] Result<void> AddServer(std::string_view backend, std::string_view server,
-                                       std::string_view address, uint16_t port,
-                                       uint32_t weight) const;
+                                       std::string_view address, uint16_t port, uint32_t weight,
+                                       std::string_view options = {}) const;
+  [[nodiscard]] Result<void> EnableHealth(std::string_view backend, std::string_view server) const;
   [[nodiscard]] Result<void> SetAdmin(std::string_view backend, std::string_view server,
                                       ServerAdmin state) const;
   [[nodiscard]] Result<void> SetWeight(std::string_view backend, std::string_view server,

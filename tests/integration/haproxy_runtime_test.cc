@@ -20,6 +20,7 @@
 
 #include "agent/frontdoor/haproxy_runtime.h"
 #include "tests/integration/support/http.h"
+#include "tests/integration/support/named_http_server.h"
 #include "tests/integration/support/process.h"
 
 namespace phoenix::agent::frontdoor {
@@ -33,72 +34,21 @@ std::string Env(const char* name) {
   return v != nullptr ? v : "";
 }
 
-// A loopback port nobody listens on right now (the kernel's pick, released again).
-uint16_t FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  PHX_CHECK(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-  socklen_t len = sizeof(addr);
-  PHX_CHECK(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
-// Answers every HTTP request with its name, until destroyed.
-class NamedServer {
- public:
-  explicit NamedServer(std::string name) : name_(std::move(name)) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    PHX_CHECK(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-    PHX_CHECK(::listen(fd_, 64) == 0);
-    socklen_t len = sizeof(addr);
-    PHX_CHECK(::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-    port_ = ntohs(addr.sin_port);
-    thread_ = std::thread([this] {
-      for (;;) {
-        int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-        if (c < 0) return;  // shutdown() below
-        char buf[2048];
-        (void)!::recv(c, buf, sizeof(buf), 0);
-        const std::string reply =
-            "HTTP/1.0 200 OK\r\nContent-Length: " + std::to_string(name_.size()) + "\r\n\r\n" +
-            name_;
-        (void)!::send(c, reply.data(), reply.size(), MSG_NOSIGNAL);
-        ::close(c);
-      }
-    });
-  }
-  ~NamedServer() {
-    ::shutdown(fd_, SHUT_RDWR);
-    thread_.join();
-    ::close(fd_);
-  }
-  uint16_t port() const { return port_; }
-
- private:
-  std::string name_;
-  int fd_ = -1;
-  uint16_t port_ = 0;
-  std::thread thread_;
-};
+using testing::FreeLoopbackPort;
+using NamedServer = testing::NamedHttpServer;
 
 class HaproxyRuntimeTest : public ::testing::Test {
  protected:
   void SetUp() override {
     const fs::path haproxy = "/usr/sbin/haproxy";
     if (!fs::exists(haproxy)) GTEST_SKIP() << "haproxy is not installed (tools/install-deps)";
-    dir_ = fs::path(Env("PHOENIX_TEST_TMP").empty() ? "/tmp" : Env("PHOENIX_TEST_TMP")) /
+    dir_ = fs::absolute(Env("PHOENIX_TEST_TMP").empty() ? "/tmp" : Env("PHOENIX_TEST_TMP")) /
            ("haproxy_runtime_test." + std::to_string(::getpid()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     fs::permissions(dir_, fs::perms::owner_all);
     socket_ = dir_ / "api.sock";
-    frontend_port_ = FreePort();
+    frontend_port_ = FreeLoopbackPort();
     std::ofstream(dir_ / "haproxy.cfg") << "global\n"
                                            "  stats socket "
                                         << socket_.string()

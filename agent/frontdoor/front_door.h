@@ -1,0 +1,109 @@
+// FrontDoor: keeps the node's HAProxy serving the latest FrontDoorTable (issue 12).
+//
+// Reconciles on its own worker thread, after every new table and once per tick:
+//  - HAProxy: adopted when one already serves this state dir (the agent restarted), started when
+//    none does, restarted when it dies, from the config file holding the last applied table.
+//  - Frontends (a service added or removed, a port or mode changed): the new config is written to a
+//    side file, validated with "haproxy -c", moved into place and loaded by a seamless reload. If
+//    HAProxy rejects it, the previous config is written back and keeps serving; the table's error
+//    is reported once (on_event and status().last_error) and retried only with a newer table.
+//  - Servers only: through the Runtime API, with no reload: added (then their health check
+//    enabled and made ready or draining), reweighted, drained, undrained; a server missing from
+//    the table is put in maintenance (no new requests, in-flight ones go on) and deleted once its
+//    last connection closed. The config file is rewritten too, so a restarted HAProxy starts from
+//    the same state.
+// While no table arrived since the agent started, an adopted HAProxy is left exactly as it is
+// (static stability: the supervisor may be away); its own health checks still drop dead replicas.
+//
+// Threading: Apply() and status() from any thread. on_event runs on the worker thread and must not
+// call back into the FrontDoor. The destructor stops the worker and leaves HAProxy running.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "agent/frontdoor/frontdoor_table.h"
+#include "agent/frontdoor/haproxy_process.h"
+#include "proto/support/error.h"
+
+namespace phoenix::agent::frontdoor {
+
+struct FrontDoorOptions {
+  HaproxyFiles files;  // dir is created 0700 if missing
+  FrontDoorSettings settings;
+  std::string haproxy_binary = "/usr/sbin/haproxy";
+  std::chrono::milliseconds tick{500};  // how often HAProxy's liveness and leftovers are checked
+  // Something an operator should hear about: HAProxy (re)started or adopted, a table rejected, a
+  // reload failed. Called on the worker thread.
+  std::function<void(const std::string& message)> on_event;
+};
+
+struct FrontDoorStatus {
+  uint64_t applied_version = 0;  // the last table HAProxy fully serves (0 = none yet)
+  uint64_t latest_version = 0;   // the newest table received
+  int haproxy_pid = -1;          // the master; -1 when not running
+  uint64_t starts = 0;           // HAProxy starts by this FrontDoor (not counting an adoption)
+  uint64_t reloads = 0;          // successful seamless reloads
+  bool adopted = false;          // HAProxy was already running when this FrontDoor started
+  std::string last_error;        // empty once the latest table is applied
+};
+
+class FrontDoor {
+ public:
+  // Creates the directory and starts the worker, which adopts or starts HAProxy at once.
+  [[nodiscard]] static Result<std::unique_ptr<FrontDoor>> Start(FrontDoorOptions options);
+  ~FrontDoor();
+  FrontDoor(const FrontDoor&) = delete;
+  FrontDoor& operator=(const FrontDoor&) = delete;
+
+  // Hands over a new table. Ignored when its version is not above the newest received (fencing:
+  // tables may arrive out of order across reconnects). kInvalidArgument (naming the field) for a
+  // table ValidateTable refuses; nothing changes then.
+  [[nodiscard]] Result<void> Apply(FrontDoorTable table);
+
+  FrontDoorStatus status() const;
+
+  // Waits until the table of `version` (or a newer one) is applied, up to `timeout`. For tests and
+  // for callers that must know the data plane changed.
+  bool WaitApplied(uint64_t version, std::chrono::milliseconds timeout) const;
+
+  // Stops HAProxy for good (the node gives up its front door; tests). The worker stays idle after.
+  void StopHaproxy();
+
+ private:
+  explicit FrontDoor(FrontDoorOptions options);
+  void Run();
+  void EnsureHaproxy();
+  void Sync(const FrontDoorTable& desired);
+  [[nodiscard]] Result<void> SyncFrontends(const FrontDoorTable& desired);
+  [[nodiscard]] Result<void> SyncServers(const FrontDoorTable& desired);
+  [[nodiscard]] Result<void> WriteConfig(const FrontDoorTable& table,
+                                         const std::filesystem::path& file) const;
+  void Report(const std::string& message);
+
+  const FrontDoorOptions options_;
+  HaproxyProcess haproxy_;
+
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  std::optional<FrontDoorTable> desired_;  // guarded by mu_
+  FrontDoorStatus status_;                 // guarded by mu_
+  bool stopping_ = false;                  // guarded by mu_
+  bool haproxy_given_up_ = false;          // guarded by mu_
+
+  // Worker-thread state.
+  std::optional<std::string> loaded_signature_;  // frontends HAProxy runs; unknown until known
+  std::optional<FrontDoorTable> last_good_;      // the last table applied in full
+  uint64_t failed_version_ = 0;                  // the table whose frontends HAProxy refused
+  bool first_ensure_ = true;
+
+  std::thread worker_;  // last: started after everything it uses exists
+};
+
+}  // namespace phoenix::agent::frontdoor
