@@ -1,25 +1,14 @@
 #include "agent/frontdoor/frontdoor_table.h"
 
-#include <arpa/inet.h>
-
 #include <set>
 
 #include <fmt/format.h>
 
 #include "agent/frontdoor/haproxy_runtime.h"
+#include "proto/support/ip_address.h"
 
 namespace phoenix::agent::frontdoor {
 namespace {
-
-bool IsIpv4(const std::string& address) {
-  in_addr v4{};
-  return ::inet_pton(AF_INET, address.c_str(), &v4) == 1;
-}
-
-bool IsIpLiteral(const std::string& address) {
-  in6_addr v6{};
-  return IsIpv4(address) || ::inet_pton(AF_INET6, address.c_str(), &v6) == 1;
-}
 
 Result<void> CheckName(const std::string& field, const std::string& name) {
   if (!HaproxyRuntime::IsValidName(name)) {
@@ -87,8 +76,8 @@ std::string ServerOptions(FrontDoorMode mode) {
 }
 
 std::string HaproxyAddress(const std::string& address, uint16_t port) {
-  return IsIpv4(address) ? fmt::format("{}:{}", address, port)
-                         : fmt::format("ipv6@{}:{}", address, port);
+  return IsIpv4Literal(address) ? fmt::format("{}:{}", address, port)
+                                : fmt::format("ipv6@{}:{}", address, port);
 }
 
 std::string RenderConfig(const FrontDoorTable& table, const HaproxyFiles& files,

@@ -3,6 +3,8 @@
 #include <string>
 #include <utility>
 
+#include "proto/support/ip_address.h"
+
 namespace phoenix::supervisor::agents {
 
 GuestState GuestStateFromProto(v1::GuestState state) {
@@ -51,6 +53,7 @@ AgentHello HelloFromProto(const v1::Hello& in, const std::string& node_name) {
   out.applied_version = in.applied_version();
   out.images.insert(in.images().begin(), in.images().end());
   out.agent_version = node.version();
+  if (IsIpLiteral(node.advertise_address())) out.advertise_address = node.advertise_address();
   return out;
 }
 
@@ -128,6 +131,27 @@ AssignmentProto AssignmentToProto(const NodeAssignment& in) {
       continue;
     }
     *out.assignment.add_guests() = std::move(*guest);
+  }
+  return out;
+}
+
+v1::FrontDoorTable FrontDoorTableToProto(const FrontDoorTable& in) {
+  v1::FrontDoorTable out;
+  out.set_version(in.version);
+  for (const FrontDoorService& service : in.services) {
+    v1::FrontDoorService* s = out.add_services();
+    s->set_name(service.name);
+    s->set_port(service.port);
+    s->set_protocol(service.protocol == FrontDoorProtocol::kTcp ? v1::FRONT_DOOR_PROTOCOL_TCP
+                                                                : v1::FRONT_DOOR_PROTOCOL_HTTP);
+    for (const FrontDoorServer& server : service.servers) {
+      v1::FrontDoorServer* r = s->add_servers();
+      r->set_name(server.name);
+      r->set_address(server.address);
+      r->set_port(server.port);
+      r->set_zone(server.zone);
+      r->set_draining(server.draining);
+    }
   }
   return out;
 }

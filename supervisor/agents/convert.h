@@ -41,4 +41,6 @@ struct AssignmentProto {
 // assignment: the node keeps running the rest.
 AssignmentProto AssignmentToProto(const NodeAssignment& in);
 
+v1::FrontDoorTable FrontDoorTableToProto(const FrontDoorTable& in);
+
 }  // namespace phoenix::supervisor::agents

@@ -98,6 +98,14 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::S
     PumpLocked();
   }
 
+  void SendFrontDoor(const FrontDoorTable& table) override {
+    v1::FrontDoorTable converted = FrontDoorTableToProto(table);
+    std::lock_guard lock(mu_);
+    if (finished_) return;
+    pending_front_door_ = std::move(converted);  // only the newest table matters
+    PumpLocked();
+  }
+
   void Close(const Error& error) override {
     std::lock_guard lock(mu_);
     FinishLocked(ToGrpcStatus(error));
@@ -177,7 +185,8 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::S
     if (!finished_) StartRead(&in_);
   }
 
-  // One write at a time; Welcome first, then the newest assignment.
+  // One write at a time; Welcome first, then the newest assignment, then the newest front door
+  // table.
   void PumpLocked() {
     if (finished_ || writing_ || holding_writes_) return;
     if (pending_welcome_) {
@@ -187,6 +196,10 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::S
       out_.Clear();
       *out_.mutable_assignment() = std::move(*pending_assignment_);
       pending_assignment_.reset();
+    } else if (pending_front_door_) {
+      out_.Clear();
+      *out_.mutable_front_door() = std::move(*pending_front_door_);
+      pending_front_door_.reset();
     } else {
       return;
     }
@@ -199,6 +212,7 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::S
     finished_ = true;
     pending_welcome_.reset();
     pending_assignment_.reset();
+    pending_front_door_.reset();
     Finish(std::move(status));
   }
 
@@ -218,6 +232,7 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::S
   v1::SupervisorMessage out_;
   std::optional<v1::SupervisorMessage> pending_welcome_;
   std::optional<v1::Assignment> pending_assignment_;
+  std::optional<v1::FrontDoorTable> pending_front_door_;
 };
 
 AgentLinkService::AgentLinkService(AgentLinkHandler& handler, LinkSecurity security,

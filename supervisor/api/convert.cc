@@ -265,6 +265,42 @@ Result<ServiceSpec> ServiceSpecFromProto(const v1::ServiceSpec& in) {
     out.autoscale = *policy;
   }
 
+  if (in.has_front_door()) {
+    const v1::FrontDoor& door = in.front_door();
+    if (door.port() == 0 || door.port() > 65535) {
+      return InvalidArgument("spec.front_door.port",
+                             "must be 1-65535 (got " + std::to_string(door.port()) + ")");
+    }
+    if (door.guest_port() == 0 || door.guest_port() > 65535) {
+      return InvalidArgument("spec.front_door.guest_port",
+                             "must be 1-65535 (got " + std::to_string(door.guest_port()) + ")");
+    }
+    FrontDoorProtocol protocol = FrontDoorProtocol::kHttp;
+    switch (door.protocol()) {
+      case v1::FRONT_DOOR_PROTOCOL_UNSPECIFIED:
+      case v1::FRONT_DOOR_PROTOCOL_HTTP:
+        break;
+      case v1::FRONT_DOOR_PROTOCOL_TCP:
+        protocol = FrontDoorProtocol::kTcp;
+        break;
+      default:
+        return InvalidArgument("spec.front_door.protocol",
+                               "unknown value " + std::to_string(door.protocol()));
+    }
+    out.front_door = FrontDoorPort{.port = static_cast<uint16_t>(door.port()),
+                                   .guest_port = static_cast<uint16_t>(door.guest_port()),
+                                   .protocol = protocol};
+    // Every replica publishes the port its front door reaches.
+    const bool published = std::ranges::any_of(guest->ports, [&](const spec::PortMapping& p) {
+      return p.guest_port == door.guest_port();
+    });
+    if (!published) {
+      guest->ports.push_back(
+          spec::PortMapping{.guest_port = static_cast<uint16_t>(door.guest_port())});
+      PHX_TRY(spec::ValidateGuestSpec(*guest, "spec.template", spec::SpecUse::kTemplate));
+    }
+  }
+
   // Stored with every default explicit (runtime included), so agents run exactly what was
   // accepted. The supervisor names each replica's guest and every agent picks its own host ports
   // (ParseGuestSpec cleared both). Deterministic, so an unchanged spec always stores the same bytes
@@ -301,6 +337,14 @@ void ServiceSpecToProto(const ServiceSpec& in, v1::ServiceSpec* out) {
   for (const auto& [key, value] : in.node_selector) (*out->mutable_node_selector())[key] = value;
   out->set_distinct_hosts(in.distinct_hosts);
   if (in.autoscale) AutoscalePolicyToProto(*in.autoscale, out->mutable_autoscale());
+  if (in.front_door) {
+    v1::FrontDoor* door = out->mutable_front_door();
+    door->set_port(in.front_door->port);
+    door->set_guest_port(in.front_door->guest_port);
+    door->set_protocol(in.front_door->protocol == FrontDoorProtocol::kTcp
+                           ? v1::FRONT_DOOR_PROTOCOL_TCP
+                           : v1::FRONT_DOOR_PROTOCOL_HTTP);
+  }
 }
 
 bool ParseEndpoint(std::string_view text, v1::Endpoint* out) {
@@ -356,6 +400,7 @@ void ServiceToProto(const ServiceStatus& in, v1::Service* out) {
   SetTime(in.service.created_at, out->mutable_created_at());
   for (const ReplicaStatus& replica : in.replicas) ReplicaToProto(replica, out->add_replicas());
   out->set_running(in.running);
+  for (const std::string& address : in.front_door_addresses) out->add_front_door_addresses(address);
   if (in.autoscale) {
     v1::AutoscaleStatus* a = out->mutable_autoscale();
     a->set_observed(in.autoscale->observed);
@@ -395,6 +440,7 @@ void NodeToProto(const NodeStatus& in, v1::Node* out) {
   out->set_replicas(in.replicas);
   out->set_agent_version(in.live.agent_version);
   out->set_state_reason(in.live.state_reason);
+  out->set_advertise_address(in.live.advertise_address);
 }
 
 void ClusterEventToProto(const ClusterEvent& in, v1::ClusterEvent* out) {

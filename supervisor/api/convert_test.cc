@@ -75,7 +75,26 @@ INSTANTIATE_TEST_SUITE_P(
         InvalidCase{
             "strategy_unknown",
             [](v1::ServiceSpec& s) { s.set_strategy(static_cast<v1::PlacementStrategy>(9)); },
-            "spec.strategy"}),
+            "spec.strategy"},
+        InvalidCase{"front_door_port_zero",
+                    [](v1::ServiceSpec& s) { s.mutable_front_door()->set_guest_port(80); },
+                    "spec.front_door.port"},
+        InvalidCase{"front_door_port_too_big",
+                    [](v1::ServiceSpec& s) {
+                      s.mutable_front_door()->set_port(65536);
+                      s.mutable_front_door()->set_guest_port(80);
+                    },
+                    "spec.front_door.port"},
+        InvalidCase{"front_door_guest_port_zero",
+                    [](v1::ServiceSpec& s) { s.mutable_front_door()->set_port(8080); },
+                    "spec.front_door.guest_port"},
+        InvalidCase{"front_door_protocol_unknown",
+                    [](v1::ServiceSpec& s) {
+                      s.mutable_front_door()->set_port(8080);
+                      s.mutable_front_door()->set_guest_port(80);
+                      s.mutable_front_door()->set_protocol(static_cast<v1::FrontDoorProtocol>(7));
+                    },
+                    "spec.front_door.protocol"}),
     [](const ::testing::TestParamInfo<InvalidCase>& info) { return info.param.label; });
 
 struct ValidCase {
@@ -258,6 +277,34 @@ TEST(ServiceSpecConvert, TemplateDropsNameAndHostPortsAndKeepsDefaults) {
   EXPECT_EQ(stored.boot_mode(), v1::BOOT_MODE_COLD);
   EXPECT_EQ(stored.runtime(), v1::RUNTIME_CONTAINER);
   EXPECT_EQ(stored.image(), "sha256:abcdef");
+}
+
+TEST(ServiceSpecConvert, AFrontDoorPublishesItsGuestPortOnEveryReplica) {
+  v1::ServiceSpec in = FullSpec();  // publishes guest port 80
+  in.mutable_front_door()->set_port(8080);
+  in.mutable_front_door()->set_guest_port(9000);
+  in.mutable_front_door()->set_protocol(v1::FRONT_DOOR_PROTOCOL_TCP);
+  auto value = ServiceSpecFromProto(in);
+  ASSERT_TRUE(value.has_value()) << value.error().ToString();
+  ASSERT_TRUE(value->front_door.has_value());
+  EXPECT_EQ(*value->front_door,
+            (FrontDoorPort{.port = 8080, .guest_port = 9000, .protocol = FrontDoorProtocol::kTcp}));
+  v1::GuestSpec stored;
+  ASSERT_TRUE(stored.ParseFromString(value->guest_template));
+  ASSERT_EQ(stored.ports_size(), 2);
+  EXPECT_EQ(stored.ports(1).guest_port(), 9000u) << "added to what the template published";
+
+  in.mutable_front_door()->set_guest_port(80);  // already published: not twice
+  value = ServiceSpecFromProto(in);
+  ASSERT_TRUE(value.has_value());
+  ASSERT_TRUE(stored.ParseFromString(value->guest_template));
+  EXPECT_EQ(stored.ports_size(), 1);
+
+  v1::ServiceSpec out;
+  ServiceSpecToProto(*value, &out);
+  EXPECT_EQ(out.front_door().port(), 8080u);
+  EXPECT_EQ(out.front_door().guest_port(), 80u);
+  EXPECT_EQ(out.front_door().protocol(), v1::FRONT_DOOR_PROTOCOL_TCP);
 }
 
 TEST(ServiceSpecConvert, SameSpecGivesSameTemplateBytes) {

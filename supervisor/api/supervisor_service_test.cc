@@ -35,6 +35,7 @@ namespace asio = boost::asio;
 class QuietSession : public AgentSession {
  public:
   void SendAssignment(const NodeAssignment&) override {}
+  void SendFrontDoor(const FrontDoorTable&) override {}
   void Close(const Error&) override {}
 };
 

@@ -34,9 +34,36 @@ struct NodeAssignment {
   std::vector<AssignedReplica> replicas;
 };
 
+// Every front-door service with its servers cluster-wide: the same table for every agent, each
+// applying it to its node's HAProxy (mirrors phoenix.v1.FrontDoorTable).
+struct FrontDoorServer {
+  std::string name;     // the replica's guest name
+  std::string address;  // where its guest port is reachable from every node
+  uint16_t port = 0;
+  std::string zone;
+  bool draining = false;
+  bool operator==(const FrontDoorServer&) const = default;
+};
+
+struct FrontDoorService {
+  std::string name;
+  uint16_t port = 0;
+  FrontDoorProtocol protocol = FrontDoorProtocol::kHttp;
+  std::vector<FrontDoorServer> servers;
+  bool operator==(const FrontDoorService&) const = default;
+};
+
+struct FrontDoorTable {
+  uint64_t version = 0;
+  std::vector<FrontDoorService> services;
+};
+
 // What an agent says when its link opens (after mTLS proved `name`).
 struct AgentHello {
   NodeRecord node;  // name, zone, labels, capacity, runtimes; versions ignored
+  // An IP literal, or empty when the agent said none or something else (it reaches every other
+  // node's HAProxy config, so it is checked here, at the edge).
+  std::string advertise_address;
   Resources allocated;
   uint64_t applied_version = 0;
   std::set<std::string> images;
@@ -62,6 +89,8 @@ class AgentSession {
   virtual ~AgentSession() = default;
   // Queue the assignment for sending; called from the handler's thread; must not block.
   virtual void SendAssignment(const NodeAssignment& assignment) = 0;
+  // Queue the front door table for sending; same rules as SendAssignment.
+  virtual void SendFrontDoor(const FrontDoorTable& table) = 0;
   // End the stream with `error` (e.g. a second session for the same node replaced this one).
   virtual void Close(const Error& error) = 0;
 };

@@ -11,6 +11,7 @@
 #include <regex>
 
 #include "supervisor/autoscale/autoscaler.h"
+#include "supervisor/reconcile/front_door_plan.h"
 #include "supervisor/reconcile/planner.h"
 
 namespace phoenix::supervisor {
@@ -97,6 +98,8 @@ struct Controller::Impl {
     ReplicaPlacement placement;
     std::string guest_template;
     SteadyClock::time_point until{};
+    // Where the front door reaches it while it drains; empty when it was not serving.
+    std::vector<std::string> endpoints;
     std::string guest() const {
       return ReplicaGuestName(service, placement.index, placement.generation);
     }
@@ -154,6 +157,7 @@ struct Controller::Impl {
   asio::steady_timer autoscale_timer{loop};
   std::map<std::string, AutoscaleStatus> autoscale_status;  // by service; not durable
   std::vector<Draining> draining;
+  FrontDoorTable front_door;  // as last sent to every agent; version 0 = none sent yet
 
   // ---- Drafts and commits ----
 
@@ -242,10 +246,15 @@ struct Controller::Impl {
         std::string drain_note;
         if (it != s.replicas.end()) {
           if (options.drain_grace.count() > 0 && !it->node.empty() && Keeps(d, it->node)) {
-            d.drain_add.push_back(Draining{.service = c.service,
-                                           .placement = *it,
-                                           .guest_template = s.spec.guest_template,
-                                           .until = SteadyClock::now() + options.drain_grace});
+            const bool serving = extra.observed_set && extra.generation == it->generation &&
+                                 extra.observed.guest_state == GuestState::kRunning &&
+                                 extra.observed.healthy;
+            d.drain_add.push_back(Draining{
+                .service = c.service,
+                .placement = *it,
+                .guest_template = s.spec.guest_template,
+                .until = SteadyClock::now() + options.drain_grace,
+                .endpoints = serving ? extra.observed.endpoints : std::vector<std::string>{}});
             drain_note = "; it left the endpoints and stops after " + Seconds(options.drain_grace) +
                          " of draining";
           }
@@ -377,6 +386,7 @@ struct Controller::Impl {
     if (d.services.empty() && d.deleted_services.empty() && d.nodes.empty() && d.events.empty() &&
         d.windows.empty()) {
       draining = drains_after;
+      PublishFrontDoor();
       return {};
     }
 
@@ -430,6 +440,9 @@ struct Controller::Impl {
       spdlog::info("{}: {}", ClusterEventTypeName(e.type), e.message);
     }
     if (!committed->events.empty()) hub.Published(committed->events.back().sequence);
+    // Front doors first: a replica leaving its node's assignment has already left (or is
+    // draining in) every HAProxy by the time its agent stops it.
+    PublishFrontDoor();
     for (const std::string& node : bumped) SendAssignment(node);
     return {};
   }
@@ -476,6 +489,15 @@ struct Controller::Impl {
       }
       if (rs.state == ReplicaState::kRunning) out.running++;
       out.replicas.push_back(std::move(rs));
+    }
+    if (s.spec.front_door) {
+      for (const auto& [name, e] : nodes) {
+        const std::string& address = e.live.advertise_address;
+        if (e.plan.state != NodeState::kReady || address.empty()) continue;
+        out.front_door_addresses.push_back(
+            (address.find(':') != std::string::npos ? "[" + address + "]" : address) + ":" +
+            std::to_string(s.spec.front_door->port));
+      }
     }
     if (s.spec.autoscale) {
       auto it = autoscale_status.find(s.spec.name);
@@ -563,6 +585,61 @@ struct Controller::Impl {
     return out;
   }
 
+  // ---- Front door ----
+
+  // Every front-door service's servers, as the agents should serve them now.
+  std::vector<FrontDoorService> PlannedFrontDoor() const {
+    std::vector<FrontDoorServiceView> views;
+    auto view_of = [&](const std::string& service, const ReplicaPlacement& r, bool draining) {
+      FrontDoorReplicaView v{.guest = ReplicaGuestName(service, r.index, r.generation),
+                             .draining = draining};
+      if (auto node = nodes.find(r.node); node != nodes.end()) {
+        v.zone = node->second.plan.record.zone;
+        v.node_address = node->second.live.advertise_address;
+        v.node_down = node->second.plan.state == NodeState::kDown;
+      } else {
+        v.node_down = true;
+      }
+      auto it = extras.find({service, r.index});
+      if (it != extras.end() && it->second.observed_set && it->second.generation == r.generation) {
+        v.guest_state = it->second.observed.guest_state;
+        v.healthy = it->second.observed.healthy;
+        v.endpoints = it->second.observed.endpoints;
+      }
+      return v;
+    };
+    for (const auto& [name, service] : services) {
+      if (!service.spec.front_door) continue;
+      FrontDoorServiceView view{.name = name, .door = *service.spec.front_door};
+      for (const ReplicaPlacement& r : service.replicas) {
+        if (!r.node.empty()) view.replicas.push_back(view_of(name, r, false));
+      }
+      views.push_back(std::move(view));
+    }
+    for (const Draining& dr : draining) {
+      auto view = std::ranges::find(views, dr.service, &FrontDoorServiceView::name);
+      if (view == views.end()) continue;
+      FrontDoorReplicaView v = view_of(dr.service, dr.placement, true);
+      // A draining replica's observation was dropped with its index; it is in if it was reachable.
+      v.guest_state = GuestState::kRunning;
+      v.healthy = true;
+      v.endpoints = dr.endpoints;
+      view->replicas.push_back(std::move(v));
+    }
+    return PlanFrontDoor(views);
+  }
+
+  // Sends the table to every connected agent when it changed.
+  void PublishFrontDoor() {
+    std::vector<FrontDoorService> planned = PlannedFrontDoor();
+    if (planned == front_door.services && (front_door.version > 0 || planned.empty())) return;
+    front_door.services = std::move(planned);
+    front_door.version = NextFrontDoorVersion(front_door.version, Clock::now());
+    for (auto& [name, e] : nodes) {
+      if (e.session != nullptr) e.session->SendFrontDoor(front_door);
+    }
+  }
+
   // ---- Liveness ----
 
   void ScheduleTick() {
@@ -570,6 +647,7 @@ struct Controller::Impl {
     tick.async_wait([this](const boost::system::error_code& ec) {
       if (ec) return;
       OnTick();
+      PublishFrontDoor();
       ScheduleTick();
     });
   }
@@ -673,6 +751,8 @@ struct Controller::Impl {
     }
     // Version 0 is "nothing assigned yet", which every agent already holds.
     if (e.plan.record.assignment_version > 0) SendAssignment(name);
+    e.live.advertise_address = hello.advertise_address;
+    if (front_door.version > 0) session->SendFrontDoor(front_door);
   }
 
   void OnReported(AgentSession* session, AgentReport report) {
@@ -752,6 +832,7 @@ struct Controller::Impl {
     e.stale_guests = std::move(stale_now);
     e.plan.reported_guests = std::move(reported);
     if (!d.events.empty()) (void)Commit(d);
+    PublishFrontDoor();
   }
 
   void OnGone(AgentSession* session) {
@@ -831,6 +912,16 @@ Result<ServiceStatus> Controller::CreateService(ServiceSpec spec, std::string ac
       impl_->loop, options_.call_timeout, [=, this]() -> Result<ServiceStatus> {
         if (impl_->services.contains(spec.name)) {
           return AlreadyExists("service " + spec.name + " already exists");
+        }
+        if (spec.front_door) {
+          for (const auto& [name, other] : impl_->services) {
+            if (other.spec.front_door && other.spec.front_door->port == spec.front_door->port) {
+              return MakeError(ErrorCode::kAlreadyExists,
+                               "port " + std::to_string(spec.front_door->port) +
+                                   " is already the front door of service " + name,
+                               "spec.front_door.port");
+            }
+          }
         }
         Impl::Draft d;
         ServiceSpec stored = spec;

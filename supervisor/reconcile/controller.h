@@ -74,6 +74,8 @@ struct ServiceStatus {
                                         // not listed (they left the published endpoints)
   uint32_t running = 0;
   std::optional<AutoscaleStatus> autoscale;  // when spec.autoscale is set
+  // With a front door: "address:port" on every READY node that advertised an address.
+  std::vector<std::string> front_door_addresses;
 };
 
 struct NodeStatus {

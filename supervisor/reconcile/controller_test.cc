@@ -26,6 +26,15 @@ class FakeSession : public AgentSession {
     std::lock_guard lock(mu_);
     assignments_.push_back(assignment);
   }
+  void SendFrontDoor(const FrontDoorTable& table) override {
+    std::lock_guard lock(mu_);
+    front_doors_.push_back(table);
+  }
+  std::optional<FrontDoorTable> LastFrontDoor() {
+    std::lock_guard lock(mu_);
+    if (front_doors_.empty()) return std::nullopt;
+    return front_doors_.back();
+  }
   void Close(const Error& error) override {
     std::lock_guard lock(mu_);
     closed_ = error.message;
@@ -43,6 +52,7 @@ class FakeSession : public AgentSession {
  private:
   std::mutex mu_;
   std::vector<NodeAssignment> assignments_;
+  std::vector<FrontDoorTable> front_doors_;
   std::string closed_;
 };
 
@@ -613,6 +623,72 @@ TEST_F(ControllerTest, SetAutoscaleValidatesChecksTheVersionAndOwnsTheCount) {
   auto r = controller_->CreateService(invalid);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().field, "spec.autoscale.target");
+}
+
+TEST_F(ControllerTest, FrontDoorTablesFollowReadyReplicasAndReachEveryAgent) {
+  ConnectThreeZones();
+  ServiceSpec web = Spec("web", 3);
+  web.front_door = FrontDoorPort{.port = 8080, .guest_port = 80};
+  ASSERT_TRUE(controller_->CreateService(web).has_value());
+
+  ServiceSpec clash = Spec("api", 1);
+  clash.front_door = FrontDoorPort{.port = 8080, .guest_port = 81};
+  auto refused = controller_->CreateService(clash);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, ErrorCode::kAlreadyExists);
+  EXPECT_EQ(refused.error().field, "spec.front_door.port") << refused.error().message;
+
+  // Until a replica is ready, the table has the service's frontend and no server.
+  ASSERT_TRUE(Eventually([&] { return sessions_["n-a"]->LastFrontDoor().has_value(); }));
+  EXPECT_TRUE(sessions_["n-a"]->LastFrontDoor()->services.at(0).servers.empty());
+
+  // Every node reports its replica running and healthy, published on its own address.
+  for (const auto& [node, session] : sessions_) {
+    AgentReport report;
+    const NodeAssignment a = *session->Last();
+    report.applied_version = a.version;
+    for (const AssignedReplica& r : a.replicas) {
+      report.guests.push_back(
+          {r.guest,
+           ReplicaObservation{
+               .guest_state = GuestState::kRunning,
+               .healthy = true,
+               .endpoints = {"10.0.0." + std::to_string(node.back() - 'a' + 1) + ":31000->80"}}});
+    }
+    controller_->AgentReported(session.get(), report);
+  }
+  Sync();
+  auto table_has = [&](const std::string& node, size_t servers) {
+    auto t = sessions_[node]->LastFrontDoor();
+    return t && t->services.size() == 1 && t->services[0].servers.size() == servers;
+  };
+  ASSERT_TRUE(Eventually([&] { return table_has("n-a", 3) && table_has("n-c", 3); }));
+  const FrontDoorTable first = *sessions_["n-b"]->LastFrontDoor();
+  EXPECT_EQ(first.services[0].name, "web");
+  EXPECT_EQ(first.services[0].port, 8080);
+  std::set<std::string> addresses, zones;
+  for (const FrontDoorServer& r : first.services[0].servers) {
+    addresses.insert(r.address);
+    zones.insert(r.zone);
+    EXPECT_EQ(r.port, 31000);
+    EXPECT_FALSE(r.draining);
+  }
+  EXPECT_EQ(addresses, (std::set<std::string>{"10.0.0.1", "10.0.0.2", "10.0.0.3"}));
+  EXPECT_EQ(zones, (std::set<std::string>{"a", "b", "c"}));
+
+  // Scaled in: the removed replica drains first, then leaves.
+  ASSERT_TRUE(controller_->ScaleService("web", 2, 0).has_value());
+  Sync();
+  auto table = sessions_["n-a"]->LastFrontDoor();
+  ASSERT_TRUE(table.has_value());
+  EXPECT_GT(table->version, first.version);
+  ASSERT_EQ(table->services[0].servers.size(), 3u);
+  EXPECT_EQ(std::ranges::count(table->services[0].servers, true, &FrontDoorServer::draining), 1);
+
+  // A late agent gets the current table right after its hello.
+  Connect("n-d", "a");
+  ASSERT_TRUE(sessions_["n-d"]->LastFrontDoor().has_value());
+  EXPECT_EQ(sessions_["n-d"]->LastFrontDoor()->version, table->version);
 }
 
 }  // namespace

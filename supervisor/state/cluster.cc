@@ -108,6 +108,10 @@ std::string_view AutoscaleMetricName(AutoscaleMetric metric) {
   return "unknown";
 }
 
+std::string_view FrontDoorProtocolName(FrontDoorProtocol protocol) {
+  return protocol == FrontDoorProtocol::kTcp ? "tcp" : "http";
+}
+
 std::string ReplicaGuestName(std::string_view service, uint32_t index, uint64_t generation) {
   return std::string(service) + "-" + std::to_string(index) + "-" + std::to_string(generation);
 }

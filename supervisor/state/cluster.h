@@ -71,6 +71,18 @@ struct AutoscalePolicy {
   bool operator==(const AutoscalePolicy&) const = default;
 };
 
+// A service's one stable address (mirrors phoenix.v1.FrontDoor): `port` on every node, balanced
+// over the ready replicas' `guest_port`.
+enum class FrontDoorProtocol { kHttp, kTcp };
+std::string_view FrontDoorProtocolName(FrontDoorProtocol protocol);  // "http", "tcp"
+
+struct FrontDoorPort {
+  uint16_t port = 0;
+  uint16_t guest_port = 0;
+  FrontDoorProtocol protocol = FrontDoorProtocol::kHttp;
+  bool operator==(const FrontDoorPort&) const = default;
+};
+
 struct ServiceSpec {
   std::string name;  // [a-z0-9][a-z0-9-]{0,39}
   RuntimeKind runtime = RuntimeKind::kContainer;
@@ -88,6 +100,7 @@ struct ServiceSpec {
   // stay free of protobuf while every field the user set reaches the agent unchanged.
   std::string guest_template;
   std::optional<AutoscalePolicy> autoscale;  // absent = fixed replica count
+  std::optional<FrontDoorPort> front_door;   // absent = no front door
   bool operator==(const ServiceSpec&) const = default;
 };
 
@@ -205,6 +218,7 @@ struct NodeLive {
   std::set<std::string> images;  // "name:tag" and ids present on the node
   std::string agent_version;
   std::string state_reason;
+  std::string advertise_address;  // where its front door listens, as its hello said
 };
 
 enum class ClusterEventType {

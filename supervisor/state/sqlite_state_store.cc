@@ -124,6 +124,12 @@ CREATE TABLE autoscale_decisions (
     R"sql(
 ALTER TABLE events ADD COLUMN actor TEXT NOT NULL DEFAULT '';
 )sql",
+    // 3 -> 4: a service's front door (port 0 = none).
+    R"sql(
+ALTER TABLE services ADD COLUMN front_door_port INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE services ADD COLUMN front_door_guest_port INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE services ADD COLUMN front_door_protocol TEXT NOT NULL DEFAULT 'http';
+)sql",
 };
 
 constexpr SqlCode<RuntimeKind> kRuntimeCodes[] = {{RuntimeKind::kVm, "vm"},
@@ -131,6 +137,8 @@ constexpr SqlCode<RuntimeKind> kRuntimeCodes[] = {{RuntimeKind::kVm, "vm"},
                                                   {RuntimeKind::kContainer, "container"}};
 constexpr SqlCode<AutoscaleMetric> kMetricCodes[] = {{AutoscaleMetric::kCpu, "cpu"},
                                                      {AutoscaleMetric::kRps, "rps"}};
+constexpr SqlCode<FrontDoorProtocol> kProtocolCodes[] = {{FrontDoorProtocol::kHttp, "http"},
+                                                         {FrontDoorProtocol::kTcp, "tcp"}};
 constexpr SqlCode<PlacementStrategy> kStrategyCodes[] = {{PlacementStrategy::kSpread, "spread"},
                                                          {PlacementStrategy::kBinpack, "binpack"}};
 constexpr SqlCode<ClusterEventType> kEventCodes[] = {
@@ -325,14 +333,17 @@ Result<void> SqliteStateStore::PutService(const Service& service, uint64_t versi
   const std::string& name = spec.name;
   auto s = Prepare(
       "INSERT INTO services (name, version, runtime, image, vcpus, memory_mib, replicas, "
-      "spread_attribute, max_skew, strategy, distinct_hosts, guest_template, created_at_us) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) "
+      "spread_attribute, max_skew, strategy, distinct_hosts, guest_template, created_at_us, "
+      "front_door_port, front_door_guest_port, front_door_protocol) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) "
       "ON CONFLICT (name) DO UPDATE SET version = excluded.version, runtime = excluded.runtime, "
       "image = excluded.image, vcpus = excluded.vcpus, memory_mib = excluded.memory_mib, "
       "replicas = excluded.replicas, spread_attribute = excluded.spread_attribute, "
       "max_skew = excluded.max_skew, strategy = excluded.strategy, "
       "distinct_hosts = excluded.distinct_hosts, guest_template = excluded.guest_template, "
-      "created_at_us = excluded.created_at_us");
+      "created_at_us = excluded.created_at_us, front_door_port = excluded.front_door_port, "
+      "front_door_guest_port = excluded.front_door_guest_port, "
+      "front_door_protocol = excluded.front_door_protocol");
   if (!s) return std::unexpected(s.error());
   s->Bind(1, name)
       .Bind(2, AsInt(version))
@@ -346,7 +357,11 @@ Result<void> SqliteStateStore::PutService(const Service& service, uint64_t versi
       .Bind(10, ToSqlCode(kStrategyCodes, spec.strategy))
       .Bind(11, int64_t{spec.distinct_hosts})
       .BindBlob(12, spec.guest_template)
-      .Bind(13, ToMicros(service.created_at));
+      .Bind(13, ToMicros(service.created_at))
+      .Bind(14, int64_t{spec.front_door ? spec.front_door->port : 0})
+      .Bind(15, int64_t{spec.front_door ? spec.front_door->guest_port : 0})
+      .Bind(16, ToSqlCode(kProtocolCodes,
+                          spec.front_door ? spec.front_door->protocol : FrontDoorProtocol::kHttp));
   PHX_TRY(s->Run("storing service " + name));
 
   static constexpr std::string_view kClear[] = {
@@ -515,8 +530,8 @@ Result<ClusterSnapshotRecord> SqliteStateStore::LoadLocked() {
   std::map<std::string, size_t, std::less<>> service_at;
   PHX_TRY(each(
       "SELECT name, version, runtime, image, vcpus, memory_mib, replicas, spread_attribute, "
-      "max_skew, strategy, distinct_hosts, guest_template, created_at_us FROM services "
-      "ORDER BY name",
+      "max_skew, strategy, distinct_hosts, guest_template, created_at_us, front_door_port, "
+      "front_door_guest_port, front_door_protocol FROM services ORDER BY name",
       "loading services", [&](Stmt& s) -> Result<void> {
         Service v;
         ServiceSpec& spec = v.spec;
@@ -537,6 +552,14 @@ Result<ClusterSnapshotRecord> SqliteStateStore::LoadLocked() {
         spec.distinct_hosts = s.Int(10) != 0;
         spec.guest_template = s.Blob(11);
         v.created_at = FromMicros(s.Int(12));
+        if (s.Int(13) != 0) {
+          auto protocol =
+              FromCode(kProtocolCodes, s.Text(15), "front door protocol of service " + spec.name);
+          if (!protocol) return std::unexpected(protocol.error());
+          spec.front_door = FrontDoorPort{.port = static_cast<uint16_t>(s.Int(13)),
+                                          .guest_port = static_cast<uint16_t>(s.Int(14)),
+                                          .protocol = *protocol};
+        }
         service_at.emplace(spec.name, out.services.size());
         out.services.push_back(std::move(v));
         return {};

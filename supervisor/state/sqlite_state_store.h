@@ -38,7 +38,7 @@ namespace phoenix::supervisor {
 class SqliteStateStore : public StateStore {
  public:
   // The schema version this build writes and understands.
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
   struct Options {
     size_t max_events = 10000;  // the event log keeps the newest N events; must be > 0

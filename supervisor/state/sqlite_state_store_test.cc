@@ -100,6 +100,13 @@ TEST(SqliteStateStoreTest, RefusesANewerSchema) {
   EXPECT_THAT(r.error().message, HasSubstr(file.string()));
 }
 
+// Schema 4 added the services' front door columns; older databases do not have them.
+void DropFrontDoorColumns(RawDb& raw) {
+  for (const char* column : {"front_door_port", "front_door_guest_port", "front_door_protocol"}) {
+    ASSERT_EQ(raw.Exec(std::string("ALTER TABLE services DROP COLUMN ") + column), SQLITE_OK);
+  }
+}
+
 TEST(SqliteStateStoreTest, MigratesASchema1DatabaseKeepingItsServices) {
   TempDir dir;
   fs::path file = dir.path() / "supervisor.db";
@@ -121,6 +128,7 @@ TEST(SqliteStateStoreTest, MigratesASchema1DatabaseKeepingItsServices) {
       ASSERT_EQ(raw.Exec(std::string("DROP TABLE ") + table), SQLITE_OK);
     }
     ASSERT_EQ(raw.Exec("ALTER TABLE events DROP COLUMN actor"), SQLITE_OK);
+    DropFrontDoorColumns(raw);
     ASSERT_EQ(raw.Exec("PRAGMA user_version=1"), SQLITE_OK);
   }
   auto store = SqliteStateStore::Open(file);
@@ -156,6 +164,7 @@ TEST(SqliteStateStoreTest, MigratesASchema2DatabaseKeepingItsEventsWithoutAnActo
   {
     RawDb raw(file);  // what a schema-2 database looks like: events without an actor
     ASSERT_EQ(raw.Exec("ALTER TABLE events DROP COLUMN actor"), SQLITE_OK);
+    DropFrontDoorColumns(raw);
     ASSERT_EQ(raw.Exec("PRAGMA user_version=2"), SQLITE_OK);
   }
   auto store = SqliteStateStore::Open(file);
@@ -170,6 +179,32 @@ TEST(SqliteStateStoreTest, MigratesASchema2DatabaseKeepingItsEventsWithoutAnActo
   EXPECT_EQ((*events)[0].message, "before");
   EXPECT_EQ((*events)[0].actor, "");
   EXPECT_EQ((*events)[1].actor, "token abc (admin)");
+}
+
+TEST(SqliteStateStoreTest, MigratesASchema3DatabaseWhoseServicesHaveNoFrontDoor) {
+  TempDir dir;
+  fs::path file = dir.path() / "supervisor.db";
+  Service s = FullService("web");
+  {
+    auto store = SqliteStateStore::Open(file);
+    ASSERT_TRUE(store.has_value());
+    s.spec.front_door.reset();
+    CommitBatch b;
+    b.put_services.push_back({s, 0});
+    ASSERT_TRUE((*store)->Commit(b).has_value());
+  }
+  {
+    RawDb raw(file);  // what a schema-3 database looks like: services without a front door
+    DropFrontDoorColumns(raw);
+    ASSERT_EQ(raw.Exec("PRAGMA user_version=3"), SQLITE_OK);
+  }
+  auto store = SqliteStateStore::Open(file);
+  ASSERT_TRUE(store.has_value()) << store.error().ToString();
+  auto loaded = (*store)->Load();
+  ASSERT_TRUE(loaded.has_value());
+  ASSERT_EQ(loaded->services.size(), 1u);
+  EXPECT_EQ(loaded->services[0].spec, s.spec);
+  EXPECT_FALSE(loaded->services[0].spec.front_door.has_value());
 }
 
 TEST(SqliteStateStoreTest, RefusesAFileThatIsNotADatabase) {

@@ -88,6 +88,8 @@ inline Service FullService(const std::string& name) {
                                      .scale_up_max_step = 7,
                                      .scale_up_period_s = 11};
   s.autoscale = FullWindow(2);
+  s.spec.front_door =
+      FrontDoorPort{.port = 65535, .guest_port = 8080, .protocol = FrontDoorProtocol::kTcp};
   return s;
 }
 

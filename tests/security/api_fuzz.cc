@@ -521,6 +521,7 @@ bool FuzzAgent(uint64_t iterations, uint64_t seed) {
 class QuietSession : public supervisor::AgentSession {
  public:
   void SendAssignment(const supervisor::NodeAssignment&) override {}
+  void SendFrontDoor(const supervisor::FrontDoorTable&) override {}
   void Close(const Error&) override {}
 };
 
