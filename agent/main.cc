@@ -28,6 +28,7 @@
 #include "agent/api/agent_service.h"
 #include "agent/api/remote_auth.h"
 #include "agent/api/serving_tls.h"
+#include "agent/frontdoor/front_door.h"
 #include "agent/image/image_store.h"
 #include "agent/link/enrollment.h"
 #include "agent/link/supervisor_link.h"
@@ -38,6 +39,7 @@
 #include "agent/runtime/microvm/microvm_runtime.h"
 #include "agent/runtime/oci/oci_runtime.h"
 #include "agent/state/agent_store.h"
+#include "proto/support/ip_address.h"
 #include "proto/support/logging.h"
 #include "proto/support/server_limits.h"
 #include "proto/support/tls.h"
@@ -87,6 +89,12 @@ Flags:
   --node NAME          node name (default: host name)
   --zone ZONE          availability zone (default "default")
   --labels K=V,...     node labels
+  --advertise-address IP
+                       where other nodes and clients reach this node: services' front doors
+                       (HAProxy, started and owned by the agent, state in <state-dir>/frontdoor)
+                       listen here, and the supervisor hands it to every other node (default:
+                       the host's primary address, or 127.0.0.1 without one; several agents on
+                       one host in development each take their own, e.g. 127.0.1.1, 127.0.1.2)
   --vcpus N            vCPUs this node offers (default: the host's); with --memory-mib, lets
                        several agents share one host, each offering a slice of it
   --memory-mib N       memory this node offers in MiB (default: the host's)
@@ -127,6 +135,7 @@ struct Flags {
   std::string node;
   std::string zone = "default";
   std::string labels;
+  std::string advertise_address;  // empty = PrimaryAddress()
   std::string libvirt_uri = "qemu:///system";
   std::filesystem::path vmm;
   std::filesystem::path port_file;
@@ -194,6 +203,8 @@ Flags ParseFlags(int argc, char** argv) {
       f.zone = value;
     else if (arg == "--labels")
       f.labels = value;
+    else if (arg == "--advertise-address")
+      f.advertise_address = value;
     else if (arg == "--libvirt-uri")
       f.libvirt_uri = value;
     else if (arg == "--vmm")
@@ -352,6 +363,11 @@ int main(int argc, char** argv) {
   auto labels = ParseLabels(flags.labels);
   if (!labels) UsageError("--labels: " + labels.error().message);
   identity.labels = *labels;
+  identity.advertise_address =
+      flags.advertise_address.empty() ? PrimaryAddress() : flags.advertise_address;
+  if (!phoenix::IsIpLiteral(identity.advertise_address)) {
+    UsageError("--advertise-address: want an IP address, got \"" + flags.advertise_address + "\"");
+  }
   auto capacity = ReadHostCapacity();
   if (!capacity) return Fatal("reading host capacity", capacity.error());
   // Several agents sharing one host (a lab, the quickstart) each offer a slice of it.
@@ -474,6 +490,12 @@ int main(int argc, char** argv) {
     std::filesystem::rename(flags.tls_port_file.string() + ".tmp", flags.tls_port_file, ec);
   }
 
+  // The node's front door: HAProxy only once a table with a service arrives, or at once when an
+  // HAProxy of an earlier run is there to adopt.
+  auto front_door = frontdoor::FrontDoor::Start(
+      {.files = {.dir = flags.state_dir / "frontdoor"},
+       .settings = {.bind_address = identity.advertise_address, .zone = identity.zone}});
+  if (!front_door) return Fatal("starting the front door", front_door.error());
   std::unique_ptr<link::SupervisorLink> supervisor_link;
   if (!flags.supervisor.empty()) {
     link::SupervisorLink::Options link_options;
@@ -492,6 +514,12 @@ int main(int argc, char** argv) {
       return info;
     };
     link_options.node_name = identity.name;
+    link_options.on_front_door = [door = front_door->get()](frontdoor::FrontDoorTable table) {
+      const uint64_t version = table.version;
+      if (auto r = door->Apply(std::move(table)); !r) {
+        spdlog::error("front door table {} refused: {}", version, r.error().ToString());
+      }
+    };
     supervisor_link = std::make_unique<link::SupervisorLink>(manager, **store, **images, hub,
                                                              std::move(link_options));
     if (auto r = supervisor_link->Start(); !r)

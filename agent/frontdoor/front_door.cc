@@ -126,6 +126,7 @@ void FrontDoor::Report(const std::string& message) {
 }
 
 void FrontDoor::Run() {
+  haproxy_wanted_ = fs::exists(options_.files.pid_file());
   uint64_t seen_version = 0;
   for (;;) {
     std::optional<FrontDoorTable> want;
@@ -150,6 +151,16 @@ void FrontDoor::Run() {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] { return stopping_; });
       return;
+    }
+    haproxy_wanted_ = haproxy_wanted_ || (want && !want->services.empty());
+    if (!haproxy_wanted_) {
+      // Nothing to serve: an empty table is applied by having no HAProxy at all.
+      if (want) {
+        std::lock_guard lock(mu_);
+        status_.applied_version = std::max(status_.applied_version, want->version);
+      }
+      cv_.notify_all();
+      continue;
     }
     EnsureHaproxy();
     if (want && haproxy_.Running()) Sync(*want);

@@ -12,8 +12,10 @@
 //    the table is put in maintenance (no new requests, in-flight ones go on) and deleted once its
 //    last connection closed. The config file is rewritten too, so a restarted HAProxy starts from
 //    the same state.
-// While no table arrived since the agent started, an adopted HAProxy is left exactly as it is
-// (static stability: the supervisor may be away); its own health checks still drop dead replicas.
+// HAProxy runs only when there is something to serve: it is started for the first table with a
+// service, or adopted at once when an earlier agent left one running (its pid file). While no
+// table arrived since the agent started, an adopted HAProxy is left exactly as it is (static
+// stability: the supervisor may be away); its own health checks still drop dead replicas.
 //
 // Threading: Apply() and status() from any thread. on_event runs on the worker thread and must not
 // call back into the FrontDoor. The destructor stops the worker and leaves HAProxy running.
@@ -56,7 +58,7 @@ struct FrontDoorStatus {
 
 class FrontDoor {
  public:
-  // Creates the directory and starts the worker, which adopts or starts HAProxy at once.
+  // Creates the directory and starts the worker, which adopts a running HAProxy at once.
   [[nodiscard]] static Result<std::unique_ptr<FrontDoor>> Start(FrontDoorOptions options);
   ~FrontDoor();
   FrontDoor(const FrontDoor&) = delete;
@@ -102,6 +104,7 @@ class FrontDoor {
   std::optional<FrontDoorTable> last_good_;      // the last table applied in full
   uint64_t failed_version_ = 0;                  // the table whose frontends HAProxy refused
   bool first_ensure_ = true;
+  bool haproxy_wanted_ = false;  // an HAProxy was there to adopt, or a table had a service
 
   std::thread worker_;  // last: started after everything it uses exists
 };

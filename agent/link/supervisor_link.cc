@@ -1,5 +1,7 @@
 #include "agent/link/supervisor_link.h"
 
+#include "agent/link/front_door_convert.h"
+
 #include <random>
 
 #include <spdlog/spdlog.h>
@@ -208,6 +210,10 @@ void SupervisorLink::ReadLoop(
         }
       }
       cv_.notify_all();
+    } else if (message.has_front_door()) {
+      if (options_.on_front_door) {
+        options_.on_front_door(FrontDoorTableFromProto(message.front_door()));
+      }
     }
   }
   ended = true;

@@ -9,7 +9,8 @@
 // the GuestManager's blocking bridge):
 //   - the link thread dials, writes Hello and Status (it is the stream's only writer) and watches
 //     the EventHub for changes of managed guests (bounded waits of 100 ms);
-//   - a reader thread per connection reads Welcome and Assignments (the stream's only reader);
+//   - a reader thread per connection reads Welcome, Assignments and front door tables (the stream's
+//     only reader; tables go straight to Options::on_front_door);
 //   - the apply thread applies the newest received assignment (older pending ones are superseded:
 //     an assignment is the full list) and re-converges periodically, so a slow Delete never delays
 //     heartbeats.
@@ -29,6 +30,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "agent/frontdoor/frontdoor_table.h"
 #include "agent/image/image_store.h"
 #include "agent/link/assignment_applier.h"
 #include "agent/reconcile/guest_manager.h"
@@ -54,6 +56,8 @@ class SupervisorLink {
     std::chrono::milliseconds renewal_retry{std::chrono::hours(1)};
     // This node's NodeInfo exactly as the agent API reports it (called on the link thread).
     std::function<v1::NodeInfo()> node_info;
+    // Every front door table received (on the reader thread; must not block). Null: ignored.
+    std::function<void(frontdoor::FrontDoorTable)> on_front_door;
     std::string node_name;  // Guest.node in Status
     std::chrono::milliseconds initial_backoff{200};
     std::chrono::milliseconds max_backoff{5000};

@@ -1,5 +1,9 @@
 #include "agent/node/node_info.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <unistd.h>
 
 #include <charconv>
@@ -41,6 +45,28 @@ std::string HostName() {
   char buf[256] = {};
   if (gethostname(buf, sizeof(buf) - 1) != 0 || buf[0] == '\0') return "localhost";
   return buf;
+}
+
+std::string PrimaryAddress() {
+  int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return "127.0.0.1";
+  sockaddr_in peer{};
+  peer.sin_family = AF_INET;
+  peer.sin_port = htons(9);
+  ::inet_pton(AF_INET, "192.0.2.1", &peer.sin_addr);  // TEST-NET-1: never answers
+  std::string address = "127.0.0.1";
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&peer), sizeof(peer)) == 0) {
+    sockaddr_in self{};
+    socklen_t len = sizeof(self);
+    char text[INET_ADDRSTRLEN] = {};
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&self), &len) == 0 &&
+        self.sin_addr.s_addr != htonl(INADDR_ANY) &&
+        ::inet_ntop(AF_INET, &self.sin_addr, text, sizeof(text)) != nullptr) {
+      address = text;
+    }
+  }
+  ::close(fd);
+  return address;
 }
 
 Result<std::map<std::string, std::string>> ParseLabels(std::string_view text) {

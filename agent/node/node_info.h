@@ -17,6 +17,8 @@ struct NodeIdentity {
   std::string name;  // default: the host name
   std::string zone = "default";
   std::map<std::string, std::string> labels;
+  // Where other nodes and clients reach this node (its front door binds here): an IP literal.
+  std::string advertise_address = "127.0.0.1";
 };
 
 struct HostCapacity {
@@ -32,6 +34,11 @@ struct HostCapacity {
 
 // The host name (gethostname), or "localhost" if it cannot be read.
 std::string HostName();
+
+// The host's primary address: the source address the kernel picks for a route to the outside
+// (a UDP socket "connected" to a TEST-NET address; no packet is sent). 127.0.0.1 when the host has
+// no such route (an isolated lab machine).
+std::string PrimaryAddress();
 
 // Parses "k=v,k2=v2" into labels; an entry without '=' is an error naming it.
 [[nodiscard]] Result<std::map<std::string, std::string>> ParseLabels(std::string_view text);

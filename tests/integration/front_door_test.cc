@@ -131,9 +131,17 @@ class FrontDoorTest : public ::testing::Test {
   std::vector<std::string> events_;
 };
 
+TEST_F(FrontDoorTest, NothingToServeStartsNoHaproxy) {
+  door_ = StartDoor();
+  ASSERT_TRUE(door_->Apply({.version = 1, .services = {}}));
+  ASSERT_TRUE(door_->WaitApplied(1, 15s));
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(door_->status().haproxy_pid, -1);
+  EXPECT_FALSE(fs::exists(files_.pid_file()));
+}
+
 TEST_F(FrontDoorTest, ServerChangesNeedNoReload) {
   door_ = StartDoor();
-  WaitForHaproxy(*door_);
   NamedHttpServer a("A"), b("B"), c("C");
   const uint16_t port = FreeLoopbackPort();
 
@@ -183,7 +191,6 @@ TEST_F(FrontDoorTest, ServerChangesNeedNoReload) {
 
 TEST_F(FrontDoorTest, ANewServiceIsASeamlessReloadThatRefusesNoRequest) {
   door_ = StartDoor();
-  WaitForHaproxy(*door_);
   NamedHttpServer a("A"), b("B");
   const uint16_t web = FreeLoopbackPort(), api = FreeLoopbackPort();
   ASSERT_TRUE(door_->Apply({.version = 1, .services = {Web(web, {Server("a", a)})}}));
@@ -227,9 +234,9 @@ TEST_F(FrontDoorTest, HaproxyOutlivesTheAgentIsAdoptedAndRisesAgainWhenKilled) {
   NamedHttpServer a("A"), b("B");
   const uint16_t port = FreeLoopbackPort();
   door_ = StartDoor();
-  const int master = WaitForHaproxy(*door_);
   ASSERT_TRUE(door_->Apply({.version = 5, .services = {Web(port, {Server("a", a)})}}));
   ASSERT_TRUE(door_->WaitApplied(5, 15s)) << door_->status().last_error;
+  const int master = WaitForHaproxy(*door_);
 
   door_.reset();  // the agent dies
   EXPECT_TRUE(testing::ProcessAlive(master));
@@ -267,7 +274,6 @@ TEST_F(FrontDoorTest, AReloadHaproxyRejectsLeavesTheLastGoodStateServing) {
   const uint16_t web = FreeLoopbackPort();
   testing::TcpListener squatter("127.0.0.1");  // someone else holds the port api wants
   door_ = StartDoor();
-  WaitForHaproxy(*door_);
   ASSERT_TRUE(door_->Apply({.version = 1, .services = {Web(web, {Server("a", a)})}}));
   ASSERT_TRUE(door_->WaitApplied(1, 15s)) << door_->status().last_error;
 

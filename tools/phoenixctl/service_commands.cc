@@ -92,6 +92,14 @@ Placement flags:
   --selector KEY=VALUE         only nodes carrying this label; repeatable (all must match)
   --distinct-hosts             at most one replica of this service per node
 
+Front door (one stable address for the service):
+  --port PORT:GUESTPORT[/tcp]  every node's HAProxy listens on PORT at the node's advertise
+                               address and balances requests over all ready replicas cluster-wide
+                               (preferring its own zone), reaching each at GUESTPORT (published on
+                               every replica). HTTP by default: per request, failed connections
+                               retried on another replica, a leaving replica drained; /tcp balances
+                               connections. PORT must be unique across services.
+
 Guest flags (what every replica runs). --publish takes GUESTPORT or HOSTIP:0:GUESTPORT: each
 node picks the host port of its replica, shown under ENDPOINTS by 'service show'. HOSTIP defaults
 to 127.0.0.1 (reachable on the node only); use 0.0.0.0 to serve other hosts.
@@ -101,9 +109,10 @@ constexpr std::string_view kCreateHelpTail =
     R"(  -o json                      print the created service as JSON
 
 Examples:
-  # the demo web app, three replicas spread over three zones, health-checked
+  # the demo web app, three replicas spread over three zones, health-checked, behind the front
+  # door on port 8080 of every node
   phoenixctl service create web --image demo --runtime container --replicas 3 --spread zone \
-      --publish 80 --health-http 80/health
+      --port 8080:80 --health-http 80/health
   # six micro-VMs packed tightly on SSD nodes, never two on one host
   phoenixctl service create cache --image demo --runtime microvm --replicas 6 --strategy binpack \
       --selector disk=ssd --distinct-hosts --memory 512M
@@ -332,6 +341,43 @@ Result<std::pair<std::string, std::string>> ParseLabel(std::string_view text) {
   return std::pair(std::string(text.substr(0, eq)), std::string(text.substr(eq + 1)));
 }
 
+}  // namespace
+
+Result<v1::FrontDoor> ParseFrontDoor(std::string_view text) {
+  v1::FrontDoor door;
+  std::string_view ports = text;
+  if (const size_t slash = text.find('/'); slash != std::string_view::npos) {
+    ports = text.substr(0, slash);
+    const std::string_view protocol = text.substr(slash + 1);
+    if (protocol == "tcp") {
+      door.set_protocol(v1::FRONT_DOOR_PROTOCOL_TCP);
+    } else if (protocol == "http") {
+      door.set_protocol(v1::FRONT_DOOR_PROTOCOL_HTTP);
+    } else {
+      return InvalidArgument("",
+                             "protocol must be http or tcp, got \"" + std::string(protocol) + "\"");
+    }
+  }
+  const size_t colon = ports.find(':');
+  auto port = [](std::string_view p) -> std::optional<uint32_t> {
+    uint32_t n = 0;
+    auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), n);
+    if (ec != std::errc() || end != p.data() + p.size() || n == 0 || n > 65535) return std::nullopt;
+    return n;
+  };
+  const auto front = port(ports.substr(0, colon));
+  const auto guest = colon == std::string_view::npos ? front : port(ports.substr(colon + 1));
+  if (!front || !guest) {
+    return InvalidArgument("",
+                           "expects PORT:GUESTPORT[/http|/tcp] with ports 1-65535, e.g. 8080:80");
+  }
+  door.set_port(*front);
+  door.set_guest_port(*guest);
+  return door;
+}
+
+namespace {
+
 int ServiceCreate(Context& ctx, std::span<const std::string> args) {
   constexpr std::string_view kCommand = "service create";
   GuestSpecFlags spec_flags;
@@ -342,6 +388,7 @@ int ServiceCreate(Context& ctx, std::span<const std::string> args) {
   std::vector<std::string> selectors;
   bool distinct_hosts = false;
   AutoscaleFlags autoscale;
+  std::optional<v1::FrontDoor> front_door;
 
   FlagSet flags{std::string(kCommand)};
   spec_flags.Register(flags);
@@ -365,6 +412,12 @@ int ServiceCreate(Context& ctx, std::span<const std::string> args) {
   });
   flags.Strings("selector", &selectors);
   flags.Bool("distinct-hosts", &distinct_hosts);
+  flags.Value("port", [&front_door](std::string_view value) -> Result<void> {
+    auto door = ParseFrontDoor(value);
+    if (!door) return std::unexpected(door.error());
+    front_door = *door;
+    return {};
+  });
   flags.AllowTrailing();
   int exit_code = kExitOk;
   auto parsed = ParseCommandLine(ctx, flags, args, CreateHelp(), &exit_code);
@@ -415,6 +468,7 @@ int ServiceCreate(Context& ctx, std::span<const std::string> args) {
     spec.mutable_spread()->set_max_skew(static_cast<uint32_t>(max_skew.value_or(1)));
   }
   if (strategy) spec.set_strategy(*strategy);
+  if (front_door) *spec.mutable_front_door() = *front_door;
   for (const std::string& text : selectors) {
     auto label = ParseLabel(text);
     if (!label) return ctx.UsageError(kCommand, "--selector " + text + ": expects KEY=VALUE");
@@ -595,41 +649,6 @@ int ServiceRm(Context& ctx, std::span<const std::string> args) {
   return kExitOk;
 }
 
-std::string YesNo(bool value) { return value ? "yes" : "no"; }
-
-std::string ReplicaHealth(const v1::Replica& replica, bool has_health_check) {
-  if (!has_health_check || replica.guest_state() != v1::GUEST_STATE_RUNNING) return "-";
-  return YesNo(replica.healthy());
-}
-
-std::string ReplicaEndpoints(const v1::Replica& replica) {
-  std::string text;
-  for (const v1::Endpoint& endpoint : replica.endpoints()) {
-    if (!text.empty()) text += ",";
-    text += EndpointUrl(endpoint);
-  }
-  return text.empty() ? "-" : text;
-}
-
-// "cpu 12% 35.2 rps", or "-" when nothing was measured.
-std::string ReplicaLoad(const v1::Replica& replica) {
-  if (!replica.has_metrics()) return "-";
-  const v1::GuestMetrics& m = replica.metrics();
-  std::string text;
-  char buf[64];
-  if (m.cpu_valid()) {
-    std::snprintf(buf, sizeof buf, "cpu %.0f%%", m.cpu_percent());
-    text = buf;
-  }
-  if (m.requests_valid()) {
-    std::snprintf(buf, sizeof buf, "%.1f rps", m.requests_per_second());
-    text += (text.empty() ? "" : " ") + std::string(buf);
-  }
-  return text.empty() ? "-" : text;
-}
-
-std::string OrDash(const std::string& text) { return text.empty() ? "-" : text; }
-
 }  // namespace
 
 int RunServiceGroup(Context& ctx, std::span<const std::string> args) {
@@ -645,162 +664,6 @@ bool IsValidServiceName(std::string_view name) {
   auto lower_or_digit = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
   if (!lower_or_digit(name[0])) return false;
   return std::ranges::all_of(name, [&](char c) { return lower_or_digit(c) || c == '-'; });
-}
-
-std::string ReplicaStateName(v1::ReplicaState state) {
-  switch (state) {
-    case v1::REPLICA_STATE_PENDING:
-      return "pending";
-    case v1::REPLICA_STATE_ASSIGNED:
-      return "assigned";
-    case v1::REPLICA_STATE_RUNNING:
-      return "running";
-    case v1::REPLICA_STATE_LOST:
-      return "lost";
-    default:
-      return "-";
-  }
-}
-
-std::string AutoscaleValueText(const std::string& metric, double value, int decimals) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f%s", decimals, value, metric == "cpu" ? "%" : " rps");
-  return buf;
-}
-
-std::string AutoscalePolicyText(const v1::AutoscalePolicy& p) {
-  char tolerance[32];
-  std::snprintf(tolerance, sizeof tolerance, "%g%%", p.tolerance() * 100);
-  return "min " + std::to_string(p.min_replicas()) + ", max " + std::to_string(p.max_replicas()) +
-         ", target " + p.metric() + " " + AutoscaleValueText(p.metric(), p.target(), 0) +
-         " per replica (±" + tolerance + "), scale-down window " +
-         std::to_string(p.scale_down_stabilization_s()) + "s";
-}
-
-std::string SpreadText(const v1::Spread& spread) {
-  if (spread.attribute().empty()) return "-";
-  return spread.attribute() + " (max skew " +
-         std::to_string(spread.max_skew() == 0 ? 1 : spread.max_skew()) + ")";
-}
-
-void RenderServiceTable(std::span<const v1::Service> services,
-                        std::chrono::system_clock::time_point now, std::ostream& out) {
-  Table table({"NAME", "RUNTIME", "IMAGE", "REPLICAS", "SPREAD", "AGE"});
-  for (const v1::Service& service : services) {
-    const v1::ServiceSpec& spec = service.spec();
-    table.AddRow({spec.name(), RuntimeName(spec.template_().runtime()), spec.template_().image(),
-                  std::to_string(service.running()) + "/" + std::to_string(spec.replicas()),
-                  SpreadText(spec.spread()), FormatAge(service.created_at(), now)});
-  }
-  table.Render(out);
-}
-
-void RenderServiceDetail(const v1::Service& service, std::ostream& out) {
-  const v1::ServiceSpec& spec = service.spec();
-  const v1::GuestSpec& guest = spec.template_();
-  std::vector<std::pair<std::string, std::string>> rows;
-  auto add = [&rows](std::string key, std::string value) {
-    rows.emplace_back(std::move(key), value.empty() ? "-" : std::move(value));
-  };
-  add("Name", spec.name());
-  add("Version", std::to_string(service.version()));
-  add("Image", guest.image());
-  add("Runtime", RuntimeName(guest.runtime()));
-  add("Replicas", std::to_string(service.running()) + " running of " +
-                      std::to_string(spec.replicas()) + " desired");
-  if (spec.has_autoscale()) {
-    const v1::AutoscalePolicy& p = spec.autoscale();
-    add("Autoscale", AutoscalePolicyText(p));
-    const v1::AutoscaleStatus& a = service.autoscale();
-    add("  Current/desired", std::to_string(spec.replicas()) + " / " +
-                                 std::to_string(a.desired_replicas()) + " (" + a.state() + ")");
-    add("  Observed", a.reporting_replicas() == 0
-                          ? "no data"
-                          : AutoscaleValueText(p.metric(), a.observed(), 1) + " per replica vs " +
-                                AutoscaleValueText(p.metric(), p.target(), 0) + " target, over " +
-                                std::to_string(a.reporting_replicas()) + " reporting");
-  }
-  add("Spread", SpreadText(spec.spread()));
-  add("Strategy", spec.strategy() == v1::PLACEMENT_STRATEGY_BINPACK ? "binpack" : "spread");
-  std::map<std::string, std::string> selector(spec.node_selector().begin(),
-                                              spec.node_selector().end());
-  std::string selector_text;
-  for (const auto& [key, value] : selector) {
-    selector_text += (selector_text.empty() ? "" : " ") + key + "=" + value;
-  }
-  add("Node selector", selector_text);
-  add("Distinct hosts", YesNo(spec.distinct_hosts()));
-  add("CPUs", guest.vcpus() == 0 ? "1 (default)" : std::to_string(guest.vcpus()));
-  add("Memory",
-      guest.memory_mib() == 0 ? "256 MiB (default)" : std::to_string(guest.memory_mib()) + " MiB");
-  std::string ports;
-  for (const v1::PortMapping& port : guest.ports()) {
-    ports += (ports.empty() ? "" : ", ") + std::to_string(port.guest_port());
-  }
-  add("Published", ports.empty() ? "" : "guest ports " + ports);
-  std::string health;
-  if (guest.health().has_http()) {
-    health = "http GET :" + std::to_string(guest.health().http().port()) +
-             (guest.health().http().path().empty() ? "/health" : guest.health().http().path());
-  } else if (guest.health().has_tcp()) {
-    health = "tcp :" + std::to_string(guest.health().tcp().port());
-  }
-  add("Health check", health);
-  add("Boot", BootModeName(guest.boot_mode()));
-  if (!guest.command().empty()) {
-    std::string command;
-    for (const std::string& word : guest.command()) command += (command.empty() ? "" : " ") + word;
-    add("Command", command);
-  }
-  add("Created", FormatTime(service.created_at()));
-  size_t width = 0;
-  for (const auto& [key, value] : rows) width = std::max(width, key.size());
-  for (const auto& [key, value] : rows) {
-    out << key << ":" << std::string(width - key.size() + 1, ' ') << value << "\n";
-  }
-
-  std::vector<v1::Replica> replicas(service.replicas().begin(), service.replicas().end());
-  std::ranges::sort(replicas, {}, &v1::Replica::index);
-  const bool has_health_check = guest.health().probe_case() != v1::HealthCheck::PROBE_NOT_SET;
-  out << "\n";
-  Table table({"INDEX", "GUEST", "NODE", "ZONE", "STATE", "GUEST-STATE", "HEALTHY", "RESTARTS",
-               "LOAD", "ENDPOINTS"});
-  for (const v1::Replica& replica : replicas) {
-    table.AddRow({std::to_string(replica.index()), OrDash(replica.guest()), OrDash(replica.node()),
-                  OrDash(replica.zone()), ReplicaStateName(replica.state()),
-                  GuestStateName(replica.guest_state()), ReplicaHealth(replica, has_health_check),
-                  std::to_string(replica.restart_count()), ReplicaLoad(replica),
-                  ReplicaEndpoints(replica)});
-  }
-  table.Render(out);
-
-  bool pending_header = false;
-  for (const v1::Replica& replica : replicas) {
-    if (replica.state() != v1::REPLICA_STATE_PENDING) continue;
-    if (!pending_header) {
-      out << "\nPending replicas (why no node fits):\n";
-      pending_header = true;
-    }
-    out << "  " << replica.index() << ": "
-        << (replica.pending_reason().empty() ? "no reason given" : replica.pending_reason())
-        << "\n";
-  }
-  if (spec.has_autoscale() && service.autoscale().recent_size() > 0) {
-    out << "\nLast scaling decisions (newest first):\n";
-    for (const v1::ScalingDecision& d : service.autoscale().recent()) {
-      out << "  " << FormatTime(d.time()) << "  " << d.from_replicas() << " -> " << d.to_replicas()
-          << ": " << d.reason() << "\n";
-    }
-  }
-  bool exit_header = false;
-  for (const v1::Replica& replica : replicas) {
-    if (replica.last_exit_reason().empty()) continue;
-    if (!exit_header) {
-      out << "\nLast exits and refusals:\n";
-      exit_header = true;
-    }
-    out << "  " << replica.index() << ": " << replica.last_exit_reason() << "\n";
-  }
 }
 
 }  // namespace phoenix::ctl

@@ -133,6 +133,10 @@ TEST(ServiceCreateTest, UsageErrorsExit2WithoutCallingTheSupervisor) {
             "256M or 1G"},
            {{"create", "web", "--image", "demo", "--replicas", "1", "--publish", "80:"},
             "--publish 80:"},
+           {{"create", "web", "--image", "demo", "--replicas", "1", "--port", "8080:0"},
+            "expects PORT:GUESTPORT"},
+           {{"create", "web", "--image", "demo", "--replicas", "1", "--port", "8080:80/udp"},
+            "protocol must be http or tcp"},
            {{"create", "web", "--image", "demo", "--replicas", "1", "--publish", "8080:80"},
             "host ports are picked on each node"},
            {{"create", "web", "--image", "demo", "--replicas", "1", "--health-tcp", "80",
@@ -221,6 +225,51 @@ TEST(ServiceShowTest, PrintsSpecReplicaRowsAndPendingReasonsInFull) {
   auto missing = RunSupervisorCli(RunServiceGroup, supervisor, {"show", "nope"});
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_EQ(missing.err, "error: service nope not found (NOT_FOUND)\n");
+}
+
+TEST(ServiceCreateTest, PortGivesTheServiceAFrontDoor) {
+  struct Case {
+    const char* text;
+    uint32_t port, guest_port;
+    v1::FrontDoorProtocol protocol;
+  };
+  for (const Case& c : {Case{"8080:80", 8080, 80, v1::FRONT_DOOR_PROTOCOL_UNSPECIFIED},
+                        Case{"8080", 8080, 8080, v1::FRONT_DOOR_PROTOCOL_UNSPECIFIED},
+                        Case{"5432:5432/tcp", 5432, 5432, v1::FRONT_DOOR_PROTOCOL_TCP},
+                        Case{"80:8000/http", 80, 8000, v1::FRONT_DOOR_PROTOCOL_HTTP}}) {
+    auto door = ParseFrontDoor(c.text);
+    ASSERT_TRUE(door.has_value()) << c.text;
+    EXPECT_EQ(door->port(), c.port) << c.text;
+    EXPECT_EQ(door->guest_port(), c.guest_port) << c.text;
+    EXPECT_EQ(door->protocol(), c.protocol) << c.text;
+  }
+  for (const char* bad : {"", ":80", "8080:", "0:80", "65536:80", "80:80/udp", "a:b", "80:80:80"}) {
+    EXPECT_FALSE(ParseFrontDoor(bad).has_value()) << bad;
+  }
+
+  FakeSupervisor supervisor;
+  auto result = RunSupervisorCli(
+      RunServiceGroup, supervisor,
+      {"create", "web", "--image", "demo", "--replicas", "3", "--port", "8080:80"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  ASSERT_EQ(supervisor.create_requests().size(), 1u);
+  EXPECT_EQ(supervisor.create_requests()[0].spec().front_door().port(), 8080u);
+  EXPECT_EQ(supervisor.create_requests()[0].spec().front_door().guest_port(), 80u);
+}
+
+TEST(ServiceShowTest, PrintsTheFrontDoorAndItsAddresses) {
+  FakeSupervisor supervisor;
+  v1::Service service = MakeService();
+  service.mutable_spec()->mutable_front_door()->set_port(8080);
+  service.mutable_spec()->mutable_front_door()->set_guest_port(80);
+  service.add_front_door_addresses("10.0.0.1:8080");
+  service.add_front_door_addresses("[fd00::2]:8080");
+  supervisor.AddService(service);
+  auto result = RunSupervisorCli(RunServiceGroup, supervisor, {"show", "web"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_THAT(result.out,
+              HasSubstr("Front door:     port 8080 -> guest port 80 (http)\n"
+                        "  Addresses:    http://10.0.0.1:8080/ http://[fd00::2]:8080/\n"));
 }
 
 TEST(ServiceLsTest, TableShowsRunningOfDesiredSpreadAndAge) {

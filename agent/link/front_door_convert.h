@@ -1,0 +1,15 @@
+// The front door table as the supervisor sends it (phoenix.v1.FrontDoorTable) in the agent's plain
+// values (agent/frontdoor). The link's only protobuf-facing piece for the front door.
+//
+// Thread-safety: pure function.
+#pragma once
+
+#include "agent/frontdoor/frontdoor_table.h"
+#include "phoenix/v1/supervisor.pb.h"
+
+namespace phoenix::agent::link {
+
+// Field for field; ports above 65535 become 0, which ValidateTable refuses naming the field.
+frontdoor::FrontDoorTable FrontDoorTableFromProto(const v1::FrontDoorTable& in);
+
+}  // namespace phoenix::agent::link
