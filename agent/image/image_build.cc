@@ -172,6 +172,8 @@ Result<ImageRecord> ImageStore::Build(const fs::path& recipes_dir, const std::st
   if ((rc = posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)) != 0 ||
       (rc = posix_spawn_file_actions_adddup2(&actions, write_end.get(), 1)) != 0 ||
       (rc = posix_spawn_file_actions_adddup2(&actions, write_end.get(), 2)) != 0 ||
+      // A recipe runs as root: it gets none of the agent's sockets.
+      (rc = posix_spawn_file_actions_addclosefrom_np(&actions, 3)) != 0 ||
       (rc = posix_spawn_file_actions_addchdir_np(&actions, recipe_dir.c_str())) != 0 ||
       // Its own process group, so a timeout kills the whole build; default signal dispositions
       // and mask, whatever the agent's threads changed.

@@ -1,5 +1,9 @@
 #include "agent/net/port_proxy.h"
 
+#include <fcntl.h>
+
+#include <cstring>
+
 #include <algorithm>
 #include <array>
 #include <unordered_map>
@@ -394,6 +398,11 @@ Result<std::unique_ptr<PortProxy>> PortProxy::Listen(asio::io_context& io,
   tcp::acceptor& acceptor = core->acceptor();
   if (acceptor.open(endpoint.protocol(), ec); ec) {
     return Unavailable("listen on " + where + ": socket: " + ec.message());
+  }
+  // Asio opens sockets without O_CLOEXEC; a listener inherited by a process the agent starts would
+  // keep accepting after the agent died.
+  if (::fcntl(acceptor.native_handle(), F_SETFD, FD_CLOEXEC) != 0) {
+    return Unavailable("listen on " + where + ": FD_CLOEXEC: " + std::strerror(errno));
   }
   // Lets a restarted agent rebind while old connections sit in TIME_WAIT; Linux still refuses a
   // port another socket is listening on.

@@ -110,6 +110,10 @@ Result<CommandResult> RunCommand(const std::vector<std::string>& argv,
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&actions, capture ? out_w.fd : options.output_fd, 1);
   posix_spawn_file_actions_adddup2(&actions, capture ? err_w.fd : options.output_fd, 2);
+  // Only 0-2 cross: descriptors the agent's libraries open without O_CLOEXEC (Boost.Asio's
+  // sockets) must not outlive it in a daemon it starts (HAProxy would keep a dead agent's
+  // listening ports accepting connections nobody serves).
+  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
   // Children must not inherit our blocked signal mask or ignored dispositions.
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);

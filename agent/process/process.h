@@ -3,8 +3,9 @@
 // signal processes that are not our children (container inits, phoenix-vmm monitors, HAProxy's
 // master).
 //
-// Thread-safety: free functions; safe from any thread. Spawned children never inherit our other
-// descriptors (everything Phoenix opens is O_CLOEXEC) beyond the ones named in CommandOptions.
+// Thread-safety: free functions; safe from any thread. Spawned children inherit only stdin, stdout
+// and stderr: every other descriptor is closed in the child (closefrom), including those libraries
+// open without O_CLOEXEC.
 #pragma once
 
 #include <sys/types.h>

@@ -237,34 +237,9 @@ Result<ServiceSpec> ServiceSpecFromProto(const v1::ServiceSpec& in) {
   }
   out.replicas = in.replicas();
 
-  // The template obeys the same rules as a guest of its own (proto/support/guest_spec.h): what
-  // every agent would refuse is refused here, at create, naming spec.template.<field>.
-  auto guest = spec::ParseGuestSpec(in.template_(), "spec.template", spec::SpecUse::kTemplate);
-  if (!guest) return std::unexpected(guest.error());
-  out.runtime = guest->runtime;
-  out.image = guest->image;
-  out.memory_mib = guest->memory_mib;
-  out.vcpus = guest->vcpus;
-
-  const std::string& attribute = in.spread().attribute();
-  if (!attribute.empty() && attribute != "zone") {
-    return InvalidArgument("spec.spread.attribute",
-                           "must be \"zone\" or empty (got \"" + attribute + "\")");
-  }
-  out.spread_attribute = attribute;
-  out.max_skew = in.spread().max_skew() == 0 ? kDefaultMaxSkew : in.spread().max_skew();
-
-  auto strategy = StrategyFromProto(in.strategy());
-  if (!strategy) return std::unexpected(strategy.error());
-  out.strategy = *strategy;
-  for (const auto& [key, value] : in.node_selector()) out.node_selector[key] = value;
-  out.distinct_hosts = in.distinct_hosts();
-  if (in.has_autoscale()) {
-    auto policy = AutoscalePolicyFromProto(in.autoscale(), "spec.autoscale");
-    if (!policy) return std::unexpected(policy.error());
-    out.autoscale = *policy;
-  }
-
+  // A front door publishes its guest port on every replica: added to the template before it is
+  // checked, so a health check on that port is valid too.
+  v1::GuestSpec guest_template = in.template_();
   if (in.has_front_door()) {
     const v1::FrontDoor& door = in.front_door();
     if (door.port() == 0 || door.port() > 65535) {
@@ -290,15 +265,38 @@ Result<ServiceSpec> ServiceSpecFromProto(const v1::ServiceSpec& in) {
     out.front_door = FrontDoorPort{.port = static_cast<uint16_t>(door.port()),
                                    .guest_port = static_cast<uint16_t>(door.guest_port()),
                                    .protocol = protocol};
-    // Every replica publishes the port its front door reaches.
-    const bool published = std::ranges::any_of(guest->ports, [&](const spec::PortMapping& p) {
-      return p.guest_port == door.guest_port();
-    });
-    if (!published) {
-      guest->ports.push_back(
-          spec::PortMapping{.guest_port = static_cast<uint16_t>(door.guest_port())});
-      PHX_TRY(spec::ValidateGuestSpec(*guest, "spec.template", spec::SpecUse::kTemplate));
-    }
+    const bool published = std::ranges::any_of(
+        guest_template.ports(),
+        [&](const v1::PortMapping& p) { return p.guest_port() == door.guest_port(); });
+    if (!published) guest_template.add_ports()->set_guest_port(door.guest_port());
+  }
+
+  // The template obeys the same rules as a guest of its own (proto/support/guest_spec.h): what
+  // every agent would refuse is refused here, at create, naming spec.template.<field>.
+  auto guest = spec::ParseGuestSpec(guest_template, "spec.template", spec::SpecUse::kTemplate);
+  if (!guest) return std::unexpected(guest.error());
+  out.runtime = guest->runtime;
+  out.image = guest->image;
+  out.memory_mib = guest->memory_mib;
+  out.vcpus = guest->vcpus;
+
+  const std::string& attribute = in.spread().attribute();
+  if (!attribute.empty() && attribute != "zone") {
+    return InvalidArgument("spec.spread.attribute",
+                           "must be \"zone\" or empty (got \"" + attribute + "\")");
+  }
+  out.spread_attribute = attribute;
+  out.max_skew = in.spread().max_skew() == 0 ? kDefaultMaxSkew : in.spread().max_skew();
+
+  auto strategy = StrategyFromProto(in.strategy());
+  if (!strategy) return std::unexpected(strategy.error());
+  out.strategy = *strategy;
+  for (const auto& [key, value] : in.node_selector()) out.node_selector[key] = value;
+  out.distinct_hosts = in.distinct_hosts();
+  if (in.has_autoscale()) {
+    auto policy = AutoscalePolicyFromProto(in.autoscale(), "spec.autoscale");
+    if (!policy) return std::unexpected(policy.error());
+    out.autoscale = *policy;
   }
 
   // Stored with every default explicit (runtime included), so agents run exactly what was

@@ -102,6 +102,8 @@ Result<Spawned> SpawnMonitor(const std::vector<std::string>& argv, int tap_fd,
   posix_spawn_file_actions_adddup2(&actions, src_log.get(), 2);
   posix_spawn_file_actions_adddup2(&actions, src_tap.get(), kTapFd);
   posix_spawn_file_actions_adddup2(&actions, src_ready.get(), kReadyFd);
+  // Nothing else of the agent's (see agent/process/process.h).
+  posix_spawn_file_actions_addclosefrom_np(&actions, std::max(kTapFd, kReadyFd) + 1);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   sigset_t none, all;

@@ -9,6 +9,11 @@ namespace phoenix::testing {
 
 Result<HttpResponse> HttpGet(uint16_t port, const std::string& path,
                              std::chrono::milliseconds timeout) {
+  return HttpGetAt("127.0.0.1", port, path, timeout);
+}
+
+Result<HttpResponse> HttpGetAt(const std::string& ip, uint16_t port, const std::string& path,
+                               std::chrono::milliseconds timeout) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return ErrnoError("socket");
   timeval tv{static_cast<time_t>(timeout.count() / 1000),
@@ -18,13 +23,16 @@ Result<HttpResponse> HttpGet(uint16_t port, const std::string& path,
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (inet_pton(AF_INET, ip.c_str(), &addr.sin_addr) != 1) {
+    close(fd);
+    return InvalidArgument("ip", "not an IPv4 address: " + ip);
+  }
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    auto e = ErrnoError("connect 127.0.0.1:" + std::to_string(port));
+    auto e = ErrnoError("connect " + ip + ":" + std::to_string(port));
     close(fd);
     return e;
   }
-  std::string req = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  std::string req = "GET " + path + " HTTP/1.0\r\nHost: " + ip + "\r\nConnection: close\r\n\r\n";
   if (send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
     auto e = ErrnoError("send");
     close(fd);
@@ -36,7 +44,7 @@ Result<HttpResponse> HttpGet(uint16_t port, const std::string& path,
   while ((n = recv(fd, buf, sizeof buf, 0)) > 0 && raw.size() < (1 << 20)) raw.append(buf, n);
   int err = errno;
   close(fd);
-  if (n < 0) return ErrnoError("recv from 127.0.0.1:" + std::to_string(port), err);
+  if (n < 0) return ErrnoError("recv from " + ip + ":" + std::to_string(port), err);
   HttpResponse resp;
   if (raw.rfind("HTTP/1.", 0) != 0 || raw.size() < 12) {
     return Internal("not an HTTP response: \"" + raw.substr(0, 40) + "\"");

@@ -18,5 +18,8 @@ struct HttpResponse {
 // GET http://127.0.0.1:<port><path>; errors for connect/read failures and timeouts.
 Result<HttpResponse> HttpGet(uint16_t port, const std::string& path,
                              std::chrono::milliseconds timeout = std::chrono::seconds(5));
+// GET http://<ip>:<port><path> (an IPv4 literal).
+Result<HttpResponse> HttpGetAt(const std::string& ip, uint16_t port, const std::string& path,
+                               std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
 }  // namespace phoenix::testing

@@ -128,6 +128,11 @@ class ThreeZoneCluster : public ::testing::Test {
       }
       agent.process.KillAndWait(SIGTERM, 10s);
     }
+    // An agent's HAProxy outlives it by design: stop it here.
+    for (auto& [node, agent] : agents_) {
+      const std::string pid = ReadAll(agent.state_dir / "frontdoor" / "haproxy.pid");
+      if (!pid.empty() && std::atoi(pid.c_str()) > 1) ::kill(std::atoi(pid.c_str()), SIGTERM);
+    }
     supervisor_.KillAndWait(SIGTERM, 10s);
     if (!HasFailure()) fs::remove_all(root_);
   }
@@ -156,30 +161,31 @@ class ThreeZoneCluster : public ::testing::Test {
     const fs::path port_file = agent.state_dir / "agent.port";
     fs::create_directories(agent.state_dir);
     fs::remove(port_file);
-    auto child = ChildProcess::Spawn({Env("PHOENIX_AGENT_BIN"),
-                                      "--listen",
-                                      "unix:" + (agent.state_dir / "agent.sock").string(),
-                                      "--state-dir",
-                                      agent.state_dir.string(),
-                                      "--port-file",
-                                      port_file.string(),
-                                      "--node",
-                                      agent.node,
-                                      "--zone",
-                                      agent.zone,
-                                      "--vcpus",
-                                      "8",
-                                      "--memory-mib",
-                                      "2048",
-                                      "--supervisor",
-                                      "127.0.0.1:" + std::to_string(sup_port_),
-                                      "--supervisor-ca",
-                                      (sup_dir_ / "pki" / "ca.pem").string(),
-                                      "--join-token",
-                                      join_token_,
-                                      "--log-level",
-                                      "debug"},
-                                     (agent.state_dir.string() + ".log"));
+    std::vector<std::string> argv = {Env("PHOENIX_AGENT_BIN"),
+                                     "--listen",
+                                     "unix:" + (agent.state_dir / "agent.sock").string(),
+                                     "--state-dir",
+                                     agent.state_dir.string(),
+                                     "--port-file",
+                                     port_file.string(),
+                                     "--node",
+                                     agent.node,
+                                     "--zone",
+                                     agent.zone,
+                                     "--vcpus",
+                                     "8",
+                                     "--memory-mib",
+                                     "2048",
+                                     "--supervisor",
+                                     "127.0.0.1:" + std::to_string(sup_port_),
+                                     "--supervisor-ca",
+                                     (sup_dir_ / "pki" / "ca.pem").string(),
+                                     "--join-token",
+                                     join_token_,
+                                     "--log-level",
+                                     "debug"};
+    for (std::string& arg : AgentArgs(agent)) argv.push_back(std::move(arg));
+    auto child = ChildProcess::Spawn(argv, agent.state_dir.string() + ".log");
     ASSERT_TRUE(child) << child.error().ToString();
     agent.process = std::move(*child);
     // The port file is written once the API serves (0: it is a Unix socket).
@@ -188,6 +194,9 @@ class ThreeZoneCluster : public ::testing::Test {
     agent.stub = v1::AgentService::NewStub(grpc::CreateChannel(
         "unix:" + (agent.state_dir / "agent.sock").string(), grpc::InsecureChannelCredentials()));
   }
+
+  // Further flags for an agent (a derived fixture's --advertise-address, say).
+  virtual std::vector<std::string> AgentArgs(const Agent&) { return {}; }
 
   void Authorize(grpc::ClientContext& ctx) {
     ctx.AddMetadata("authorization", "Bearer " + admin_token_);
