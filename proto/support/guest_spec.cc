@@ -337,6 +337,13 @@ Result<GuestSpec> GuestSpecFromProto(const v1::GuestSpec& in, std::string_view p
   return s;
 }
 
+void EnsurePublished(v1::GuestSpec& spec, uint32_t guest_port) {
+  for (const v1::PortMapping& port : spec.ports()) {
+    if (port.guest_port() == guest_port) return;
+  }
+  spec.add_ports()->set_guest_port(guest_port);
+}
+
 Result<GuestSpec> ParseGuestSpec(const v1::GuestSpec& in, std::string_view prefix, SpecUse use) {
   auto s = GuestSpecFromProto(in, prefix);
   if (!s) return s;

@@ -126,6 +126,10 @@ bool IsValidGuestName(std::string_view name);
 // enum values, ports above 65535). Use ParseGuestSpec to validate too.
 [[nodiscard]] Result<GuestSpec> GuestSpecFromProto(const v1::GuestSpec& in,
                                                    std::string_view prefix = "spec");
+// Publishes `guest_port` (host port picked by the agent) unless the spec already does: a service's
+// front door reaches every replica there, so a template is checked with it published.
+void EnsurePublished(v1::GuestSpec& spec, uint32_t guest_port);
+
 // GuestSpecFromProto then ValidateGuestSpec. For kTemplate the name is ignored and host ports are
 // cleared.
 [[nodiscard]] Result<GuestSpec> ParseGuestSpec(const v1::GuestSpec& in,

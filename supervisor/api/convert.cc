@@ -265,10 +265,7 @@ Result<ServiceSpec> ServiceSpecFromProto(const v1::ServiceSpec& in) {
     out.front_door = FrontDoorPort{.port = static_cast<uint16_t>(door.port()),
                                    .guest_port = static_cast<uint16_t>(door.guest_port()),
                                    .protocol = protocol};
-    const bool published = std::ranges::any_of(
-        guest_template.ports(),
-        [&](const v1::PortMapping& p) { return p.guest_port() == door.guest_port(); });
-    if (!published) guest_template.add_ports()->set_guest_port(door.guest_port());
+    spec::EnsurePublished(guest_template, door.guest_port());
   }
 
   // The template obeys the same rules as a guest of its own (proto/support/guest_spec.h): what

@@ -443,6 +443,7 @@ int ServiceCreate(Context& ctx, std::span<const std::string> args) {
                                           "give GUESTPORT (or HOSTIP:0:GUESTPORT)");
     }
   }
+  if (front_door) spec::EnsurePublished(*spec.mutable_template_(), front_door->guest_port());
   // The supervisor checks templates by the agents' rules (proto/support/guest_spec.h): so does
   // this.
   if (auto valid =

@@ -248,11 +248,13 @@ TEST(ServiceCreateTest, PortGivesTheServiceAFrontDoor) {
   }
 
   FakeSupervisor supervisor;
-  auto result = RunSupervisorCli(
-      RunServiceGroup, supervisor,
-      {"create", "web", "--image", "demo", "--replicas", "3", "--port", "8080:80"});
-  ASSERT_EQ(result.exit_code, 0) << result.err;
+  auto result = RunSupervisorCli(RunServiceGroup, supervisor,
+                                 {"create", "web", "--image", "demo", "--replicas", "3", "--port",
+                                  "8080:80", "--health-http", "80/health"});
+  ASSERT_EQ(result.exit_code, 0) << result.err << " (the front door publishes guest port 80)";
   ASSERT_EQ(supervisor.create_requests().size(), 1u);
+  ASSERT_EQ(supervisor.create_requests()[0].spec().template_().ports_size(), 1);
+  EXPECT_EQ(supervisor.create_requests()[0].spec().template_().ports(0).guest_port(), 80u);
   EXPECT_EQ(supervisor.create_requests()[0].spec().front_door().port(), 8080u);
   EXPECT_EQ(supervisor.create_requests()[0].spec().front_door().guest_port(), 80u);
 }
