@@ -171,7 +171,8 @@ void FrontDoor::EnsureHaproxy() {
   if (haproxy_.Running()) return;
   const bool first = std::exchange(first_ensure_, false);
   if (first) {
-    if (auto adopted = haproxy_.Adopt(); adopted) {
+    // A busy host may take a while to answer: a second HAProxy would be worse than waiting.
+    if (auto adopted = haproxy_.Adopt(std::chrono::seconds(10)); adopted) {
       loaded_signature_ = fs::exists(ReloadPendingMarker(options_.files))
                               ? std::nullopt
                               : SignatureInFile(options_.files.config());
@@ -182,6 +183,8 @@ void FrontDoor::EnsureHaproxy() {
       }
       Report(fmt::format("adopted the running HAProxy (pid {})", haproxy_.pid()));
       return;
+    } else if (adopted.error().code != ErrorCode::kNotFound) {
+      Report("cannot adopt the running HAProxy: " + adopted.error().message);
     }
   } else {
     Report("HAProxy (pid " + std::to_string(status().haproxy_pid) + ") exited; restarting it");

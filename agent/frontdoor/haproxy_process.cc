@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <fstream>
 #include <sstream>
@@ -60,6 +61,33 @@ bool ServesConfig(int pid, const fs::path& config) {
 }
 
 }  // namespace
+
+std::vector<int> HaproxyProcesses(const fs::path& config) {
+  std::vector<int> serving;
+  std::error_code ec;
+  for (fs::directory_iterator it("/proc", ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    int pid = 0;
+    if (std::from_chars(name.data(), name.data() + name.size(), pid).ec != std::errc() ||
+        pid <= 1) {
+      continue;
+    }
+    if (ServesConfig(pid, config)) serving.push_back(pid);
+  }
+  return serving;
+}
+
+std::optional<int> ParseMasterPid(std::string_view show_proc) {
+  std::istringstream in{std::string(show_proc)};
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream words(line);
+    int pid = 0;
+    std::string type;
+    if (words >> pid >> type && type == "master" && pid > 1) return pid;
+  }
+  return std::nullopt;
+}
 
 std::optional<std::pair<int, int>> ParseMasterReloads(std::string_view show_proc) {
   std::istringstream in{std::string(show_proc)};
@@ -126,15 +154,15 @@ Result<void> HaproxyProcess::WaitUntilAnswering(std::chrono::milliseconds bound)
   }
 }
 
-Result<void> HaproxyProcess::Adopt() {
+Result<void> HaproxyProcess::Adopt(std::chrono::milliseconds bound) {
   const std::optional<int> pid = ReadPidFile(files_.pid_file());
   if (!pid) return NotFound("no HAProxy pid file at " + files_.pid_file().string());
   PHX_TRY(Watch(*pid));
-  if (auto answering = WaitUntilAnswering(2s); !answering) {
+  if (auto answering = WaitUntilAnswering(bound); !answering) {
     pid_ = -1;
     pidfd_.Reset();
-    return NotFound(
-        fmt::format("HAProxy pid {} does not answer: {}", *pid, answering.error().message));
+    return MakeError(ErrorCode::kUnavailable, fmt::format("HAProxy pid {} does not answer: {}",
+                                                          *pid, answering.error().message));
   }
   return {};
 }
@@ -142,6 +170,9 @@ Result<void> HaproxyProcess::Adopt() {
 Result<void> HaproxyProcess::Start() {
   pidfd_.Reset();
   pid_ = -1;
+  // Never two on one config: SO_REUSEPORT would let a stale HAProxy keep taking a share of the
+  // connections. Start is called only for one found dead or unusable.
+  for (int pid : HaproxyProcesses(files_.config())) ::kill(pid, SIGKILL);
   UniqueFd log(::open(files_.log().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!log) return ErrnoError("open " + files_.log().string());
   std::error_code ec;
@@ -159,9 +190,19 @@ Result<void> HaproxyProcess::Start() {
     return FailedPrecondition("HAProxy did not start (" + run->Describe() +
                               "): " + ReadTail(files_.log(), 2000));
   }
-  const std::optional<int> pid = ReadPidFile(files_.pid_file());
-  if (!pid) return Internal("HAProxy started but wrote no pid file " + files_.pid_file().string());
-  PHX_TRY(Watch(*pid));
+  // The master names itself on its CLI (its pid file may be written after the launcher exits).
+  const auto deadline = Clock::now() + kToolTimeout;
+  for (;;) {
+    auto answer = Master("show proc");
+    std::optional<int> pid = answer ? ParseMasterPid(*answer) : std::nullopt;
+    if (pid && Watch(*pid)) break;
+    if (Clock::now() > deadline) {
+      return FailedPrecondition("HAProxy started but its master does not answer on " +
+                                files_.master_socket().string() + ": " +
+                                ReadTail(files_.log(), 2000));
+    }
+    std::this_thread::sleep_for(20ms);
+  }
   return WaitUntilAnswering(kToolTimeout);
 }
 

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "agent/frontdoor/frontdoor_table.h"
 #include "proto/support/error.h"
@@ -31,11 +32,14 @@ class HaproxyProcess {
   explicit HaproxyProcess(HaproxyFiles files, std::string binary = "/usr/sbin/haproxy");
 
   // Finds an HAProxy master already serving files.config() (its pid file, its command line) and
-  // watches it. kNotFound when there is none, or it is not answering on its master socket.
-  [[nodiscard]] Result<void> Adopt();
+  // watches it once both its sockets answer. kNotFound when there is none; kUnavailable when it
+  // does not answer within `bound`.
+  [[nodiscard]] Result<void> Adopt(std::chrono::milliseconds bound = std::chrono::seconds(2));
 
-  // Starts HAProxy on files.config() and waits (up to 10 s) until both its sockets answer.
-  // kFailedPrecondition with HAProxy's own words (from its log) when it refuses the config.
+  // Starts HAProxy on files.config() and waits (up to 10 s) until both its sockets answer, after
+  // killing every HAProxy process still serving that config (never two: SO_REUSEPORT would let
+  // both take connections). kFailedPrecondition with HAProxy's own words (from its log) when it
+  // refuses the config.
   [[nodiscard]] Result<void> Start();
 
   // Validates `config_file` with "haproxy -c" (up to 10 s). kInvalidArgument with HAProxy's words.
@@ -70,6 +74,13 @@ class HaproxyProcess {
   int pid_ = -1;
   UniqueFd pidfd_;
 };
+
+// Every HAProxy process (masters and workers) whose command line serves `config` ("-f <config>"),
+// from /proc.
+[[nodiscard]] std::vector<int> HaproxyProcesses(const std::filesystem::path& config);
+
+// The master's pid in the master CLI's "show proc" answer.
+[[nodiscard]] std::optional<int> ParseMasterPid(std::string_view show_proc);
 
 // Parses the master line of the master CLI's "show proc" ("<pid> master <reloads> [failed: <n>]
 // ..."): public for tests.

@@ -19,6 +19,8 @@ TEST(HaproxyProcessTest, ReadsTheMastersReloadCounters) {
   EXPECT_FALSE(ParseMasterReloads("11305 master x [failed: 0] 0d\n"));
   EXPECT_FALSE(ParseMasterReloads("11305 master 1 [failed: 0 0d\n"));
   EXPECT_FALSE(ParseMasterReloads(""));
+  EXPECT_EQ(ParseMasterPid(show_proc), 11305);
+  EXPECT_FALSE(ParseMasterPid("# workers\n11356 worker 1 0d 2.6\n"));
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -267,6 +268,27 @@ TEST_F(FrontDoorTest, HaproxyOutlivesTheAgentIsAdoptedAndRisesAgainWhenKilled) {
   for (const std::string& e : Events())
     told = told || e.find("exited; restarting") != std::string::npos;
   EXPECT_TRUE(told) << "the restart is an event";
+}
+
+TEST_F(FrontDoorTest, AStartNeverLeavesTwoHaproxysOnOneConfig) {
+  NamedHttpServer a("A");
+  const uint16_t port = FreeLoopbackPort();
+  door_ = StartDoor();
+  ASSERT_TRUE(door_->Apply({.version = 1, .services = {Web(port, {Server("a", a)})}}));
+  ASSERT_TRUE(door_->WaitApplied(1, 15s)) << door_->status().last_error;
+  const int master = WaitForHaproxy(*door_);
+  door_.reset();
+  // An HAProxy that no longer answers (stopped, as a wedged one would be): the next agent cannot
+  // adopt it, kills it and starts one of its own, never a second beside it (SO_REUSEPORT would
+  // let both take connections).
+  ASSERT_EQ(::kill(master, SIGSTOP), 0);
+  door_ = StartDoor();
+  const int fresh = WaitForHaproxy(*door_, master);
+  EXPECT_NE(fresh, master);
+  const std::vector<int> serving = HaproxyProcesses(files_.config());
+  EXPECT_NE(std::ranges::find(serving, fresh), serving.end());
+  EXPECT_EQ(std::ranges::find(serving, master), serving.end()) << "the stopped one was killed";
+  EXPECT_EQ(Answers(port, 2), (std::map<std::string, int>{{"A", 2}}));
 }
 
 TEST_F(FrontDoorTest, AReloadHaproxyRejectsLeavesTheLastGoodStateServing) {
