@@ -122,6 +122,7 @@ struct Controller::Impl {
     AgentSession* session = nullptr;
     SteadyClock::time_point last_seen{};
     std::set<std::string> stale_guests;  // reported guests the node should no longer run
+    bool reported = false;               // a Status arrived since this supervisor started
   };
 
   struct ReplicaExtra {
@@ -629,8 +630,26 @@ struct Controller::Impl {
     return PlanFrontDoor(views);
   }
 
+  // Whether every node holding a front-door replica has reported since this supervisor started (or
+  // is DOWN). Until then a table would list only what this process has seen, and a restarted
+  // supervisor would empty every front door for a heartbeat: the agents keep their last table.
+  bool FrontDoorKnown() const {
+    for (const auto& [name, service] : services) {
+      if (!service.spec.front_door) continue;
+      for (const ReplicaPlacement& r : service.replicas) {
+        auto node = nodes.find(r.node);
+        if (node != nodes.end() && !node->second.reported &&
+            node->second.plan.state != NodeState::kDown) {
+          return false;
+        }
+      }
+    }
+    return true;
+  }
+
   // Sends the table to every connected agent when it changed.
   void PublishFrontDoor() {
+    if (!FrontDoorKnown()) return;
     std::vector<FrontDoorService> planned = PlannedFrontDoor();
     if (planned == front_door.services && (front_door.version > 0 || planned.empty())) return;
     front_door.services = std::move(planned);
@@ -760,6 +779,7 @@ struct Controller::Impl {
     if (sn == session_nodes.end()) return;  // replaced or not yet accepted
     const std::string& name = sn->second;
     NodeEntry& e = nodes.at(name);
+    e.reported = true;
     e.last_seen = SteadyClock::now();
     e.live.last_heartbeat = Clock::now();
     e.live.allocated = report.allocated;

@@ -638,7 +638,9 @@ TEST_F(ControllerTest, FrontDoorTablesFollowReadyReplicasAndReachEveryAgent) {
   EXPECT_EQ(refused.error().code, ErrorCode::kAlreadyExists);
   EXPECT_EQ(refused.error().field, "spec.front_door.port") << refused.error().message;
 
-  // Until a replica is ready, the table has the service's frontend and no server.
+  // Until a replica is ready (running, not yet healthy here), the table has the service's
+  // frontend and no server.
+  for (const char* node : {"n-a", "n-b", "n-c"}) ReportAssigned(node);
   ASSERT_TRUE(Eventually([&] { return sessions_["n-a"]->LastFrontDoor().has_value(); }));
   EXPECT_TRUE(sessions_["n-a"]->LastFrontDoor()->services.at(0).servers.empty());
 
@@ -689,6 +691,50 @@ TEST_F(ControllerTest, FrontDoorTablesFollowReadyReplicasAndReachEveryAgent) {
   Connect("n-d", "a");
   ASSERT_TRUE(sessions_["n-d"]->LastFrontDoor().has_value());
   EXPECT_EQ(sessions_["n-d"]->LastFrontDoor()->version, table->version);
+}
+
+TEST_F(ControllerTest, ARestartedSupervisorSendsNoFrontDoorTableBeforeTheNodesReport) {
+  ConnectThreeZones();
+  ServiceSpec web = Spec("web", 3);
+  web.front_door = FrontDoorPort{.port = 8080, .guest_port = 80};
+  ASSERT_TRUE(controller_->CreateService(web).has_value());
+  auto report_healthy = [&] {
+    for (const auto& [node, session] : sessions_) {
+      AgentReport report;
+      const std::optional<NodeAssignment> a = session->Last();
+      if (!a) continue;
+      report.applied_version = a->version;
+      for (const AssignedReplica& r : a->replicas) {
+        report.guests.push_back({r.guest, ReplicaObservation{.guest_state = GuestState::kRunning,
+                                                             .healthy = true,
+                                                             .endpoints = {"10.0.0.9:31000->80"}}});
+      }
+      controller_->AgentReported(session.get(), report);
+    }
+    Sync();
+  };
+  report_healthy();
+  ASSERT_TRUE(Eventually([&] {
+    auto t = sessions_["n-a"]->LastFrontDoor();
+    return t && t->services.at(0).servers.size() == 3;
+  }));
+
+  // The supervisor restarts; the agents reconnect but have not reported yet.
+  Stop();
+  Start();
+  sessions_.clear();
+  ConnectThreeZones();
+  std::this_thread::sleep_for(100ms);  // several ticks (20 ms), within down_after (300 ms)
+  for (const auto& [node, session] : sessions_) {
+    EXPECT_FALSE(session->LastFrontDoor().has_value())
+        << node << " got a table before the nodes said what runs: every front door would empty";
+  }
+  // Their first reports: the table comes back whole.
+  report_healthy();
+  ASSERT_TRUE(Eventually([&] {
+    auto t = sessions_["n-b"]->LastFrontDoor();
+    return t && t->services.at(0).servers.size() == 3;
+  }));
 }
 
 }  // namespace
