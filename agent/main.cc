@@ -94,7 +94,7 @@ Flags:
                        (HAProxy, started and owned by the agent, state in <state-dir>/frontdoor)
                        listen here, and the supervisor hands it to every other node (default:
                        the host's primary address, or 127.0.0.1 without one; several agents on
-                       one host in development each take their own, e.g. 127.0.1.1, 127.0.1.2)
+                       one host in development each take their own, e.g. 127.0.2.1, 127.0.2.2)
   --vcpus N            vCPUs this node offers (default: the host's); with --memory-mib, lets
                        several agents share one host, each offering a slice of it
   --memory-mib N       memory this node offers in MiB (default: the host's)

@@ -88,18 +88,8 @@ class FrontDoorTest : public ::testing::Test {
     return at == std::string::npos ? -1 : std::atoi(info->c_str() + at + 6);
   }
 
-  // Who answers n requests on `port`: name -> count ("503" when nobody, "error: ..." on failure).
   static std::map<std::string, int> Answers(uint16_t port, int n) {
-    std::map<std::string, int> seen;
-    for (int i = 0; i < n; ++i) {
-      auto r = testing::HttpGet(port, "/", 5s);
-      if (!r) {
-        ++seen["error: " + r.error().message];
-      } else {
-        ++seen[r->status == 200 ? r->body : std::to_string(r->status)];
-      }
-    }
-    return seen;
+    return testing::WhoAnswers(port, n);
   }
 
   std::vector<std::string> Events() {

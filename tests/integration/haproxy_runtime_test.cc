@@ -87,18 +87,7 @@ class HaproxyRuntimeTest : public ::testing::Test {
   }
 
   // Who answers n requests through the frontend: name -> count ("503" for none).
-  std::map<std::string, int> Answers(int n) {
-    std::map<std::string, int> seen;
-    for (int i = 0; i < n; ++i) {
-      auto r = testing::HttpGet(frontend_port_, "/", 5s);
-      if (!r) {
-        ++seen["error: " + r.error().message];
-      } else {
-        ++seen[r->status == 200 ? r->body : std::to_string(r->status)];
-      }
-    }
-    return seen;
-  }
+  std::map<std::string, int> Answers(int n) { return testing::WhoAnswers(frontend_port_, n); }
 
   std::map<std::string, ServerState> Servers() {
     auto servers = runtime_.Servers("web");

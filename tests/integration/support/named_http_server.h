@@ -1,17 +1,20 @@
 // Test support: a tiny HTTP server on 127.0.0.1 that answers every request with its name (HTTP/1.0,
-// one request per connection), standing for a replica behind the front door; and a free loopback
-// port. Test code only.
+// one request per connection), standing for a replica behind the front door; who answers a series
+// of requests; and a free loopback port. Test code only.
 #pragma once
 
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <thread>
 
 #include "proto/support/error.h"
+#include "tests/integration/support/http.h"
 
 namespace phoenix::testing {
 
@@ -26,6 +29,21 @@ inline uint16_t FreeLoopbackPort() {
   PHX_CHECK(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
   ::close(fd);
   return ntohs(addr.sin_port);
+}
+
+// Who answers n GETs of / on 127.0.0.1:port: name -> count (the body of a 200, else the status, or
+// "error: ..." when no answer came).
+inline std::map<std::string, int> WhoAnswers(uint16_t port, int n) {
+  std::map<std::string, int> seen;
+  for (int i = 0; i < n; ++i) {
+    auto r = HttpGet(port, "/", std::chrono::seconds(5));
+    if (!r) {
+      ++seen["error: " + r.error().message];
+    } else {
+      ++seen[r->status == 200 ? r->body : std::to_string(r->status)];
+    }
+  }
+  return seen;
 }
 
 class NamedHttpServer {
