@@ -77,19 +77,7 @@ std::vector<int> HaproxyProcesses(const fs::path& config) {
   return serving;
 }
 
-std::optional<int> ParseMasterPid(std::string_view show_proc) {
-  std::istringstream in{std::string(show_proc)};
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream words(line);
-    int pid = 0;
-    std::string type;
-    if (words >> pid >> type && type == "master" && pid > 1) return pid;
-  }
-  return std::nullopt;
-}
-
-std::optional<std::pair<int, int>> ParseMasterReloads(std::string_view show_proc) {
+std::optional<MasterLine> ParseShowProcMaster(std::string_view show_proc) {
   std::istringstream in{std::string(show_proc)};
   std::string line;
   while (std::getline(in, line)) {
@@ -99,12 +87,15 @@ std::optional<std::pair<int, int>> ParseMasterReloads(std::string_view show_proc
     if (!(words >> pid >> type >> reloads >> failed_word >> failed) || type != "master") continue;
     if (failed_word != "[failed:" || failed.empty() || failed.back() != ']') return std::nullopt;
     failed.pop_back();
-    int r = 0, f = 0;
-    if (std::from_chars(reloads.data(), reloads.data() + reloads.size(), r).ec != std::errc() ||
-        std::from_chars(failed.data(), failed.data() + failed.size(), f).ec != std::errc()) {
+    MasterLine out;
+    auto number = [](const std::string& text, int& value) {
+      return std::from_chars(text.data(), text.data() + text.size(), value).ec == std::errc();
+    };
+    if (!number(pid, out.pid) || out.pid <= 1 || !number(reloads, out.reloads) ||
+        !number(failed, out.failed)) {
       return std::nullopt;
     }
-    return std::pair{r, f};
+    return out;
   }
   return std::nullopt;
 }
@@ -194,8 +185,8 @@ Result<void> HaproxyProcess::Start() {
   const auto deadline = Clock::now() + kToolTimeout;
   for (;;) {
     auto answer = Master("show proc");
-    std::optional<int> pid = answer ? ParseMasterPid(*answer) : std::nullopt;
-    if (pid && Watch(*pid)) break;
+    std::optional<MasterLine> master = answer ? ParseShowProcMaster(*answer) : std::nullopt;
+    if (master && Watch(master->pid)) break;
     if (Clock::now() > deadline) {
       return FailedPrecondition("HAProxy started but its master does not answer on " +
                                 files_.master_socket().string() + ": " +
@@ -219,17 +210,17 @@ Result<void> HaproxyProcess::Check(const fs::path& config_file) const {
   return {};
 }
 
-Result<HaproxyProcess::ReloadCounts> HaproxyProcess::ReadReloadCounts() const {
+Result<MasterLine> HaproxyProcess::ReadMasterLine() const {
   auto answer = Master("show proc");
   if (!answer) return std::unexpected(answer.error());
-  auto counts = ParseMasterReloads(*answer);
-  if (!counts) return Internal("cannot read HAProxy's \"show proc\": " + answer->substr(0, 200));
-  return ReloadCounts{counts->first, counts->second};
+  auto line = ParseShowProcMaster(*answer);
+  if (!line) return Internal("cannot read HAProxy's \"show proc\": " + answer->substr(0, 200));
+  return *line;
 }
 
 Result<void> HaproxyProcess::Reload() {
   if (!Running()) return Unavailable("HAProxy is not running");
-  auto before = ReadReloadCounts();
+  auto before = ReadMasterLine();
   if (!before) return std::unexpected(before.error());
   // The master answers nothing useful to "reload" and closes the socket while it re-executes; the
   // outcome shows in its counters once it answers again.
@@ -241,7 +232,7 @@ Result<void> HaproxyProcess::Reload() {
       return FailedPrecondition("HAProxy's master exited during a reload: " +
                                 ReadTail(files_.log(), 2000));
     }
-    auto after = ReadReloadCounts();
+    auto after = ReadMasterLine();
     if (after && after->reloads > before->reloads) {
       if (after->failed > before->failed) {
         return FailedPrecondition(

@@ -27,6 +27,15 @@
 
 namespace phoenix::agent::frontdoor {
 
+// What the master CLI's "show proc" says of the master: its pid, and how many reloads it did and
+// how many of those HAProxy rejected.
+struct MasterLine {
+  int pid = 0;
+  int reloads = 0;
+  int failed = 0;
+  bool operator==(const MasterLine&) const = default;
+};
+
 class HaproxyProcess {
  public:
   explicit HaproxyProcess(HaproxyFiles files, std::string binary = "/usr/sbin/haproxy");
@@ -61,11 +70,7 @@ class HaproxyProcess {
   [[nodiscard]] Result<std::string> Master(std::string_view command) const;
 
  private:
-  struct ReloadCounts {
-    int reloads = 0;
-    int failed = 0;
-  };
-  [[nodiscard]] Result<ReloadCounts> ReadReloadCounts() const;
+  [[nodiscard]] Result<MasterLine> ReadMasterLine() const;
   [[nodiscard]] Result<void> Watch(int pid);
   [[nodiscard]] Result<void> WaitUntilAnswering(std::chrono::milliseconds bound) const;
 
@@ -79,11 +84,8 @@ class HaproxyProcess {
 // from /proc.
 [[nodiscard]] std::vector<int> HaproxyProcesses(const std::filesystem::path& config);
 
-// The master's pid in the master CLI's "show proc" answer.
-[[nodiscard]] std::optional<int> ParseMasterPid(std::string_view show_proc);
-
-// Parses the master line of the master CLI's "show proc" ("<pid> master <reloads> [failed: <n>]
-// ..."): public for tests.
-[[nodiscard]] std::optional<std::pair<int, int>> ParseMasterReloads(std::string_view show_proc);
+// The master line of the master CLI's "show proc" ("<pid> master <reloads> [failed: <n>] ...").
+// Public for tests.
+[[nodiscard]] std::optional<MasterLine> ParseShowProcMaster(std::string_view show_proc);
 
 }  // namespace phoenix::agent::frontdoor
