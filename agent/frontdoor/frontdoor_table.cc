@@ -75,11 +75,6 @@ std::string ServerOptions(FrontDoorMode mode) {
       mode == FrontDoorMode::kTcp ? "layer4" : "layer7");
 }
 
-std::string HaproxyAddress(const std::string& address, uint16_t port) {
-  return IsIpv4Literal(address) ? fmt::format("{}:{}", address, port)
-                                : fmt::format("ipv6@{}:{}", address, port);
-}
-
 std::string RenderConfig(const FrontDoorTable& table, const HaproxyFiles& files,
                          const FrontDoorSettings& settings) {
   std::string c;

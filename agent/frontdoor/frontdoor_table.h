@@ -92,9 +92,6 @@ uint32_t ServerWeight(const FrontDoorServer& server, const FrontDoorSettings& se
 // disabled), shared by the config file and the Runtime API.
 std::string ServerOptions(FrontDoorMode mode);
 
-// "127.0.0.1:8080" or "ipv6@::1:8080": HAProxy's address syntax. `address` must be a valid literal.
-std::string HaproxyAddress(const std::string& address, uint16_t port);
-
 // The complete haproxy.cfg for `table` (which must be valid): master-worker, the admin socket with
 // listeners exposed for seamless reloads, one frontend and one backend per service with its
 // servers (draining ones with weight 0, so a restarted HAProxy sends them nothing).

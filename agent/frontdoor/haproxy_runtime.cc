@@ -1,6 +1,5 @@
 #include "agent/frontdoor/haproxy_runtime.h"
 
-#include <arpa/inet.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -10,6 +9,7 @@
 #include <cstring>
 #include <map>
 
+#include "proto/support/ip_address.h"
 #include "proto/support/unique_fd.h"
 
 namespace phoenix::agent::frontdoor {
@@ -66,6 +66,11 @@ bool ParseNumber(std::string_view text, T& out) {
 }
 
 }  // namespace
+
+std::string HaproxyAddress(std::string_view address, uint16_t port) {
+  return (IsIpv4Literal(address) ? "" : "ipv6@") + std::string(address) + ":" +
+         std::to_string(port);
+}
 
 std::string_view ServerAdminName(ServerAdmin state) {
   switch (state) {
@@ -155,17 +160,11 @@ Result<void> HaproxyRuntime::AddServer(std::string_view backend, std::string_vie
                                        std::string_view options) const {
   PHX_TRY(CheckName("backend", backend));
   PHX_TRY(CheckName("server", server));
-  in6_addr v6{};
-  in_addr v4{};
-  const std::string addr(address);
-  std::string target;
-  if (::inet_pton(AF_INET, addr.c_str(), &v4) == 1) {
-    target = addr + ":" + std::to_string(port);
-  } else if (::inet_pton(AF_INET6, addr.c_str(), &v6) == 1) {
-    target = "ipv6@" + addr + ":" + std::to_string(port);
-  } else {
-    return InvalidArgument("address", "not an IPv4 or IPv6 address: \"" + addr + "\"");
+  if (!IsIpLiteral(address)) {
+    return InvalidArgument(
+        "address", "not an IPv4 or IPv6 address: \"" + std::string(address.substr(0, 80)) + "\"");
   }
+  const std::string target = HaproxyAddress(address, port);
   if (port == 0) return InvalidArgument("port", "must be 1-65535");
   if (weight > 256) return InvalidArgument("weight", "must be 0-256");
   const std::string command = "add server " + ServerPath(backend, server) + " " + target +

@@ -77,6 +77,9 @@ class HaproxyRuntime {
   std::chrono::milliseconds timeout_;
 };
 
+// "127.0.0.1:8080" or "ipv6@::1:8080": HAProxy's address syntax. `address` must be an IP literal.
+std::string HaproxyAddress(std::string_view address, uint16_t port);
+
 // Parses the answer of "show servers state" (format version 1). Public for tests.
 [[nodiscard]] Result<std::vector<ServerState>> ParseServersState(std::string_view text);
 
