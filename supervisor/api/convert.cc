@@ -1,6 +1,5 @@
 #include "supervisor/api/convert.h"
 
-#include <charconv>
 #include <chrono>
 #include <string>
 
@@ -343,29 +342,11 @@ void ServiceSpecToProto(const ServiceSpec& in, v1::ServiceSpec* out) {
 }
 
 bool ParseEndpoint(std::string_view text, v1::Endpoint* out) {
-  size_t arrow = text.find("->");
-  if (arrow == std::string_view::npos) return false;
-  std::string_view host = text.substr(0, arrow);
-  std::string_view guest = text.substr(arrow + 2);
-  size_t colon = host.rfind(':');
-  if (colon == std::string_view::npos || colon == 0) return false;
-  std::string_view ip = host.substr(0, colon);
-  std::string_view host_port = host.substr(colon + 1);
-  if (ip.size() >= 2 && ip.front() == '[' && ip.back() == ']') ip = ip.substr(1, ip.size() - 2);
-  if (ip.empty()) return false;
-  auto parse_port = [](std::string_view s, uint32_t* port) {
-    if (s.empty()) return false;
-    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *port);
-    return ec == std::errc{} && end == s.data() + s.size() && *port <= 65535;
-  };
-  uint32_t host_port_number = 0;
-  uint32_t guest_port_number = 0;
-  if (!parse_port(host_port, &host_port_number) || !parse_port(guest, &guest_port_number)) {
-    return false;
-  }
-  out->set_host_ip(std::string(ip));
-  out->set_host_port(host_port_number);
-  out->set_guest_port(guest_port_number);
+  std::optional<EndpointParts> parts = ParseEndpointText(text);
+  if (!parts) return false;
+  out->set_host_ip(parts->host_ip);
+  out->set_host_port(parts->host_port);
+  out->set_guest_port(parts->guest_port);
   return true;
 }
 

@@ -1,45 +1,11 @@
 #include "supervisor/reconcile/front_door_plan.h"
 
 #include <algorithm>
-#include <charconv>
 
 #include "proto/support/ip_address.h"
 
 namespace phoenix::supervisor {
 namespace {
-
-struct ParsedEndpoint {
-  std::string address;
-  uint16_t host_port = 0;
-  uint16_t guest_port = 0;
-};
-
-bool ParsePort(std::string_view text, uint16_t& out) {
-  unsigned value = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size() || value == 0 || value > 65535) {
-    return false;
-  }
-  out = static_cast<uint16_t>(value);
-  return true;
-}
-
-// "10.0.0.2:31000->80" or "[fd00::2]:31000->80".
-std::optional<ParsedEndpoint> ParseEndpoint(std::string_view text) {
-  const size_t arrow = text.find("->");
-  if (arrow == std::string_view::npos) return std::nullopt;
-  std::string_view host = text.substr(0, arrow);
-  const size_t colon = host.rfind(':');
-  if (colon == std::string_view::npos) return std::nullopt;
-  std::string_view ip = host.substr(0, colon);
-  if (ip.size() >= 2 && ip.front() == '[' && ip.back() == ']') ip = ip.substr(1, ip.size() - 2);
-  ParsedEndpoint out{.address = std::string(ip)};
-  if (!IsIpLiteral(out.address) || !ParsePort(host.substr(colon + 1), out.host_port) ||
-      !ParsePort(text.substr(arrow + 2), out.guest_port)) {
-    return std::nullopt;
-  }
-  return out;
-}
 
 bool Serves(const FrontDoorReplicaView& r) {
   return !r.node_down && r.guest_state == GuestState::kRunning && r.healthy;
@@ -55,9 +21,12 @@ std::vector<FrontDoorService> PlanFrontDoor(const std::vector<FrontDoorServiceVi
     for (const FrontDoorReplicaView& r : view.replicas) {
       if (!Serves(r)) continue;
       for (const std::string& text : r.endpoints) {
-        std::optional<ParsedEndpoint> e = ParseEndpoint(text);
-        if (!e || e->guest_port != view.door.guest_port) continue;
-        std::string address = e->address;
+        std::optional<EndpointParts> e = ParseEndpointText(text);
+        if (!e || e->guest_port != view.door.guest_port || e->host_port == 0 ||
+            !IsIpLiteral(e->host_ip)) {
+          continue;
+        }
+        std::string address = e->host_ip;
         if (IsUnspecifiedAddress(address)) {
           if (!IsIpLiteral(r.node_address)) break;  // nowhere to reach it
           address = r.node_address;

@@ -1,5 +1,6 @@
 #include "supervisor/state/cluster.h"
 
+#include <charconv>
 #include <string>
 
 namespace phoenix::supervisor {
@@ -106,6 +107,32 @@ std::string_view AutoscaleMetricName(AutoscaleMetric metric) {
       return "rps";
   }
   return "unknown";
+}
+
+std::optional<EndpointParts> ParseEndpointText(std::string_view text) {
+  const size_t arrow = text.find("->");
+  if (arrow == std::string_view::npos) return std::nullopt;
+  const std::string_view host = text.substr(0, arrow);
+  const size_t colon = host.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return std::nullopt;
+  std::string_view ip = host.substr(0, colon);
+  if (ip.size() >= 2 && ip.front() == '[' && ip.back() == ']') ip = ip.substr(1, ip.size() - 2);
+  if (ip.empty()) return std::nullopt;
+  auto port = [](std::string_view s, uint16_t& out) {
+    uint32_t value = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
+    if (s.empty() || ec != std::errc{} || end != s.data() + s.size() || value > 65535) {
+      return false;
+    }
+    out = static_cast<uint16_t>(value);
+    return true;
+  };
+  EndpointParts out{.host_ip = std::string(ip)};
+  if (!port(host.substr(colon + 1), out.host_port) ||
+      !port(text.substr(arrow + 2), out.guest_port)) {
+    return std::nullopt;
+  }
+  return out;
 }
 
 std::string_view FrontDoorProtocolName(FrontDoorProtocol protocol) {

@@ -170,6 +170,15 @@ struct GuestMetrics {
   bool operator==(const GuestMetrics&) const = default;
 };
 
+// One of ReplicaObservation::endpoints taken apart: "10.0.0.2:31000->80", "[fd00::2]:31000->80".
+// The host part is not checked to be an address; ports are 0-65535.
+struct EndpointParts {
+  std::string host_ip;
+  uint16_t host_port = 0;
+  uint16_t guest_port = 0;
+};
+std::optional<EndpointParts> ParseEndpointText(std::string_view text);
+
 // What the replica's node last reported about its guest. Not durable.
 struct ReplicaObservation {
   GuestState guest_state = GuestState::kUnknown;
