@@ -63,10 +63,20 @@ class TestNetns {
 
   const std::filesystem::path& path() const { return path_; }
 
-  // A TCP socket listening on 127.0.0.1:port inside the namespace (port 0: the kernel picks). The
+  // Runs `fn` on a new thread inside this namespace (for code that works in "its" namespace).
+  [[nodiscard]] Result<void> Run(const std::function<void()>& fn) const {
+    return InNetns([&]() -> Result<void> {
+      fn();
+      return {};
+    });
+  }
+
+  // A TCP socket listening on address:port (default 127.0.0.1) inside the namespace (port 0: the
+  // kernel picks). The
   // caller owns the fd (e.g. hands it to tcp::acceptor::assign). With a tiny backlog and nobody
   // accepting, further connects hang (the kernel drops their SYNs): a connect that stays in flight.
-  [[nodiscard]] Result<int> Listen(uint16_t port, int backlog = SOMAXCONN) const {
+  [[nodiscard]] Result<int> Listen(uint16_t port, int backlog = SOMAXCONN,
+                                   uint32_t address = INADDR_LOOPBACK) const {
     int listener = -1;
     Result<void> done = InNetns([&]() -> Result<void> {
       int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -77,7 +87,7 @@ class TestNetns {
       sockaddr_in addr{};
       addr.sin_family = AF_INET;
       addr.sin_port = htons(port);
-      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      addr.sin_addr.s_addr = htonl(address);
       if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
           ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
           ::listen(fd, backlog) != 0) {
