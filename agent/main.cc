@@ -95,6 +95,15 @@ Flags:
                        listen here, and the supervisor hands it to every other node (default:
                        the host's primary address, or 127.0.0.1 without one; several agents on
                        one host in development each take their own, e.g. 127.0.2.1, 127.0.2.2)
+  --instance-subnet CIDR
+                       give every container its own address in this IPv4 subnet (e.g.
+                       10.88.1.0/24, /8 to /29) on a node bridge (phx-<subnet in hex>, holding
+                       the first address): the front door (HAProxy) then reaches containers
+                       there directly, so a killed or restarted agent drops no request. Each node
+                       of a cluster needs its own subnet; the supervisor routes between them via
+                       the nodes' advertise addresses (they must share a link, as flannel's
+                       host-gw needs). Turns on IPv4 forwarding. Default: none (containers are
+                       reached through the agent's port proxy)
   --vcpus N            vCPUs this node offers (default: the host's); with --memory-mib, lets
                        several agents share one host, each offering a slice of it
   --memory-mib N       memory this node offers in MiB (default: the host's)
@@ -136,6 +145,7 @@ struct Flags {
   std::string zone = "default";
   std::string labels;
   std::string advertise_address;  // empty = PrimaryAddress()
+  std::string instance_subnet;    // empty = no node network
   std::string libvirt_uri = "qemu:///system";
   std::filesystem::path vmm;
   std::filesystem::path port_file;
@@ -205,6 +215,8 @@ Flags ParseFlags(int argc, char** argv) {
       f.labels = value;
     else if (arg == "--advertise-address")
       f.advertise_address = value;
+    else if (arg == "--instance-subnet")
+      f.instance_subnet = value;
     else if (arg == "--libvirt-uri")
       f.libvirt_uri = value;
     else if (arg == "--vmm")
@@ -368,6 +380,15 @@ int main(int argc, char** argv) {
   if (!phoenix::IsIpLiteral(identity.advertise_address)) {
     UsageError("--advertise-address: want an IP address, got \"" + flags.advertise_address + "\"");
   }
+  std::optional<phoenix::Ipv4Subnet> instance_subnet;
+  if (!flags.instance_subnet.empty()) {
+    instance_subnet = phoenix::ParseIpv4Subnet(flags.instance_subnet);
+    if (!instance_subnet) {
+      UsageError("--instance-subnet: want an IPv4 network with a /8 to /29 prefix and no host bits, "
+                 "e.g. 10.88.1.0/24; got \"" + flags.instance_subnet + "\"");
+    }
+    identity.instance_subnet = phoenix::FormatSubnet(*instance_subnet);
+  }
   auto capacity = ReadHostCapacity();
   if (!capacity) return Fatal("reading host capacity", capacity.error());
   // Several agents sharing one host (a lab, the quickstart) each offer a slice of it.
@@ -397,8 +418,15 @@ int main(int argc, char** argv) {
   libvirt_options.uri = flags.libvirt_uri;
   libvirt_options.state_dir = flags.state_dir / "vm";
   libvirt::LibvirtRuntime libvirt(loop, libvirt_options);
+  std::shared_ptr<net::NodeNetwork> node_network;
+  if (instance_subnet) {
+    auto opened = net::NodeNetwork::Open(*instance_subnet, flags.state_dir / "ipam");
+    if (!opened) return Fatal("setting up the node network", opened.error());
+    node_network = *opened;
+  }
   oci::OciRuntimeOptions oci_options;
   oci_options.state_dir = flags.state_dir / "container";
+  oci_options.node_network = node_network;
   oci::OciRuntime containers(loop, oci_options);
   microvm::MicroVmRuntimeOptions microvm_options;
   microvm_options.state_dir = flags.state_dir / "microvm";
@@ -520,6 +548,13 @@ int main(int argc, char** argv) {
         spdlog::error("front door table {} refused: {}", version, r.error().ToString());
       }
     };
+    if (node_network) {
+      link_options.on_node_routes = [node_network](std::vector<net::PeerRoute> routes) {
+        if (auto r = node_network->SyncPeerRoutes(routes); !r) {
+          spdlog::error("routes to other nodes' instances: {}", r.error().ToString());
+        }
+      };
+    }
     supervisor_link = std::make_unique<link::SupervisorLink>(manager, **store, **images, hub,
                                                              std::move(link_options));
     if (auto r = supervisor_link->Start(); !r)

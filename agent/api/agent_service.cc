@@ -249,6 +249,7 @@ grpc::Status AgentServiceImpl::GetNodeInfo(grpc::ServerContext*, const v1::GetNo
     resp->set_name(options_.node.name);
     resp->set_zone(options_.node.zone);
     resp->set_advertise_address(options_.node.advertise_address);
+    resp->set_instance_subnet(options_.node.instance_subnet);
     for (const auto& [k, v] : options_.node.labels) (*resp->mutable_labels())[k] = v;
     resp->mutable_capacity()->set_vcpus(options_.capacity.vcpus);
     resp->mutable_capacity()->set_memory_mib(options_.capacity.memory_mib);

@@ -60,6 +60,7 @@ void GuestToProto(const GuestRecord& in, const std::string& node, v1::Guest* out
   out->set_last_boot_ms(in.last_boot_ms);
   out->set_instance(in.instance);
   out->set_accelerator(in.accelerator);
+  out->set_node_address(in.node_address);
   if (in.metrics) {
     const GuestMetrics& m = *in.metrics;
     v1::GuestMetrics* pm = out->mutable_metrics();

@@ -88,6 +88,9 @@ struct GuestRecord {
   // Latest sample of the current instance; nullopt until the first sample. Not persisted: the
   // store ignores it, and a reloaded record starts without.
   std::optional<GuestMetrics> metrics;
+  // The current instance's address on the node network (InstanceInfo::node_address); empty when
+  // none. Not persisted: a restarted agent learns it again from the runtime when it adopts.
+  std::string node_address;
   bool operator==(const GuestRecord&) const = default;
 };
 

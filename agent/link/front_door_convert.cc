@@ -1,5 +1,10 @@
 #include "agent/link/front_door_convert.h"
 
+#include <arpa/inet.h>
+#include <spdlog/spdlog.h>
+
+#include "proto/support/ip_address.h"
+
 namespace phoenix::agent::link {
 namespace {
 
@@ -25,6 +30,21 @@ frontdoor::FrontDoorTable FrontDoorTableFromProto(const v1::FrontDoorTable& in) 
                                                            .draining = r.draining()});
     }
     out.services.push_back(std::move(service));
+  }
+  return out;
+}
+
+std::vector<net::PeerRoute> PeerRoutesFromProto(const v1::FrontDoorTable& in) {
+  std::vector<net::PeerRoute> out;
+  for (const v1::NodeRoute& r : in.routes()) {
+    auto subnet = ParseIpv4Subnet(r.subnet());
+    in_addr via{};
+    if (!subnet || !IsIpv4Literal(r.via()) || ::inet_pton(AF_INET, r.via().c_str(), &via) != 1) {
+      spdlog::warn("front door table {}: route of node {} ignored: subnet \"{}\" via \"{}\"",
+                   in.version(), r.node(), r.subnet(), r.via());
+      continue;
+    }
+    out.push_back(net::PeerRoute{.subnet = *subnet, .via = ntohl(via.s_addr)});
   }
   return out;
 }

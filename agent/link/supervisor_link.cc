@@ -211,6 +211,7 @@ void SupervisorLink::ReadLoop(
       }
       cv_.notify_all();
     } else if (message.has_front_door()) {
+      if (options_.on_node_routes) options_.on_node_routes(PeerRoutesFromProto(message.front_door()));
       if (options_.on_front_door) {
         options_.on_front_door(FrontDoorTableFromProto(message.front_door()));
       }

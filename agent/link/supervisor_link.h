@@ -33,6 +33,7 @@
 #include "agent/frontdoor/frontdoor_table.h"
 #include "agent/image/image_store.h"
 #include "agent/link/assignment_applier.h"
+#include "agent/net/node_network.h"
 #include "agent/reconcile/guest_manager.h"
 #include "agent/state/agent_store.h"
 #include "phoenix/v1/supervisor.grpc.pb.h"
@@ -58,6 +59,9 @@ class SupervisorLink {
     std::function<v1::NodeInfo()> node_info;
     // Every front door table received (on the reader thread; must not block). Null: ignored.
     std::function<void(frontdoor::FrontDoorTable)> on_front_door;
+    // Every table's node routes, just before on_front_door (same thread; must not block for
+    // long). Null: ignored (a node without an instance network).
+    std::function<void(std::vector<net::PeerRoute>)> on_node_routes;
     std::string node_name;  // Guest.node in Status
     std::chrono::milliseconds initial_backoff{200};
     std::chrono::milliseconds max_backoff{5000};

@@ -19,6 +19,8 @@ struct NodeIdentity {
   std::map<std::string, std::string> labels;
   // Where other nodes and clients reach this node (its front door binds here): an IP literal.
   std::string advertise_address = "127.0.0.1";
+  // The node's instance network ("10.88.1.0/24"), empty when it has none.
+  std::string instance_subnet;
 };
 
 struct HostCapacity {

@@ -246,6 +246,7 @@ void GuestManager::AdoptOrReset(Entry& e, const std::set<std::string>& adopt,
       if (i.instance == e.rec.instance) {
         e.netns = i.netns;
         e.guest_address = i.guest_address;
+        e.rec.node_address = i.node_address;
       }
     }
     for (const InstanceStatus& i : instances) {
@@ -459,6 +460,7 @@ void GuestManager::OnStarted(const std::string& name, const std::string& instanc
   e.pid = r->pid;
   e.netns = r->netns;
   e.guest_address = r->guest_address;
+  e.rec.node_address = r->node_address;
   Persist(e);
   Emit(EventType::kGuestRunning, name,
        "instance " + instance + " running (" + std::string(BootModeName(r->boot)) + " boot in " +
@@ -546,6 +548,7 @@ void GuestManager::DetachInstance(Entry& e) {
   e.stable_timer.cancel();
   e.unhealthy_timer.cancel();
   e.rec.healthy = false;
+  e.rec.node_address.clear();
   e.pid = 0;
   e.sampler.Reset();
   e.rec.metrics.reset();

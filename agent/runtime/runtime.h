@@ -69,6 +69,9 @@ struct InstanceInfo {
   // The guest's address inside `netns` (ignored when netns is empty): 127.0.0.1 for containers,
   // which share the namespace's loopback; 172.16.0.2 for micro-VMs, behind the namespace's tap.
   std::string guest_address = "127.0.0.1";
+  // The instance's own address on the node network (agent/net/node_network.h), where HAProxy and
+  // other nodes reach its guest ports directly; empty when it has none.
+  std::string node_address;
   BootMode boot = BootMode::kCold;  // how it actually started: kCold or kSnapshot
   std::chrono::milliseconds start_duration{0};
   std::string accelerator;  // "kvm" / "tcg" for VMs; empty otherwise
@@ -86,6 +89,7 @@ struct InstanceStatus {
   int pid = 0;
   std::filesystem::path netns;              // as in InstanceInfo
   std::string guest_address = "127.0.0.1";  // as in InstanceInfo
+  std::string node_address;                 // as in InstanceInfo
 };
 
 struct RuntimeEvent {

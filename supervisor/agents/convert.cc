@@ -54,6 +54,9 @@ AgentHello HelloFromProto(const v1::Hello& in, const std::string& node_name) {
   out.images.insert(in.images().begin(), in.images().end());
   out.agent_version = node.version();
   if (IsIpLiteral(node.advertise_address())) out.advertise_address = node.advertise_address();
+  if (auto subnet = ParseIpv4Subnet(node.instance_subnet())) {
+    out.instance_subnet = FormatSubnet(*subnet);
+  }
   return out;
 }
 
@@ -75,6 +78,7 @@ ReportedGuest GuestFromProto(const v1::Guest& in, TimePoint now) {
   for (const v1::Endpoint& endpoint : in.endpoints()) {
     out.observed.endpoints.push_back(EndpointString(endpoint));
   }
+  if (IsIpv4Literal(in.node_address())) out.observed.node_address = in.node_address();
   out.observed.reported_at = now;
   if (in.has_metrics()) {
     const v1::GuestMetrics& m = in.metrics();
@@ -152,6 +156,12 @@ v1::FrontDoorTable FrontDoorTableToProto(const FrontDoorTable& in) {
       r->set_zone(server.zone);
       r->set_draining(server.draining);
     }
+  }
+  for (const NodeRoute& route : in.routes) {
+    v1::NodeRoute* r = out.add_routes();
+    r->set_node(route.node);
+    r->set_subnet(route.subnet);
+    r->set_via(route.via);
   }
   return out;
 }

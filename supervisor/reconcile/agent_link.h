@@ -53,9 +53,18 @@ struct FrontDoorService {
   bool operator==(const FrontDoorService&) const = default;
 };
 
+// A node's instance subnet and where the other nodes route to it.
+struct NodeRoute {
+  std::string node;
+  std::string subnet;  // "10.88.1.0/24"
+  std::string via;     // the node's advertise address
+  bool operator==(const NodeRoute&) const = default;
+};
+
 struct FrontDoorTable {
   uint64_t version = 0;
   std::vector<FrontDoorService> services;
+  std::vector<NodeRoute> routes;
 };
 
 // What an agent says when its link opens (after mTLS proved `name`).
@@ -64,6 +73,8 @@ struct AgentHello {
   // An IP literal, or empty when the agent said none or something else (it reaches every other
   // node's HAProxy config, so it is checked here, at the edge).
   std::string advertise_address;
+  // A canonical IPv4 subnet ("10.88.1.0/24"), or empty when the agent said none or something else.
+  std::string instance_subnet;
   Resources allocated;
   uint64_t applied_version = 0;
   std::set<std::string> images;

@@ -1,5 +1,6 @@
 #include "supervisor/reconcile/controller.h"
 
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -100,6 +101,7 @@ struct Controller::Impl {
     SteadyClock::time_point until{};
     // Where the front door reaches it while it drains; empty when it was not serving.
     std::vector<std::string> endpoints;
+    std::string node_address;  // its own address on its node's instance network, if any
     std::string guest() const {
       return ReplicaGuestName(service, placement.index, placement.generation);
     }
@@ -159,6 +161,7 @@ struct Controller::Impl {
   std::map<std::string, AutoscaleStatus> autoscale_status;  // by service; not durable
   std::vector<Draining> draining;
   FrontDoorTable front_door;  // as last sent to every agent; version 0 = none sent yet
+  std::vector<std::string> overlapping_subnets;  // nodes left out of the routes, as last warned
 
   // ---- Drafts and commits ----
 
@@ -255,7 +258,8 @@ struct Controller::Impl {
                 .placement = *it,
                 .guest_template = s.spec.guest_template,
                 .until = SteadyClock::now() + options.drain_grace,
-                .endpoints = serving ? extra.observed.endpoints : std::vector<std::string>{}});
+                .endpoints = serving ? extra.observed.endpoints : std::vector<std::string>{},
+                .node_address = serving ? extra.observed.node_address : std::string()});
             drain_note = "; it left the endpoints and stops after " + Seconds(options.drain_grace) +
                          " of draining";
           }
@@ -588,8 +592,20 @@ struct Controller::Impl {
 
   // ---- Front door ----
 
-  // Every front-door service's servers, as the agents should serve them now.
-  std::vector<FrontDoorService> PlannedFrontDoor() const {
+  // Every node's instance subnet other nodes route to (overlapping ones left out).
+  NodeRoutePlan PlannedNodeRoutes() const {
+    std::vector<NodeRoute> candidates;
+    for (const auto& [name, e] : nodes) {
+      if (e.live.instance_subnet.empty()) continue;
+      candidates.push_back(NodeRoute{
+          .node = name, .subnet = e.live.instance_subnet, .via = e.live.advertise_address});
+    }
+    return PlanNodeRoutes(candidates);
+  }
+
+  // Every front-door service's servers, as the agents should serve them now; replicas on a node in
+  // `routes` are reached at their own addresses.
+  std::vector<FrontDoorService> PlannedFrontDoor(const std::vector<NodeRoute>& routes) const {
     std::vector<FrontDoorServiceView> views;
     auto view_of = [&](const std::string& service, const ReplicaPlacement& r, bool draining) {
       FrontDoorReplicaView v{.guest = ReplicaGuestName(service, r.index, r.generation),
@@ -601,11 +617,13 @@ struct Controller::Impl {
       } else {
         v.node_down = true;
       }
+      const bool routed = std::ranges::find(routes, r.node, &NodeRoute::node) != routes.end();
       auto it = extras.find({service, r.index});
       if (it != extras.end() && it->second.observed_set && it->second.generation == r.generation) {
         v.guest_state = it->second.observed.guest_state;
         v.healthy = it->second.observed.healthy;
         v.endpoints = it->second.observed.endpoints;
+        if (routed) v.instance_address = it->second.observed.node_address;
       }
       return v;
     };
@@ -625,6 +643,9 @@ struct Controller::Impl {
       v.guest_state = GuestState::kRunning;
       v.healthy = true;
       v.endpoints = dr.endpoints;
+      if (std::ranges::find(routes, dr.placement.node, &NodeRoute::node) != routes.end()) {
+        v.instance_address = dr.node_address;
+      }
       view->replicas.push_back(std::move(v));
     }
     return PlanFrontDoor(views);
@@ -650,9 +671,23 @@ struct Controller::Impl {
   // Sends the table to every connected agent when it changed.
   void PublishFrontDoor() {
     if (!FrontDoorKnown()) return;
-    std::vector<FrontDoorService> planned = PlannedFrontDoor();
-    if (planned == front_door.services && (front_door.version > 0 || planned.empty())) return;
+    NodeRoutePlan routes = PlannedNodeRoutes();
+    std::vector<FrontDoorService> planned = PlannedFrontDoor(routes.routes);
+    if (planned == front_door.services && routes.routes == front_door.routes &&
+        (front_door.version > 0 || (planned.empty() && routes.routes.empty()))) {
+      return;
+    }
+    if (routes.overlapping != overlapping_subnets) {
+      overlapping_subnets = routes.overlapping;
+      if (!overlapping_subnets.empty()) {
+        spdlog::warn(
+            "nodes {} have overlapping instance subnets: their replicas are reached at their "
+            "published ports; give each node its own --instance-subnet",
+            fmt::join(overlapping_subnets, ", "));
+      }
+    }
     front_door.services = std::move(planned);
+    front_door.routes = std::move(routes.routes);
     front_door.version = NextFrontDoorVersion(front_door.version, Clock::now());
     for (auto& [name, e] : nodes) {
       if (e.session != nullptr) e.session->SendFrontDoor(front_door);
@@ -771,6 +806,7 @@ struct Controller::Impl {
     // Version 0 is "nothing assigned yet", which every agent already holds.
     if (e.plan.record.assignment_version > 0) SendAssignment(name);
     e.live.advertise_address = hello.advertise_address;
+    e.live.instance_subnet = hello.instance_subnet;
     if (front_door.version > 0) session->SendFrontDoor(front_door);
   }
 

@@ -64,6 +64,25 @@ TEST(FrontDoorPlanTest, WhichReplicasServeAndWhere) {
       {"IPv6",
        Ready("web-0-1", "[fd00::2]:31000->80"),
        {FrontDoorServer{.name = "web-0-1", .address = "fd00::2", .port = 31000, .zone = "a"}}},
+      {"its own address on the node network: the guest port there, no agent in the path",
+       with(Ready("web-0-1", "10.0.0.2:31000->80"),
+            [](auto& r) { r.instance_address = "10.88.1.5"; }),
+       {FrontDoorServer{.name = "web-0-1", .address = "10.88.1.5", .port = 80, .zone = "a"}}},
+      {"node network, draining",
+       with(Ready("web-0-1", "10.0.0.2:31000->80"),
+            [](auto& r) {
+              r.instance_address = "10.88.1.5";
+              r.draining = true;
+            }),
+       {FrontDoorServer{
+           .name = "web-0-1", .address = "10.88.1.5", .port = 80, .zone = "a", .draining = true}}},
+      {"node network, unhealthy",
+       with(Ready("web-0-1", "10.0.0.2:31000->80"),
+            [](auto& r) {
+              r.instance_address = "10.88.1.5";
+              r.healthy = false;
+            }),
+       {}},
   };
   for (const Case& c : cases) {
     auto plan = PlanFrontDoor({Web({c.replica})});
@@ -89,6 +108,23 @@ TEST(FrontDoorPlanTest, ATableIsTheSameForTheSameStateWhateverTheOrder) {
   EXPECT_TRUE(plan[1].servers.empty()) << "a service with no ready replica keeps its frontend";
   std::ranges::reverse(api.replicas);
   EXPECT_EQ(PlanFrontDoor({api, Web({})}), plan);
+}
+
+TEST(FrontDoorPlanTest, NodeRoutesLeaveOutOverlappingAndIncompleteNodes) {
+  const NodeRoute a{.node = "a", .subnet = "10.88.1.0/24", .via = "192.0.2.1"};
+  const NodeRoute b{.node = "b", .subnet = "10.88.2.0/24", .via = "192.0.2.2"};
+  const NodeRoute c_covers_a_and_b{.node = "c", .subnet = "10.88.0.0/16", .via = "192.0.2.3"};
+  const NodeRoute d{.node = "d", .subnet = "10.89.0.0/24", .via = "192.0.2.4"};
+  const NodeRoute no_subnet{.node = "e", .subnet = "", .via = "192.0.2.5"};
+  const NodeRoute no_address{.node = "f", .subnet = "10.90.0.0/24", .via = ""};
+
+  NodeRoutePlan plan = PlanNodeRoutes({b, a, no_subnet, no_address});
+  EXPECT_EQ(plan.routes, (std::vector<NodeRoute>{a, b}));
+  EXPECT_TRUE(plan.overlapping.empty());
+
+  plan = PlanNodeRoutes({d, c_covers_a_and_b, b, a});
+  EXPECT_EQ(plan.routes, (std::vector<NodeRoute>{d}));
+  EXPECT_EQ(plan.overlapping, (std::vector<std::string>{"a", "b", "c"}));
 }
 
 TEST(FrontDoorPlanTest, VersionsGrowWithTheClockAndNeverGoBack) {

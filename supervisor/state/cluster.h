@@ -186,6 +186,8 @@ struct ReplicaObservation {
   uint32_t restart_count = 0;
   std::string last_exit_reason;
   std::vector<std::string> endpoints;  // "127.0.0.1:49153->80"
+  // The instance's own address on its node's instance network; empty when it has none.
+  std::string node_address;
   TimePoint reported_at{};
   std::optional<GuestMetrics> metrics;  // absent until the agent sampled the instance
   // When the supervisor received a new sample (sampled_at changed): the supervisor's clock, so
@@ -228,6 +230,9 @@ struct NodeLive {
   std::string agent_version;
   std::string state_reason;
   std::string advertise_address;  // where its front door listens, as its hello said
+  // Its instance network as its hello said ("10.88.1.0/24"); empty when it has none or when it
+  // overlaps another node's (then its replicas are reached at their published ports instead).
+  std::string instance_subnet;
 };
 
 enum class ClusterEventType {

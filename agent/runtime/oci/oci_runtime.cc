@@ -413,6 +413,11 @@ Result<void> OciRuntime::Teardown(const RunRecord& record) {
       }
     }
   }
+  if (!record.address.empty() && options_.node_network) {
+    if (auto r = options_.node_network->Detach(record.instance, record.address); !r) {
+      problems.push_back(r.error().message);
+    }
+  }
   if (!record.netns.empty()) {
     if (auto r = RemoveNetns(record.netns); !r) problems.push_back(r.error().message);
   }
@@ -553,6 +558,12 @@ Result<InstanceInfo> OciRuntime::Start(const InstanceSpec& spec) {
     }
   }
   if (auto r = CreateNetns(record.netns); !r) return fail(r.error());
+  if (options_.node_network) {
+    auto address = options_.node_network->Attach(spec.instance, record.netns);
+    if (!address) return fail(address.error());
+    record.address = *address;
+    if (auto r = WriteRunRecord(RunRecordFile(spec.instance), record); !r) return fail(r.error());
+  }
   const std::string overlay_options = fmt::format("lowerdir={},upperdir={},workdir={}",
                                                   golden.string(), upper.string(), work.string());
   if (::mount("overlay", rootfs.c_str(), "overlay", MS_NOSUID | MS_NODEV,
@@ -602,6 +613,7 @@ Result<InstanceInfo> OciRuntime::Start(const InstanceSpec& spec) {
   info.instance = spec.instance;
   info.pid = *pid;
   info.netns = record.netns;
+  info.node_address = record.address;
   info.boot = BootMode::kCold;
   info.start_duration = std::chrono::duration_cast<milliseconds>(SteadyClock::now() - started);
   spdlog::info("oci runtime: {} running ({}, init pid {}) after {} ms ({} run {} ms)",
@@ -710,6 +722,7 @@ Result<std::vector<InstanceStatus>> OciRuntime::List() {
       if (auto rec = records.find(c.id); rec != records.end()) {
         s.guest_id = rec->second.guest_id;
         s.netns = rec->second.netns;
+        s.node_address = rec->second.address;
         // Re-adoption: watch it so its stop is reported like any other.
         if (s.running) {
           auto adopted = Adopt(rec->second, c.pid);

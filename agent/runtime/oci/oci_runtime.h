@@ -6,9 +6,10 @@
 //                                    overlayfs (lower: the golden rootfs, upper/ + work/ fresh per
 //                                    instance, so nothing a previous instance wrote survives), and
 //                                    oci.log (crun/runc's own messages)
-//   <state_dir>/netns/<instance>     the instance's own network namespace (lo only); the guest
-//                                    listens on 127.0.0.1:<guest_port> inside it
-//                                    (InstanceInfo.netns)
+//   <state_dir>/netns/<instance>     the instance's own network namespace: lo, and with a node
+//                                    network eth0 at the instance's node address; the agent's
+//                                    proxy and probes reach the guest on 127.0.0.1:<guest_port>
+//                                    inside it (InstanceInfo.netns), HAProxy at its node address
 //   <state_dir>/run/<instance>       the RunRecord, written first, removed last
 //   cgroup "/phoenix/<instance>"     memory, CPU and pids limits
 // The container's stdout/stderr are appended to spec.log_path. A failed Start removes all of it.
@@ -36,6 +37,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/net/node_network.h"
 #include "agent/runtime/exit_watch.h"
 #include "agent/runtime/oci/cgroup_layout.h"
 #include "agent/runtime/oci/run_record.h"
@@ -58,6 +60,9 @@ struct OciRuntimeOptions {
   // (images/README: "/data").
   std::vector<std::string> guest_owned_dirs = {"data"};
   std::chrono::milliseconds tool_timeout{30000};  // per crun/runc invocation
+  // When set, every instance's namespace also gets an address on the node network (a veth to the
+  // node's bridge), where HAProxy and other nodes reach the guest with no agent in the path.
+  std::shared_ptr<net::NodeNetwork> node_network;
 };
 
 // Containers' user namespaces: slot s maps container ids 0..kUsernsSize-1 to host ids

@@ -26,9 +26,9 @@ bool ParseUint(std::string_view s, T& out) {
 std::string FormatRunRecord(const RunRecord& r) {
   return fmt::format(
       "instance={}\nguest_id={}\noci={}\nbundle={}\nnetns={}\ncgroups_path={}\nmemory_mib={}\n"
-      "init_start_time={}\nuserns_base={}\n",
+      "init_start_time={}\nuserns_base={}\naddress={}\n",
       r.instance, r.guest_id, r.oci, r.bundle.string(), r.netns.string(), r.cgroups_path,
-      r.memory_mib, r.init_start_time, r.userns_base);
+      r.memory_mib, r.init_start_time, r.userns_base, r.address);
 }
 
 Result<RunRecord> ParseRunRecord(std::string_view text) {
@@ -63,6 +63,8 @@ Result<RunRecord> ParseRunRecord(std::string_view text) {
       ok = ParseUint(value, r.init_start_time);
     } else if (key == "userns_base") {
       ok = ParseUint(value, r.userns_base);
+    } else if (key == "address") {
+      r.address = value;
     }
     if (!ok) return InvalidArgument("run_record", fmt::format("bad value for {}: {}", key, value));
   }

@@ -26,6 +26,7 @@ struct RunRecord {
   uint32_t memory_mib = 0;
   uint64_t init_start_time = 0;  // /proc/<pid>/stat starttime of the init: tells pid reuse apart
   uint32_t userns_base = 0;      // host id of the container's id 0; 0: no user namespace
+  std::string address;           // its address on the node network; empty: none
 
   bool operator==(const RunRecord&) const = default;
 };

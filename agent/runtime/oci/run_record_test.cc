@@ -17,7 +17,8 @@ RunRecord Sample() {
                    .cgroups_path = "/phoenix/phx-web-3",
                    .memory_mib = 64,
                    .init_start_time = 123456789,
-                   .userns_base = 2147549184u};
+                   .userns_base = 2147549184u,
+                   .address = "10.88.1.7"};
 }
 
 TEST(RunRecordTest, RoundTrips) {

@@ -81,8 +81,12 @@ class ThreeZoneCluster : public ::testing::Test {
     fs::remove_all(root_);
     fs::create_directories(root_);
     sup_dir_ = root_ / "supervisor";
-    auto init =
-        RunCommand({Env("PHOENIX_SUPERVISOR_BIN"), "init", "--state-dir", sup_dir_.string()});
+    std::vector<std::string> init_argv = {Env("PHOENIX_SUPERVISOR_BIN"), "init", "--state-dir",
+                                          sup_dir_.string()};
+    if (SupervisorAddress() != "127.0.0.1") {
+      init_argv.insert(init_argv.end(), {"--san", SupervisorAddress()});
+    }
+    auto init = RunCommand(init_argv);
     ASSERT_EQ(init.exit_code, 0) << init.output;
     admin_token_ = ReadAll(sup_dir_ / "admin.token");
     ASSERT_FALSE(admin_token_.empty());
@@ -142,7 +146,7 @@ class ThreeZoneCluster : public ::testing::Test {
     fs::remove(port_file);
     auto child = ChildProcess::Spawn(
         {Env("PHOENIX_SUPERVISOR_BIN"), "serve", "--state-dir", sup_dir_.string(), "--listen",
-         "127.0.0.1:" + std::to_string(sup_port_), "--port-file", port_file.string(),
+         SupervisorAddress() + ":" + std::to_string(sup_port_), "--port-file", port_file.string(),
          "--heartbeat-interval", "500ms", "--suspect-after", "1500ms", "--down-after",
          std::to_string(down_after_.count()) + "s", "--log-level", "debug"},
         (sup_dir_ / "supervisor.log").string());
@@ -153,37 +157,38 @@ class ThreeZoneCluster : public ::testing::Test {
     sup_port_ = *port;  // a restart listens on the same port, so agents find it again
     grpc::SslCredentialsOptions tls;
     tls.pem_root_certs = ca_pem_;
-    sup_ = v1::Supervisor::NewStub(
-        grpc::CreateChannel("127.0.0.1:" + std::to_string(sup_port_), grpc::SslCredentials(tls)));
+    sup_ = v1::Supervisor::NewStub(grpc::CreateChannel(
+        SupervisorAddress() + ":" + std::to_string(sup_port_), grpc::SslCredentials(tls)));
   }
 
   void StartAgent(Agent& agent) {
     const fs::path port_file = agent.state_dir / "agent.port";
     fs::create_directories(agent.state_dir);
     fs::remove(port_file);
-    std::vector<std::string> argv = {Env("PHOENIX_AGENT_BIN"),
-                                     "--listen",
-                                     "unix:" + (agent.state_dir / "agent.sock").string(),
-                                     "--state-dir",
-                                     agent.state_dir.string(),
-                                     "--port-file",
-                                     port_file.string(),
-                                     "--node",
-                                     agent.node,
-                                     "--zone",
-                                     agent.zone,
-                                     "--vcpus",
-                                     "8",
-                                     "--memory-mib",
-                                     "2048",
-                                     "--supervisor",
-                                     "127.0.0.1:" + std::to_string(sup_port_),
-                                     "--supervisor-ca",
-                                     (sup_dir_ / "pki" / "ca.pem").string(),
-                                     "--join-token",
-                                     join_token_,
-                                     "--log-level",
-                                     "debug"};
+    std::vector<std::string> argv = AgentCommandPrefix(agent);
+    argv.insert(argv.end(), {Env("PHOENIX_AGENT_BIN"),
+                             "--listen",
+                             "unix:" + (agent.state_dir / "agent.sock").string(),
+                             "--state-dir",
+                             agent.state_dir.string(),
+                             "--port-file",
+                             port_file.string(),
+                             "--node",
+                             agent.node,
+                             "--zone",
+                             agent.zone,
+                             "--vcpus",
+                             "8",
+                             "--memory-mib",
+                             "2048",
+                             "--supervisor",
+                             SupervisorAddress() + ":" + std::to_string(sup_port_),
+                             "--supervisor-ca",
+                             (sup_dir_ / "pki" / "ca.pem").string(),
+                             "--join-token",
+                             join_token_,
+                             "--log-level",
+                             "debug"});
     for (std::string& arg : AgentArgs(agent)) argv.push_back(std::move(arg));
     auto child = ChildProcess::Spawn(argv, agent.state_dir.string() + ".log");
     ASSERT_TRUE(child) << child.error().ToString();
@@ -197,6 +202,10 @@ class ThreeZoneCluster : public ::testing::Test {
 
   // Further flags for an agent (a derived fixture's --advertise-address, say).
   virtual std::vector<std::string> AgentArgs(const Agent&) { return {}; }
+  // What runs the agent (a derived fixture's `ip netns exec NS`, say); empty: run it directly.
+  virtual std::vector<std::string> AgentCommandPrefix(const Agent&) { return {}; }
+  // Where the supervisor listens and agents find it.
+  virtual std::string SupervisorAddress() const { return "127.0.0.1"; }
 
   void Authorize(grpc::ClientContext& ctx) {
     ctx.AddMetadata("authorization", "Bearer " + admin_token_);
