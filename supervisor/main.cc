@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "proto/support/exclusive_lock.h"
 #include "proto/support/logging.h"
 #include "proto/support/server_limits.h"
 #include "proto/support/tls.h"
@@ -256,6 +257,10 @@ int Serve(const Flags& flags) {
   if (ec) {
     return Fatal("creating " + flags.state_dir.string(), Error{ErrorCode::kInternal, ec.message()});
   }
+  // One supervisor per state dir: gRPC would not stop a second one (each listener refuses a taken
+  // port now, but a second one on another port would still write the same desired state).
+  auto owner = LockExclusively(flags.state_dir / "serve.lock", "supervisor state dir");
+  if (!owner) return Fatal("locking the state dir", owner.error());
   auto store = SqliteStateStore::Open(flags.state_dir / "supervisor.db");
   if (!store) return Fatal("opening the state store", store.error());
   auto snapshot = (*store)->Load();

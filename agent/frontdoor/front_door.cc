@@ -164,7 +164,42 @@ void FrontDoor::Run() {
     }
     EnsureHaproxy();
     if (want && haproxy_.Running()) Sync(*want);
+    SampleLoad();
   }
+}
+
+void FrontDoor::SampleLoad() {
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_sample_ < options_.load_interval) return;
+  const auto window = std::chrono::duration_cast<std::chrono::milliseconds>(now - last_sample_);
+  const bool first = last_sample_ == std::chrono::steady_clock::time_point{};
+  last_sample_ = now;
+  Result<std::vector<ServerCounters>> counters = Unavailable("HAProxy is not running");
+  if (haproxy_.Running()) {
+    auto csv = HaproxyRuntime(options_.files.api_socket()).Execute("show stat -1 4 -1");
+    counters = csv ? ParseShowStat(*csv)
+                   : Result<std::vector<ServerCounters>>(std::unexpected(csv.error()));
+  }
+  if (!counters) {
+    if (haproxy_.Running())
+      spdlog::warn("front door: reading HAProxy's stats: {}", counters.error().message);
+    last_counters_.clear();
+    std::lock_guard lock(mu_);
+    load_ = Load{};
+    return;
+  }
+  // The first sample only sets the baseline: HAProxy's counters began long before it.
+  std::vector<ServerLoad> servers =
+      LoadBetween(first ? *counters : last_counters_, *counters, window);
+  last_counters_ = std::move(*counters);
+  std::lock_guard lock(mu_);
+  load_ =
+      Load{.window = first ? std::chrono::milliseconds(0) : window, .servers = std::move(servers)};
+}
+
+FrontDoor::Load FrontDoor::load() const {
+  std::lock_guard lock(mu_);
+  return load_;
 }
 
 void FrontDoor::EnsureHaproxy() {

@@ -12,6 +12,9 @@
 //    the table is put in maintenance (no new requests, in-flight ones go on) and deleted once its
 //    last connection closed. The config file is rewritten too, so a restarted HAProxy starts from
 //    the same state.
+// Load: about once a second the worker reads HAProxy's per-server statistics (`show stat`) and
+// keeps each replica's request rate, totals and in-flight requests as seen by this node's front
+// door (load()); the supervisor sums them over the nodes.
 // HAProxy runs only when there is something to serve: it is started for the first table with a
 // service, or adopted at once when an earlier agent left one running (its pid file). While no
 // table arrived since the agent started, an adopted HAProxy is left exactly as it is (static
@@ -29,9 +32,11 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "agent/frontdoor/frontdoor_table.h"
 #include "agent/frontdoor/haproxy_process.h"
+#include "agent/frontdoor/haproxy_stats.h"
 #include "proto/support/error.h"
 
 namespace phoenix::agent::frontdoor {
@@ -41,6 +46,7 @@ struct FrontDoorOptions {
   FrontDoorSettings settings;
   std::string haproxy_binary = "/usr/sbin/haproxy";
   std::chrono::milliseconds tick{500};  // how often HAProxy's liveness and leftovers are checked
+  std::chrono::milliseconds load_interval{1000};  // how often load() is refreshed
   // Something an operator should hear about: HAProxy (re)started or adopted, a table rejected, a
   // reload failed. Called on the worker thread.
   std::function<void(const std::string& message)> on_event;
@@ -71,6 +77,13 @@ class FrontDoor {
 
   FrontDoorStatus status() const;
 
+  struct Load {
+    std::chrono::milliseconds window{0};  // the rates' window; 0: no sample yet
+    std::vector<ServerLoad> servers;      // every server HAProxy has, by service and name
+  };
+  // The latest per-replica load this node's HAProxy measured; empty while it does not run.
+  Load load() const;
+
   // Waits until the table of `version` (or a newer one) is applied, up to `timeout`. For tests and
   // for callers that must know the data plane changed.
   bool WaitApplied(uint64_t version, std::chrono::milliseconds timeout) const;
@@ -88,6 +101,7 @@ class FrontDoor {
   [[nodiscard]] Result<void> WriteConfig(const FrontDoorTable& table,
                                          const std::filesystem::path& file) const;
   void Report(const std::string& message);
+  void SampleLoad();
 
   const FrontDoorOptions options_;
   HaproxyProcess haproxy_;
@@ -96,6 +110,7 @@ class FrontDoor {
   mutable std::condition_variable cv_;
   std::optional<FrontDoorTable> desired_;  // guarded by mu_
   FrontDoorStatus status_;                 // guarded by mu_
+  Load load_;                              // guarded by mu_
   bool stopping_ = false;                  // guarded by mu_
   bool haproxy_given_up_ = false;          // guarded by mu_
 
@@ -105,6 +120,8 @@ class FrontDoor {
   uint64_t failed_version_ = 0;                  // the table whose frontends HAProxy refused
   bool first_ensure_ = true;
   bool haproxy_wanted_ = false;  // an HAProxy was there to adopt, or a table had a service
+  std::vector<ServerCounters> last_counters_;
+  std::chrono::steady_clock::time_point last_sample_{};
 
   std::thread worker_;  // last: started after everything it uses exists
 };

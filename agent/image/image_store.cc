@@ -30,6 +30,7 @@
 #include <set>
 #include <utility>
 #include "agent/image/tree.h"
+#include "proto/support/exclusive_lock.h"
 
 namespace phoenix::agent {
 namespace {
@@ -222,23 +223,15 @@ Result<std::unique_ptr<ImageStore>> ImageStore::Open(const fs::path& root, const
       return ErrnoError("image store: chmod " + (abs / sub).string());
     }
   }
-  fs::path lock_path = abs / "lock";
-  UniqueFd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-  if (lock.get() < 0) return ErrnoError("image store: opening " + lock_path.string());
-  if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
-    if (errno == EWOULDBLOCK) {
-      return Unavailable("image store " + abs.string() +
-                         " is in use by another ImageStore (another phoenix-agent?)");
-    }
-    return ErrnoError("image store: locking " + lock_path.string());
-  }
+  auto lock = LockExclusively(abs / "lock", "image store");
+  if (!lock) return std::unexpected(lock.error());
   // Whatever is in tmp/ is a leftover of an import or build that a crash interrupted.
   for (auto it = fs::directory_iterator(abs / "tmp", ec); !ec && it != fs::directory_iterator();
        it.increment(ec)) {
     RemoveTree(it->path());
   }
   if (ec) return Internal("image store: cleaning " + (abs / "tmp").string() + ": " + ec.message());
-  return std::unique_ptr<ImageStore>(new ImageStore(abs, lock.Release(), options));
+  return std::unique_ptr<ImageStore>(new ImageStore(abs, lock->Release(), options));
 }
 
 ImageStore::ImageStore(fs::path root, int lock_fd, Options options)

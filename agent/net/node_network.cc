@@ -80,7 +80,25 @@ Result<std::shared_ptr<NodeNetwork>> NodeNetwork::Open(const Ipv4Subnet& subnet,
       new NodeNetwork(subnet, ipam_dir, std::move(*netlink), *index));
 }
 
-Result<uint32_t> NodeNetwork::ClaimAddressLocked(std::string_view instance) {
+Result<bool> NodeNetwork::TryClaimLocked(uint32_t address, std::string_view instance) {
+  const fs::path file = ipam_dir_ / FormatIpv4(address);
+  UniqueFd fd(::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!fd) {
+    if (errno == EEXIST) return false;
+    return ErrnoError("claiming " + file.string());
+  }
+  const std::string text = std::string(instance) + "\n";
+  if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) ||
+      ::fsync(fd.get()) != 0) {
+    auto error = ErrnoError("writing " + file.string());
+    ::unlink(file.c_str());
+    return error;
+  }
+  return true;
+}
+
+Result<uint32_t> NodeNetwork::ClaimAddressLocked(std::string_view instance,
+                                                 std::string_view preferred) {
   const uint32_t first = subnet_.gateway() + 1;
   const uint32_t last = subnet_.broadcast() - 1;
   // The address this instance already holds (a Start retried after a crash) comes first.
@@ -92,21 +110,19 @@ Result<uint32_t> NodeNetwork::ClaimAddressLocked(std::string_view instance) {
       return ntohl(a.s_addr);
     }
   }
+  in_addr wanted{};
+  if (!preferred.empty() && ::inet_pton(AF_INET, std::string(preferred).c_str(), &wanted) == 1) {
+    const uint32_t address = ntohl(wanted.s_addr);
+    if (address >= first && address <= last) {
+      auto claimed = TryClaimLocked(address, instance);
+      if (!claimed) return std::unexpected(claimed.error());
+      if (*claimed) return address;
+    }
+  }
   for (uint32_t address = first; address <= last; ++address) {
-    const fs::path file = ipam_dir_ / FormatIpv4(address);
-    UniqueFd fd(::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    if (!fd) {
-      if (errno == EEXIST) continue;
-      return ErrnoError("claiming " + file.string());
-    }
-    const std::string text = std::string(instance) + "\n";
-    if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) ||
-        ::fsync(fd.get()) != 0) {
-      auto error = ErrnoError("writing " + file.string());
-      ::unlink(file.c_str());
-      return error;
-    }
-    return address;
+    auto claimed = TryClaimLocked(address, instance);
+    if (!claimed) return std::unexpected(claimed.error());
+    if (*claimed) return address;
   }
   return MakeError(ErrorCode::kResourceExhausted,
                    "node network " + FormatSubnet(subnet_) + " has no free address left");
@@ -119,9 +135,10 @@ void NodeNetwork::ReleaseAddressLocked(uint32_t address) {
   }
 }
 
-Result<std::string> NodeNetwork::Attach(std::string_view instance, const fs::path& netns_file) {
+Result<std::string> NodeNetwork::Attach(std::string_view instance, const fs::path& netns_file,
+                                        std::string_view preferred) {
   std::lock_guard lock(mu_);
-  auto address = ClaimAddressLocked(instance);
+  auto address = ClaimAddressLocked(instance, preferred);
   if (!address) return std::unexpected(address.error().Wrap("attaching " + std::string(instance)));
   const std::string veth = HostVethName(*address);
   auto attach = [&]() -> Result<void> {

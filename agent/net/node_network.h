@@ -46,11 +46,13 @@ class NodeNetwork {
   [[nodiscard]] static Result<std::shared_ptr<NodeNetwork>> Open(
       const Ipv4Subnet& subnet, const std::filesystem::path& ipam_dir);
 
-  // Gives `instance` (whose namespace is bound on `netns_file`) the next free address: a veth pair
-  // to the bridge, eth0 up with the address and a default route in the namespace. Returns the
+  // Gives `instance` (whose namespace is bound on `netns_file`) an address: `preferred` when it is
+  // in the subnet and free (a restarted guest keeps its address), else the lowest free one; a veth
+  // pair to the bridge, eth0 up with the address and a default route in the namespace. Returns the
   // address. kResourceExhausted when the subnet is full. Leaves nothing behind on failure.
   [[nodiscard]] Result<std::string> Attach(std::string_view instance,
-                                           const std::filesystem::path& netns_file);
+                                           const std::filesystem::path& netns_file,
+                                           std::string_view preferred = {});
   // Removes the instance's veth pair and frees `address` if `instance` holds it. Idempotent.
   [[nodiscard]] Result<void> Detach(std::string_view instance, std::string_view address);
 
@@ -68,8 +70,11 @@ class NodeNetwork {
 
  private:
   NodeNetwork(Ipv4Subnet subnet, std::filesystem::path ipam_dir, Rtnetlink netlink, int bridge);
-  // Claims the lowest free address for `instance` (or the one it already holds); under mu_.
-  Result<uint32_t> ClaimAddressLocked(std::string_view instance);
+  // Claims the address `instance` already holds, else `preferred` if free, else the lowest free
+  // one; under mu_.
+  Result<uint32_t> ClaimAddressLocked(std::string_view instance, std::string_view preferred);
+  // Creates the claim file of `address` for `instance`; false when someone holds it.
+  Result<bool> TryClaimLocked(uint32_t address, std::string_view instance);
   void ReleaseAddressLocked(uint32_t address);
 
   const Ipv4Subnet subnet_;

@@ -112,6 +112,19 @@ TEST_F(NodeNetworkTest, InstancesAreReachableAtTheirOwnAddressesFromTheNodeAndEa
     auto reused = (*network)->Attach("phx-d", a->path());
     ASSERT_TRUE(reused) << reused.error().ToString();
     EXPECT_EQ(*reused, "10.88.1.2") << "a freed address is handed out again";
+
+    // A restarted guest asks for its previous address: it gets it when free, else another.
+    ASSERT_TRUE((*network)->Detach("phx-c", *address_c));
+    auto e = NewInstance();
+    ASSERT_TRUE(e);
+    auto kept = (*network)->Attach("phx-c-2", e->path(), "10.88.1.4");
+    ASSERT_TRUE(kept) << kept.error().ToString();
+    EXPECT_EQ(*kept, "10.88.1.4");
+    auto f = NewInstance();
+    ASSERT_TRUE(f);
+    auto taken = (*network)->Attach("phx-f", f->path(), "10.88.1.4");
+    ASSERT_TRUE(taken) << taken.error().ToString();
+    EXPECT_EQ(*taken, "10.88.1.5") << "held by phx-c-2";
   });
 }
 

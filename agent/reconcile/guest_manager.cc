@@ -42,6 +42,9 @@ struct GuestManager::Entry {
   // else a network namespace file in which the guest listens on 127.0.0.1:<guest_port>.
   std::filesystem::path netns;
   std::string guest_address = "127.0.0.1";  // the guest's address inside netns
+  // The node-network address of the guest's latest instance: the next instance asks for it again,
+  // so the front door's table stays right across restarts even while the supervisor is away.
+  std::string last_node_address;
   std::string died_while_starting;  // set when the runtime reported a stop before Start returned
   milliseconds stop_grace{10000};
   std::vector<Reply> stop_waiters;
@@ -169,6 +172,7 @@ InstanceSpec GuestManager::MakeInstanceSpec(const Entry& e) const {
   s.guest_dir = options_.guests_dir / e.rec.id;
   s.log_path = s.guest_dir / "console.log";
   s.boot_mode = e.rec.spec.boot_mode;
+  s.node_address_hint = e.last_node_address;
   return s;
 }
 
@@ -247,6 +251,7 @@ void GuestManager::AdoptOrReset(Entry& e, const std::set<std::string>& adopt,
         e.netns = i.netns;
         e.guest_address = i.guest_address;
         e.rec.node_address = i.node_address;
+        if (!i.node_address.empty()) e.last_node_address = i.node_address;
       }
     }
     for (const InstanceStatus& i : instances) {
@@ -461,6 +466,7 @@ void GuestManager::OnStarted(const std::string& name, const std::string& instanc
   e.netns = r->netns;
   e.guest_address = r->guest_address;
   e.rec.node_address = r->node_address;
+  if (!r->node_address.empty()) e.last_node_address = r->node_address;
   Persist(e);
   Emit(EventType::kGuestRunning, name,
        "instance " + instance + " running (" + std::string(BootModeName(r->boot)) + " boot in " +

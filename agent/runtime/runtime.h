@@ -56,6 +56,9 @@ struct InstanceSpec {
   std::filesystem::path guest_dir;  // per-guest dir owned by the agent: overlays, run files
   std::filesystem::path log_path;   // serial console / stdout log; appended across instances
   BootMode boot_mode = BootMode::kAuto;
+  // The node-network address the guest's previous instance had: taken again when it is free, so a
+  // restarted guest keeps its address (and every front door's table stays right).
+  std::string node_address_hint;
 };
 
 struct InstanceInfo {

@@ -39,6 +39,9 @@ inline void ApplyServerLimits(grpc::ServerBuilder& builder, const ServerLimits& 
   builder.SetResourceQuota(quota);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, limits.max_streams_per_connection);
   builder.SetMaxReceiveMessageSize(limits.max_receive_bytes);
+  // gRPC sets SO_REUSEPORT by default: a second supervisor or agent on the same port would then
+  // silently take a share of the connections. A taken port must fail the start instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
 }
 
 class StreamLimiter {

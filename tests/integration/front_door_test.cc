@@ -13,6 +13,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -34,6 +35,15 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using testing::FreeLoopbackPort;
 using testing::NamedHttpServer;
+
+bool WaitUntil(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return done();
+}
 
 class FrontDoorTest : public ::testing::Test {
  protected:
@@ -178,6 +188,34 @@ TEST_F(FrontDoorTest, ServerChangesNeedNoReload) {
   auto bad = door_->Apply({.version = 4, .services = {Web(port, {}), Web(port + 1, {})}});
   ASSERT_FALSE(bad.has_value());
   EXPECT_EQ(bad.error().field, "services[1].name");
+}
+
+TEST_F(FrontDoorTest, LoadCountsTheRequestsHaproxySentEachServer) {
+  door_ = StartDoor();
+  NamedHttpServer a("A"), b("B");
+  const uint16_t port = FreeLoopbackPort();
+  ASSERT_TRUE(
+      door_->Apply({.version = 1, .services = {Web(port, {Server("a", a), Server("b", b)})}}));
+  ASSERT_TRUE(door_->WaitApplied(1, 15s)) << door_->status().last_error;
+  // The first sample is the baseline; requests after it count.
+  ASSERT_TRUE(WaitUntil([&] { return door_->load().servers.size() == 2; }, 10s));
+  const auto answered = Answers(port, 20);
+  FrontDoor::Load load;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        load = door_->load();
+        uint64_t total = 0;
+        for (const ServerLoad& s : load.servers) total += s.requests_total;
+        return load.window.count() > 0 && total == 20;
+      },
+      10s))
+      << ::testing::PrintToString(answered);
+  for (const ServerLoad& s : load.servers) {
+    EXPECT_EQ(s.service, "web");
+    EXPECT_EQ(static_cast<int>(s.requests_total), answered.at(s.server == "a" ? "A" : "B"))
+        << s.server;
+    EXPECT_EQ(s.in_flight, 0u);
+  }
 }
 
 TEST_F(FrontDoorTest, ANewServiceIsASeamlessReloadThatRefusesNoRequest) {

@@ -559,7 +559,8 @@ Result<InstanceInfo> OciRuntime::Start(const InstanceSpec& spec) {
   }
   if (auto r = CreateNetns(record.netns); !r) return fail(r.error());
   if (options_.node_network) {
-    auto address = options_.node_network->Attach(spec.instance, record.netns);
+    auto address =
+        options_.node_network->Attach(spec.instance, record.netns, spec.node_address_hint);
     if (!address) return fail(address.error());
     record.address = *address;
     if (auto r = WriteRunRecord(RunRecordFile(spec.instance), record); !r) return fail(r.error());
