@@ -542,6 +542,7 @@ int main(int argc, char** argv) {
       return info;
     };
     link_options.node_name = identity.name;
+    link_options.front_door_load = [door = front_door->get()] { return door->load(); };
     link_options.on_front_door = [door = front_door->get()](frontdoor::FrontDoorTable table) {
       const uint64_t version = table.version;
       if (auto r = door->Apply(std::move(table)); !r) {

@@ -34,6 +34,22 @@ frontdoor::FrontDoorTable FrontDoorTableFromProto(const v1::FrontDoorTable& in) 
   return out;
 }
 
+void FrontDoorLoadToProto(const frontdoor::FrontDoor::Load& in, v1::Status* out) {
+  if (in.window.count() <= 0) return;
+  out->set_front_door_window_ms(static_cast<uint32_t>(in.window.count()));
+  for (const frontdoor::ServerLoad& s : in.servers) {
+    v1::FrontDoorServerLoad* p = out->add_front_door();
+    p->set_service(s.service);
+    p->set_server(s.server);
+    p->set_requests_per_second(s.requests_per_second);
+    p->set_requests_total(s.requests_total);
+    p->set_responses_5xx_total(s.responses_5xx_total);
+    p->set_connection_errors_total(s.connection_errors_total);
+    p->set_in_flight(s.in_flight);
+    p->set_avg_response_ms(s.avg_response_ms);
+  }
+}
+
 std::vector<net::PeerRoute> PeerRoutesFromProto(const v1::FrontDoorTable& in) {
   std::vector<net::PeerRoute> out;
   for (const v1::NodeRoute& r : in.routes()) {

@@ -6,6 +6,7 @@
 
 #include <vector>
 
+#include "agent/frontdoor/front_door.h"
 #include "agent/frontdoor/frontdoor_table.h"
 #include "agent/net/node_network.h"
 #include "phoenix/v1/supervisor.pb.h"
@@ -14,6 +15,9 @@ namespace phoenix::agent::link {
 
 // Field for field; ports above 65535 become 0, which ValidateTable refuses naming the field.
 frontdoor::FrontDoorTable FrontDoorTableFromProto(const v1::FrontDoorTable& in);
+
+// This node's front door load into the link's Status.
+void FrontDoorLoadToProto(const frontdoor::FrontDoor::Load& in, v1::Status* out);
 
 // The table's node routes; malformed ones (not "a.b.c.d/n", or a via that is not IPv4) are left
 // out with a warning.

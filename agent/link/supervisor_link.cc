@@ -211,7 +211,8 @@ void SupervisorLink::ReadLoop(
       }
       cv_.notify_all();
     } else if (message.has_front_door()) {
-      if (options_.on_node_routes) options_.on_node_routes(PeerRoutesFromProto(message.front_door()));
+      if (options_.on_node_routes)
+        options_.on_node_routes(PeerRoutesFromProto(message.front_door()));
       if (options_.on_front_door) {
         options_.on_front_door(FrontDoorTableFromProto(message.front_door()));
       }
@@ -301,6 +302,7 @@ v1::AgentMessage SupervisorLink::MakeStatus() {
     refused->set_last_exit_reason("refused by node " + options_.node_name + ": " + reason);
   }
   for (std::string& ref : ImageRefs()) status->add_images(std::move(ref));
+  if (options_.front_door_load) FrontDoorLoadToProto(options_.front_door_load(), status);
   return message;
 }
 

@@ -30,6 +30,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "agent/frontdoor/front_door.h"
 #include "agent/frontdoor/frontdoor_table.h"
 #include "agent/image/image_store.h"
 #include "agent/link/assignment_applier.h"
@@ -59,6 +60,8 @@ class SupervisorLink {
     std::function<v1::NodeInfo()> node_info;
     // Every front door table received (on the reader thread; must not block). Null: ignored.
     std::function<void(frontdoor::FrontDoorTable)> on_front_door;
+    // This node's front door load, for every Status (link thread; must not block). Null: none.
+    std::function<frontdoor::FrontDoor::Load()> front_door_load;
     // Every table's node routes, just before on_front_door (same thread; must not block for
     // long). Null: ignored (a node without an instance network).
     std::function<void(std::vector<net::PeerRoute>)> on_node_routes;

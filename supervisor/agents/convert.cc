@@ -1,5 +1,7 @@
 #include "supervisor/agents/convert.h"
 
+#include <cmath>
+
 #include <string>
 #include <utility>
 
@@ -107,6 +109,19 @@ AgentReport ReportFromProto(const v1::Status& in, TimePoint now) {
   out.guests.reserve(in.guests_size());
   for (const v1::Guest& guest : in.guests()) out.guests.push_back(GuestFromProto(guest, now));
   out.images.insert(in.images().begin(), in.images().end());
+  if (in.front_door_window_ms() > 0) {
+    for (const v1::FrontDoorServerLoad& s : in.front_door()) {
+      if (!std::isfinite(s.requests_per_second()) || s.requests_per_second() < 0) continue;
+      out.front_door.push_back(
+          FrontDoorServerLoad{.service = s.service(),
+                              .server = s.server(),
+                              .requests_per_second = s.requests_per_second(),
+                              .requests_total = s.requests_total(),
+                              .responses_5xx_total = s.responses_5xx_total(),
+                              .connection_errors_total = s.connection_errors_total(),
+                              .in_flight = s.in_flight()});
+    }
+  }
   return out;
 }
 

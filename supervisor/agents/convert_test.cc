@@ -81,6 +81,45 @@ TEST(AgentLinkConvertTest, StatusBecomesReportWithRenderedEndpoints) {
   EXPECT_EQ(out.observed.reported_at, now);
 }
 
+TEST(AgentLinkConvertTest, InstanceNetworksAndFrontDoorLoadAreCheckedAtTheEdge) {
+  v1::Hello hello;
+  hello.mutable_node()->set_instance_subnet("10.88.1.0/24");
+  EXPECT_EQ(HelloFromProto(hello, "n1").instance_subnet, "10.88.1.0/24");
+  for (const char* bad : {"10.88.1.1/24", "10.88.1.0", "fd00::/64", "10.88.1.0/24; rm"}) {
+    hello.mutable_node()->set_instance_subnet(bad);
+    EXPECT_EQ(HelloFromProto(hello, "n1").instance_subnet, "") << bad;
+  }
+
+  v1::Status status;
+  v1::Guest* guest = status.add_guests();
+  guest->mutable_spec()->set_name("web-0-1");
+  guest->set_node_address("10.88.1.7");
+  v1::Guest* odd = status.add_guests();
+  odd->mutable_spec()->set_name("web-1-1");
+  odd->set_node_address("somewhere");
+  auto* load = status.add_front_door();
+  load->set_service("web");
+  load->set_server("web-0-1");
+  load->set_requests_per_second(12.5);
+  load->set_requests_total(100);
+  load->set_in_flight(2);
+  auto* broken = status.add_front_door();
+  broken->set_service("web");
+  broken->set_server("web-1-1");
+  broken->set_requests_per_second(-1);
+  const TimePoint now = Clock::now();
+  EXPECT_TRUE(ReportFromProto(status, now).front_door.empty()) << "no window: nothing measured";
+  status.set_front_door_window_ms(1000);
+  AgentReport report = ReportFromProto(status, now);
+  EXPECT_EQ(report.guests[0].observed.node_address, "10.88.1.7");
+  EXPECT_EQ(report.guests[1].observed.node_address, "");
+  EXPECT_EQ(report.front_door, (std::vector<FrontDoorServerLoad>{{.service = "web",
+                                                                  .server = "web-0-1",
+                                                                  .requests_per_second = 12.5,
+                                                                  .requests_total = 100,
+                                                                  .in_flight = 2}}));
+}
+
 TEST(AgentLinkConvertTest, GuestMetricsAreCopiedAndAbsentStaysAbsent) {
   const TimePoint now = Clock::now();
   v1::Guest guest;

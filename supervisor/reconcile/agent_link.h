@@ -87,11 +87,25 @@ struct ReportedGuest {
   ReplicaObservation observed;
 };
 
+// One replica's load through one node's front door (HAProxy's counters on that node).
+struct FrontDoorServerLoad {
+  std::string service;
+  std::string server;  // the replica's guest name
+  double requests_per_second = 0;
+  uint64_t requests_total = 0;
+  uint64_t responses_5xx_total = 0;
+  uint64_t connection_errors_total = 0;
+  uint32_t in_flight = 0;
+  bool operator==(const FrontDoorServerLoad&) const = default;
+};
+
 struct AgentReport {
   uint64_t applied_version = 0;
   Resources allocated;
   std::vector<ReportedGuest> guests;
   std::set<std::string> images;
+  // Empty unless the node's front door measured a window (front_door_window_ms > 0).
+  std::vector<FrontDoorServerLoad> front_door;
 };
 
 // The link's side of one connected agent. Implemented by supervisor/agents.

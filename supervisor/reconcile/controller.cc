@@ -125,6 +125,17 @@ struct Controller::Impl {
     SteadyClock::time_point last_seen{};
     std::set<std::string> stale_guests;  // reported guests the node should no longer run
     bool reported = false;               // a Status arrived since this supervisor started
+    // What its front door sent every replica over its last window, and when that came.
+    std::vector<FrontDoorServerLoad> door_load;
+    TimePoint door_load_at{};
+  };
+
+  // A replica's load summed over every node's front door (fresh reports only).
+  struct DoorLoad {
+    double requests_per_second = 0;
+    uint32_t in_flight = 0;
+    bool seen = false;   // some node's front door has it
+    TimePoint oldest{};  // the oldest report that counted
   };
 
   struct ReplicaExtra {
@@ -492,6 +503,16 @@ struct Controller::Impl {
         if (extra->observed_set && extra->generation == r.generation) rs.observed = extra->observed;
         if (r.node.empty()) rs.pending_reason = extra->pending_reason;
       }
+      if (s.spec.front_door) {
+        // Its request rate is what every front door sent it, not what its agent's proxy saw.
+        const DoorLoad load = DoorLoadOf(s.spec.name, rs.guest, StoredNow());
+        if (load.seen) {
+          GuestMetrics& m =
+              rs.observed.metrics ? *rs.observed.metrics : rs.observed.metrics.emplace();
+          m.requests_valid = true;
+          m.requests_per_second = load.requests_per_second;
+        }
+      }
       if (rs.state == ReplicaState::kRunning) out.running++;
       out.replicas.push_back(std::move(rs));
     }
@@ -527,12 +548,40 @@ struct Controller::Impl {
     });
   }
 
+  DoorLoad DoorLoadOf(const std::string& service, const std::string& guest, TimePoint now) const {
+    DoorLoad out;
+    for (const auto& [_, e] : nodes) {
+      if (now - e.door_load_at > options.max_metric_age) continue;
+      for (const FrontDoorServerLoad& s : e.door_load) {
+        if (s.service != service || s.server != guest) continue;
+        out.requests_per_second += s.requests_per_second;
+        out.in_flight += s.in_flight;
+        if (!out.seen || e.door_load_at < out.oldest) out.oldest = e.door_load_at;
+        out.seen = true;
+      }
+    }
+    return out;
+  }
+
   std::vector<autoscale::ReplicaSample> SamplesOf(const Service& s, TimePoint now) const {
     std::vector<autoscale::ReplicaSample> out;
     for (const ReplicaPlacement& r : s.replicas) {
       auto it = extras.find({s.spec.name, r.index});
       const ReplicaExtra* extra = it == extras.end() ? nullptr : &it->second;
       const bool cpu = s.spec.autoscale->metric == AutoscaleMetric::kCpu;
+      if (!cpu && s.spec.front_door) {
+        // Requests go through the front doors, not the agents' port proxies: HAProxy counts them.
+        const DoorLoad load =
+            DoorLoadOf(s.spec.name, ReplicaGuestName(s.spec.name, r.index, r.generation), now);
+        autoscale::ReplicaSample sample{.running = StateOf(r, extra) == ReplicaState::kRunning &&
+                                                   load.seen};
+        if (sample.running) {
+          sample.value = load.requests_per_second;
+          sample.age = std::chrono::duration_cast<std::chrono::milliseconds>(now - load.oldest);
+        }
+        out.push_back(sample);
+        continue;
+      }
       autoscale::ReplicaSample sample{.running = StateOf(r, extra) == ReplicaState::kRunning &&
                                                  (cpu ? extra->cpu_seen : extra->rps_seen)};
       if (sample.running && extra->observed.metrics) {
@@ -821,6 +870,8 @@ struct Controller::Impl {
     e.live.allocated = report.allocated;
     e.live.applied_version = report.applied_version;
     e.live.images = report.images;
+    e.door_load = std::move(report.front_door);
+    e.door_load_at = StoredNow();
     e.plan.reported_allocated = report.allocated;
     e.plan.images = report.images;
     Draft d;

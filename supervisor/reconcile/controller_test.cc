@@ -737,5 +737,117 @@ TEST_F(ControllerTest, ARestartedSupervisorSendsNoFrontDoorTableBeforeTheNodesRe
   }));
 }
 
+TEST_F(ControllerTest, FrontDoorServicesAutoscaleOnWhatTheFrontDoorsSent) {
+  ConnectThreeZones();
+  ServiceSpec web = Spec("web", 0);
+  web.front_door = FrontDoorPort{.port = 8080, .guest_port = 80};
+  web.autoscale = Rps100(60);
+  ASSERT_TRUE(controller_->CreateService(web).has_value());
+  const std::string replica = ReplicaGuestName("web", 0, 1);
+  // The replica's own agent sees no request (its port proxy is not on the path); two nodes' front
+  // doors sent it 200 and 150 requests/s: 350 in all, so ceil(350 / 100) = 4 replicas.
+  auto pump = [&](double a, double b) {
+    for (const auto& [node, session] : sessions_) {
+      AgentReport report;
+      const std::optional<NodeAssignment> assigned = session->Last();
+      if (assigned) {
+        report.applied_version = assigned->version;
+        for (const AssignedReplica& r : assigned->replicas) {
+          report.guests.push_back(
+              {r.guest, ReplicaObservation{.guest_state = GuestState::kRunning,
+                                           .healthy = true,
+                                           .reported_at = Clock::now(),
+                                           .metrics = GuestMetrics{.sampled_at = Clock::now(),
+                                                                   .window_ms = 1000,
+                                                                   .requests_valid = true,
+                                                                   .requests_per_second = 0}}});
+        }
+      }
+      const double rps = node == "n-a" ? a : node == "n-b" ? b : 0;
+      report.front_door.push_back(
+          FrontDoorServerLoad{.service = "web", .server = replica, .requests_per_second = rps});
+      controller_->AgentReported(session.get(), report);
+    }
+    Sync();
+  };
+  auto shown = controller_->GetService("web");
+  ASSERT_TRUE(Eventually(
+      [&] {
+        pump(200, 150);
+        shown = controller_->GetService("web");
+        return shown && !shown->replicas.empty() && shown->replicas[0].observed.metrics &&
+               shown->replicas[0].observed.metrics->requests_per_second == 350;
+      },
+      3s));
+  EXPECT_TRUE(shown->replicas[0].observed.metrics->requests_valid);
+  ASSERT_TRUE(Eventually(
+      [&] {
+        pump(200, 150);
+        return Replicas("web") == 4;
+      },
+      3s))
+      << Replicas("web");
+}
+
+TEST_F(ControllerTest, ReplicasOnInstanceNetworksAreReachedAtTheirOwnAddresses) {
+  auto hello = [&](const std::string& name, const std::string& zone, const std::string& address,
+                   const std::string& subnet) {
+    AgentHello h = Hello(name, zone);
+    h.advertise_address = address;
+    h.instance_subnet = subnet;
+    sessions_[name] = std::make_unique<FakeSession>();
+    controller_->AgentConnected(sessions_[name].get(), h);
+    Sync();
+  };
+  hello("n-a", "a", "192.0.2.1", "10.88.1.0/24");
+  hello("n-b", "b", "192.0.2.2", "10.88.2.0/24");
+  hello("n-c", "c", "192.0.2.3", "10.88.2.128/25");  // overlaps b's: both left out of the routes
+  ServiceSpec web = Spec("web", 3);
+  web.front_door = FrontDoorPort{.port = 8080, .guest_port = 80};
+  ASSERT_TRUE(controller_->CreateService(web).has_value());
+  for (const auto& [node, session] : sessions_) {
+    AgentReport report;
+    const NodeAssignment a = *session->Last();
+    report.applied_version = a.version;
+    const std::string n = std::to_string(node.back() - 'a' + 1);
+    for (const AssignedReplica& r : a.replicas) {
+      report.guests.push_back(
+          {r.guest, ReplicaObservation{.guest_state = GuestState::kRunning,
+                                       .healthy = true,
+                                       .endpoints = {"192.0.2." + n + ":31000->80"},
+                                       .node_address = "10.88." + n + ".7"}});
+    }
+    controller_->AgentReported(session.get(), report);
+  }
+  Sync();
+  std::optional<FrontDoorTable> table;
+  ASSERT_TRUE(Eventually([&] {
+    table = sessions_["n-a"]->LastFrontDoor();
+    return table && table->services.size() == 1 && table->services[0].servers.size() == 3;
+  }));
+  std::map<std::string, std::string> where;
+  for (const FrontDoorServer& s : table->services[0].servers) {
+    where[s.zone] = s.address + ":" + std::to_string(s.port);
+  }
+  EXPECT_EQ(where, (std::map<std::string, std::string>{
+                       {"a", "10.88.1.7:80"}, {"b", "192.0.2.2:31000"}, {"c", "192.0.2.3:31000"}}))
+      << "b's and c's subnets overlap: their replicas are reached at their published ports";
+  EXPECT_EQ(
+      table->routes,
+      (std::vector<NodeRoute>{{.node = "n-a", .subnet = "10.88.1.0/24", .via = "192.0.2.1"}}));
+
+  // Node c comes back with a subnet of its own: every node gets every route.
+  std::unique_ptr<FakeSession> first_link = std::move(sessions_["n-c"]);
+  hello("n-c", "c", "192.0.2.3", "10.88.3.0/24");
+  controller_->AgentGone(first_link.get());
+  Sync();
+  ASSERT_TRUE(Eventually([&] {
+    table = sessions_["n-b"]->LastFrontDoor();
+    return table && table->routes.size() == 3;
+  }));
+  EXPECT_EQ(table->routes[2],
+            (NodeRoute{.node = "n-c", .subnet = "10.88.3.0/24", .via = "192.0.2.3"}));
+}
+
 }  // namespace
 }  // namespace phoenix::supervisor
