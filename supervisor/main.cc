@@ -62,6 +62,9 @@ Flags of serve:
   --suspect-after DUR        no heartbeat this long (or the link closed): SUSPECT (default 2500ms)
   --down-after DUR           no heartbeat this long: DOWN, its replicas are placed elsewhere
                              (default 4s)
+  --drain-deadline DUR       a replica leaving a front-door service (scale-in, autoscale-in)
+                             drains: no new requests, and it stops once no front door has a
+                             request in flight to it, or after this long (default 30s)
   --port-file FILE           write the port once serving
   --max-streams N            `events --follow` streams open at once (default 32; each holds a
                              server thread); more get RESOURCE_EXHAUSTED. Agent links do not count.
@@ -107,6 +110,7 @@ struct Flags {
   bool force = false;
   std::vector<std::string> sans;
   std::chrono::milliseconds heartbeat{1000}, suspect_after{2500}, down_after{4000};
+  std::chrono::milliseconds drain_deadline{30000};
   std::chrono::milliseconds ttl{std::chrono::hours(1)};
   uint32_t uses = 1;
   std::string role, description;
@@ -164,6 +168,8 @@ Flags ParseFlags(int argc, char** argv) {
       duration(&f.suspect_after);
     else if (arg == "--down-after")
       duration(&f.down_after);
+    else if (arg == "--drain-deadline")
+      duration(&f.drain_deadline);
     else if (arg == "--ttl")
       duration(&f.ttl);
     else if (arg == "--uses") {
@@ -297,6 +303,7 @@ int Serve(const Flags& flags) {
   options.heartbeat_interval = flags.heartbeat;
   options.suspect_after = flags.suspect_after;
   options.down_after = flags.down_after;
+  options.drain_deadline = flags.drain_deadline;
   Controller controller(loop, **store, hub, options);
   if (auto r = controller.Recover(); !r) return Fatal("recovering", r.error());
 

@@ -99,6 +99,9 @@ struct Controller::Impl {
     ReplicaPlacement placement;
     std::string guest_template;
     SteadyClock::time_point until{};
+    // Front-door replicas drain past `until` while requests to them are in flight, up to this.
+    SteadyClock::time_point deadline{};
+    bool front_door = false;
     // Where the front door reaches it while it drains; empty when it was not serving.
     std::vector<std::string> endpoints;
     std::string node_address;  // its own address on its node's instance network, if any
@@ -269,10 +272,20 @@ struct Controller::Impl {
                 .placement = *it,
                 .guest_template = s.spec.guest_template,
                 .until = SteadyClock::now() + options.drain_grace,
+                .deadline =
+                    SteadyClock::now() + std::max(options.drain_grace, options.drain_deadline),
+                .front_door = s.spec.front_door.has_value(),
                 .endpoints = serving ? extra.observed.endpoints : std::vector<std::string>{},
                 .node_address = serving ? extra.observed.node_address : std::string()});
-            drain_note = "; it left the endpoints and stops after " + Seconds(options.drain_grace) +
-                         " of draining";
+            drain_note =
+                s.spec.front_door
+                    ? "; it drains (no new requests) and stops once its requests in flight "
+                      "finish, after " +
+                          Seconds(options.drain_grace) + " at the earliest and " +
+                          Seconds(std::max(options.drain_grace, options.drain_deadline)) +
+                          " at the latest"
+                    : "; it left the endpoints and stops after " + Seconds(options.drain_grace) +
+                          " of draining";
           }
           s.replicas.erase(it);
         }
@@ -781,10 +794,21 @@ struct Controller::Impl {
     }
     for (const Draining& dr : draining) {
       if (dr.until > now) continue;
+      std::string how = "drained";
+      if (dr.front_door) {
+        const DoorLoad load = DoorLoadOf(dr.service, dr.guest(), StoredNow());
+        if (load.in_flight > 0 && now < dr.deadline) continue;
+        if (load.in_flight > 0) {
+          how = "drain deadline reached with " + std::to_string(load.in_flight) +
+                " requests still in flight";
+        } else if (load.seen) {
+          how = "drained, no request in flight";
+        }
+      }
       d.drain_remove.insert(dr.guest());
       AddEvent(d, ClusterEventType::kReplicaRemoved, dr.service, dr.placement.node,
                "replica " + std::to_string(dr.placement.index) + " of " + dr.service + " (" +
-                   dr.guest() + ") stops on " + dr.placement.node + ": drained");
+                   dr.guest() + ") stops on " + dr.placement.node + ": " + how);
     }
     const bool retry_pending = now - last_pending_retry >= kPendingRetry;
     if (retry_pending) last_pending_retry = now;

@@ -12,7 +12,9 @@
 // its placement and the autoscaler's window in one batch (so a restart neither double-scales nor
 // forgets the window), otherwise the window alone is written (without a version bump).
 // Scale-in drains: a removed replica leaves the published endpoints at once and stays in its
-// node's assignment for Options::drain_grace (memory only: a restart stops it at once).
+// node's assignment for Options::drain_grace, and a front-door replica longer while any node's
+// front door still has requests in flight to it, up to Options::drain_deadline (memory only: a
+// restart stops it at once).
 //
 // Fencing: a node's assignment version only grows. When a node goes DOWN its replicas are placed
 // elsewhere and its assignment loses them (new version); when it returns it receives that version
@@ -103,6 +105,9 @@ class Controller : public AgentLinkHandler {
     // node's assignment this long, so clients re-reading the endpoints stop sending it requests
     // before it stops. 0 = stop at once.
     std::chrono::milliseconds drain_grace{3000};
+    // A front-door replica still serving requests after drain_grace (HAProxy's in-flight count on
+    // any node's front door) keeps draining until none is left, at most this long after it left.
+    std::chrono::milliseconds drain_deadline{30000};
   };
 
   Controller(boost::asio::io_context& loop, StateStore& store, EventHub& hub, Options options);

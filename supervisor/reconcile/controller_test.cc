@@ -87,6 +87,7 @@ class ControllerTest : public testing::Test {
     options.tick = 20ms;
     options.autoscale_interval = 50ms;
     options.drain_grace = 300ms;
+    options.drain_deadline = drain_deadline_;
     controller_ = std::make_unique<Controller>(*loop_, store_, hub_, options);
     ASSERT_TRUE(controller_->Recover());
     work_ = std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(
@@ -227,6 +228,7 @@ class ControllerTest : public testing::Test {
     Connect("n-c", "c");
   }
 
+  std::chrono::milliseconds drain_deadline_{1500};
   MemoryStateStore store_;
   EventHub hub_;
   std::unique_ptr<asio::io_context> loop_;
@@ -847,6 +849,75 @@ TEST_F(ControllerTest, ReplicasOnInstanceNetworksAreReachedAtTheirOwnAddresses) 
   }));
   EXPECT_EQ(table->routes[2],
             (NodeRoute{.node = "n-c", .subnet = "10.88.3.0/24", .via = "192.0.2.3"}));
+}
+
+TEST_F(ControllerTest, AFrontDoorReplicaDrainsUntilItsRequestsFinishUpToTheDeadline) {
+  ConnectThreeZones();
+  ServiceSpec web = Spec("web", 3);
+  web.front_door = FrontDoorPort{.port = 8080, .guest_port = 80};
+  ASSERT_TRUE(controller_->CreateService(web).has_value());
+  std::set<std::string> guests;
+  // Every node reports its replicas healthy, and its front door `in_flight` requests to each.
+  auto report = [&](uint32_t in_flight) {
+    for (const auto& [node, session] : sessions_) {
+      AgentReport r;
+      const std::optional<NodeAssignment> a = session->Last();
+      if (!a) continue;
+      r.applied_version = a->version;
+      for (const AssignedReplica& g : a->replicas) {
+        guests.insert(g.guest);
+        r.guests.push_back({g.guest, ReplicaObservation{.guest_state = GuestState::kRunning,
+                                                        .healthy = true,
+                                                        .endpoints = {"10.0.0.1:31000->80"}}});
+      }
+      for (const std::string& g : guests) {
+        r.front_door.push_back(FrontDoorServerLoad{
+            .service = "web", .server = g, .requests_per_second = 1, .in_flight = in_flight});
+      }
+      controller_->AgentReported(session.get(), r);
+    }
+    Sync();
+  };
+  auto assigned = [&] {
+    size_t n = 0;
+    for (const auto& [node, session] : sessions_) n += session->Last()->replicas.size();
+    return n;
+  };
+  report(0);
+  ASSERT_TRUE(controller_->ScaleService("web", 2, 0).has_value());
+  // Past the grace (300 ms) with a request still in flight: it stays.
+  const auto left = std::chrono::steady_clock::now();
+  for (int i = 0; i < 30; ++i) {
+    report(1);
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(assigned(), 3u) << "stopped with a request in flight";
+  // Its last request finished: it stops.
+  EXPECT_TRUE(Eventually([&] {
+    report(0);
+    return assigned() == 2;
+  })) << "still assigned after its requests finished";
+  EXPECT_LT(std::chrono::steady_clock::now() - left, 1400ms) << "it waited for the deadline";
+  auto events = store_.EventsSince(0, 1000);
+  ASSERT_TRUE(events);
+  EXPECT_TRUE(std::ranges::any_of(*events, [](const ClusterEvent& e) {
+    return e.message.ends_with(": drained, no request in flight");
+  }));
+
+  // A replica whose requests never finish stops at the deadline (1.5 s here).
+  ASSERT_TRUE(controller_->ScaleService("web", 1, 0).has_value());
+  const auto second = std::chrono::steady_clock::now();
+  EXPECT_TRUE(Eventually(
+      [&] {
+        report(2);
+        return assigned() == 1;
+      },
+      5s));
+  EXPECT_GE(std::chrono::steady_clock::now() - second, 1400ms);
+  events = store_.EventsSince(0, 1000);
+  EXPECT_TRUE(std::ranges::any_of(*events, [](const ClusterEvent& e) {
+    return e.message.ends_with("drain deadline reached with 6 requests still in flight");
+  })) << "three front doors with 2 each";
 }
 
 }  // namespace
