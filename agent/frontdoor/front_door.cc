@@ -1,16 +1,23 @@
 #include "agent/frontdoor/front_door.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "agent/frontdoor/haproxy_runtime.h"
+#include "proto/support/unique_fd.h"
 
 namespace phoenix::agent::frontdoor {
 namespace {
@@ -256,8 +263,91 @@ Result<void> FrontDoor::WriteConfig(const FrontDoorTable& table, const fs::path&
   return WriteAtomically(file, RenderConfig(table, options_.files, options_.settings));
 }
 
-void FrontDoor::Sync(const FrontDoorTable& desired) {
-  if (desired.version == failed_version_) return;  // HAProxy refused it; wait for a newer one
+namespace {
+
+// Ports in a frontend signature (" name:port:mode" per service): what HAProxy listens on.
+std::set<uint16_t> PortsIn(const std::optional<std::string>& signature) {
+  std::set<uint16_t> ports;
+  if (!signature) return ports;
+  std::istringstream in(*signature);
+  std::string token;
+  in >> token;  // the bind address
+  while (in >> token) {
+    const size_t first = token.find(':');
+    const size_t second = token.find(':', first + 1);
+    if (first == std::string::npos || second == std::string::npos) continue;
+    ports.insert(
+        static_cast<uint16_t>(std::atoi(token.substr(first + 1, second - first - 1).c_str())));
+  }
+  return ports;
+}
+
+// Empty when `port` on `address` can be bound now; else why not.
+std::string PortProblem(const std::string& address, uint16_t port) {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+  if (in_addr v4{}; ::inet_pton(AF_INET, address.c_str(), &v4) == 1) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&storage);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(port);
+    a->sin_addr = v4;
+    length = sizeof(sockaddr_in);
+  } else if (in6_addr v6{}; ::inet_pton(AF_INET6, address.c_str(), &v6) == 1) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&storage);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(port);
+    a->sin6_addr = v6;
+    length = sizeof(sockaddr_in6);
+  } else {
+    return "bind address " + address + " is not an IP address";
+  }
+  UniqueFd fd(::socket(storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return std::string("socket: ") + std::strerror(errno);
+  const int one = 1;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&storage), length) == 0) return "";
+  const std::string where = fmt::format("port {} on {}", port, address);
+  if (errno == EADDRINUSE) return where + " is taken by another process";
+  if (errno == EADDRNOTAVAIL) return where + ": the address is not on this host";
+  return where + ": " + std::strerror(errno);
+}
+
+}  // namespace
+
+FrontDoorTable FrontDoor::Servable(const FrontDoorTable& desired,
+                                   std::vector<BlockedFrontend>& blocked) const {
+  const std::set<uint16_t> held = PortsIn(loaded_signature_);
+  FrontDoorTable servable{.version = desired.version};
+  for (const FrontDoorService& s : desired.services) {
+    if (!held.contains(s.port)) {
+      if (std::string problem = PortProblem(options_.settings.bind_address, s.port);
+          !problem.empty()) {
+        blocked.push_back(BlockedFrontend{.service = s.name, .port = s.port, .reason = problem});
+        continue;
+      }
+    }
+    servable.services.push_back(s);
+  }
+  return servable;
+}
+
+void FrontDoor::Sync(const FrontDoorTable& wanted) {
+  if (wanted.version == failed_version_) return;  // HAProxy refused it; wait for a newer one
+  std::vector<BlockedFrontend> blocked;
+  const FrontDoorTable desired = Servable(wanted, blocked);
+  {
+    std::lock_guard lock(mu_);
+    if (blocked != status_.blocked) {
+      for (const BlockedFrontend& b : blocked) {
+        if (std::ranges::find(status_.blocked, b) == status_.blocked.end()) {
+          spdlog::error("front door: service {} not served here: {}", b.service, b.reason);
+          if (options_.on_event)
+            options_.on_event("service " + b.service + " not served here: " + b.reason);
+        }
+      }
+      status_.blocked = blocked;
+    }
+  }
   Result<void> result;
   if (loaded_signature_ != FrontendSignature(desired, options_.settings)) {
     result = SyncFrontends(desired);
@@ -270,6 +360,7 @@ void FrontDoor::Sync(const FrontDoorTable& desired) {
   {
     std::lock_guard lock(mu_);
     if (result) {
+      // Applied, minus what cannot be served here (status().blocked says what and why).
       status_.applied_version = std::max(status_.applied_version, desired.version);
       last_good_ = desired;
     }

@@ -7,6 +7,9 @@
 //    side file, validated with "haproxy -c", moved into place and loaded by a seamless reload. If
 //    HAProxy rejects it, the previous config is written back and keeps serving; the table's error
 //    is reported once (on_event and status().last_error) and retried only with a newer table.
+//  - Ports: a service whose port is new to HAProxy is first checked by binding it here; one taken
+//    by another process is left out of the config (never a half-configured HAProxy: the rest of
+//    the table is served), listed in status().blocked, and checked again every tick.
 //  - Servers only: through the Runtime API, with no reload: added (then their health check
 //    enabled and made ready or draining), reweighted, drained, undrained; a server missing from
 //    the table is put in maintenance (no new requests, in-flight ones go on) and deleted once its
@@ -52,6 +55,15 @@ struct FrontDoorOptions {
   std::function<void(const std::string& message)> on_event;
 };
 
+// A service this node's front door cannot serve: its port is taken on the bind address by another
+// process (or the address is not on this host). The rest of the table is served without it.
+struct BlockedFrontend {
+  std::string service;
+  uint16_t port = 0;
+  std::string reason;  // "port 8080 on 10.0.0.2 is taken by another process"
+  bool operator==(const BlockedFrontend&) const = default;
+};
+
 struct FrontDoorStatus {
   uint64_t applied_version = 0;  // the last table HAProxy fully serves (0 = none yet)
   uint64_t latest_version = 0;   // the newest table received
@@ -60,6 +72,7 @@ struct FrontDoorStatus {
   uint64_t reloads = 0;          // successful seamless reloads
   bool adopted = false;          // HAProxy was already running when this FrontDoor started
   std::string last_error;        // empty once the latest table is applied
+  std::vector<BlockedFrontend> blocked;  // services of the latest table left out, and why
 };
 
 class FrontDoor {
@@ -96,6 +109,9 @@ class FrontDoor {
   void Run();
   void EnsureHaproxy();
   void Sync(const FrontDoorTable& desired);
+  // `desired` without the services whose ports HAProxy does not hold yet and cannot bind.
+  FrontDoorTable Servable(const FrontDoorTable& desired,
+                          std::vector<BlockedFrontend>& blocked) const;
   [[nodiscard]] Result<void> SyncFrontends(const FrontDoorTable& desired);
   [[nodiscard]] Result<void> SyncServers(const FrontDoorTable& desired);
   [[nodiscard]] Result<void> WriteConfig(const FrontDoorTable& table,
