@@ -384,8 +384,10 @@ int main(int argc, char** argv) {
   if (!flags.instance_subnet.empty()) {
     instance_subnet = phoenix::ParseIpv4Subnet(flags.instance_subnet);
     if (!instance_subnet) {
-      UsageError("--instance-subnet: want an IPv4 network with a /8 to /29 prefix and no host bits, "
-                 "e.g. 10.88.1.0/24; got \"" + flags.instance_subnet + "\"");
+      UsageError(
+          "--instance-subnet: want an IPv4 network with a /8 to /29 prefix and no host bits, "
+          "e.g. 10.88.1.0/24; got \"" +
+          flags.instance_subnet + "\"");
     }
     identity.instance_subnet = phoenix::FormatSubnet(*instance_subnet);
   }
@@ -543,6 +545,7 @@ int main(int argc, char** argv) {
     };
     link_options.node_name = identity.name;
     link_options.front_door_load = [door = front_door->get()] { return door->load(); };
+    link_options.front_door_blocked = [door = front_door->get()] { return door->status().blocked; };
     link_options.on_front_door = [door = front_door->get()](frontdoor::FrontDoorTable table) {
       const uint64_t version = table.version;
       if (auto r = door->Apply(std::move(table)); !r) {

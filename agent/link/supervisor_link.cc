@@ -303,6 +303,14 @@ v1::AgentMessage SupervisorLink::MakeStatus() {
   }
   for (std::string& ref : ImageRefs()) status->add_images(std::move(ref));
   if (options_.front_door_load) FrontDoorLoadToProto(options_.front_door_load(), status);
+  if (options_.front_door_blocked) {
+    for (const frontdoor::BlockedFrontend& b : options_.front_door_blocked()) {
+      v1::BlockedFrontDoor* p = status->add_front_door_blocked();
+      p->set_service(b.service);
+      p->set_port(b.port);
+      p->set_reason(b.reason);
+    }
+  }
   return message;
 }
 

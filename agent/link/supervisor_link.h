@@ -62,6 +62,8 @@ class SupervisorLink {
     std::function<void(frontdoor::FrontDoorTable)> on_front_door;
     // This node's front door load, for every Status (link thread; must not block). Null: none.
     std::function<frontdoor::FrontDoor::Load()> front_door_load;
+    // The services this node's front door cannot serve (link thread; must not block). Null: none.
+    std::function<std::vector<frontdoor::BlockedFrontend>()> front_door_blocked;
     // Every table's node routes, just before on_front_door (same thread; must not block for
     // long). Null: ignored (a node without an instance network).
     std::function<void(std::vector<net::PeerRoute>)> on_node_routes;

@@ -109,6 +109,12 @@ AgentReport ReportFromProto(const v1::Status& in, TimePoint now) {
   out.guests.reserve(in.guests_size());
   for (const v1::Guest& guest : in.guests()) out.guests.push_back(GuestFromProto(guest, now));
   out.images.insert(in.images().begin(), in.images().end());
+  for (const v1::BlockedFrontDoor& b : in.front_door_blocked()) {
+    if (b.port() == 0 || b.port() > 65535) continue;
+    out.front_door_blocked.push_back(BlockedFrontDoor{.service = b.service(),
+                                                      .port = static_cast<uint16_t>(b.port()),
+                                                      .reason = b.reason().substr(0, 256)});
+  }
   if (in.front_door_window_ms() > 0) {
     for (const v1::FrontDoorServerLoad& s : in.front_door()) {
       if (!std::isfinite(s.requests_per_second()) || s.requests_per_second() < 0) continue;

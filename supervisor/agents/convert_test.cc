@@ -107,8 +107,18 @@ TEST(AgentLinkConvertTest, InstanceNetworksAndFrontDoorLoadAreCheckedAtTheEdge) 
   broken->set_service("web");
   broken->set_server("web-1-1");
   broken->set_requests_per_second(-1);
+  auto* taken = status.add_front_door_blocked();
+  taken->set_service("api");
+  taken->set_port(9090);
+  taken->set_reason("port 9090 on 192.0.2.1 is taken by another process");
+  status.add_front_door_blocked()->set_port(70000);  // not a port: dropped
   const TimePoint now = Clock::now();
   EXPECT_TRUE(ReportFromProto(status, now).front_door.empty()) << "no window: nothing measured";
+  EXPECT_EQ(ReportFromProto(status, now).front_door_blocked,
+            (std::vector<BlockedFrontDoor>{
+                {.service = "api",
+                 .port = 9090,
+                 .reason = "port 9090 on 192.0.2.1 is taken by another process"}}));
   status.set_front_door_window_ms(1000);
   AgentReport report = ReportFromProto(status, now);
   EXPECT_EQ(report.guests[0].observed.node_address, "10.88.1.7");

@@ -377,6 +377,7 @@ void ServiceToProto(const ServiceStatus& in, v1::Service* out) {
   for (const ReplicaStatus& replica : in.replicas) ReplicaToProto(replica, out->add_replicas());
   out->set_running(in.running);
   for (const std::string& address : in.front_door_addresses) out->add_front_door_addresses(address);
+  for (const std::string& problem : in.front_door_problems) out->add_front_door_problems(problem);
   if (in.autoscale) {
     v1::AutoscaleStatus* a = out->mutable_autoscale();
     a->set_observed(in.autoscale->observed);

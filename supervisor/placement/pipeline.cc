@@ -3,6 +3,7 @@
 
 #include "supervisor/placement/filters/distinct_hosts.h"
 #include "supervisor/placement/filters/fit.h"
+#include "supervisor/placement/filters/front_door_port.h"
 #include "supervisor/placement/filters/labels.h"
 #include "supervisor/placement/filters/node_state.h"
 #include "supervisor/placement/filters/runtime.h"
@@ -21,7 +22,8 @@ namespace phoenix::supervisor::placement {
 namespace {
 
 // Filters, cheapest and most decisive first:
-//  1. node state, runtime, labels look only at the node itself (an enum, a tiny set, usually an
+//  1. node state, runtime, labels, front-door port look only at the node itself (an enum, a tiny
+//  set, usually an
 //     empty selector) and reject whole classes of nodes (DOWN, drained, wrong runtime), so most
 //     rejected nodes cost a compare or two. They also give the most fundamental reason: a DOWN
 //     node is reported as DOWN, not as short of memory.
@@ -43,6 +45,7 @@ struct Pipeline {
   NodeStateFilter node_state;
   RuntimeFilter runtime;
   LabelsFilter labels;
+  FrontDoorPortFilter front_door_port;
   FitFilter fit;
   DistinctHostsFilter distinct_hosts;
   ZoneSpreadFilter zone_spread;
@@ -55,7 +58,7 @@ struct Pipeline {
   ReschedulePenaltyScorer reschedule_penalty_score{kReschedulePenaltyWeight};
 
   Chain chain{
-      {&node_state, &runtime, &labels, &fit, &distinct_hosts, &zone_spread},
+      {&node_state, &runtime, &labels, &front_door_port, &fit, &distinct_hosts, &zone_spread},
       {&zone_spread_score, &spread_score, &binpack_score, &anti_affinity_score,
        &image_locality_score, &reschedule_penalty_score},
   };

@@ -44,6 +44,7 @@ struct NodeView {
   NodeState state = NodeState::kReady;
   bool drained = false;
   std::set<std::string> images;  // image references present on the node ("name:tag", ids)
+  std::set<uint16_t> taken_front_door_ports;  // its front door cannot serve these
 };
 
 class ClusterIndex;  // cluster_index.h
@@ -89,6 +90,7 @@ struct PlacementRequest {
   // plan are added automatically.
   std::vector<size_t> service_replica_nodes;
   std::optional<size_t> leaving_node;  // the node a replacement leaves (reschedule penalty)
+  uint16_t front_door_port = 0;        // the service's front-door port; 0: none
 };
 
 // Why a request landed where it did, or why it could not land.

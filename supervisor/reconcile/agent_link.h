@@ -99,6 +99,14 @@ struct FrontDoorServerLoad {
   bool operator==(const FrontDoorServerLoad&) const = default;
 };
 
+// A front-door service a node's HAProxy cannot serve (its port is taken there).
+struct BlockedFrontDoor {
+  std::string service;
+  uint16_t port = 0;
+  std::string reason;
+  bool operator==(const BlockedFrontDoor&) const = default;
+};
+
 struct AgentReport {
   uint64_t applied_version = 0;
   Resources allocated;
@@ -106,6 +114,7 @@ struct AgentReport {
   std::set<std::string> images;
   // Empty unless the node's front door measured a window (front_door_window_ms > 0).
   std::vector<FrontDoorServerLoad> front_door;
+  std::vector<BlockedFrontDoor> front_door_blocked;
 };
 
 // The link's side of one connected agent. Implemented by supervisor/agents.

@@ -532,7 +532,13 @@ struct Controller::Impl {
     if (s.spec.front_door) {
       for (const auto& [name, e] : nodes) {
         const std::string& address = e.live.advertise_address;
-        if (e.plan.state != NodeState::kReady || address.empty()) continue;
+        if (e.plan.state != NodeState::kReady) continue;
+        if (auto taken = e.live.taken_front_door_ports.find(s.spec.front_door->port);
+            taken != e.live.taken_front_door_ports.end()) {
+          out.front_door_problems.push_back(name + ": " + taken->second);
+          continue;
+        }
+        if (address.empty()) continue;
         out.front_door_addresses.push_back(
             (address.find(':') != std::string::npos ? "[" + address + "]" : address) + ":" +
             std::to_string(s.spec.front_door->port));
@@ -898,6 +904,18 @@ struct Controller::Impl {
     e.door_load_at = StoredNow();
     e.plan.reported_allocated = report.allocated;
     e.plan.images = report.images;
+    std::map<uint16_t, std::string> taken;
+    for (const BlockedFrontDoor& b : report.front_door_blocked) taken[b.port] = b.reason;
+    if (taken != e.live.taken_front_door_ports) {
+      for (const auto& [port, reason] : taken) {
+        if (!e.live.taken_front_door_ports.contains(port)) {
+          spdlog::warn("node {} cannot serve front-door port {}: {}", name, port, reason);
+        }
+      }
+      e.live.taken_front_door_ports = taken;
+      e.plan.taken_front_door_ports.clear();
+      for (const auto& [port, _] : taken) e.plan.taken_front_door_ports.insert(port);
+    }
     Draft d;
     if (e.plan.state != NodeState::kReady) {
       // Late heartbeats resumed on a link that stayed open. A node that went DOWN meanwhile was

@@ -78,6 +78,8 @@ struct ServiceStatus {
   std::optional<AutoscaleStatus> autoscale;  // when spec.autoscale is set
   // With a front door: "address:port" on every READY node that advertised an address.
   std::vector<std::string> front_door_addresses;
+  // READY nodes whose front door cannot serve it, and why ("node-b: port 8080 ... is taken").
+  std::vector<std::string> front_door_problems;
 };
 
 struct NodeStatus {

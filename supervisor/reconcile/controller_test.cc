@@ -920,5 +920,36 @@ TEST_F(ControllerTest, AFrontDoorReplicaDrainsUntilItsRequestsFinishUpToTheDeadl
   })) << "three front doors with 2 each";
 }
 
+TEST_F(ControllerTest, ANodeWhoseFrontDoorPortIsTakenGetsNoReplicaAndServiceShowSaysWhy) {
+  ConnectThreeZones();
+  AgentReport blocked;
+  blocked.front_door_blocked.push_back(
+      BlockedFrontDoor{.service = "web",
+                       .port = 8080,
+                       .reason = "port 8080 on 192.0.2.2 is taken by another process"});
+  controller_->AgentReported(sessions_["n-b"].get(), blocked);
+  Sync();
+  ServiceSpec web = Spec("web", 3);
+  web.front_door = FrontDoorPort{.port = 8080, .guest_port = 80};
+  web.spread_attribute.clear();
+  auto created = controller_->CreateService(web);
+  ASSERT_TRUE(created.has_value()) << created.error().ToString();
+  std::map<std::string, int> per_node;
+  for (const ReplicaStatus& r : created->replicas) per_node[r.placement.node]++;
+  EXPECT_FALSE(per_node.contains("n-b")) << "n-b cannot serve port 8080";
+  EXPECT_EQ(per_node["n-a"] + per_node["n-c"], 3);
+  EXPECT_THAT(created->front_door_problems,
+              testing::ElementsAre("n-b: port 8080 on 192.0.2.2 is taken by another process"));
+
+  // Another service's port is free there.
+  ServiceSpec api = Spec("api", 3);
+  api.front_door = FrontDoorPort{.port = 9090, .guest_port = 80};
+  auto other = controller_->CreateService(api);
+  ASSERT_TRUE(other.has_value());
+  EXPECT_TRUE(std::ranges::any_of(
+      other->replicas, [](const ReplicaStatus& r) { return r.placement.node == "n-b"; }));
+  EXPECT_TRUE(other->front_door_problems.empty());
+}
+
 }  // namespace
 }  // namespace phoenix::supervisor

@@ -83,6 +83,7 @@ ReconcilePlan PlanReconcile(const PlannerInput& input, const placement::Options&
         .state = n.state,
         .drained = n.record.drained,
         .images = n.images,
+        .taken_front_door_ports = n.taken_front_door_ports,
     });
   }
   // Replicas already assigned but not yet reported by their node still claim their resources.
@@ -149,6 +150,7 @@ ReconcilePlan PlanReconcile(const PlannerInput& input, const placement::Options&
           .node_selector = s.spec.node_selector,
           .distinct_hosts = s.spec.distinct_hosts,
           .service_replica_nodes = staying_nodes,
+          .front_door_port = s.spec.front_door ? s.spec.front_door->port : uint16_t{0},
       };
       if (auto it = index_of.find(r->node); it != index_of.end()) req.leaving_node = it->second;
       requests.push_back(std::move(req));

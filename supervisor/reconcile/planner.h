@@ -34,6 +34,7 @@ struct PlannerNode {
   Resources reported_allocated;           // as the agent last reported it (all its guests)
   std::set<std::string> reported_guests;  // guest names the agent last reported
   std::set<std::string> images;
+  std::set<uint16_t> taken_front_door_ports;  // as its last report said
 };
 
 struct PlannerInput {

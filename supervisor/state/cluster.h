@@ -233,6 +233,9 @@ struct NodeLive {
   // Its instance network as its hello said ("10.88.1.0/24"); empty when it has none or when it
   // overlaps another node's (then its replicas are reached at their published ports instead).
   std::string instance_subnet;
+  // Front-door ports its HAProxy cannot serve (taken by another process), and why; placement
+  // keeps the services using them off this node.
+  std::map<uint16_t, std::string> taken_front_door_ports;
 };
 
 enum class ClusterEventType {

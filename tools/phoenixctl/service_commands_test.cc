@@ -266,12 +266,15 @@ TEST(ServiceShowTest, PrintsTheFrontDoorAndItsAddresses) {
   service.mutable_spec()->mutable_front_door()->set_guest_port(80);
   service.add_front_door_addresses("10.0.0.1:8080");
   service.add_front_door_addresses("[fd00::2]:8080");
+  service.add_front_door_problems("node-c: port 8080 on 10.0.0.3 is taken by another process");
   supervisor.AddService(service);
   auto result = RunSupervisorCli(RunServiceGroup, supervisor, {"show", "web"});
   ASSERT_EQ(result.exit_code, 0) << result.err;
   EXPECT_THAT(result.out,
               HasSubstr("Front door:     port 8080 -> guest port 80 (http)\n"
-                        "  Addresses:    http://10.0.0.1:8080/ http://[fd00::2]:8080/\n"));
+                        "  Addresses:    http://10.0.0.1:8080/ http://[fd00::2]:8080/\n"
+                        "  Not served:   node-c: port 8080 on 10.0.0.3 is taken by another "
+                        "process (no replica is placed there)\n"));
 }
 
 TEST(ServiceLsTest, TableShowsRunningOfDesiredSpreadAndAge) {

@@ -148,6 +148,9 @@ void RenderServiceDetail(const v1::Service& service, std::ostream& out) {
     add("Front door", "port " + std::to_string(door.port()) + " -> guest port " +
                           std::to_string(door.guest_port()) + (tcp ? " (tcp)" : " (http)"));
     add("  Addresses", addresses.empty() ? "none yet (no READY node advertised one)" : addresses);
+    for (const std::string& problem : service.front_door_problems()) {
+      add("  Not served", problem + " (no replica is placed there)");
+    }
   }
   std::string health;
   if (guest.health().has_http()) {

@@ -7,6 +7,7 @@
 
 #include "supervisor/placement/filters/distinct_hosts.h"
 #include "supervisor/placement/filters/fit.h"
+#include "supervisor/placement/filters/front_door_port.h"
 #include "supervisor/placement/filters/labels.h"
 #include "supervisor/placement/filters/node_state.h"
 #include "supervisor/placement/filters/runtime.h"
@@ -30,7 +31,7 @@ const ClusterView& Nodes() {
           .Label("disk", "ssd")
           .Label("tier", "web")
           .Image("web:1"),
-      NodeBuilder("a2", "a").Capacity(16, 32768).Label("disk", "hdd"),
+      NodeBuilder("a2", "a").Capacity(16, 32768).Label("disk", "hdd").FrontDoorPortTaken(8080),
       NodeBuilder("b1", "b").Capacity(8, 16384).Allocated(7, 15872),
       NodeBuilder("b2", "b").Drained(),
       NodeBuilder("c1", "c").State(NodeState::kDown),
@@ -163,6 +164,24 @@ TEST(LabelsFilterTest, EverySelectorLabelMustMatch) {
                                 .reason = "labels",
                                 .detail = "no label gpu (wants gpu=true)"},
                            });
+}
+
+TEST(FrontDoorPortFilterTest, ANodeThatCannotServeThePortGetsNoReplica) {
+  auto door = [](uint16_t port) {
+    return [port](PlacementRequest& r) { r.front_door_port = port; };
+  };
+  RunTable(FrontDoorPortFilter(),
+           {
+               {.name = "no front door", .node = "a2"},
+               {.name = "port free there", .node = "a1", .adjust = door(8080)},
+               {.name = "another port taken", .node = "a2", .adjust = door(9090)},
+               {.name = "port taken",
+                .node = "a2",
+                .adjust = door(8080),
+                .feasible = false,
+                .reason = "front-door-port",
+                .detail = "front-door port 8080 is taken on the node"},
+           });
 }
 
 TEST(FitFilterTest, FreeIsCapacityMinusAllocatedMinusEarlierDecisions) {

@@ -43,6 +43,10 @@ class NodeBuilder {
     node_.state = state;
     return *this;
   }
+  NodeBuilder& FrontDoorPortTaken(uint16_t port) {
+    node_.taken_front_door_ports.insert(port);
+    return *this;
+  }
   NodeBuilder& Drained() {
     node_.drained = true;
     return *this;
