@@ -151,28 +151,36 @@ Result<Rtnetlink> Rtnetlink::OpenIn(const std::filesystem::path& netns_file) {
   return Rtnetlink(std::move(*fd));
 }
 
-Result<void> Rtnetlink::Request(std::vector<char>& message, std::string_view what) {
+Result<void> Rtnetlink::Exchange(std::vector<char>& message, std::string_view what,
+                                 const std::function<void(const nlmsghdr*)>& each) {
   auto* header = reinterpret_cast<nlmsghdr*>(message.data());
-  header->nlmsg_flags |= NLM_F_ACK;
+  // Every request ends in an ack (NLMSG_ERROR, 0 = success) or, for a dump, NLMSG_DONE.
+  if ((header->nlmsg_flags & NLM_F_DUMP) != NLM_F_DUMP) header->nlmsg_flags |= NLM_F_ACK;
   header->nlmsg_seq = ++seq_;
   PHX_TRY(SendAll(fd_.get(), message, what));
-  alignas(nlmsghdr) std::array<char, 8192> reply;
-  for (int reads = 0; reads < 64; ++reads) {
+  alignas(nlmsghdr) std::array<char, 32768> reply;
+  // A dump arrives in several datagrams; a host with a full BGP table needs many, and the bound
+  // keeps a confused answer from spinning forever.
+  for (int reads = 0; reads < 4096; ++reads) {
     const ssize_t n = ::recv(fd_.get(), reply.data(), reply.size(), 0);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return ErrnoError(std::string(what) + ": reading the netlink ack");
+      return ErrnoError(std::string(what) + ": reading the kernel's answer");
     }
     int length = static_cast<int>(n);
     for (auto* h = reinterpret_cast<nlmsghdr*>(reply.data()); NLMSG_OK(h, length);
          h = NLMSG_NEXT(h, length)) {
-      if (h->nlmsg_seq != seq_ || h->nlmsg_type != NLMSG_ERROR) continue;
-      const auto* e = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
-      if (e->error == 0) return {};
-      return KernelError(what, -e->error);
+      if (h->nlmsg_seq != seq_) continue;
+      if (h->nlmsg_type == NLMSG_DONE) return {};
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        const auto* e = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
+        if (e->error == 0) return {};
+        return KernelError(what, -e->error);
+      }
+      if (each) each(h);
     }
   }
-  return Internal(std::string(what) + ": no netlink ack");
+  return Internal(std::string(what) + ": the kernel's answer did not end");
 }
 
 Result<int> Rtnetlink::LinkIndex(std::string_view name) {
@@ -181,31 +189,14 @@ Result<int> Rtnetlink::LinkIndex(std::string_view name) {
   info.ifi_family = AF_UNSPEC;
   m.Body(info);
   m.Attribute(IFLA_IFNAME, name);
-  std::vector<char>& message = m.Finish();
-  reinterpret_cast<nlmsghdr*>(message.data())->nlmsg_seq = ++seq_;
+  int index = 0;
   const std::string what = "looking up link " + std::string(name);
-  PHX_TRY(SendAll(fd_.get(), message, what));
-  alignas(nlmsghdr) std::array<char, 16384> reply;
-  for (int reads = 0; reads < 64; ++reads) {
-    const ssize_t n = ::recv(fd_.get(), reply.data(), reply.size(), 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoError(what);
-    }
-    int length = static_cast<int>(n);
-    for (auto* h = reinterpret_cast<nlmsghdr*>(reply.data()); NLMSG_OK(h, length);
-         h = NLMSG_NEXT(h, length)) {
-      if (h->nlmsg_seq != seq_) continue;
-      if (h->nlmsg_type == NLMSG_ERROR) {
-        const auto* e = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
-        return KernelError(what, e->error == 0 ? ENODEV : -e->error);
-      }
-      if (h->nlmsg_type == RTM_NEWLINK) {
-        return static_cast<const ifinfomsg*>(NLMSG_DATA(h))->ifi_index;
-      }
-    }
-  }
-  return Internal(what + ": no answer");
+  PHX_TRY(Exchange(m.Finish(), what, [&](const nlmsghdr* h) {
+    if (h->nlmsg_type == RTM_NEWLINK)
+      index = static_cast<const ifinfomsg*>(NLMSG_DATA(h))->ifi_index;
+  }));
+  if (index <= 0) return NotFound(what + ": no such link");
+  return index;
 }
 
 Result<void> Rtnetlink::AddBridge(std::string_view name) {
@@ -217,7 +208,7 @@ Result<void> Rtnetlink::AddBridge(std::string_view name) {
   const size_t link_info = m.BeginNest(IFLA_LINKINFO);
   m.Attribute(IFLA_INFO_KIND, "bridge");
   m.EndNest(link_info);
-  return Request(m.Finish(), "creating bridge " + std::string(name));
+  return Exchange(m.Finish(), "creating bridge " + std::string(name));
 }
 
 Result<void> Rtnetlink::AddVethPair(std::string_view name, int master_index,
@@ -240,7 +231,7 @@ Result<void> Rtnetlink::AddVethPair(std::string_view name, int master_index,
   m.EndNest(peer);
   m.EndNest(data);
   m.EndNest(link_info);
-  return Request(m.Finish(), "creating veth pair " + std::string(name));
+  return Exchange(m.Finish(), "creating veth pair " + std::string(name));
 }
 
 Result<void> Rtnetlink::SetLinkUp(int index) {
@@ -251,7 +242,7 @@ Result<void> Rtnetlink::SetLinkUp(int index) {
   info.ifi_flags = IFF_UP;
   info.ifi_change = IFF_UP;
   m.Body(info);
-  return Request(m.Finish(), "bringing link " + std::to_string(index) + " up");
+  return Exchange(m.Finish(), "bringing link " + std::to_string(index) + " up");
 }
 
 Result<void> Rtnetlink::AddAddress(int index, uint32_t address, int prefix) {
@@ -266,8 +257,8 @@ Result<void> Rtnetlink::AddAddress(int index, uint32_t address, int prefix) {
   m.Attribute(IFA_LOCAL, &a, sizeof a);
   m.Attribute(IFA_ADDRESS, &a, sizeof a);
   auto added =
-      Request(m.Finish(), "adding address " + FormatIpv4(address) + "/" + std::to_string(prefix) +
-                              " to link " + std::to_string(index));
+      Exchange(m.Finish(), "adding address " + FormatIpv4(address) + "/" + std::to_string(prefix) +
+                               " to link " + std::to_string(index));
   if (!added && added.error().code == ErrorCode::kAlreadyExists) return {};
   return added;
 }
@@ -288,8 +279,8 @@ Result<void> Rtnetlink::ReplaceRoute(const Ipv4Route& route) {
   }
   const in_addr_t gateway = Network(route.gateway);
   m.Attribute(RTA_GATEWAY, &gateway, sizeof gateway);
-  return Request(m.Finish(), "routing " + FormatSubnet(route.destination) + " via " +
-                                 FormatIpv4(route.gateway));
+  return Exchange(m.Finish(), "routing " + FormatSubnet(route.destination) + " via " +
+                                  FormatIpv4(route.gateway));
 }
 
 Result<void> Rtnetlink::DeleteRoute(const Ipv4Subnet& destination) {
@@ -305,48 +296,18 @@ Result<void> Rtnetlink::DeleteRoute(const Ipv4Subnet& destination) {
     const in_addr_t dst = Network(destination.network);
     m.Attribute(RTA_DST, &dst, sizeof dst);
   }
-  auto deleted = Request(m.Finish(), "removing the route to " + FormatSubnet(destination));
+  auto deleted = Exchange(m.Finish(), "removing the route to " + FormatSubnet(destination));
   if (!deleted && deleted.error().code == ErrorCode::kNotFound) return {};
   return deleted;
 }
 
-Result<void> Rtnetlink::Dump(std::vector<char>& message, std::string_view what,
-                             const std::function<void(const nlmsghdr*)>& each) {
-  auto* header = reinterpret_cast<nlmsghdr*>(message.data());
-  header->nlmsg_flags |= NLM_F_DUMP;
-  header->nlmsg_seq = ++seq_;
-  PHX_TRY(SendAll(fd_.get(), message, what));
-  alignas(nlmsghdr) std::array<char, 32768> reply;
-  // A dump arrives in several datagrams; a host with a full BGP table needs many, and the bound
-  // keeps a confused answer from spinning forever.
-  for (int reads = 0; reads < 4096; ++reads) {
-    const ssize_t n = ::recv(fd_.get(), reply.data(), reply.size(), 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoError(what);
-    }
-    int length = static_cast<int>(n);
-    for (auto* h = reinterpret_cast<nlmsghdr*>(reply.data()); NLMSG_OK(h, length);
-         h = NLMSG_NEXT(h, length)) {
-      if (h->nlmsg_seq != seq_) continue;
-      if (h->nlmsg_type == NLMSG_DONE) return {};
-      if (h->nlmsg_type == NLMSG_ERROR) {
-        const auto* e = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
-        return KernelError(what, -e->error);
-      }
-      each(h);
-    }
-  }
-  return Internal(std::string(what) + ": the dump did not end");
-}
-
 Result<std::vector<Ipv4Route>> Rtnetlink::PhoenixRoutes() {
-  MessageBuilder m(RTM_GETROUTE, 0);
+  MessageBuilder m(RTM_GETROUTE, NLM_F_DUMP);
   rtmsg info{};
   info.rtm_family = AF_INET;
   m.Body(info);
   std::vector<Ipv4Route> routes;
-  PHX_TRY(Dump(m.Finish(), "listing routes", [&](const nlmsghdr* h) {
+  PHX_TRY(Exchange(m.Finish(), "listing routes", [&](const nlmsghdr* h) {
     if (h->nlmsg_type != RTM_NEWROUTE) return;
     const auto* r = static_cast<const rtmsg*>(NLMSG_DATA(h));
     if (r->rtm_protocol != kPhoenixRouteProtocol || r->rtm_table != RT_TABLE_MAIN) return;
@@ -366,12 +327,12 @@ Result<std::vector<Ipv4Route>> Rtnetlink::PhoenixRoutes() {
 }
 
 Result<bool> Rtnetlink::SubnetIsLocal(const Ipv4Subnet& subnet) {
-  MessageBuilder m(RTM_GETADDR, 0);
+  MessageBuilder m(RTM_GETADDR, NLM_F_DUMP);
   ifaddrmsg info{};
   info.ifa_family = AF_INET;
   m.Body(info);
   bool local = false;
-  PHX_TRY(Dump(m.Finish(), "listing addresses", [&](const nlmsghdr* h) {
+  PHX_TRY(Exchange(m.Finish(), "listing addresses", [&](const nlmsghdr* h) {
     if (h->nlmsg_type != RTM_NEWADDR) return;
     const auto* a = static_cast<const ifaddrmsg*>(NLMSG_DATA(h));
     int length = static_cast<int>(IFA_PAYLOAD(h));
@@ -391,7 +352,7 @@ Result<void> Rtnetlink::DeleteLink(std::string_view name) {
   info.ifi_family = AF_UNSPEC;
   m.Body(info);
   m.Attribute(IFLA_IFNAME, name);
-  auto deleted = Request(m.Finish(), "removing link " + std::string(name));
+  auto deleted = Exchange(m.Finish(), "removing link " + std::string(name));
   if (!deleted && deleted.error().code == ErrorCode::kNotFound) return {};
   return deleted;
 }

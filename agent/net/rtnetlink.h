@@ -70,12 +70,11 @@ class Rtnetlink {
 
  private:
   explicit Rtnetlink(UniqueFd fd) : fd_(std::move(fd)) {}
-  // Sends one request (NLM_F_ACK is added) and waits for its ack; `what` names it in errors.
-  [[nodiscard]] Result<void> Request(std::vector<char>& message, std::string_view what);
 
-  // Sends a dump request and calls `each` for every message of the answer.
-  [[nodiscard]] Result<void> Dump(std::vector<char>& message, std::string_view what,
-                                  const std::function<void(const nlmsghdr*)>& each);
+  // Sends one request (a dump, or anything else, which gets NLM_F_ACK) and calls `each` for every
+  // message of the answer until its end (NLMSG_DONE or the ack); `what` names it in errors.
+  [[nodiscard]] Result<void> Exchange(std::vector<char>& message, std::string_view what,
+                                      const std::function<void(const nlmsghdr*)>& each = {});
 
   UniqueFd fd_;
   uint32_t seq_ = 0;
