@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -74,6 +75,22 @@ Result<std::shared_ptr<NodeNetwork>> NodeNetwork::Open(const Ipv4Subnet& subnet,
   PHX_TRY(netlink->AddAddress(*index, subnet.gateway(), subnet.prefix));
   PHX_TRY(netlink->SetLinkUp(*index));
   PHX_TRY(EnableForwarding());
+  // Instances that outlived the bridge (deleted while they ran, or an agent of another host
+  // network setup): their veths go back on it, so adopted instances are reachable again.
+  auto links = netlink->Links();
+  if (!links) return std::unexpected(links.error().Wrap("node network"));
+  for (const Link& link : *links) {
+    uint32_t address = 0;
+    if (link.name.size() != 11 || !link.name.starts_with("phx") || link.master == *index ||
+        std::sscanf(link.name.c_str() + 3, "%8x", &address) != 1 || !subnet.Contains(address) ||
+        HostVethName(address) != link.name) {
+      continue;
+    }
+    PHX_TRY(netlink->SetMaster(link.index, *index));
+    PHX_TRY(netlink->SetLinkUp(link.index));
+    spdlog::warn("node network: {} ({}) was off bridge {}: attached again", link.name,
+                 FormatIpv4(address), bridge);
+  }
   spdlog::info("node network: bridge {} at {}/{} for instances of {}", bridge,
                FormatIpv4(subnet.gateway()), subnet.prefix, FormatSubnet(subnet));
   return std::shared_ptr<NodeNetwork>(

@@ -128,6 +128,29 @@ TEST_F(NodeNetworkTest, InstancesAreReachableAtTheirOwnAddressesFromTheNodeAndEa
   });
 }
 
+TEST_F(NodeNetworkTest, InstancesThatOutlivedTheirBridgeAreAttachedToTheNextOne) {
+  auto a = NewInstance();
+  ASSERT_TRUE(a);
+  InNode([&] {
+    auto network = NodeNetwork::Open(subnet_, dir_.path() / "ipam");
+    ASSERT_TRUE(network) << network.error().ToString();
+    auto address = (*network)->Attach("phx-a", a->path());
+    ASSERT_TRUE(address) << address.error().ToString();
+    auto listener = a->Listen(0, SOMAXCONN, INADDR_ANY);
+    ASSERT_TRUE(listener);
+    UniqueFd listening(*listener);
+    const uint16_t port = LocalPort(listening.get());
+    ASSERT_TRUE(Reaches(*address, port));
+
+    auto netlink = Rtnetlink::Open();
+    ASSERT_TRUE(netlink);
+    ASSERT_TRUE(netlink->DeleteLink((*network)->bridge()));         // someone deletes the bridge
+    auto again = NodeNetwork::Open(subnet_, dir_.path() / "ipam");  // the next agent
+    ASSERT_TRUE(again) << again.error().ToString();
+    EXPECT_TRUE(Reaches(*address, port)) << "the instance's veth is on the new bridge";
+  });
+}
+
 TEST_F(NodeNetworkTest, AFullSubnetSaysSoAndLeavesNothingBehind) {
   const Ipv4Subnet small = *ParseIpv4Subnet("10.88.2.0/29");  // .2 to .6 for instances
   const auto ipam = dir_.path() / "ipam";

@@ -245,6 +245,43 @@ Result<void> Rtnetlink::SetLinkUp(int index) {
   return Exchange(m.Finish(), "bringing link " + std::to_string(index) + " up");
 }
 
+Result<void> Rtnetlink::SetMaster(int index, int master_index) {
+  MessageBuilder m(RTM_NEWLINK, 0);
+  ifinfomsg info{};
+  info.ifi_family = AF_UNSPEC;
+  info.ifi_index = index;
+  m.Body(info);
+  m.Attribute32(IFLA_MASTER, static_cast<uint32_t>(master_index));
+  return Exchange(m.Finish(), "attaching link " + std::to_string(index) + " to bridge " +
+                                  std::to_string(master_index));
+}
+
+Result<std::vector<Link>> Rtnetlink::Links() {
+  MessageBuilder m(RTM_GETLINK, NLM_F_DUMP);
+  ifinfomsg info{};
+  info.ifi_family = AF_UNSPEC;
+  m.Body(info);
+  std::vector<Link> links;
+  PHX_TRY(Exchange(m.Finish(), "listing links", [&](const nlmsghdr* h) {
+    if (h->nlmsg_type != RTM_NEWLINK) return;
+    const auto* i = static_cast<const ifinfomsg*>(NLMSG_DATA(h));
+    Link link{.index = i->ifi_index};
+    int length = static_cast<int>(IFLA_PAYLOAD(h));
+    for (auto* a = IFLA_RTA(i); RTA_OK(a, length); a = RTA_NEXT(a, length)) {
+      if (a->rta_type == IFLA_IFNAME) {
+        link.name = std::string(static_cast<const char*>(RTA_DATA(a)),
+                                strnlen(static_cast<const char*>(RTA_DATA(a)), RTA_PAYLOAD(a)));
+      } else if (a->rta_type == IFLA_MASTER && RTA_PAYLOAD(a) == sizeof(uint32_t)) {
+        uint32_t master;
+        std::memcpy(&master, RTA_DATA(a), sizeof master);
+        link.master = static_cast<int>(master);
+      }
+    }
+    links.push_back(std::move(link));
+  }));
+  return links;
+}
+
 Result<void> Rtnetlink::AddAddress(int index, uint32_t address, int prefix) {
   MessageBuilder m(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL);
   ifaddrmsg info{};

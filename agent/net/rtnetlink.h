@@ -31,6 +31,12 @@ namespace phoenix::agent::net {
 // userspace; iproute2 shows it as "proto 158".
 inline constexpr uint8_t kPhoenixRouteProtocol = 158;
 
+struct Link {
+  int index = 0;
+  std::string name;
+  int master = 0;  // the bridge it is enslaved to; 0: none
+};
+
 struct Ipv4Route {
   Ipv4Subnet destination;
   uint32_t gateway = 0;  // host byte order
@@ -53,6 +59,9 @@ class Rtnetlink {
   [[nodiscard]] Result<void> AddVethPair(std::string_view name, int master_index,
                                          std::string_view peer_name, int peer_netns_fd);
   [[nodiscard]] Result<void> SetLinkUp(int index);
+  // Enslaves link `index` to the bridge `master_index`.
+  [[nodiscard]] Result<void> SetMaster(int index, int master_index);
+  [[nodiscard]] Result<std::vector<Link>> Links();
   // Succeeds when the link already has that address.
   [[nodiscard]] Result<void> AddAddress(int index, uint32_t address, int prefix);
   // Adds or replaces (main table, kPhoenixRouteProtocol). A zero-length destination is the default
