@@ -316,7 +316,16 @@ std::string PortProblem(const std::string& address, uint16_t port) {
 
 FrontDoorTable FrontDoor::Servable(const FrontDoorTable& desired,
                                    std::vector<BlockedFrontend>& blocked) const {
-  const std::set<uint16_t> held = PortsIn(loaded_signature_);
+  // Ports HAProxy may hold: what it loaded, and, when that is unknown (an agent died between
+  // writing a config and loading it), also what the config file and the last applied table name.
+  // Binding one of those here would fail on HAProxy's own socket and drop a serving frontend.
+  std::set<uint16_t> held = PortsIn(loaded_signature_);
+  if (!loaded_signature_) {
+    held.merge(PortsIn(SignatureInFile(options_.files.config())));
+    if (last_good_) {
+      for (const FrontDoorService& s : last_good_->services) held.insert(s.port);
+    }
+  }
   FrontDoorTable servable{.version = desired.version};
   for (const FrontDoorService& s : desired.services) {
     if (!held.contains(s.port)) {

@@ -119,14 +119,17 @@ Result<uint32_t> NodeNetwork::ClaimAddressLocked(std::string_view instance,
   const uint32_t first = subnet_.gateway() + 1;
   const uint32_t last = subnet_.broadcast() - 1;
   // The address this instance already holds (a Start retried after a crash) comes first.
-  for (const auto& entry : fs::directory_iterator(ipam_dir_)) {
-    if (ReadSmallFile(entry.path()) != instance) continue;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(ipam_dir_, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    if (ReadSmallFile(it->path()) != instance) continue;
     in_addr a{};
-    if (::inet_pton(AF_INET, entry.path().filename().c_str(), &a) == 1 &&
+    if (::inet_pton(AF_INET, it->path().filename().c_str(), &a) == 1 &&
         subnet_.Contains(ntohl(a.s_addr))) {
       return ntohl(a.s_addr);
     }
   }
+  if (ec) return Internal("reading " + ipam_dir_.string() + ": " + ec.message());
   in_addr wanted{};
   if (!preferred.empty() && ::inet_pton(AF_INET, std::string(preferred).c_str(), &wanted) == 1) {
     const uint32_t address = ntohl(wanted.s_addr);
