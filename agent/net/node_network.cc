@@ -191,12 +191,30 @@ Result<std::string> NodeNetwork::Attach(std::string_view instance, const fs::pat
 }
 
 Result<void> NodeNetwork::Detach(std::string_view instance, std::string_view address) {
+  std::lock_guard lock(mu_);
+  if (address.empty()) {
+    // The instance's record did not get its address (the agent died right after the claim): its
+    // claim file, if any, says which.
+    std::error_code ec;
+    for (auto it = fs::directory_iterator(ipam_dir_, ec); !ec && it != fs::directory_iterator();
+         it.increment(ec)) {
+      in_addr held{};
+      if (ReadSmallFile(it->path()) != instance ||
+          ::inet_pton(AF_INET, it->path().filename().c_str(), &held) != 1) {
+        continue;
+      }
+      PHX_TRY(netlink_.DeleteLink(HostVethName(ntohl(held.s_addr))));
+      ReleaseAddressLocked(ntohl(held.s_addr));
+      return {};
+    }
+    if (ec) return Internal("reading " + ipam_dir_.string() + ": " + ec.message());
+    return {};
+  }
   in_addr a{};
   if (::inet_pton(AF_INET, std::string(address).c_str(), &a) != 1) {
     return InvalidArgument("address", "not an IPv4 address: \"" + std::string(address) + "\"");
   }
   const uint32_t value = ntohl(a.s_addr);
-  std::lock_guard lock(mu_);
   const fs::path file = ipam_dir_ / FormatIpv4(value);
   if (ReadSmallFile(file) != instance) return {};  // freed already, maybe given to another
   // Deleting the host end takes the peer with it at once; a namespace's own teardown would do it

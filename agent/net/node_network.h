@@ -53,7 +53,8 @@ class NodeNetwork {
   [[nodiscard]] Result<std::string> Attach(std::string_view instance,
                                            const std::filesystem::path& netns_file,
                                            std::string_view preferred = {});
-  // Removes the instance's veth pair and frees `address` if `instance` holds it. Idempotent.
+  // Removes the instance's veth pair and frees `address` if `instance` holds it; with `address`
+  // empty, whatever address `instance` holds (its run record may not have got it). Idempotent.
   [[nodiscard]] Result<void> Detach(std::string_view instance, std::string_view address);
 
   // Makes the Phoenix routes of this namespace exactly `peers` (minus local subnets and this node's

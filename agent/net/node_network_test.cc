@@ -109,6 +109,7 @@ TEST_F(NodeNetworkTest, InstancesAreReachableAtTheirOwnAddressesFromTheNodeAndEa
     EXPECT_FALSE(Reaches("10.88.1.2", port)) << "detached";
     EXPECT_TRUE((*network)->Detach("phx-a", *address_a)) << "idempotent";
     EXPECT_TRUE((*network)->Detach("phx-someone-else", *address_b)) << "not theirs: untouched";
+    EXPECT_TRUE((*network)->Detach("phx-someone-else", "")) << "holds nothing: nothing to do";
     auto reused = (*network)->Attach("phx-d", a->path());
     ASSERT_TRUE(reused) << reused.error().ToString();
     EXPECT_EQ(*reused, "10.88.1.2") << "a freed address is handed out again";
@@ -125,6 +126,14 @@ TEST_F(NodeNetworkTest, InstancesAreReachableAtTheirOwnAddressesFromTheNodeAndEa
     auto taken = (*network)->Attach("phx-f", f->path(), "10.88.1.4");
     ASSERT_TRUE(taken) << taken.error().ToString();
     EXPECT_EQ(*taken, "10.88.1.5") << "held by phx-c-2";
+
+    // A run record without its address (the agent died right after the claim): freed by name.
+    ASSERT_TRUE((*network)->Detach("phx-f", ""));
+    auto g = NewInstance();
+    ASSERT_TRUE(g);
+    auto after = (*network)->Attach("phx-g", g->path());
+    ASSERT_TRUE(after) << after.error().ToString();
+    EXPECT_EQ(*after, "10.88.1.5") << "phx-f's claim was released";
   });
 }
 

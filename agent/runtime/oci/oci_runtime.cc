@@ -413,7 +413,7 @@ Result<void> OciRuntime::Teardown(const RunRecord& record) {
       }
     }
   }
-  if (!record.address.empty() && options_.node_network) {
+  if (options_.node_network) {
     if (auto r = options_.node_network->Detach(record.instance, record.address); !r) {
       problems.push_back(r.error().message);
     }
