@@ -1,5 +1,9 @@
 #include "agent/net/port_proxy.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -501,11 +505,20 @@ TEST(PortProxyTest, UnreachableBackendClosesClientAndCountsFailure) {
 
 TEST(PortProxyTest, RetriesUntilTheBackendPortOpens) {
   asio::io_context io;
-  Result<uint16_t> port = PickFreeLoopbackPort();
-  ASSERT_TRUE(port.has_value()) << port.error().ToString();
+  // The backend's port is held from the start, bound but not listening (connects are refused), so
+  // no other socket of this machine's parallel tests can take it before the "guest" opens it.
+  const int backend = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(backend, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  ASSERT_EQ(::bind(backend, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::getsockname(backend, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  const uint16_t port = ntohs(address.sin_port);
   auto proxy = MustListen(io, {.connect_attempts = 20, .retry_backoff = 10ms});
   ASSERT_NE(proxy, nullptr);
-  proxy->SetBackend(tcp::endpoint(kLoopback, *port));
+  proxy->SetBackend(tcp::endpoint(kLoopback, port));
 
   Client client(io);
   ASSERT_TRUE(client.ConnectAndWait(io, proxy->port()));
@@ -513,7 +526,8 @@ TEST(PortProxyTest, RetriesUntilTheBackendPortOpens) {
   RunFor(io, 50ms);  // at least one refused attempt
   EXPECT_FALSE(client.closed);
 
-  TestServer echo(io, ServeEcho, *port);  // the "restored guest" opens its port
+  ASSERT_EQ(::listen(backend, 16), 0);  // the "restored guest" opens its port
+  TestServer echo(io, ServeEcho, backend);
   ASSERT_TRUE(RunUntil(io, [&] { return client.received == "late"; }));
   EXPECT_EQ(proxy->stats().failed, 0u);
 }
