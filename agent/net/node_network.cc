@@ -114,22 +114,31 @@ Result<bool> NodeNetwork::TryClaimLocked(uint32_t address, std::string_view inst
   return true;
 }
 
+Result<std::vector<uint32_t>> NodeNetwork::ClaimsOfLocked(std::string_view instance) const {
+  std::vector<uint32_t> claims;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(ipam_dir_, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    in_addr a{};
+    if (ReadSmallFile(it->path()) == instance &&
+        ::inet_pton(AF_INET, it->path().filename().c_str(), &a) == 1) {
+      claims.push_back(ntohl(a.s_addr));
+    }
+  }
+  if (ec) return Internal("reading " + ipam_dir_.string() + ": " + ec.message());
+  return claims;
+}
+
 Result<uint32_t> NodeNetwork::ClaimAddressLocked(std::string_view instance,
                                                  std::string_view preferred) {
   const uint32_t first = subnet_.gateway() + 1;
   const uint32_t last = subnet_.broadcast() - 1;
   // The address this instance already holds (a Start retried after a crash) comes first.
-  std::error_code ec;
-  for (auto it = fs::directory_iterator(ipam_dir_, ec); !ec && it != fs::directory_iterator();
-       it.increment(ec)) {
-    if (ReadSmallFile(it->path()) != instance) continue;
-    in_addr a{};
-    if (::inet_pton(AF_INET, it->path().filename().c_str(), &a) == 1 &&
-        subnet_.Contains(ntohl(a.s_addr))) {
-      return ntohl(a.s_addr);
-    }
+  auto claims = ClaimsOfLocked(instance);
+  if (!claims) return std::unexpected(claims.error());
+  for (uint32_t held : *claims) {
+    if (subnet_.Contains(held)) return held;
   }
-  if (ec) return Internal("reading " + ipam_dir_.string() + ": " + ec.message());
   in_addr wanted{};
   if (!preferred.empty() && ::inet_pton(AF_INET, std::string(preferred).c_str(), &wanted) == 1) {
     const uint32_t address = ntohl(wanted.s_addr);
@@ -195,19 +204,11 @@ Result<void> NodeNetwork::Detach(std::string_view instance, std::string_view add
   if (address.empty()) {
     // The instance's record did not get its address (the agent died right after the claim): its
     // claim file, if any, says which.
-    std::error_code ec;
-    for (auto it = fs::directory_iterator(ipam_dir_, ec); !ec && it != fs::directory_iterator();
-         it.increment(ec)) {
-      in_addr held{};
-      if (ReadSmallFile(it->path()) != instance ||
-          ::inet_pton(AF_INET, it->path().filename().c_str(), &held) != 1) {
-        continue;
-      }
-      PHX_TRY(netlink_.DeleteLink(HostVethName(ntohl(held.s_addr))));
-      ReleaseAddressLocked(ntohl(held.s_addr));
-      return {};
-    }
-    if (ec) return Internal("reading " + ipam_dir_.string() + ": " + ec.message());
+    auto claims = ClaimsOfLocked(instance);
+    if (!claims) return std::unexpected(claims.error());
+    if (claims->empty()) return {};
+    PHX_TRY(netlink_.DeleteLink(HostVethName(claims->front())));
+    ReleaseAddressLocked(claims->front());
     return {};
   }
   in_addr a{};

@@ -74,6 +74,8 @@ class NodeNetwork {
   // Claims the address `instance` already holds, else `preferred` if free, else the lowest free
   // one; under mu_.
   Result<uint32_t> ClaimAddressLocked(std::string_view instance, std::string_view preferred);
+  // The addresses whose claim files name `instance` (normally at most one); under mu_.
+  Result<std::vector<uint32_t>> ClaimsOfLocked(std::string_view instance) const;
   // Creates the claim file of `address` for `instance`; false when someone holds it.
   Result<bool> TryClaimLocked(uint32_t address, std::string_view instance);
   void ReleaseAddressLocked(uint32_t address);
